@@ -1,0 +1,158 @@
+"""The ``fundtrack`` command line.
+
+Commands from other areas (tokens, recompute, report cards ...) live in their own
+modules and are added to :data:`main` at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fundtrack import __version__
+from fundtrack.config import get_settings
+from fundtrack.db import make_engine
+
+DEMO_DIR = Path(__file__).parent / "data" / "demo"
+
+
+@click.group()
+@click.version_option(__version__, prog_name="fundtrack")
+def main() -> None:
+    """Trace money for UNSCR 1325 from pledge to beneficiary.
+
+    The database is FUNDTRACK_DATABASE_URL (default: sqlite:///fundtrack.db here).
+    """
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the schema to the latest version."""
+    from fundtrack.migrate import upgrade
+
+    url = get_settings().database_url
+    upgrade(url, revision)
+    click.echo(f"database at {_safe_url(url)} is at {revision}")
+
+
+def _safe_url(url: str) -> str:
+    """A URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", help="Importer name (see `fundtrack plugins`); sniffed if omitted.")
+@click.option("--dry-run", is_flag=True, help="Read and validate, report, write nothing.")
+@click.option("--strict", is_flag=True, help="Reject a file on any error.")
+@click.option("--mapping", type=click.Path(exists=True, path_type=Path),
+              help="Column mapping (TOML) for spreadsheet imports.")
+@click.option("--by", "imported_by", default=None, help="Who is importing (kept on the batch).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: bool,
+               mapping: Path | None, imported_by: str | None, quiet: bool) -> None:
+    """Import report files (IATI XML, ...). Exit status 1 if any file is rejected."""
+    from tqdm import tqdm
+
+    from fundtrack.importing import import_file
+
+    engine = make_engine()
+    files: list[Path] = []
+    for p in paths:
+        files.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+    options = {"mapping": str(mapping)} if mapping else {}
+    if mapping and not fmt:
+        fmt = "spreadsheet"
+    rejected = 0
+    for path in files:
+        size = path.stat().st_size
+        bar = None
+        if not quiet and size > 5 * 1024 * 1024 and sys.stderr.isatty():
+            bar = tqdm(total=size, unit="B", unit_scale=True, desc=path.name, leave=False)
+        result = import_file(engine, path, fmt=fmt, dry_run=dry_run, strict=strict,
+                             imported_by=imported_by, options=options,
+                             progress=bar.update if bar else None)
+        if bar:
+            bar.close()
+        click.echo(result.summary())
+        for issue in result.issues[:20]:
+            click.echo(f"  {issue}")
+        if len(result.issues) > 20:
+            click.echo(f"  ... and {len(result.issues) - 20} more issues (see the batch)")
+        if not result.ok:
+            rejected += 1
+    if rejected:
+        click.echo(f"{rejected} of {len(files)} file(s) rejected", err=True)
+        sys.exit(1)
+
+
+@main.command("revert")
+@click.argument("batch_id", type=int)
+def revert_cmd(batch_id: int) -> None:
+    """Undo an import batch, restoring what it replaced."""
+    from fundtrack.importing import revert_batch
+
+    try:
+        out = revert_batch(make_engine(), batch_id)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"batch {batch_id} reverted: {out}")
+
+
+@main.command("plugins")
+def plugins_cmd() -> None:
+    """List the importers that are installed."""
+    from fundtrack.plugins import importers
+
+    for name, imp in sorted(importers().items()):
+        click.echo(f"{name:14} {imp.version:8} {imp.title}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+def serve_cmd(host: str, port: int, workers: int) -> None:
+    """Serve the GraphQL API (and web pages) with uvicorn."""
+    import uvicorn
+
+    uvicorn.run("fundtrack.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
+
+
+@main.command("demo")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Start the server after loading.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def demo_cmd(serve: bool, host: str, port: int) -> None:
+    """Create the database, load the bundled real demo files, and serve."""
+    from fundtrack.importing import import_file
+    from fundtrack.migrate import upgrade
+
+    url = get_settings().database_url
+    upgrade(url)
+    engine = make_engine(url)
+    for path in sorted(p for p in DEMO_DIR.rglob("*") if p.is_file()):
+        click.echo(import_file(engine, path, imported_by="demo").summary())
+    engine.dispose()
+    if serve:
+        click.echo(f"GraphQL at http://{host}:{port}/graphql")
+        serve_cmd.callback(host=host, port=port, workers=1)  # type: ignore[misc]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,26 @@
+"""Hook specifications: the whole plugin API of fundtrack.
+
+A plugin is a module or object with functions named like these hooks, decorated with
+``fundtrack.hookimpl`` and registered through the ``fundtrack.importers`` entry-point
+group. Built-in importers use exactly the same route. Every hook here is documented in
+``docs/plugins.md``; a test fails when one is not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("fundtrack")
+hookimpl = pluggy.HookimplMarker("fundtrack")
+
+
+@hookspec
+def fundtrack_importers() -> list[Any]:
+    """Return the importers this plugin provides.
+
+    Each importer is an object with ``name``, ``version``, ``title``, ``sniff(head,
+    filename)`` and ``parse(stream, context)`` as described by
+    :class:`fundtrack.plugins.Importer`. Return an empty list to provide none.
+    """

@@ -1,0 +1,316 @@
+"""The ingest pipeline: file -> importer -> canonical records -> validation -> ledger.
+
+One file is one batch and one transaction. Records stream from the importer into
+bulk writes (COPY on PostgreSQL, multi-row INSERT on SQLite) inside that transaction; at
+the end a set-based merge marks the rows this batch replaces, and the transaction
+commits. A file that cannot be read, or (with ``strict``) has any error, rolls back:
+nothing of it is written. The same bytes again (same sha256) change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import Connection, Engine, select, update
+
+from fundtrack import models as m
+from fundtrack.ledger import LedgerWriter, supersede
+from fundtrack.plugins import SNIFF_BYTES, ImportContext, Importer, importers
+from fundtrack.records import (
+    ActivityRecord,
+    FileRejected,
+    FlowRecord,
+    Issue,
+    OrganisationRecord,
+    Severity,
+)
+from fundtrack.validate import Validator
+
+MAX_STORED_ISSUES = 5000
+
+
+class NotPermitted(Exception):
+    """The importing user may not write this report (not their organisation)."""
+
+
+@dataclass
+class ImportResult:
+    """What happened to one file; printed by the CLI and returned by the API."""
+
+    file_name: str
+    sha256: str
+    status: str  # applied | unchanged | rejected | dry-run
+    importer: str | None = None
+    batch_id: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    issues: list[Issue] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "rejected"
+
+    def summary(self) -> str:
+        c = self.counts
+        head = f"{self.file_name}: {self.status}"
+        if self.status in ("applied", "dry-run"):
+            head += (f" (batch {self.batch_id}) " if self.batch_id else " ") + (
+                f"{c.get('activities', 0)} activities, {c.get('flows', 0)} flows, "
+                f"{c.get('budgets', 0)} budgets, {c.get('organisations', 0)} organisations; "
+                f"replaced {c.get('replaced_activities', 0)} activities; "
+                f"skipped {c.get('skipped', 0)} records; {c.get('warnings', 0)} warnings; "
+                f"{c.get('flows_without_usd', 0)} flows without USD rate"
+            )
+        if self.message:
+            head += f" - {self.message}"
+        return head
+
+
+def file_digest(stream: BinaryIO) -> tuple[str, int]:
+    """sha256 and size of a seekable stream, leaving it at the start."""
+    h = hashlib.sha256()
+    size = 0
+    stream.seek(0)
+    while chunk := stream.read(1 << 20):
+        h.update(chunk)
+        size += len(chunk)
+    stream.seek(0)
+    return h.hexdigest(), size
+
+
+def choose_importer(head: bytes, filename: str, fmt: str | None,
+                    registry: dict[str, Importer] | None = None) -> Importer:
+    """The importer named by ``fmt``, else the one that sniffs the head most confidently."""
+    registry = registry if registry is not None else importers()
+    if fmt:
+        if fmt not in registry:
+            raise FileRejected(f"unknown format {fmt!r}; known formats: {', '.join(sorted(registry))}")
+        return registry[fmt]
+    best: tuple[float, str] | None = None
+    for name, imp in sorted(registry.items()):
+        try:
+            score = imp.sniff(head, filename)
+        except Exception:  # a plugin's bad sniff must not break the others
+            score = None
+        if score and (best is None or score > best[0]):
+            best = (score, name)
+    if best is None:
+        raise FileRejected(
+            "format not recognised; known formats: "
+            + "; ".join(f"{n} ({registry[n].title})" for n in sorted(registry))
+            + ". Name one with --format."
+        )
+    return registry[best[1]]
+
+
+class _CountingReader(io.RawIOBase):
+    """Wraps a stream to report bytes read, for progress bars on large files."""
+
+    def __init__(self, raw: BinaryIO, progress: Callable[[int], None]) -> None:
+        self.raw = raw
+        self.progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self.raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        if n:
+            self.progress(n)
+        return n
+
+
+def _records(importer: Importer, stream: BinaryIO, ctx: ImportContext) -> Iterator[Any]:
+    try:
+        yield from importer.parse(stream, ctx)
+    except FileRejected:
+        raise
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise FileRejected(f"{importer.name} could not read the file: {exc}") from exc
+
+
+def import_file(
+    engine: Engine,
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    filename: str | None = None,
+    fmt: str | None = None,
+    dry_run: bool = False,
+    strict: bool = False,
+    imported_by: str | None = None,
+    allowed_publishers: Iterable[str] | None = None,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+    registry: dict[str, Importer] | None = None,
+) -> ImportResult:
+    """Import one file as one atomic batch and say what happened.
+
+    ``allowed_publishers``: when given (a reporter's organisations), any record reported
+    by another organisation rejects the whole file.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        with path.open("rb") as fh:
+            return import_file(engine, fh, filename=filename or path.name, fmt=fmt,
+                               dry_run=dry_run, strict=strict, imported_by=imported_by,
+                               allowed_publishers=allowed_publishers, options=options,
+                               progress=progress, registry=registry)
+    stream = source
+    name = filename or getattr(stream, "name", "upload")
+    sha, size = file_digest(stream)
+    result = ImportResult(file_name=str(name), sha256=sha, status="rejected")
+    try:
+        importer = choose_importer(stream.read(SNIFF_BYTES), str(name), fmt, registry)
+    except FileRejected as exc:
+        result.issues.append(exc.as_issue())
+        result.message = exc.message
+        return result
+    finally:
+        stream.seek(0)
+    result.importer = importer.name
+
+    with engine.connect() as conn:
+        existing = conn.execute(
+            select(m.ImportBatch.id).where(m.ImportBatch.sha256 == sha,
+                                           m.ImportBatch.status == "applied")
+        ).scalar()
+        conn.rollback()
+        if existing is not None:
+            result.status = "unchanged"
+            result.batch_id = existing
+            result.message = f"same file already imported as batch {existing}; nothing changed"
+            return result
+
+        trans = conn.begin()
+        try:
+            batch_id = _run(conn, importer, stream, result, name=str(name), size=size,
+                            strict=strict, imported_by=imported_by,
+                            allowed=set(allowed_publishers) if allowed_publishers is not None
+                            else None,
+                            options=options or {}, progress=progress)
+        except FileRejected as exc:
+            trans.rollback()
+            result.status = "rejected"
+            result.batch_id = None
+            result.issues.append(exc.as_issue())
+            result.message = exc.message + (f" at {exc.location}" if exc.location else "")
+            return result
+        except BaseException:
+            trans.rollback()
+            raise
+        if dry_run:
+            trans.rollback()
+            result.status = "dry-run"
+            result.batch_id = None
+            result.message = "dry run: nothing written"
+        else:
+            trans.commit()
+            result.status = "applied"
+            result.batch_id = batch_id
+    return result
+
+
+def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportResult, *,
+         name: str, size: int, strict: bool, imported_by: str | None,
+         allowed: set[str] | None, options: dict[str, Any],
+         progress: Callable[[int], None] | None) -> int:
+    batch = m.ImportBatch.__table__
+    batch_id = conn.execute(
+        batch.insert().values(
+            importer=importer.name, importer_version=importer.version, file_name=name,
+            sha256=result.sha256, size_bytes=size, imported_by=imported_by,
+            created_at=datetime.now(UTC), status="applied", counts={},
+        ).returning(batch.c.id)
+    ).scalar_one()
+    writer = LedgerWriter(conn, batch_id)
+    validator = Validator()
+    ctx = ImportContext(filename=name, options=options)
+    reader: BinaryIO = stream
+    if progress is not None:
+        reader = io.BufferedReader(_CountingReader(stream, progress), 1 << 16)  # type: ignore[assignment]
+    seen_activities: set[tuple[str, str]] = set()
+    publishers: set[str] = set()
+    issues = result.issues
+
+    def note(issue: Issue) -> None:
+        if strict and issue.severity is Severity.ERROR:
+            raise FileRejected(f"strict mode: {issue.message}", issue.location)
+        issues.append(issue)
+
+    def check_publisher(ref: str | None, where: str) -> None:
+        if ref:
+            publishers.add(ref)
+        if allowed is not None and ref not in allowed:
+            raise NotPermitted(
+                f"{where}: reported by {ref or 'no organisation'}, which is not one of yours "
+                f"({', '.join(sorted(allowed)) or 'none'}); file refused, nothing written")
+
+    for item in _records(importer, reader, ctx):
+        if isinstance(item, Issue):
+            note(item)
+            continue
+        for problem in validator.check(item):
+            note(problem)
+        if isinstance(item, ActivityRecord):
+            check_publisher(item.reporting_org.ref, item.location)
+            key = (item.reporting_org.ref or "", item.identifier)
+            if key in seen_activities:
+                note(Issue(Severity.ERROR, f"activity {item.identifier} appears twice in this "
+                           "file; the first is kept", item.location, "duplicate-activity"))
+                continue
+            seen_activities.add(key)
+            writer.add_activity(item)
+        elif isinstance(item, FlowRecord):
+            check_publisher(item.reporting_org.ref if item.reporting_org else None,
+                            item.location)
+            writer.add_flow(item, None)
+        elif isinstance(item, OrganisationRecord):
+            check_publisher(item.reporting_org.ref if item.reporting_org else item.ref,
+                            item.location)
+            writer.add_organisation(item)
+        else:
+            raise FileRejected(f"importer {importer.name} yielded an unknown record "
+                               f"type {type(item).__name__}")
+    writer.finish()
+    counts = writer.counts
+    counts.update(supersede(conn, batch_id, writer.described_orgs))
+    counts["organisations"] = writer.upsert_organisations()
+    issues.extend(writer.issues)
+    counts["skipped"] = sum(1 for i in issues if i.severity is Severity.ERROR)
+    counts["warnings"] = sum(1 for i in issues if i.severity is Severity.WARNING)
+    if counts["activities"] + counts["flows"] + counts["budgets"] + counts["organisations"] == 0:
+        raise FileRejected("the file holds no records fundtrack can import"
+                           + (f" ({counts['skipped']} skipped)" if counts["skipped"] else ""))
+    result.counts = counts
+    if issues:
+        conn.execute(m.BatchIssue.__table__.insert(), [
+            {"batch_id": batch_id, "severity": i.severity.value, "code": i.code,
+             "location": i.location, "message": i.message}
+            for i in issues[:MAX_STORED_ISSUES]
+        ])
+    conn.execute(update(m.ImportBatch).where(m.ImportBatch.id == batch_id).values(
+        counts=counts, publisher_ref=",".join(sorted(publishers))[:200] or None))
+    return batch_id
+
+
+def revert_batch(engine: Engine, batch_id: int) -> dict[str, int]:
+    """Undo an applied batch: delete its rows, restore what it replaced. Atomic."""
+    from fundtrack.ledger import revert
+
+    with engine.begin() as conn:
+        status = conn.execute(
+            select(m.ImportBatch.status).where(m.ImportBatch.id == batch_id)).scalar()
+        if status is None:
+            raise LookupError(f"no import batch {batch_id}")
+        if status != "applied":
+            raise ValueError(f"batch {batch_id} is {status}, not applied")
+        return revert(conn, batch_id)

@@ -1,0 +1,378 @@
+"""Writing to the ledger: bulk loading a batch, the set-based merge, and revert.
+
+This module knows tables, not file formats. :class:`LedgerWriter` turns canonical
+records into rows and writes them in bulk inside the caller's transaction: PostgreSQL
+gets ``COPY``, SQLite multi-row ``INSERT``. :func:`supersede` then marks, in a handful
+of set-based statements, the rows of earlier batches that this batch replaces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, delete, exists, select, text, update
+from sqlalchemy.orm import aliased
+
+from fundtrack import models as m
+from fundtrack.fx import to_usd
+from fundtrack.records import (
+    ActivityRecord,
+    BudgetRecord,
+    FlowRecord,
+    Issue,
+    OrganisationRecord,
+    OrgRef,
+    Severity,
+)
+
+FLUSH_ROWS = 20_000
+ID_BLOCK = 2_000
+MAX_REF = 200
+
+
+class IdAllocator:
+    """Hands out primary keys before rows are written, so children can point at parents.
+
+    PostgreSQL: blocks of ``nextval`` from the table's own sequence (safe with concurrent
+    writers). SQLite: counting up from ``max(id)``, safe because the batch transaction
+    holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.pool: dict[str, list[int]] = defaultdict(list)
+        self.next_id: dict[str, int] = {}
+
+    def take(self, table: str) -> int:
+        if self.pg:
+            pool = self.pool[table]
+            if not pool:
+                pool.extend(reversed(self.conn.execute(text(
+                    f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                    f"FROM generate_series(1, {ID_BLOCK})")).scalars().all()))
+            return pool.pop()
+        if table not in self.next_id:
+            current = self.conn.execute(text(f"SELECT max(id) FROM {table}")).scalar()
+            self.next_id[table] = (current or 0) + 1
+        value = self.next_id[table]
+        self.next_id[table] = value + 1
+        return value
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows fast: COPY on PostgreSQL, executemany elsewhere."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        cols = list(rows[0].keys())
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
+            f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row([_copy_value(row[c]) for c in cols])
+    else:
+        conn.execute(table.insert(), rows)
+
+
+def _ref(org: OrgRef | None) -> str | None:
+    if org is None or not org.ref:
+        return None
+    return org.ref.strip()[:MAX_REF] or None
+
+
+class LedgerWriter:
+    """Buffers the rows of one batch and writes them in bulk."""
+
+    order = (
+        m.Activity.__table__, m.ActivityCountry.__table__, m.ActivityRegion.__table__,
+        m.ActivitySector.__table__, m.PolicyMarker.__table__, m.ParticipatingOrg.__table__,
+        m.RelatedActivity.__table__, m.Flow.__table__, m.FlowParent.__table__,
+        m.Budget.__table__,
+    )
+
+    def __init__(self, conn: Connection, batch_id: int) -> None:
+        self.conn = conn
+        self.batch_id = batch_id
+        self.ids = IdAllocator(conn)
+        self.rows: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+        self.pending = 0
+        self.counts: dict[str, int] = Counter(activities=0, flows=0, budgets=0,
+                                              flows_without_usd=0)
+        self.orgs: dict[str, dict[str, Any]] = {}
+        self.org_records: dict[str, OrganisationRecord] = {}
+        self.described_orgs: set[str] = set()
+        self.no_rate: Counter[str] = Counter()
+        self.issues: list[Issue] = []
+
+    # -- records -> rows -----------------------------------------------------------------
+
+    def _add(self, table: Table, row: dict[str, Any]) -> None:
+        self.rows[table].append(row)
+        self.pending += 1
+
+    def _org(self, org: OrgRef | None) -> None:
+        ref = _ref(org)
+        if ref is None or org is None:
+            return
+        known = self.orgs.get(ref)
+        if known is None:
+            self.orgs[ref] = {"ref": ref, "name": org.name, "type": org.type}
+        else:
+            known["name"] = known["name"] or org.name
+            known["type"] = known["type"] or org.type
+
+    def add_activity(self, a: ActivityRecord) -> None:
+        aid = self.ids.take("activity")
+        self._org(a.reporting_org)
+        self._add(m.Activity.__table__, {
+            "id": aid, "batch_id": self.batch_id, "superseded_by": None,
+            "iati_identifier": a.identifier[:300], "reporting_org_ref": _ref(a.reporting_org),
+            "reporting_org_name": a.reporting_org.name, "reporting_org_type": a.reporting_org.type,
+            "title": a.title, "description": a.description, "status": a.status,
+            "start_planned": a.start_planned, "start_actual": a.start_actual,
+            "end_planned": a.end_planned, "end_actual": a.end_actual,
+            "default_currency": a.default_currency, "humanitarian": a.humanitarian,
+            "hierarchy": a.hierarchy, "last_updated": (a.last_updated or "")[:40] or None,
+            "iati_version": (a.version or "")[:10] or None, "source_location": a.location,
+        })
+        for c in a.recipient_countries:
+            self._add(m.ActivityCountry.__table__, {
+                "activity_id": aid, "code": c.code[:10], "percentage": c.percentage})
+        for r in a.recipient_regions:
+            self._add(m.ActivityRegion.__table__, {
+                "activity_id": aid, "vocabulary": r.vocabulary, "code": r.code[:20],
+                "percentage": r.percentage})
+        for s in a.sectors:
+            self._add(m.ActivitySector.__table__, {
+                "activity_id": aid, "vocabulary": s.vocabulary, "code": s.code[:60],
+                "percentage": s.percentage})
+        for p in a.policy_markers:
+            self._add(m.PolicyMarker.__table__, {
+                "activity_id": aid, "vocabulary": p.vocabulary[:10], "code": p.code[:20],
+                "significance": (p.significance or None) and p.significance[:10]})
+        for o in a.participating_orgs:
+            self._org(o)
+            self._add(m.ParticipatingOrg.__table__, {
+                "activity_id": aid, "ref": _ref(o), "name": o.name, "role": o.role,
+                "type": o.type, "activity_ref": (o.activity_id or "")[:300] or None})
+        for rtype, ref in a.related_activities:
+            self._add(m.RelatedActivity.__table__, {
+                "activity_id": aid, "type": rtype or None, "ref": ref[:300]})
+        self.counts["activities"] += 1
+        for f in a.flows:
+            self.add_flow(f, aid, a.reporting_org)
+        for b in a.budgets:
+            self.add_budget(b, aid, None)
+        self._maybe_flush()
+
+    def add_flow(self, f: FlowRecord, activity_id: int | None,
+                 reporting_org: OrgRef | None = None) -> None:
+        reporting_org = reporting_org or f.reporting_org
+        self._org(reporting_org)
+        self._org(f.provider)
+        self._org(f.receiver)
+        conv = to_usd(f.amount, f.currency, f.value_date, f.usd_rate, f.usd_amount)
+        if conv is None:
+            self.counts["flows_without_usd"] += 1
+            self.no_rate[f.currency or "(none)"] += 1
+        fid = self.ids.take("flow")
+        self._add(m.Flow.__table__, {
+            "id": fid, "batch_id": self.batch_id, "superseded_by": None,
+            "activity_id": activity_id, "reporting_org_ref": _ref(reporting_org),
+            "external_id": (f.external_id or "")[:200] or None, "ref": f.ref,
+            "kind": f.kind, "amount": f.amount, "currency": f.currency,
+            "value_date": f.value_date, "transaction_date": f.transaction_date,
+            "amount_usd": conv.amount_usd if conv else None,
+            "usd_rate": conv.rate if conv else None,
+            "usd_rate_date": conv.rate_date if conv else None,
+            "usd_rate_source": conv.source if conv else None,
+            "provider_ref": _ref(f.provider), "provider_name": f.provider.name,
+            "provider_activity_id": (f.provider.activity_id or "")[:300] or None,
+            "receiver_ref": _ref(f.receiver), "receiver_name": f.receiver.name,
+            "receiver_activity_id": (f.receiver.activity_id or "")[:300] or None,
+            "sector_vocabulary": f.sector.vocabulary if f.sector else None,
+            "sector_code": f.sector.code[:60] if f.sector else None,
+            "recipient_country": f.recipient_country, "recipient_region": f.recipient_region,
+            "aid_type": f.aid_type, "earmarking": f.earmarking, "flow_type": f.flow_type,
+            "finance_type": f.finance_type, "tied_status": f.tied_status,
+            "disbursement_channel": f.disbursement_channel, "humanitarian": f.humanitarian,
+            "description": f.description, "extra": f.extra or None,
+            "source_location": f.location,
+        })
+        for parent in f.parent_external_ids:
+            self._add(m.FlowParent.__table__, {"flow_id": fid, "parent_external_id": parent[:200]})
+        self.counts["flows"] += 1
+        if activity_id is None:
+            self._maybe_flush()
+
+    def add_budget(self, b: BudgetRecord, activity_id: int | None, org_ref: str | None) -> None:
+        conv = to_usd(b.amount, b.currency, b.value_date or b.period_start)
+        self._add(m.Budget.__table__, {
+            "batch_id": self.batch_id, "superseded_by": None, "activity_id": activity_id,
+            "organisation_ref": org_ref, "kind": b.kind, "budget_type": b.budget_type,
+            "status": b.status, "period_start": b.period_start, "period_end": b.period_end,
+            "value_date": b.value_date, "amount": b.amount, "currency": b.currency,
+            "amount_usd": conv.amount_usd if conv else None,
+            "usd_rate": conv.rate if conv else None,
+            "usd_rate_date": conv.rate_date if conv else None,
+            "usd_rate_source": conv.source if conv else None,
+            "provider_ref": _ref(b.provider), "receiver_ref": _ref(b.receiver),
+            "receiver_name": b.receiver.name if b.receiver else None,
+            "recipient_country": b.recipient_country, "recipient_region": b.recipient_region,
+            "source_location": b.location,
+        })
+        self.counts["budgets"] += 1
+
+    def add_organisation(self, o: OrganisationRecord) -> None:
+        ref = o.ref.strip()[:MAX_REF]
+        self.org_records[ref] = o
+        self.described_orgs.add(ref)
+        self._org(OrgRef(ref=ref, name=o.name, type=o.type))
+        self._org(o.reporting_org)
+        for b in o.budgets:
+            self.add_budget(b, None, ref)
+        self._maybe_flush()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _maybe_flush(self) -> None:
+        if self.pending >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        for table in self.order:
+            rows = self.rows.pop(table, None)
+            if rows:
+                bulk_insert(self.conn, table, rows)
+        self.pending = 0
+
+    def finish(self) -> None:
+        """Write what is buffered and report, once per currency, flows left without USD."""
+        self.flush()
+        for currency, n in sorted(self.no_rate.items()):
+            self.issues.append(Issue(
+                Severity.WARNING,
+                f"{n} flow(s) in {currency} have no USD rate (no rate in the report and no ECB "
+                "reference rate for that currency and date); their USD amount is left empty",
+                "", "no-usd-rate"))
+        self.no_rate.clear()
+
+    def upsert_organisations(self) -> int:
+        """Add organisations first seen in this batch; update those it describes itself."""
+        org = m.Organisation.__table__
+        refs = sorted(self.orgs)
+        existing: set[str] = set()
+        for i in range(0, len(refs), 500):
+            chunk = refs[i:i + 500]
+            existing.update(self.conn.execute(select(org.c.ref).where(org.c.ref.in_(chunk)))
+                            .scalars())
+        new_rows = [
+            {"ref": r, "name": self.orgs[r]["name"], "type": (self.orgs[r]["type"] or "")[:10]
+             or None, "is_womens_rights_org": False, "is_pooled_fund": False}
+            for r in refs if r not in existing
+        ]
+        bulk_insert(self.conn, org, new_rows)
+        for ref, rec in self.org_records.items():
+            values = {"batch_id": self.batch_id}
+            if rec.name:
+                values["name"] = rec.name
+            if rec.type:
+                values["type"] = rec.type[:10]
+            if rec.default_currency:
+                values["default_currency"] = rec.default_currency[:3]
+            self.conn.execute(update(org).where(org.c.ref == ref).values(**values))
+        self.counts["new_organisations"] = len(new_rows)
+        return len(self.org_records)
+
+
+def supersede(conn: Connection, batch_id: int, described_orgs: set[str]) -> dict[str, int]:
+    """Mark rows of earlier batches that this batch replaces. Set-based, a few statements.
+
+    An activity is replaced by a later one with the same reporting organisation and
+    iati-identifier; its flows and budgets go with it. Flows outside activities are
+    replaced by ones with the same publisher and external id; organisation-level budgets
+    by a newer description of the same organisation.
+    """
+    act, flow, budget = m.Activity.__table__, m.Flow.__table__, m.Budget.__table__
+    new = aliased(m.Activity)
+    replaced = conn.execute(
+        update(act).where(
+            act.c.superseded_by.is_(None), act.c.batch_id != batch_id,
+            exists().where(new.batch_id == batch_id,
+                           new.iati_identifier == act.c.iati_identifier,
+                           new.reporting_org_ref == act.c.reporting_org_ref),
+        ).values(superseded_by=batch_id)
+    ).rowcount
+    gone = select(act.c.id).where(act.c.superseded_by == batch_id)
+    replaced_flows = conn.execute(
+        update(flow).where(flow.c.superseded_by.is_(None), flow.c.activity_id.in_(gone))
+        .values(superseded_by=batch_id)).rowcount
+    conn.execute(update(budget).where(budget.c.superseded_by.is_(None),
+                                      budget.c.activity_id.in_(gone))
+                 .values(superseded_by=batch_id))
+    newf = aliased(m.Flow)
+    replaced_flows += conn.execute(
+        update(flow).where(
+            flow.c.superseded_by.is_(None), flow.c.batch_id != batch_id,
+            flow.c.activity_id.is_(None), flow.c.external_id.is_not(None),
+            exists().where(newf.batch_id == batch_id, newf.external_id == flow.c.external_id,
+                           newf.reporting_org_ref == flow.c.reporting_org_ref),
+        ).values(superseded_by=batch_id)).rowcount
+    if described_orgs:
+        conn.execute(update(budget).where(
+            budget.c.superseded_by.is_(None), budget.c.batch_id != batch_id,
+            budget.c.activity_id.is_(None), budget.c.organisation_ref.in_(sorted(described_orgs)),
+        ).values(superseded_by=batch_id))
+    return {"replaced_activities": replaced, "replaced_flows": replaced_flows}
+
+
+def revert(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Delete a batch's rows and bring back the rows it had replaced (if still wanted)."""
+    act, flow, budget = m.Activity.__table__, m.Flow.__table__, m.Budget.__table__
+    deleted_flows = conn.execute(delete(flow).where(flow.c.batch_id == batch_id)).rowcount
+    conn.execute(delete(budget).where(budget.c.batch_id == batch_id))
+    for child in (m.ActivityCountry, m.ActivityRegion, m.ActivitySector, m.PolicyMarker,
+                  m.ParticipatingOrg, m.RelatedActivity):
+        t = child.__table__
+        conn.execute(delete(t).where(
+            t.c.activity_id.in_(select(act.c.id).where(act.c.batch_id == batch_id))))
+    deleted_acts = conn.execute(delete(act).where(act.c.batch_id == batch_id)).rowcount
+    cur = aliased(m.Activity)
+    restored = conn.execute(update(act).where(
+        act.c.superseded_by == batch_id,
+        ~exists().where(cur.superseded_by.is_(None),
+                        cur.iati_identifier == act.c.iati_identifier,
+                        cur.reporting_org_ref == act.c.reporting_org_ref),
+    ).values(superseded_by=None)).rowcount
+    live = select(act.c.id).where(act.c.superseded_by.is_(None))
+    conn.execute(update(flow).where(flow.c.superseded_by == batch_id,
+                                    flow.c.activity_id.in_(live)).values(superseded_by=None))
+    curf = aliased(m.Flow)
+    conn.execute(update(flow).where(
+        flow.c.superseded_by == batch_id, flow.c.activity_id.is_(None),
+        ~exists().where(and_(curf.superseded_by.is_(None),
+                             curf.external_id == flow.c.external_id,
+                             curf.reporting_org_ref == flow.c.reporting_org_ref)),
+    ).values(superseded_by=None))
+    conn.execute(update(budget).where(budget.c.superseded_by == batch_id,
+                                      budget.c.activity_id.in_(live)).values(superseded_by=None))
+    conn.execute(update(budget).where(budget.c.superseded_by == batch_id,
+                                      budget.c.activity_id.is_(None)).values(superseded_by=None))
+    conn.execute(update(m.ImportBatch.__table__).where(m.ImportBatch.id == batch_id).values(
+        status="reverted", reverted_at=datetime.now(UTC)))
+    return {"deleted_activities": deleted_acts, "deleted_flows": deleted_flows,
+            "restored_activities": restored}

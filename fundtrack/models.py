@@ -1,0 +1,283 @@
+"""The ledger: SQLAlchemy 2 models. Migrations in ``migrations/`` build exactly this.
+
+Rows written by an import carry ``batch_id``; rows replaced by a later import carry
+``superseded_by`` (that batch's id) and are kept so a revert can restore them. Every
+read of "the ledger as it stands" filters ``superseded_by IS NULL``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from fundtrack.money import Money
+from fundtrack.records import FlowKind
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT ids on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Organisation(Base):
+    """Anyone who gives, channels or spends money, keyed by its IATI-style reference."""
+
+    __tablename__ = "organisation"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(String(10))
+    country: Mapped[str | None] = mapped_column(String(10))
+    is_womens_rights_org: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_pooled_fund: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_currency: Mapped[str | None] = mapped_column(String(3))
+    # The batch of the organisation file that described it, if any.
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id", ondelete="SET NULL"))
+
+
+class ImportBatch(Base):
+    """One file imported (or tried in a dry run): who, when, what and what was wrong."""
+
+    __tablename__ = "import_batch"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    importer: Mapped[str] = mapped_column(String(64))
+    importer_version: Mapped[str] = mapped_column(String(32))
+    file_name: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    imported_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # applied | reverted
+    reverted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    publisher_ref: Mapped[str | None] = mapped_column(String(200))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    issues: Mapped[list[BatchIssue]] = relationship(
+        back_populates="batch", cascade="all, delete-orphan", order_by="BatchIssue.id"
+    )
+
+
+class BatchIssue(Base):
+    """A warning or skipped record from an applied batch, with its location in the file."""
+
+    __tablename__ = "batch_issue"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id", ondelete="CASCADE"), index=True)
+    severity: Mapped[str] = mapped_column(String(10))
+    code: Mapped[str] = mapped_column(String(40))
+    location: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+
+    batch: Mapped[ImportBatch] = relationship(back_populates="issues")
+
+
+class Activity(Base):
+    """A project or programme as its reporting organisation describes it."""
+
+    __tablename__ = "activity"
+    __table_args__ = (
+        Index("ix_activity_key", "reporting_org_ref", "iati_identifier"),
+        Index("ix_activity_current", "superseded_by"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    superseded_by: Mapped[int | None] = mapped_column(BigInteger)
+    iati_identifier: Mapped[str] = mapped_column(String(300), index=True)
+    reporting_org_ref: Mapped[str] = mapped_column(String(200))
+    reporting_org_name: Mapped[str | None] = mapped_column(Text)
+    reporting_org_type: Mapped[str | None] = mapped_column(String(10))
+    title: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(10))
+    start_planned: Mapped[date | None] = mapped_column(Date)
+    start_actual: Mapped[date | None] = mapped_column(Date)
+    end_planned: Mapped[date | None] = mapped_column(Date)
+    end_actual: Mapped[date | None] = mapped_column(Date)
+    default_currency: Mapped[str | None] = mapped_column(String(3))
+    humanitarian: Mapped[bool] = mapped_column(Boolean, default=False)
+    hierarchy: Mapped[int | None] = mapped_column(Integer)
+    last_updated: Mapped[str | None] = mapped_column(String(40))
+    iati_version: Mapped[str | None] = mapped_column(String(10))
+    source_location: Mapped[str | None] = mapped_column(Text)
+
+
+class _ActivityChild:
+    """Columns shared by the small tables that hang off an activity."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+
+
+class ActivityCountry(_ActivityChild, Base):
+    __tablename__ = "activity_country"
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(10))
+    percentage: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class ActivityRegion(_ActivityChild, Base):
+    __tablename__ = "activity_region"
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    vocabulary: Mapped[str | None] = mapped_column(String(10))
+    code: Mapped[str] = mapped_column(String(20))
+    percentage: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class ActivitySector(_ActivityChild, Base):
+    __tablename__ = "activity_sector"
+    __table_args__ = (Index("ix_activity_sector_code", "vocabulary", "code"),)
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    vocabulary: Mapped[str | None] = mapped_column(String(10))
+    code: Mapped[str] = mapped_column(String(60))
+    percentage: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class PolicyMarker(_ActivityChild, Base):
+    __tablename__ = "policy_marker"
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    vocabulary: Mapped[str] = mapped_column(String(10))
+    code: Mapped[str] = mapped_column(String(20))
+    significance: Mapped[str | None] = mapped_column(String(10))
+
+
+class ParticipatingOrg(_ActivityChild, Base):
+    __tablename__ = "participating_org"
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(String(10))
+    type: Mapped[str | None] = mapped_column(String(10))
+    activity_ref: Mapped[str | None] = mapped_column(String(300))
+
+
+class RelatedActivity(_ActivityChild, Base):
+    __tablename__ = "related_activity"
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str | None] = mapped_column(String(10))
+    ref: Mapped[str] = mapped_column(String(300), index=True)
+
+
+class Flow(Base):
+    """One reported movement of money, exactly as reported, with USD and provenance."""
+
+    __tablename__ = "flow"
+    __table_args__ = (
+        Index("ix_flow_current_kind", "superseded_by", "kind"),
+        Index("ix_flow_key", "reporting_org_ref", "external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    superseded_by: Mapped[int | None] = mapped_column(BigInteger)
+    activity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True
+    )
+    reporting_org_ref: Mapped[str | None] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    ref: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[FlowKind] = mapped_column(Enum(FlowKind, native_enum=False, length=32))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    value_date: Mapped[date | None] = mapped_column(Date, index=True)
+    transaction_date: Mapped[date | None] = mapped_column(Date)
+    amount_usd: Mapped[Decimal | None] = mapped_column(Money)
+    usd_rate: Mapped[Decimal | None] = mapped_column(Money)
+    usd_rate_date: Mapped[date | None] = mapped_column(Date)
+    usd_rate_source: Mapped[str | None] = mapped_column(String(40))
+    provider_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    provider_name: Mapped[str | None] = mapped_column(Text)
+    provider_activity_id: Mapped[str | None] = mapped_column(String(300))
+    receiver_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    receiver_name: Mapped[str | None] = mapped_column(Text)
+    receiver_activity_id: Mapped[str | None] = mapped_column(String(300))
+    sector_vocabulary: Mapped[str | None] = mapped_column(String(10))
+    sector_code: Mapped[str | None] = mapped_column(String(60))
+    recipient_country: Mapped[str | None] = mapped_column(String(10))
+    recipient_region: Mapped[str | None] = mapped_column(String(20))
+    aid_type: Mapped[str | None] = mapped_column(String(10))
+    earmarking: Mapped[int | None] = mapped_column(Integer)
+    flow_type: Mapped[str | None] = mapped_column(String(10))
+    finance_type: Mapped[str | None] = mapped_column(String(10))
+    tied_status: Mapped[str | None] = mapped_column(String(10))
+    disbursement_channel: Mapped[str | None] = mapped_column(String(10))
+    humanitarian: Mapped[bool | None] = mapped_column(Boolean)
+    description: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    source_location: Mapped[str | None] = mapped_column(Text)
+
+
+class FlowParent(Base):
+    """A parent flow named by a child flow (FTS parentFlowId), by the parent's external id."""
+
+    __tablename__ = "flow_parent"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    flow_id: Mapped[int] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"), index=True)
+    parent_external_id: Mapped[str] = mapped_column(String(200), index=True)
+
+
+class Budget(Base):
+    """A budget, planned disbursement or organisation-level budget/expenditure line."""
+
+    __tablename__ = "budget"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    superseded_by: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    activity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True
+    )
+    organisation_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    budget_type: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str | None] = mapped_column(String(10))
+    period_start: Mapped[date | None] = mapped_column(Date)
+    period_end: Mapped[date | None] = mapped_column(Date)
+    value_date: Mapped[date | None] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    amount_usd: Mapped[Decimal | None] = mapped_column(Money)
+    usd_rate: Mapped[Decimal | None] = mapped_column(Money)
+    usd_rate_date: Mapped[date | None] = mapped_column(Date)
+    usd_rate_source: Mapped[str | None] = mapped_column(String(40))
+    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    receiver_ref: Mapped[str | None] = mapped_column(String(200))
+    receiver_name: Mapped[str | None] = mapped_column(Text)
+    recipient_country: Mapped[str | None] = mapped_column(String(10))
+    recipient_region: Mapped[str | None] = mapped_column(String(20))
+    source_location: Mapped[str | None] = mapped_column(Text)
+
+
+# Tables of other areas live in their own modules; importing them here registers them on
+# Base.metadata, so Alembic and the drift test see one schema.
+from fundtrack import auth_models, trail_models  # noqa: E402, F401
