@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine, select, update
 
+from fundtrack import derived
 from fundtrack import models as m
 from fundtrack.ledger import LedgerWriter, supersede
 from fundtrack.plugins import SNIFF_BYTES, ImportContext, Importer, importers
@@ -284,6 +285,7 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
     counts = writer.counts
     counts.update(supersede(conn, batch_id, writer.described_orgs))
     counts["organisations"] = writer.upsert_organisations()
+    counts.update(derived.after_import(conn, batch_id))
     issues.extend(writer.issues)
     counts["skipped"] = sum(1 for i in issues if i.severity is Severity.ERROR)
     counts["warnings"] = sum(1 for i in issues if i.severity is Severity.WARNING)
@@ -313,4 +315,6 @@ def revert_batch(engine: Engine, batch_id: int) -> dict[str, int]:
             raise LookupError(f"no import batch {batch_id}")
         if status != "applied":
             raise ValueError(f"batch {batch_id} is {status}, not applied")
-        return revert(conn, batch_id)
+        counts = revert(conn, batch_id)
+        counts.update(derived.after_revert(conn, batch_id))
+        return counts
