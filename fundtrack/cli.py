@@ -146,7 +146,7 @@ def demo_cmd(serve: bool, host: str, port: int) -> None:
     url = get_settings().database_url
     upgrade(url)
     engine = make_engine(url)
-    for path in sorted(p for p in DEMO_DIR.rglob("*") if p.is_file()):
+    for path in sorted(p for p in DEMO_DIR.rglob("*") if p.is_file() and p.suffix != ".md"):
         click.echo(import_file(engine, path, imported_by="demo").summary())
     engine.dispose()
     if serve:

@@ -255,33 +255,36 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
                 f"{where}: reported by {ref or 'no organisation'}, which is not one of yours "
                 f"({', '.join(sorted(allowed)) or 'none'}); file refused, nothing written")
 
-    for item in _records(importer, reader, ctx):
-        if isinstance(item, Issue):
-            note(item)
-            continue
-        for problem in validator.check(item):
-            note(problem)
-        if isinstance(item, ActivityRecord):
-            check_publisher(item.reporting_org.ref, item.location)
-            key = (item.reporting_org.ref or "", item.identifier)
-            if key in seen_activities:
-                note(Issue(Severity.ERROR, f"activity {item.identifier} appears twice in this "
-                           "file; the first is kept", item.location, "duplicate-activity"))
+    try:
+        for item in _records(importer, reader, ctx):
+            if isinstance(item, Issue):
+                note(item)
                 continue
-            seen_activities.add(key)
-            writer.add_activity(item)
-        elif isinstance(item, FlowRecord):
-            check_publisher(item.reporting_org.ref if item.reporting_org else None,
-                            item.location)
-            writer.add_flow(item, None)
-        elif isinstance(item, OrganisationRecord):
-            check_publisher(item.reporting_org.ref if item.reporting_org else item.ref,
-                            item.location)
-            writer.add_organisation(item)
-        else:
-            raise FileRejected(f"importer {importer.name} yielded an unknown record "
-                               f"type {type(item).__name__}")
-    writer.finish()
+            for problem in validator.check(item):
+                note(problem)
+            if isinstance(item, ActivityRecord):
+                check_publisher(item.reporting_org.ref, item.location)
+                key = (item.reporting_org.ref or "", item.identifier)
+                if key in seen_activities:
+                    note(Issue(Severity.ERROR, f"activity {item.identifier} appears twice in this "
+                               "file; the first is kept", item.location, "duplicate-activity"))
+                    continue
+                seen_activities.add(key)
+                writer.add_activity(item)
+            elif isinstance(item, FlowRecord):
+                check_publisher(item.reporting_org.ref if item.reporting_org else None,
+                                item.location)
+                writer.add_flow(item, None)
+            elif isinstance(item, OrganisationRecord):
+                check_publisher(item.reporting_org.ref if item.reporting_org else item.ref,
+                                item.location)
+                writer.add_organisation(item)
+            else:
+                raise FileRejected(f"importer {importer.name} yielded an unknown record "
+                                   f"type {type(item).__name__}")
+        writer.finish()
+    finally:
+        writer.close()
     counts = writer.counts
     counts.update(supersede(conn, batch_id, writer.described_orgs))
     counts["organisations"] = writer.upsert_organisations()

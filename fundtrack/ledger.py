@@ -9,16 +9,33 @@ of set-based statements, the rows of earlier batches that this batch replaces.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, exists, select, text, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Date,
+    DateTime,
+    Table,
+    and_,
+    delete,
+    exists,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import aliased
 
 from fundtrack import models as m
 from fundtrack.fx import to_usd
+from fundtrack.money import Money, to_text
 from fundtrack.records import (
     ActivityRecord,
     BudgetRecord,
@@ -29,8 +46,8 @@ from fundtrack.records import (
     Severity,
 )
 
-FLUSH_ROWS = 20_000
-ID_BLOCK = 2_000
+FLUSH_ROWS = 4_000
+ID_BLOCK = 10_000
 MAX_REF = 200
 
 
@@ -42,8 +59,9 @@ class IdAllocator:
     holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``).
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
         self.conn = conn
+        self.lock = lock
         self.pg = conn.dialect.name == "postgresql"
         self.pool: dict[str, list[int]] = defaultdict(list)
         self.next_id: dict[str, int] = {}
@@ -52,40 +70,90 @@ class IdAllocator:
         if self.pg:
             pool = self.pool[table]
             if not pool:
-                pool.extend(reversed(self.conn.execute(text(
-                    f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
-                    f"FROM generate_series(1, {ID_BLOCK})")).scalars().all()))
+                with self.lock:
+                    pool.extend(reversed(self.conn.execute(text(
+                        f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                        f"FROM generate_series(1, {ID_BLOCK})")).scalars().all()))
             return pool.pop()
         if table not in self.next_id:
-            current = self.conn.execute(text(f"SELECT max(id) FROM {table}")).scalar()
+            with self.lock:
+                current = self.conn.execute(text(f"SELECT max(id) FROM {table}")).scalar()
             self.next_id[table] = (current or 0) + 1
         value = self.next_id[table]
         self.next_id[table] = value + 1
         return value
 
 
-def _copy_value(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.name
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return value
+def _enum_name(value: Any) -> Any:
+    return value.name if isinstance(value, Enum) else value
+
+
+def _json_text(value: Any) -> Any:
+    return json.dumps(value) if value is not None else None
+
+
+def _decimal_text(value: Any) -> Any:
+    return to_text(value) if isinstance(value, Decimal) else value
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(" ")
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _converters(table: Table, cols: list[str], sqlite: bool) -> list[Any]:
+    """Per column, the function that turns a Python value into what the driver stores.
+
+    Mirrors what the SQLAlchemy column types do, without their per-row overhead.
+    """
+    out: list[Any] = []
+    for name in cols:
+        col_type = table.c[name].type
+        if isinstance(col_type, SAEnum):
+            out.append(_enum_name)
+        elif isinstance(col_type, JSON):
+            out.append(_json_text)
+        elif sqlite and isinstance(col_type, Money):
+            out.append(_decimal_text)
+        elif sqlite and isinstance(col_type, (Date, DateTime)):
+            out.append(_iso)
+        else:
+            out.append(None)
+    return out
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows fast: COPY on PostgreSQL, executemany elsewhere."""
+    """Insert many rows fast, inside the caller's transaction.
+
+    PostgreSQL: ``COPY``. SQLite: the driver's ``executemany``. Both skip SQLAlchemy's
+    per-row parameter processing, which costs more than the insert itself.
+    """
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        cols = list(rows[0].keys())
-        raw = conn.connection.dbapi_connection
+    cols = list(rows[0].keys())
+    dialect = conn.dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        conn.execute(table.insert(), rows)
+        return
+    convs = _converters(table, cols, sqlite=dialect == "sqlite")
+    pairs = list(zip(cols, convs, strict=True))
+    values = [[conv(row[c]) if conv else row[c] for c, conv in pairs] for row in rows]
+    raw = conn.connection.dbapi_connection
+    if dialect == "postgresql":
         with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
             f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
         ) as copy:
-            for row in rows:
-                copy.write_row([_copy_value(row[c]) for c in cols])
+            for v in values:
+                copy.write_row(v)
     else:
-        conn.execute(table.insert(), rows)
+        sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) "
+               f"VALUES ({', '.join('?' for _ in cols)})")
+        cur = raw.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(sql, values)
+        finally:
+            cur.close()
 
 
 def _ref(org: OrgRef | None) -> str | None:
@@ -95,7 +163,13 @@ def _ref(org: OrgRef | None) -> str | None:
 
 
 class LedgerWriter:
-    """Buffers the rows of one batch and writes them in bulk."""
+    """Buffers the rows of one batch and writes them in bulk.
+
+    Writes run on one background thread while the importer goes on parsing, so database
+    time overlaps parse time (both drivers release the GIL while the server works). At
+    most one write is in flight; a lock keeps the connection to one thread at a time.
+    Call :meth:`close` in all cases before the transaction ends.
+    """
 
     order = (
         m.Activity.__table__, m.ActivityCountry.__table__, m.ActivityRegion.__table__,
@@ -107,7 +181,10 @@ class LedgerWriter:
     def __init__(self, conn: Connection, batch_id: int) -> None:
         self.conn = conn
         self.batch_id = batch_id
-        self.ids = IdAllocator(conn)
+        self.lock = threading.Lock()
+        self.ids = IdAllocator(conn, self.lock)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self.in_flight: Future[None] | None = None
         self.rows: dict[Table, list[dict[str, Any]]] = defaultdict(list)
         self.pending = 0
         self.counts: dict[str, int] = Counter(activities=0, flows=0, budgets=0,
@@ -254,15 +331,37 @@ class LedgerWriter:
             self.flush()
 
     def flush(self) -> None:
-        for table in self.order:
-            rows = self.rows.pop(table, None)
-            if rows:
-                bulk_insert(self.conn, table, rows)
+        """Hand the buffered rows to the writer thread (after the previous write is done)."""
+        batch = [(t, self.rows.pop(t)) for t in self.order if self.rows.get(t)]
         self.pending = 0
+        self.wait()
+        if batch:
+            self.in_flight = self.executor.submit(self._write, batch)
+
+    def _write(self, batch: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+        with self.lock:
+            for table, rows in batch:
+                bulk_insert(self.conn, table, rows)
+
+    def wait(self) -> None:
+        """Block until the write in flight is done; re-raise its error."""
+        if self.in_flight is not None:
+            future, self.in_flight = self.in_flight, None
+            future.result()
+
+    def close(self) -> None:
+        """Stop the writer thread; safe to call twice and after an error."""
+        try:
+            if self.in_flight is not None:
+                self.in_flight.exception()
+        finally:
+            self.in_flight = None
+            self.executor.shutdown(wait=True)
 
     def finish(self) -> None:
         """Write what is buffered and report, once per currency, flows left without USD."""
         self.flush()
+        self.wait()
         for currency, n in sorted(self.no_rate.items()):
             self.issues.append(Issue(
                 Severity.WARNING,

@@ -1,0 +1,73 @@
+"""The command line: import, dry run, rejection exit status, plugins, revert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fundtrack.cli import main
+from tests.conftest import SHARED
+
+
+@pytest.fixture
+def run(db_url: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FUNDTRACK_DATABASE_URL", db_url)
+    runner = CliRunner()
+
+    def _run(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return _run
+
+
+def test_import_prints_a_summary_per_file_and_is_idempotent(run):
+    f = str(SHARED / "iati-activity/dportal-covid19-2021/dportal_8.xml")
+    first = run("import", "--quiet", f)
+    assert first.exit_code == 0, first.output
+    assert "dportal_8.xml: applied (batch 1) 100 activities, 180 flows" in first.output
+    again = run("import", "--quiet", f)
+    assert again.exit_code == 0
+    assert "unchanged" in again.output and "batch 1" in again.output
+
+
+def test_rejected_file_gives_non_zero_exit(run, tmp_path: Path):
+    bad = tmp_path / "cut.xml"
+    bad.write_bytes((SHARED / "iati-activity/usaid-bo.xml").read_bytes()[:5000])
+    good = str(SHARED / "iati-activity/wri-521257057-strategic-plan-2023-2027.xml")
+    out = run("import", "--quiet", str(bad), good)
+    assert out.exit_code == 1
+    assert "cut.xml: rejected" in out.output and "line" in out.output
+    assert "wri-521257057-strategic-plan-2023-2027.xml: applied" in out.output
+
+
+def test_dry_run_then_revert(run):
+    f = str(SHARED / "iati-activity/usaid-bo.xml")
+    dry = run("import", "--dry-run", "--quiet", f)
+    assert "dry-run" in dry.output and "304 flows" in dry.output
+    real = run("import", "--quiet", f)
+    assert "applied (batch 1)" in real.output
+    rev = run("revert", "1")
+    assert rev.exit_code == 0 and "'deleted_flows': 304" in rev.output
+    bad = run("revert", "1")
+    assert bad.exit_code != 0 and "reverted, not applied" in bad.output
+
+
+def test_unknown_format_lists_known_formats(run, tmp_path: Path):
+    f = tmp_path / "notes.txt"
+    f.write_text("just some notes")
+    out = run("import", "--quiet", str(f))
+    assert out.exit_code == 1
+    assert "format not recognised" in out.output and "iati" in out.output
+
+
+def test_plugins_lists_the_iati_importer(run):
+    out = run("plugins")
+    assert out.exit_code == 0
+    assert "iati" in out.output and "IATI activity and organisation XML" in out.output
+
+
+def test_db_upgrade_is_repeatable(run):
+    out = run("db", "upgrade")
+    assert out.exit_code == 0 and "head" in out.output
