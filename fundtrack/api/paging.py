@@ -1,0 +1,176 @@
+"""Connections: ``first/after/last/before`` over any SQL select, with ``totalCount``.
+
+Cursors are opaque offsets into the ordered result (the order always ends with the
+primary key, so it is total). Page sizes default to 50 and are capped at 500: asking
+for more is an error that names the cap, as GitHub's API does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from sqlalchemy import Connection as SqlConnection
+from sqlalchemy import Select, func, select
+
+from fundtrack.api.context import ApiContext
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+T = TypeVar("T")
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arg: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, offset = raw.split(":", 1)
+        if tag != "o" or not offset.isdigit():
+            raise ValueError
+    except ValueError:
+        raise GraphQLError(f"`{arg}` is not a valid cursor: {cursor[:60]!r}") from None
+    return int(offset)
+
+
+def check_page_size(value: int | None, arg: str) -> None:
+    if value is None:
+        return
+    if value < 0:
+        raise GraphQLError(f"`{arg}` must not be negative (got {value})")
+    if value > MAX_PAGE:
+        raise GraphQLError(
+            f"`{arg}` is {value}, above the maximum page size of {MAX_PAGE}; "
+            "page through with `after`/`before`")
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+    def validate(self) -> None:
+        check_page_size(self.first, "first")
+        check_page_size(self.last, "last")
+
+    @property
+    def size(self) -> int:
+        """The largest number of items this page may hold (for cost estimates)."""
+        if self.first is None and self.last is None:
+            return DEFAULT_PAGE
+        return max(self.first or 0, self.last or 0)
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@dataclass
+class _Page(Generic[T]):
+    items: list[T]
+    start: int
+    has_next: bool
+    has_previous: bool
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    """A page of a list, with the size of the whole (filtered) list."""
+
+    _ctx: strawberry.Private[ApiContext]
+    _query: strawberry.Private[Select[Any]]
+    _order: strawberry.Private[Sequence[Any]]
+    _build: strawberry.Private[Callable[[Any], T]]
+    _args: strawberry.Private[PageArgs]
+    # Shared futures: nodes, edges and pageInfo selected together run one query.
+    _count: strawberry.Private[asyncio.Future[int] | None] = None
+    _page: strawberry.Private[asyncio.Future[_Page[T]] | None] = None
+
+    async def _total(self) -> int:
+        if self._count is None:
+            stmt = select(func.count()).select_from(self._query.order_by(None).subquery())
+            self._count = asyncio.ensure_future(
+                self._ctx.db(lambda c: int(c.execute(stmt).scalar_one())))
+        return await self._count
+
+    async def _load(self) -> _Page[T]:
+        if self._page is None:
+            self._page = asyncio.ensure_future(self._compute())
+        return await self._page
+
+    async def _compute(self) -> _Page[T]:
+        a = self._args
+        start = decode_cursor(a.after, "after") + 1 if a.after else 0
+        end: int | None = decode_cursor(a.before, "before") if a.before else None
+        first = a.first if a.first is not None or a.last is not None else DEFAULT_PAGE
+        if first is not None:
+            end = start + first if end is None else min(end, start + first)
+        if a.last is not None:
+            if end is None:
+                end = await self._total()
+            start = max(start, end - a.last)
+        assert end is not None
+        limit = max(end - start, 0)
+        stmt = self._query.order_by(*self._order).offset(start).limit(limit + 1)
+
+        def run(conn: SqlConnection) -> list[Any]:
+            return list(conn.execute(stmt).mappings())
+
+        rows = await self._ctx.db(run) if limit else []
+        return _Page(
+            items=[self._build(r) for r in rows[:limit]],
+            start=start,
+            has_next=len(rows) > limit,
+            has_previous=start > 0,
+        )
+
+    @strawberry.field(description="How many items the whole list holds, across all pages.")
+    async def total_count(self) -> int:
+        return await self._total()
+
+    @strawberry.field
+    async def nodes(self) -> list[T]:
+        return (await self._load()).items
+
+    @strawberry.field
+    async def edges(self) -> list[Edge[T]]:
+        page = await self._load()
+        return [Edge(cursor=encode_cursor(page.start + i), node=n) for i, n in enumerate(page.items)]
+
+    @strawberry.field
+    async def page_info(self) -> PageInfo:
+        page = await self._load()
+        n = len(page.items)
+        return PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=encode_cursor(page.start) if n else None,
+            end_cursor=encode_cursor(page.start + n - 1) if n else None,
+        )
+
+
+def connection(ctx: ApiContext, query: Select[Any], order: Sequence[Any],
+               build: Callable[[Any], T], args: PageArgs) -> Connection[T]:
+    """A lazy connection: SQL runs only for the parts the client selected."""
+    args.validate()
+    return Connection(_ctx=ctx, _query=query, _order=order, _build=build, _args=args)

@@ -1,0 +1,352 @@
+"""The public object types. Build them from row mappings with ``X.from_row(row)``.
+
+Plain attributes are copied from the row (cheap); anything needing another table goes
+through the request's DataLoaders (``info.context.loaders``), never a query per object.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.types import Info
+
+from fundtrack.api.ids import encode_id
+from fundtrack.records import FlowKind as _FlowKind
+
+FlowKind = strawberry.enum(_FlowKind, description="What a flow is (IATI transaction types 1-13).")
+
+#: The OECD DAC gender equality policy marker: IATI policy-marker vocabulary 1, code 1.
+GENDER_VOCABULARY, GENDER_CODE = "1", "1"
+VALID_SIGNIFICANCE = ("0", "1", "2", "3", "4")
+
+
+def gender_significance(markers: list[Any]) -> int | None:
+    """The activity's DAC gender marker score (0-2), ``None`` if not given or unreadable."""
+    scores = [int(r["significance"]) for r in markers
+              if r["vocabulary"] == GENDER_VOCABULARY and r["code"] == GENDER_CODE
+              and r["significance"] in VALID_SIGNIFICANCE]
+    return max(scores) if scores else None
+
+
+@strawberry.interface(description="An object with a global id (Relay).")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type(description="An organisation in the registry (donor, fund, agency, NGO ...).")
+class Organization(Node):
+    pk: strawberry.Private[int]
+    ref: str
+    name: str | None
+    type: str | None
+    country: str | None
+    is_womens_rights_org: bool
+    is_pooled_fund: bool
+    default_currency: str | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> Organization:
+        return cls(id=strawberry.ID(encode_id("Organization", r["id"])), pk=r["id"], ref=r["ref"],
+                   name=r["name"], type=r["type"], country=r["country"],
+                   is_womens_rights_org=bool(r["is_womens_rights_org"]),
+                   is_pooled_fund=bool(r["is_pooled_fund"]),
+                   default_currency=r["default_currency"])
+
+
+@strawberry.type(description="One end of a flow, as the report names it.")
+class FlowParty:
+    ref: str | None
+    name: str | None
+    activity_id: str | None = strawberry.field(
+        description="The IATI identifier of the activity at this end, if reported.")
+
+    @strawberry.field(description="The registry entry for `ref`, if the registry knows it.")
+    async def organization(self, info: Info) -> Organization | None:
+        if not self.ref:
+            return None
+        row = await info.context.loaders.organisation_by_ref.load(self.ref)
+        return Organization.from_row(row) if row else None
+
+
+@strawberry.type
+class Sector:
+    vocabulary: str | None
+    code: str
+    percentage: Decimal | None
+
+
+@strawberry.type(description="A policy marker as reported (vocabulary 1 code 1 = DAC gender).")
+class PolicyMarker:
+    vocabulary: str
+    code: str
+    significance: str | None
+
+
+@strawberry.type
+class CountryShare:
+    code: str
+    percentage: Decimal | None
+
+
+@strawberry.type
+class RegionShare:
+    vocabulary: str | None
+    code: str
+    percentage: Decimal | None
+
+
+@strawberry.type
+class ParticipatingOrg:
+    ref: str | None
+    name: str | None
+    role: str | None
+    type: str | None
+    activity_id: str | None
+
+
+@strawberry.type(description="A project or programme as its reporting organisation describes it.")
+class Activity(Node):
+    pk: strawberry.Private[int]
+    batch_pk: strawberry.Private[int]
+    iati_identifier: str
+    reporting_org_ref: str
+    reporting_org_name: str | None
+    title: str | None
+    description: str | None
+    status: str | None
+    start_planned: date | None
+    start_actual: date | None
+    end_planned: date | None
+    end_actual: date | None
+    default_currency: str | None
+    humanitarian: bool
+    current: bool
+
+    @classmethod
+    def from_row(cls, r: Any) -> Activity:
+        return cls(id=strawberry.ID(encode_id("Activity", r["id"])), pk=r["id"],
+                   batch_pk=r["batch_id"], iati_identifier=r["iati_identifier"],
+                   reporting_org_ref=r["reporting_org_ref"],
+                   reporting_org_name=r["reporting_org_name"], title=r["title"],
+                   description=r["description"], status=r["status"],
+                   start_planned=r["start_planned"], start_actual=r["start_actual"],
+                   end_planned=r["end_planned"], end_actual=r["end_actual"],
+                   default_currency=r["default_currency"], humanitarian=bool(r["humanitarian"]),
+                   current=r["superseded_by"] is None)
+
+    @strawberry.field
+    async def reporting_org(self, info: Info) -> Organization | None:
+        row = await info.context.loaders.organisation_by_ref.load(self.reporting_org_ref)
+        return Organization.from_row(row) if row else None
+
+    @strawberry.field
+    async def sectors(self, info: Info) -> list[Sector]:
+        rows = await info.context.loaders.sectors_by_activity.load(self.pk)
+        return [Sector(vocabulary=r["vocabulary"], code=r["code"], percentage=r["percentage"])
+                for r in rows]
+
+    @strawberry.field
+    async def policy_markers(self, info: Info) -> list[PolicyMarker]:
+        rows = await info.context.loaders.markers_by_activity.load(self.pk)
+        return [PolicyMarker(vocabulary=r["vocabulary"], code=r["code"],
+                             significance=r["significance"]) for r in rows]
+
+    @strawberry.field(description="OECD DAC gender equality marker: 0 not targeted, "
+                      "1 significant, 2 principal; null if not reported.")
+    async def gender_significance(self, info: Info) -> int | None:
+        return gender_significance(await info.context.loaders.markers_by_activity.load(self.pk))
+
+    @strawberry.field
+    async def recipient_countries(self, info: Info) -> list[CountryShare]:
+        rows = await info.context.loaders.countries_by_activity.load(self.pk)
+        return [CountryShare(code=r["code"], percentage=r["percentage"]) for r in rows]
+
+    @strawberry.field
+    async def recipient_regions(self, info: Info) -> list[RegionShare]:
+        rows = await info.context.loaders.regions_by_activity.load(self.pk)
+        return [RegionShare(vocabulary=r["vocabulary"], code=r["code"],
+                            percentage=r["percentage"]) for r in rows]
+
+    @strawberry.field
+    async def participating_orgs(self, info: Info) -> list[ParticipatingOrg]:
+        rows = await info.context.loaders.participants_by_activity.load(self.pk)
+        return [ParticipatingOrg(ref=r["ref"], name=r["name"], role=r["role"], type=r["type"],
+                                 activity_id=r["activity_ref"]) for r in rows]
+
+    @strawberry.field
+    async def batch(self, info: Info) -> Annotated[ImportBatch, strawberry.lazy(
+            "fundtrack.api.types")] | None:
+        row = await info.context.loaders.batch_by_id.load(self.batch_pk)
+        return ImportBatch.from_row(row) if row else None
+
+
+@strawberry.type(description="One reported movement of money, exactly as reported, with USD.")
+class Flow(Node):
+    pk: strawberry.Private[int]
+    activity_pk: strawberry.Private[int | None]
+    batch_pk: strawberry.Private[int]
+    kind: FlowKind  # type: ignore[valid-type]
+    amount: Decimal = strawberry.field(description="As reported, in `currency`.")
+    currency: str | None
+    value_date: date | None
+    transaction_date: date | None
+    amount_usd: Decimal | None
+    usd_rate: Decimal | None = strawberry.field(description="USD per unit of `currency`.")
+    usd_rate_date: date | None
+    usd_rate_source: str | None
+    reporting_org_ref: str | None
+    external_id: str | None
+    ref: str | None
+    provider: FlowParty
+    receiver: FlowParty
+    sector_vocabulary: str | None
+    sector_code: str | None
+    recipient_country: str | None
+    recipient_region: str | None
+    aid_type: str | None
+    earmarking: int | None = strawberry.field(
+        description="Grand Bargain: 1 unearmarked, 2 softly, 3 earmarked, 4 tightly earmarked.")
+    flow_type: str | None
+    finance_type: str | None
+    tied_status: str | None
+    humanitarian: bool | None
+    description: str | None
+    source_location: str | None = strawberry.field(
+        description="Where in the reported file this flow came from (XPath or row).")
+    current: bool
+
+    @classmethod
+    def from_row(cls, r: Any) -> Flow:
+        return cls(
+            id=strawberry.ID(encode_id("Flow", r["id"])), pk=r["id"],
+            activity_pk=r["activity_id"], batch_pk=r["batch_id"], kind=r["kind"],
+            amount=r["amount"], currency=r["currency"], value_date=r["value_date"],
+            transaction_date=r["transaction_date"], amount_usd=r["amount_usd"],
+            usd_rate=r["usd_rate"], usd_rate_date=r["usd_rate_date"],
+            usd_rate_source=r["usd_rate_source"], reporting_org_ref=r["reporting_org_ref"],
+            external_id=r["external_id"], ref=r["ref"],
+            provider=FlowParty(ref=r["provider_ref"], name=r["provider_name"],
+                               activity_id=r["provider_activity_id"]),
+            receiver=FlowParty(ref=r["receiver_ref"], name=r["receiver_name"],
+                               activity_id=r["receiver_activity_id"]),
+            sector_vocabulary=r["sector_vocabulary"], sector_code=r["sector_code"],
+            recipient_country=r["recipient_country"], recipient_region=r["recipient_region"],
+            aid_type=r["aid_type"], earmarking=r["earmarking"], flow_type=r["flow_type"],
+            finance_type=r["finance_type"], tied_status=r["tied_status"],
+            humanitarian=r["humanitarian"], description=r["description"],
+            source_location=r["source_location"], current=r["superseded_by"] is None,
+        )
+
+    @strawberry.field
+    async def activity(self, info: Info) -> Activity | None:
+        if self.activity_pk is None:
+            return None
+        row = await info.context.loaders.activity_by_id.load(self.activity_pk)
+        return Activity.from_row(row) if row else None
+
+    @strawberry.field
+    async def reporting_org(self, info: Info) -> Organization | None:
+        if not self.reporting_org_ref:
+            return None
+        row = await info.context.loaders.organisation_by_ref.load(self.reporting_org_ref)
+        return Organization.from_row(row) if row else None
+
+    @strawberry.field
+    async def batch(self, info: Info) -> Annotated[ImportBatch, strawberry.lazy(
+            "fundtrack.api.types")] | None:
+        row = await info.context.loaders.batch_by_id.load(self.batch_pk)
+        return ImportBatch.from_row(row) if row else None
+
+
+@strawberry.type(description="A budget, planned disbursement or organisation budget line.")
+class Budget(Node):
+    pk: strawberry.Private[int]
+    activity_pk: strawberry.Private[int | None]
+    kind: str
+    budget_type: str | None
+    status: str | None
+    period_start: date | None
+    period_end: date | None
+    value_date: date | None
+    amount: Decimal
+    currency: str | None
+    amount_usd: Decimal | None
+    organisation_ref: str | None
+    provider_ref: str | None
+    receiver_ref: str | None
+    receiver_name: str | None
+    recipient_country: str | None
+    recipient_region: str | None
+    source_location: str | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> Budget:
+        return cls(id=strawberry.ID(encode_id("Budget", r["id"])), pk=r["id"],
+                   activity_pk=r["activity_id"], kind=r["kind"], budget_type=r["budget_type"],
+                   status=r["status"], period_start=r["period_start"],
+                   period_end=r["period_end"], value_date=r["value_date"], amount=r["amount"],
+                   currency=r["currency"], amount_usd=r["amount_usd"],
+                   organisation_ref=r["organisation_ref"], provider_ref=r["provider_ref"],
+                   receiver_ref=r["receiver_ref"], receiver_name=r["receiver_name"],
+                   recipient_country=r["recipient_country"],
+                   recipient_region=r["recipient_region"],
+                   source_location=r["source_location"])
+
+    @strawberry.field
+    async def activity(self, info: Info) -> Activity | None:
+        if self.activity_pk is None:
+            return None
+        row = await info.context.loaders.activity_by_id.load(self.activity_pk)
+        return Activity.from_row(row) if row else None
+
+
+@strawberry.type(description="A problem found in an imported file, with where it is.")
+class BatchIssue:
+    severity: str
+    code: str
+    location: str
+    message: str
+
+
+@strawberry.type(description="One imported file: who, when, what, and what was wrong with it.")
+class ImportBatch(Node):
+    pk: strawberry.Private[int]
+    importer: str
+    importer_version: str
+    file_name: str
+    sha256: str
+    size_bytes: int
+    imported_by: str | None
+    created_at: datetime
+    status: str
+    reverted_at: datetime | None
+    publisher_ref: str | None
+    counts: strawberry.scalars.JSON
+
+    @classmethod
+    def from_row(cls, r: Any) -> ImportBatch:
+        return cls(id=strawberry.ID(encode_id("ImportBatch", r["id"])), pk=r["id"],
+                   importer=r["importer"], importer_version=r["importer_version"],
+                   file_name=r["file_name"], sha256=r["sha256"], size_bytes=r["size_bytes"],
+                   imported_by=r["imported_by"], created_at=r["created_at"], status=r["status"],
+                   reverted_at=r["reverted_at"], publisher_ref=r["publisher_ref"],
+                   counts=r["counts"] or {})
+
+    @strawberry.field(description="Warnings and skipped records, with their location in the file.")
+    async def issues(self, info: Info) -> list[BatchIssue]:
+        rows = await info.context.loaders.issues_by_batch.load(self.pk)
+        return [BatchIssue(severity=r["severity"], code=r["code"], location=r["location"],
+                           message=r["message"]) for r in rows]
+
+
+#: Global id type name -> (object type, loader attribute on ``Loaders``).
+NODE_TYPES: dict[str, tuple[Any, str]] = {
+    "Organization": (Organization, "organisation_by_id"),
+    "Activity": (Activity, "activity_by_id"),
+    "Flow": (Flow, "flow_by_id"),
+    "Budget": (Budget, "budget_by_id"),
+    "ImportBatch": (ImportBatch, "batch_by_id"),
+}

@@ -1,0 +1,64 @@
+"""The ASGI application: ``fundtrack serve`` runs ``create_app()`` with uvicorn.
+
+Routes: ``/graphql`` (API and GraphiQL) and ``/healthz``. The web front adds its routes
+to :func:`routes`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Route
+from strawberry.asgi import GraphQL
+
+from fundtrack.api.context import ApiContext
+from fundtrack.auth import ANONYMOUS_VIEWER
+from fundtrack.config import Settings, get_settings
+from fundtrack.db import make_engine
+
+
+class GraphQLApp(GraphQL):
+    """Strawberry's ASGI view with our per-request context (viewer, loaders, engine)."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        from fundtrack.api.schema import build_schema
+
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            allow_queries_via_get=True,
+            multipart_uploads_enabled=True,
+        )
+        self.engine = engine
+        self.settings = settings
+
+    async def get_context(self, request: Any, response: Any) -> ApiContext:  # type: ignore[override]
+        return ApiContext(engine=self.engine, settings=self.settings, viewer=ANONYMOUS_VIEWER,
+                          request=request, response=response)
+
+
+async def healthz(_request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def routes(engine: Engine, settings: Settings) -> list[BaseRoute]:
+    graphql = GraphQLApp(engine, settings)
+    return [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/healthz", healthz),
+    ]
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
+    """The whole application; tests pass their own engine and settings."""
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.database_url,
+                                   statement_timeout_ms=settings.statement_timeout_ms)
+    app = Starlette(routes=routes(engine, settings), debug=False)
+    app.state.engine = engine
+    app.state.settings = settings
+    return app
