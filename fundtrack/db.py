@@ -48,7 +48,9 @@ def _setup_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front, so an import batch sees a stable
         # database from its first read (id allocation) to its commit.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (execution option readonly=True, used by the API) take a deferred BEGIN.
+        readonly = conn.get_execution_options().get("readonly")
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def _setup_postgres(engine: Engine, statement_timeout_ms: int) -> None:
