@@ -115,10 +115,12 @@ def revert_cmd(batch_id: int) -> None:
 @main.command("plugins")
 def plugins_cmd() -> None:
     """List the importers that are installed."""
-    from fundtrack.plugins import importers
+    from fundtrack.plugins import LOAD_ERRORS, importers, plugin_of
 
     for name, imp in sorted(importers().items()):
-        click.echo(f"{name:14} {imp.version:8} {imp.title}")
+        click.echo(f"{name:14} {imp.version:8} {imp.title}  [{plugin_of(imp)}]")
+    for name, error in sorted(LOAD_ERRORS.items()):
+        click.echo(f"{name:14} FAILED TO LOAD: {error}", err=True)
 
 
 @main.command("serve")

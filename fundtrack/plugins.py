@@ -6,9 +6,11 @@ for built-ins (``importers/``) and third-party packages.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib.metadata import entry_points
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import pluggy
@@ -47,11 +49,30 @@ class Importer(Protocol):
     def parse(self, stream: BinaryIO, context: ImportContext) -> Iterator[Record | Issue]: ...
 
 
+#: Entry points that failed to load: name -> error. A broken plugin must not stop the
+#: others (or the built-ins); ``fundtrack plugins`` shows these.
+LOAD_ERRORS: dict[str, str] = {}
+#: Entry-point name -> "distribution version", for ``fundtrack plugins``.
+DISTRIBUTIONS: dict[str, str] = {}
+
+
 def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("fundtrack")
     pm.add_hookspecs(hookspecs)
     if load_entry_points:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # report, keep going
+                LOAD_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"fundtrack plugin {ep.name!r} failed to load: {exc}",
+                              RuntimeWarning, stacklevel=2)
+                continue
+            pm.register(plugin, name=ep.name)
+            if ep.dist is not None:
+                DISTRIBUTIONS[ep.name] = f"{ep.dist.name} {ep.dist.version}"
     return pm
 
 
@@ -73,9 +94,8 @@ def importers(pm: pluggy.PluginManager | None = None) -> dict[str, Importer]:
 def plugin_of(importer: Importer, pm: pluggy.PluginManager | None = None) -> str:
     """The distribution that provides an importer, for ``fundtrack plugins``."""
     pm = pm or plugin_manager()
-    for plugin, dist in pm.list_plugin_distinfo():
-        if importer in (plugin.fundtrack_importers() or []) or any(
-            i.name == importer.name for i in (plugin.fundtrack_importers() or [])
-        ):
-            return f"{dist.project_name} {dist.version}"
+    for name, plugin in pm.list_name_plugin():
+        provided = getattr(plugin, "fundtrack_importers", None)
+        if provided is not None and any(i.name == importer.name for i in provided() or []):
+            return DISTRIBUTIONS.get(name, "registered in code")
     return "registered in code"

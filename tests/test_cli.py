@@ -71,3 +71,23 @@ def test_plugins_lists_the_iati_importer(run):
 def test_db_upgrade_is_repeatable(run):
     out = run("db", "upgrade")
     assert out.exit_code == 0 and "head" in out.output
+
+
+def test_a_broken_plugin_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch):
+    """An entry point that fails to import is reported; built-ins still load."""
+    import importlib.metadata as md
+
+    from fundtrack import plugins
+
+    broken = md.EntryPoint(name="broken", value="no_such_module_xyz", group=plugins.ENTRY_POINT_GROUP)
+    real = plugins.entry_points
+
+    def fake(group: str):
+        return [*real(group=group), broken]
+
+    monkeypatch.setattr(plugins, "entry_points", fake)
+    monkeypatch.setattr(plugins, "LOAD_ERRORS", {})
+    with pytest.warns(RuntimeWarning, match="broken"):
+        pm = plugins.make_plugin_manager()
+    assert "iati" in plugins.importers(pm)
+    assert "ModuleNotFoundError" in plugins.LOAD_ERRORS["broken"]
