@@ -409,13 +409,13 @@ _MONEY_COLUMNS = {"amount", "amount_usd"}
 def order(keys: list[Any] | None, table: Table, default: str) -> list[Any]:
     """ORDER BY for the given keys (nulls last), always ending with the primary key."""
     out: list[Any] = []
-    for k in keys or [type("K", (), {"field": type("F", (), {"value": default}),
-                                     "direction": Direction.ASC})]:
+    if not keys:
+        out.append(table.c[default].asc().nulls_last())
+    for k in keys or []:
         col: Any = table.c[k.field.value]
         if k.field.value in _MONEY_COLUMNS:
             col = money_number(col)
-        col = col.desc() if k.direction is Direction.DESC else col.asc()
-        out.append(col.nulls_last())
+        out.append((col.desc() if k.direction is Direction.DESC else col.asc()).nulls_last())
     out.append(table.c.id.desc() if keys and keys[-1].direction is Direction.DESC
                else table.c.id.asc())
     return out
