@@ -370,8 +370,14 @@ def parse_all(importer: Importer, data: bytes, filename: str,
 
 
 def check_sample(importer: Importer, path: Path, report: ContractReport, *,
-                 options: dict[str, Any] | None = None, min_records: int = 1) -> None:
-    """All parse-side promises on one sample file."""
+                 options: dict[str, Any] | None = None, min_records: int = 1,
+                 streaming: bool = True) -> None:
+    """All parse-side promises on one sample file.
+
+    ``streaming=False`` exempts formats that cannot be read incrementally (a zip
+    container such as XLSX, a single JSON document without a streaming parser); the
+    stream is still non-seekable, so such an importer must read it into memory itself.
+    """
     sample = SampleReport(path=path)
     report.samples.append(sample)
     fail = report.failures.append
@@ -405,7 +411,7 @@ def check_sample(importer: Importer, path: Path, report: ContractReport, *,
         fail(f"{path.name}: {problem}")
     for problem in [p for i in issues for p in issue_problems(i)][:20]:
         fail(f"{path.name}: {problem}")
-    if len(records) >= 2 and len(data) >= STREAM_MIN_BYTES and first_at == -1:
+    if streaming and len(records) >= 2 and len(data) >= STREAM_MIN_BYTES and first_at == -1:
         fail(f"{path.name}: the first record came only after the whole stream was read; "
              "parse must stream (read incrementally, yield as it goes)")
     again, _, _, _ = parse_all(importer, data, path.name, options)
@@ -460,14 +466,16 @@ def check_importer(importer: Importer, samples: Sequence[Path],
                    foreign: Sequence[Path] | None = None, *,
                    malformed: Sequence[Path] = (),
                    options: dict[str, Any] | None = None,
-                   min_records: int = 1, truncated: bool = True,
+                   min_records: int = 1, truncated: bool = True, streaming: bool = True,
                    raise_on_failure: bool = True) -> ContractReport:
     """Run the whole importer contract on sample files; raise :class:`ContractError`.
 
     ``samples``: real files of the importer's own format (each must sniff, parse, stream,
     be deterministic ...). ``foreign``: files of other formats it must not claim.
     ``malformed``: files that must be rejected or give error issues, with locations.
-    ``options``: passed as ``ImportContext.options``. Returns a :class:`ContractReport`
+    ``options``: passed as ``ImportContext.options``. ``streaming=False``: the format
+    cannot be read incrementally (see :func:`check_sample`); say why where you pass it.
+    Returns a :class:`ContractReport`
     with per-sample counts, so tests can assert more.
     """
     samples = [Path(p) for p in samples]
@@ -477,7 +485,8 @@ def check_importer(importer: Importer, samples: Sequence[Path],
     report.failures.extend(check_metadata(importer))
     report.failures.extend(check_sniff(importer, samples, [Path(p) for p in foreign or ()]))
     for path in samples:
-        check_sample(importer, path, report, options=options, min_records=min_records)
+        check_sample(importer, path, report, options=options, min_records=min_records,
+                     streaming=streaming)
         if truncated:
             check_truncated(importer, path, report, options=options)
     for path in malformed:
@@ -504,6 +513,7 @@ class ImporterContract:
     foreign: Sequence[Path] = ()
     malformed: Sequence[Path] = ()
     options: dict[str, Any] | None = None
+    streaming: bool = True  # False only for formats that cannot be read incrementally
 
     def _run(self, fn: Callable[[ContractReport], None]) -> None:
         report = ContractReport(importer=self.importer.name)
@@ -521,7 +531,8 @@ class ImporterContract:
     def test_samples_parse_stream_deterministically_without_database(self) -> None:
         def run(r: ContractReport) -> None:
             for path in self.samples:
-                check_sample(self.importer, Path(path), r, options=self.options)
+                check_sample(self.importer, Path(path), r, options=self.options,
+                             streaming=self.streaming)
 
         self._run(run)
 
