@@ -7,7 +7,16 @@ its own batches) and anonymous (read published data).
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import click
+from sqlalchemy import Engine, insert, select, update
+
+from fundtrack.auth_models import ApiToken, ApiTokenOrg
 
 ADMIN, REPORTER, ANONYMOUS = "admin", "reporter", "anonymous"
 
@@ -31,3 +40,104 @@ class Viewer:
 
 
 ANONYMOUS_VIEWER = Viewer()
+
+
+# --- tokens -----------------------------------------------------------------------------
+
+TOKEN_PREFIX = "ft_"
+ROLES = (ADMIN, REPORTER)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(engine: Engine, role: str, orgs: Iterable[str] = (),
+                 label: str | None = None) -> tuple[int, str]:
+    """Store a new token (hashed) and return ``(id, secret)``; the secret is not kept."""
+    orgs = sorted(set(orgs))
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if role == REPORTER and not orgs:
+        raise ValueError("a reporter token needs at least one organisation (--org REF)")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        token_id = conn.execute(insert(ApiToken).values(
+            secret_sha256=hash_secret(secret), role=role, label=label,
+            created_at=datetime.now(UTC)).returning(ApiToken.id)).scalar_one()
+        if orgs:
+            conn.execute(insert(ApiTokenOrg), [{"token_id": token_id, "org_ref": o}
+                                               for o in orgs])
+    return token_id, secret
+
+
+def viewer_for_secret(engine: Engine, secret: str) -> Viewer | None:
+    """The viewer a bearer secret stands for; ``None`` if unknown or revoked."""
+    with engine.connect().execution_options(readonly=True) as conn:
+        row = conn.execute(select(ApiToken.id, ApiToken.role, ApiToken.label).where(
+            ApiToken.secret_sha256 == hash_secret(secret),
+            ApiToken.revoked_at.is_(None))).first()
+        if row is None:
+            return None
+        orgs = conn.execute(select(ApiTokenOrg.org_ref).where(
+            ApiTokenOrg.token_id == row.id)).scalars().all()
+        conn.rollback()
+    return Viewer(role=row.role, token_id=row.id, label=row.label, orgs=frozenset(orgs))
+
+
+def revoke_token(engine: Engine, token_id: int) -> bool:
+    with engine.begin() as conn:
+        n = conn.execute(update(ApiToken).where(ApiToken.id == token_id,
+                                                ApiToken.revoked_at.is_(None))
+                         .values(revoked_at=datetime.now(UTC))).rowcount
+    return bool(n)
+
+
+@click.group("token")
+def token_group() -> None:
+    """API tokens: create, list, revoke."""
+
+
+@token_group.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--org", "orgs", multiple=True,
+              help="Organisation reference this reporter reports for (repeatable).")
+@click.option("--label", default=None, help="Who or what the token is for.")
+def token_create(role: str, orgs: tuple[str, ...], label: str | None) -> None:
+    """Create a token and print its secret (shown once; only a hash is stored)."""
+    from fundtrack.db import make_engine
+
+    try:
+        token_id, secret = create_token(make_engine(), role, orgs, label)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"token {token_id} ({role}{': ' + ', '.join(sorted(orgs)) if orgs else ''})",
+               err=True)
+    click.echo(secret)
+
+
+@token_group.command("list")
+def token_list() -> None:
+    """List tokens (never their secrets)."""
+    from fundtrack.db import make_engine
+
+    engine = make_engine()
+    with engine.connect() as conn:
+        orgs: dict[int, list[str]] = {}
+        for tid, ref in conn.execute(select(ApiTokenOrg.token_id, ApiTokenOrg.org_ref)):
+            orgs.setdefault(tid, []).append(ref)
+        for t in conn.execute(select(ApiToken).order_by(ApiToken.id)).scalars():
+            state = "revoked" if t.revoked_at else "active"
+            click.echo(f"{t.id:5} {t.role:9} {state:8} {','.join(sorted(orgs.get(t.id, [])))} "
+                       f"{t.label or ''}".rstrip())
+
+
+@token_group.command("revoke")
+@click.argument("token_id", type=int)
+def token_revoke(token_id: int) -> None:
+    """Revoke a token: it stops working at once."""
+    from fundtrack.db import make_engine
+
+    if not revoke_token(make_engine(), token_id):
+        raise click.ClickException(f"no active token {token_id}")
+    click.echo(f"token {token_id} revoked")
