@@ -155,6 +155,10 @@ def demo_cmd(serve: bool, host: str, port: int) -> None:
         click.echo(f"GraphQL at http://{host}:{port}/graphql")
         serve_cmd.callback(host=host, port=port, workers=1)  # type: ignore[misc]
 
+from fundtrack.auth import token_group  # noqa: E402
+
+main.add_command(token_group)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()
