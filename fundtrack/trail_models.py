@@ -1,5 +1,113 @@
-"""Ledger tables for links, movements, funds and attribution (follow-the-money issue)."""
+"""Ledger tables for links, movements, funds and attribution (follow-the-money issue).
+
+All of them except :class:`Fund` are derived: rebuilt from the current ledger rows by
+:mod:`fundtrack.trail` after every import and by ``fundtrack recompute``.
+"""
 
 from __future__ import annotations
 
-from fundtrack.models import Base  # noqa: F401
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fundtrack.models import Base, BigId
+from fundtrack.money import Money
+
+
+class TrailLink(Base):
+    """A reference from a flow or activity to something at the other end of the money.
+
+    ``kind``: provider-activity | receiver-activity (IATI transaction ids),
+    related-activity (IATI parent/child/...; ``relation`` holds the type code),
+    fts-parent (FTS parentFlowId), fund-contribution / fund-allocation (a flow into or
+    out of an organisation marked as a pooled fund). ``resolved`` false = broken link:
+    the id names nothing anyone reported. Kept, counted per publisher, queryable.
+    """
+
+    __tablename__ = "trail_link"
+    __table_args__ = (Index("ix_trail_link_publisher", "publisher_ref", "resolved"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    flow_id: Mapped[int | None] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"), index=True)
+    activity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    relation: Mapped[str | None] = mapped_column(String(10))
+    target_ref: Mapped[str] = mapped_column(String(300), index=True)
+    target_activity_id: Mapped[int | None] = mapped_column(BigId)
+    target_flow_id: Mapped[int | None] = mapped_column(BigId)
+    publisher_ref: Mapped[str | None] = mapped_column(String(200))
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Movement(Base):
+    """One movement of money: a cash flow, or a disbursement and its mirrored incoming funds.
+
+    ``flow_id`` is the canonical report (the sender's disbursement when both exist);
+    ``mirror_flow_id`` the other report of the same money. Totals count movements, so
+    the same cash is counted once while both records keep their provenance.
+    Accounts are (organisation ref, activity identifier or '').
+    """
+
+    __tablename__ = "movement"
+    __table_args__ = (
+        Index("ix_movement_src", "src_org", "src_activity"),
+        Index("ix_movement_dst", "dst_org", "dst_activity"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    flow_id: Mapped[int] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"), unique=True)
+    mirror_flow_id: Mapped[int | None] = mapped_column(
+        ForeignKey("flow.id", ondelete="CASCADE"), unique=True)
+    method: Mapped[str] = mapped_column(String(16))  # single | linked | amount-date
+    kind: Mapped[str] = mapped_column(String(16))    # transfer | expenditure
+    src_org: Mapped[str] = mapped_column(String(200))
+    src_activity: Mapped[str] = mapped_column(String(300))
+    dst_org: Mapped[str] = mapped_column(String(200))
+    dst_activity: Mapped[str] = mapped_column(String(300))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    amount_usd: Mapped[Decimal | None] = mapped_column(Money)
+    value_date: Mapped[Any] = mapped_column(Date, nullable=True)
+    earmarking: Mapped[int | None] = mapped_column(Integer)
+    recipient_country: Mapped[str | None] = mapped_column(String(10))
+    sector_code: Mapped[str | None] = mapped_column(String(60))
+    sort_key: Mapped[str] = mapped_column(Text)  # content key: import order never matters
+
+
+class Attribution(Base):
+    """The part of a movement that came from one originating donor, or that is untraced.
+
+    Parts of a movement sum exactly to its amount (and to its USD amount).
+    ``depth``: hops from the originator's own account (1 = the donor's own outflow).
+    """
+
+    __tablename__ = "attribution"
+    __table_args__ = (Index("ix_attribution_originator", "originator_ref", "movement_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    movement_id: Mapped[int] = mapped_column(
+        ForeignKey("movement.id", ondelete="CASCADE"), index=True)
+    originator_ref: Mapped[str | None] = mapped_column(String(200))
+    untraced_reason: Mapped[str | None] = mapped_column(String(40))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    amount_usd: Mapped[Decimal | None] = mapped_column(Money)
+    depth: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Fund(Base):
+    """A pooled fund in the registry: seeded with the funds the sources name, editable."""
+
+    __tablename__ = "fund"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    acronym: Mapped[str | None] = mapped_column(String(40))
+    administrative_agent_ref: Mapped[str | None] = mapped_column(String(200))
+    administrative_agent_name: Mapped[str | None] = mapped_column(Text)
+    aliases: Mapped[list[str] | None] = mapped_column(JSON)  # other refs / names seen in reports
+    note: Mapped[str | None] = mapped_column(Text)

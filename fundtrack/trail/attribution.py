@@ -1,0 +1,164 @@
+"""Attribution in the database: load movements, apply the rule, store the parts.
+
+The rule itself is :mod:`fundtrack.trail.engine`; this module only feeds it and writes
+what it returns into ``attribution``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from fundtrack import models as m
+from fundtrack.ledger import bulk_insert
+from fundtrack.trail.config import TrailConfig
+from fundtrack.trail.engine import ORIGINATOR, Account, Move, Part, attribute
+from fundtrack.trail.funds import pooled_refs
+from fundtrack.trail_models import Attribution, Movement
+
+NO_INCOMING = "no incoming funds reported"
+BROKEN = "broken link"
+UNNAMED = "provider not named"
+#: Organisation types whose money may start with them when they report no incoming funds:
+#: governments (10, 11, 15), multilaterals (40), foundations (60), private sector (70).
+ORIGINATOR_TYPES = {"10", "11", "15", "40", "60", "70"}
+EARMARKED = (2, 3, 4)
+
+
+def load_moves(conn: Connection, cfg: TrailConfig) -> list[Move]:
+    t = Movement.__table__
+    q = select(t.c.id, t.c.sort_key, t.c.src_org, t.c.src_activity, t.c.dst_org,
+               t.c.dst_activity, t.c.kind, t.c.amount, t.c.currency, t.c.amount_usd,
+               t.c.value_date, t.c.earmarking, t.c.recipient_country, t.c.sector_code)
+    moves = []
+    by_year = cfg.period != "all"
+    for r in conn.execution_options(yield_per=50_000).execute(q):
+        earmark = ((r.recipient_country, r.sector_code)
+                   if r.earmarking in EARMARKED and (r.recipient_country or r.sector_code)
+                   else None)
+        moves.append(Move(
+            id=r.id, key=r.sort_key, src=(r.src_org, r.src_activity),
+            dst=(r.dst_org, r.dst_activity), terminal=r.kind == "expenditure",
+            amount=r.amount, currency=r.currency, amount_usd=r.amount_usd,
+            period=r.value_date.year if (by_year and r.value_date) else 0,
+            earmark=earmark, country=r.recipient_country, sector=r.sector_code))
+    return moves
+
+
+def source_reasons(conn: Connection, accounts: Iterable[Account]) -> dict[Account, str]:
+    """Why money leaving an account with no inflows cannot be called its organisation's own."""
+    a, p = m.Activity.__table__, m.ParticipatingOrg.__table__
+    reported: dict[str, set[str]] = defaultdict(set)
+    for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
+                                   .where(a.c.superseded_by.is_(None))):
+        reported[ident].add(org)
+    funded = set(conn.execute(
+        select(a.c.reporting_org_ref, a.c.iati_identifier).distinct()
+        .select_from(p.join(a, a.c.id == p.c.activity_id))
+        .where(a.c.superseded_by.is_(None), p.c.role == "1", p.c.ref.is_not(None),
+               p.c.ref != a.c.reporting_org_ref,
+               a.c.reporting_org_type.is_(None) | a.c.reporting_org_type.not_in(ORIGINATOR_TYPES))
+    ).tuples())
+    pooled = pooled_refs(conn)
+    out: dict[Account, str] = {}
+    for acc in accounts:
+        org, act = acc
+        if not org:
+            out[acc] = UNNAMED
+        elif org in pooled:
+            out[acc] = NO_INCOMING
+        elif act and act not in reported:
+            out[acc] = BROKEN
+        elif act and (org, act) in funded:
+            out[acc] = NO_INCOMING
+    return out
+
+
+def _rows(parts: dict[int, list[Part]], currency: dict[int, str | None]) -> list[dict[str, Any]]:
+    rows = []
+    for mid, ps in parts.items():
+        cur = currency[mid]
+        for p in ps:
+            kind, name = p.origin
+            rows.append({"movement_id": mid,
+                         "originator_ref": name[:200] if kind == ORIGINATOR else None,
+                         "untraced_reason": None if kind == ORIGINATOR else name[:40],
+                         "amount": p.amount, "currency": cur, "amount_usd": p.amount_usd,
+                         "depth": p.depth})
+    return rows
+
+
+def write(conn: Connection, parts: dict[int, list[Part]], moves: list[Move]) -> int:
+    currency = {mv.id: mv.currency for mv in moves}
+    rows = _rows(parts, currency)
+    for i in range(0, len(rows), 100_000):
+        bulk_insert(conn, Attribution.__table__, rows[i:i + 100_000])
+    return len(rows)
+
+
+def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
+    """Attribute every movement from scratch."""
+    cfg = cfg or TrailConfig()
+    conn.execute(delete(Attribution))
+    moves = load_moves(conn, cfg)
+    reasons = source_reasons(conn, {mv.src for mv in moves})
+    parts = attribute(moves, reasons)
+    return {"attribution_parts": write(conn, parts, moves)}
+
+
+def downstream(moves: list[Move], start: set[Account]) -> set[Account]:
+    """Accounts reachable downstream from ``start`` (including it)."""
+    succ: dict[Account, set[Account]] = defaultdict(set)
+    for mv in moves:
+        if not mv.terminal:
+            succ[mv.src].add(mv.dst)
+    seen = set(start)
+    stack = list(start)
+    while stack:
+        a = stack.pop()
+        for b in succ.get(a, ()):
+            if b not in seen:
+                seen.add(b)
+                stack.append(b)
+    return seen
+
+
+def load_parts(conn: Connection, movement_ids: Iterable[int]) -> dict[int, list[Part]]:
+    t = Attribution.__table__
+    out: dict[int, list[Part]] = defaultdict(list)
+    ids = sorted(set(movement_ids))
+    for i in range(0, len(ids), 1000):
+        for r in conn.execute(select(t).where(t.c.movement_id.in_(ids[i:i + 1000]))):
+            origin = ((ORIGINATOR, r.originator_ref) if r.originator_ref is not None
+                      else ("u", r.untraced_reason))
+            out[r.movement_id].append(Part(origin, r.amount, r.amount_usd, r.depth))
+    return out
+
+
+def update(conn: Connection, touched: set[Account], cfg: TrailConfig | None = None
+           ) -> dict[str, int]:
+    """Re-attribute only what lies downstream of ``touched`` accounts."""
+    cfg = cfg or TrailConfig()
+    moves = load_moves(conn, cfg)
+    closure = downstream(moves, touched)
+    t = Attribution.__table__
+    recompute = [mv for mv in moves if mv.src in closure]
+    outside_in = [mv.id for mv in moves if mv.dst in closure and mv.src not in closure
+                  and not mv.terminal]
+    fixed = load_parts(conn, outside_in)
+    # movements whose rows are missing (new movements from outside) are attributed anew
+    amounts = {mv.id: mv.amount for mv in moves}
+    missing = [mid for mid in outside_in if mid not in fixed and amounts[mid] != 0]
+    if missing:
+        return rebuild(conn, cfg)
+    ids = [mv.id for mv in recompute]
+    for i in range(0, len(ids), 1000):
+        conn.execute(delete(t).where(t.c.movement_id.in_(ids[i:i + 1000])))
+    reasons = source_reasons(conn, {mv.src for mv in recompute})
+    relevant = recompute + [mv for mv in moves if mv.id in fixed]
+    parts = attribute(relevant, reasons, fixed=fixed, compute=closure)
+    return {"attribution_parts": write(conn, parts, moves),
+            "reattributed_accounts": len(closure)}

@@ -1,0 +1,26 @@
+"""Settings of the money trail, from the environment, documented in docs/methodology.md."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class TrailConfig:
+    """How double counting is matched and how attribution periods are cut.
+
+    ``match_tolerance``: relative difference allowed between a disbursement and the
+    incoming funds that mirror it, compared in the common currency or else in USD
+    (default 0.02: two reports converted at different days' rates). ``match_window_days``:
+    how far apart their dates may be when no activity link ties them (default 90).
+    ``period``: ``year`` (calendar year of the value date) or ``all`` (one period).
+    """
+
+    match_tolerance: Decimal = field(default_factory=lambda: Decimal(
+        os.environ.get("FUNDTRACK_MATCH_TOLERANCE", "0.02")))
+    match_window_days: int = field(default_factory=lambda: int(
+        os.environ.get("FUNDTRACK_MATCH_WINDOW_DAYS", "90")))
+    period: str = field(default_factory=lambda: os.environ.get(
+        "FUNDTRACK_ATTRIBUTION_PERIOD", "year"))

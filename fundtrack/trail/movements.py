@@ -1,0 +1,289 @@
+"""Double counting: one canonical movement per piece of cash, whoever reported it.
+
+A donor's disbursement and the recipient's incoming funds for the same money become one
+movement (the disbursement is canonical, the incoming funds its mirror; both rows stay
+with their provenance). They are paired when
+
+1. *linked*: one names the other's activity (provider-/receiver-activity-id), the
+   organisations agree, and the amounts agree within the tolerance; or else
+2. *amount-date*: same provider and receiver organisation, amounts equal within the
+   tolerance, value dates within the window (:class:`~fundtrack.trail.config.TrailConfig`).
+
+Pairing is greedy over content-sorted flows (closest date, then closest amount), so the
+result does not depend on the order in which files were imported.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from fundtrack import models as m
+from fundtrack.ledger import IdAllocator, bulk_insert
+from fundtrack.records import FlowKind
+from fundtrack.trail.config import TrailConfig
+from fundtrack.trail_models import Movement
+
+CASH = (FlowKind.INCOMING_FUNDS, FlowKind.DISBURSEMENT, FlowKind.EXPENDITURE)
+
+
+@dataclass(slots=True)
+class CashFlow:
+    id: int
+    kind: FlowKind
+    src: tuple[str, str]
+    dst: tuple[str, str]
+    in_activity: bool
+    amount: Decimal
+    currency: str | None
+    amount_usd: Decimal | None
+    value_date: date | None
+    earmarking: int | None
+    country: str | None
+    sector: str | None
+    key: str
+
+
+def org_key(ref: str | None, name: str | None) -> str:
+    """An organisation's account name: its ref, else its reported name, else ''."""
+    if ref and ref.strip():
+        return ref.strip()
+    if name and name.strip():
+        return "name:" + " ".join(name.lower().split())[:190]
+    return ""
+
+
+def reported_activities(conn: Connection) -> dict[str, str]:
+    """{iati-identifier: reporting org} of current activities (smallest org ref if several)."""
+    a = m.Activity.__table__
+    out: dict[str, str] = {}
+    for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
+                                   .where(a.c.superseded_by.is_(None))):
+        if ident not in out or org < out[ident]:
+            out[ident] = org
+    return out
+
+
+def load_cash_flows(conn: Connection, acts: dict[str, str]) -> list[CashFlow]:
+    f, a = m.Flow.__table__, m.Activity.__table__
+    q = (select(f.c.id, f.c.kind, f.c.amount, f.c.currency, f.c.amount_usd, f.c.value_date,
+                f.c.provider_ref, f.c.provider_name, f.c.provider_activity_id,
+                f.c.receiver_ref, f.c.receiver_name, f.c.receiver_activity_id,
+                f.c.reporting_org_ref, f.c.external_id, f.c.source_location, f.c.earmarking,
+                f.c.recipient_country, f.c.sector_code, a.c.iati_identifier,
+                a.c.reporting_org_ref.label("act_org"))
+         .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
+         .where(f.c.superseded_by.is_(None), f.c.kind.in_(CASH)))
+    out = []
+    for r in conn.execution_options(yield_per=50_000).execute(q):
+        out.append(_cash_flow(r, acts))
+    return out
+
+
+def _side(ref: str | None, name: str | None, act_id: str | None,
+          acts: dict[str, str]) -> tuple[str, str]:
+    act_id = (act_id or "").strip()
+    if act_id and act_id in acts:
+        return acts[act_id], act_id
+    return org_key(ref, name), act_id
+
+
+def _cash_flow(r: Any, acts: dict[str, str]) -> CashFlow:
+    provider = _side(r.provider_ref, r.provider_name, r.provider_activity_id, acts)
+    receiver = _side(r.receiver_ref, r.receiver_name, r.receiver_activity_id, acts)
+    in_activity = r.iati_identifier is not None
+    if in_activity:
+        own = (r.act_org or r.reporting_org_ref or "", r.iati_identifier)
+        if r.kind is FlowKind.INCOMING_FUNDS:
+            src, dst = provider, own
+        else:
+            src, dst = own, receiver
+    else:
+        src, dst = provider, receiver
+    if r.kind is FlowKind.EXPENDITURE:
+        dst = (dst[0], "")
+    key = "|".join((r.reporting_org_ref or "", r.iati_identifier or "", r.external_id or "",
+                    str(r.value_date or ""), str(r.amount), r.currency or "",
+                    r.source_location or ""))
+    return CashFlow(r.id, r.kind, src, dst, in_activity, r.amount, r.currency, r.amount_usd,
+                    r.value_date, r.earmarking, r.recipient_country, r.sector_code, key)
+
+
+def _close(d: CashFlow, f: CashFlow, tol: Decimal) -> Decimal | None:
+    """Relative difference of two amounts if comparable, else None."""
+    if d.currency and d.currency == f.currency:
+        a, b = d.amount, f.amount
+    elif d.amount_usd is not None and f.amount_usd is not None:
+        a, b = d.amount_usd, f.amount_usd
+    else:
+        return None
+    big = max(abs(a), abs(b))
+    if big == 0:
+        return Decimal(0)
+    diff = abs(a - b) / big
+    return diff if diff <= tol else None
+
+
+def _linked(d: CashFlow, f: CashFlow) -> bool:
+    return bool((d.src[1] and d.src == f.src) or (f.dst[1] and d.dst == f.dst))
+
+
+def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[tuple[CashFlow, CashFlow, str]]:
+    """Pairs (disbursement, incoming funds, method) that are one movement of money."""
+    groups: dict[tuple[str, str], tuple[list[CashFlow], list[CashFlow]]] = defaultdict(
+        lambda: ([], []))
+    for fl in flows:
+        if fl.kind is FlowKind.DISBURSEMENT:
+            groups[(fl.src[0], fl.dst[0])][0].append(fl)
+        elif fl.kind is FlowKind.INCOMING_FUNDS:
+            groups[(fl.src[0], fl.dst[0])][1].append(fl)
+    pairs: list[tuple[CashFlow, CashFlow, str]] = []
+    for gkey in sorted(groups):
+        ds, fs = groups[gkey]
+        if not ds or not fs or not gkey[0] or not gkey[1]:
+            continue
+        ds.sort(key=lambda x: x.key)
+        fs.sort(key=lambda x: x.key)
+        taken: set[int] = set()
+        paired: set[int] = set()
+        for method in ("linked", "amount-date"):
+            for d in ds:
+                if d.id in paired:
+                    continue
+                best = None
+                for f in fs:
+                    if f.id in taken:
+                        continue
+                    linked = _linked(d, f)
+                    if method == "linked" and not linked:
+                        continue
+                    diff = _close(d, f, cfg.match_tolerance)
+                    if diff is None:
+                        continue
+                    days = (abs((d.value_date - f.value_date).days)
+                            if d.value_date and f.value_date else 10**6)
+                    if method == "amount-date" and days > cfg.match_window_days:
+                        continue
+                    score = (days, diff, f.key)
+                    if best is None or score < best[0]:
+                        best = (score, f)
+                if best is not None:
+                    f = best[1]
+                    taken.add(f.id)
+                    paired.add(d.id)
+                    pairs.append((d, f, method))
+    return pairs
+
+
+def _specific(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
+    return a if a[1] or not b[1] else b
+
+
+def build_rows(flows: list[CashFlow], cfg: TrailConfig) -> list[dict[str, Any]]:
+    """Movement rows (without ids) for these cash flows."""
+    pairs = pair(flows, cfg)
+    mirrored = {f.id for _, f, _ in pairs}
+    rows = []
+    for d, f, method in pairs:
+        rows.append(_row(d, f, method, _specific(d.src, f.src), _specific(f.dst, d.dst)))
+    paired_d = {d.id for d, _, _ in pairs}
+    for fl in flows:
+        if fl.id in paired_d or fl.id in mirrored:
+            continue
+        rows.append(_row(fl, None, "single", fl.src, fl.dst))
+    return rows
+
+
+def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str],
+         dst: tuple[str, str]) -> dict[str, Any]:
+    other = mirror or c
+    return {
+        "flow_id": c.id, "mirror_flow_id": mirror.id if mirror else None, "method": method,
+        "kind": "expenditure" if c.kind is FlowKind.EXPENDITURE else "transfer",
+        "src_org": src[0][:200], "src_activity": src[1][:300],
+        "dst_org": dst[0][:200], "dst_activity": dst[1][:300],
+        "amount": c.amount, "currency": c.currency, "amount_usd": c.amount_usd,
+        "value_date": c.value_date, "earmarking": c.earmarking or other.earmarking,
+        "recipient_country": c.country or other.country, "sector_code": c.sector or other.sector,
+        "sort_key": c.key,
+    }
+
+
+def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
+    """Rebuild every movement from the current ledger."""
+    cfg = cfg or TrailConfig()
+    conn.execute(delete(Movement))
+    acts = reported_activities(conn)
+    flows = load_cash_flows(conn, acts)
+    rows = build_rows(flows, cfg)
+    write(conn, rows)
+    return {"movements": len(rows), "double_counted": sum(1 for r in rows if r["mirror_flow_id"])}
+
+
+def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    ids = IdAllocator(conn)
+    for r in rows:
+        r["id"] = ids.take("movement")
+    for i in range(0, len(rows), 50_000):
+        bulk_insert(conn, Movement.__table__, rows[i:i + 50_000])
+
+
+def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
+           ) -> tuple[dict[str, int], set[tuple[str, str]]]:
+    """Incremental: rebuild the movements of the organisation pairs a batch touched.
+
+    Returns counts and the accounts whose money may have changed (for attribution).
+    """
+    cfg = cfg or TrailConfig()
+    f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
+    acts = reported_activities(conn)
+    flows = load_cash_flows(conn, acts)
+    new_ids = set(conn.execute(select(f.c.id).where(f.c.batch_id == batch_id,
+                                                    f.c.superseded_by.is_(None))).scalars())
+    gone_ids = set(conn.execute(select(f.c.id).where(f.c.superseded_by == batch_id)).scalars())
+    idents = set(conn.execute(select(a.c.iati_identifier).where(
+        (a.c.batch_id == batch_id) | (a.c.superseded_by == batch_id))).scalars())
+    groups = {(fl.src[0], fl.dst[0]) for fl in flows
+              if fl.id in new_ids or fl.src[1] in idents or fl.dst[1] in idents}
+    old = conn.execute(select(t.c.id, t.c.flow_id, t.c.mirror_flow_id, t.c.src_org,
+                              t.c.src_activity, t.c.dst_org, t.c.dst_activity)).all()
+    current = {fl.id for fl in flows}
+    by_group: dict[tuple[str, str], list[CashFlow]] = defaultdict(list)
+    for fl in flows:
+        by_group[(fl.src[0], fl.dst[0])].append(fl)
+    dead: dict[int, Any] = {}
+    while True:
+        members = {fl.id for g in groups for fl in by_group.get(g, [])}
+        grew = False
+        for r in old:
+            if r.id in dead:
+                continue
+            ids = {r.flow_id, r.mirror_flow_id} - {None}
+            if ids & members or ids & gone_ids or not ids <= current:
+                dead[r.id] = r
+                g = (r.src_org, r.dst_org)
+                if g not in groups:
+                    groups.add(g)
+                    grew = True
+        if not grew:
+            break
+    members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, [])]
+    dead_ids = sorted(dead)
+    for i in range(0, len(dead_ids), 1000):
+        conn.execute(delete(t).where(t.c.id.in_(dead_ids[i:i + 1000])))
+    rows = build_rows(members_flows, cfg)
+    write(conn, rows)
+    touched: set[tuple[str, str]] = set()
+    for r in dead.values():
+        touched.update({(r.src_org, r.src_activity), (r.dst_org, r.dst_activity)})
+    for r in rows:
+        touched.update({(r["src_org"], r["src_activity"]), (r["dst_org"], r["dst_activity"])})
+    for fl in flows:
+        if fl.src[1] in idents:
+            touched.add(fl.src)
+    return {"movements": len(rows), "movements_replaced": len(dead)}, touched
