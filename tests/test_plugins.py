@@ -158,6 +158,7 @@ def test_fundtrack_plugins_lists_it():
     assert "iati" in lines
     assert lines["simple_grants"].split()[1] == "0.1.0"
     assert "Simple grants CSV" in lines["simple_grants"]
+    assert "fundtrack-example-plugin 0.1.0" in lines["simple_grants"]
 
 
 def independent_sums(path: Path) -> dict[tuple[str, str], tuple[int, Decimal]]:
