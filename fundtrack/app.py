@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from strawberry.asgi import GraphQL
 
 from fundtrack.api.context import ApiContext
+from fundtrack.api.http import GraphQLGuard
 from fundtrack.auth import ANONYMOUS_VIEWER
 from fundtrack.config import Settings, get_settings
 from fundtrack.db import make_engine
@@ -37,7 +38,8 @@ class GraphQLApp(GraphQL):
         self.settings = settings
 
     async def get_context(self, request: Any, response: Any) -> ApiContext:  # type: ignore[override]
-        return ApiContext(engine=self.engine, settings=self.settings, viewer=ANONYMOUS_VIEWER,
+        viewer = request.scope.get("state", {}).get("viewer", ANONYMOUS_VIEWER)
+        return ApiContext(engine=self.engine, settings=self.settings, viewer=viewer,
                           request=request, response=response)
 
 
@@ -46,7 +48,7 @@ async def healthz(_request: Request) -> PlainTextResponse:
 
 
 def routes(engine: Engine, settings: Settings) -> list[BaseRoute]:
-    graphql = GraphQLApp(engine, settings)
+    graphql = GraphQLGuard(GraphQLApp(engine, settings), engine, settings)
     return [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz),

@@ -53,3 +53,137 @@ def test_counts_and_aggregate_by_kind_and_currency(api: Api, loaded_engine, flow
     # a known exact total from the shared files, to the last digit
     usd_disb = got[("DISBURSEMENT", "USD")]
     assert usd_disb["sum"] == format(expect_sum[("DISBURSEMENT", "USD")], "f")
+
+
+@pytest.fixture(scope="module")
+def side(loaded_engine):
+    """Activity sectors and DAC gender scores, read straight from the tables."""
+    t = m.Base.metadata.tables
+    with loaded_engine.connect() as c:
+        sectors: dict[int, set[str]] = defaultdict(set)
+        for aid, code in c.execute(select(t["activity_sector"].c.activity_id,
+                                          t["activity_sector"].c.code)):
+            sectors[aid].add(code)
+        gender: dict[int, int] = {}
+        pm = t["policy_marker"].c
+        for aid, sig in c.execute(select(pm.activity_id, pm.significance).where(
+                pm.vocabulary == "1", pm.code == "1")):
+            if sig in ("0", "1", "2", "3", "4"):
+                gender[aid] = max(gender.get(aid, -1), int(sig))
+    return sectors, gender
+
+
+def _all_ids(api: Api, where: dict, forward: bool, page: int) -> list[str]:
+    """Walk a filtered flow list page by page (forwards or backwards); return ids in order."""
+    q = """query($w: FlowWhere, $first: Int, $after: String, $last: Int, $before: String) {
+      flows(where: $w, first: $first, after: $after, last: $last, before: $before) {
+        totalCount edges { cursor node { id } }
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        v = {"w": where, "first": page, "after": cursor} if forward else \
+            {"w": where, "last": page, "before": cursor}
+        conn = api.query(q, v)["flows"]
+        batch = [e["node"]["id"] for e in conn["edges"]]
+        assert len(batch) <= page
+        if forward:
+            ids.extend(batch)
+            if not conn["pageInfo"]["hasNextPage"]:
+                break
+            cursor = conn["pageInfo"]["endCursor"]
+        else:
+            ids[:0] = batch
+            if not conn["pageInfo"]["hasPreviousPage"]:
+                break
+            cursor = conn["pageInfo"]["startCursor"]
+    return ids
+
+
+def test_paging_forwards_and_backwards_returns_every_item_once(api: Api, flow_rows) -> None:
+    where = {"currency": {"_eq": "EUR"}}
+    expected = sorted(r["id"] for r in flow_rows if r["currency"] == "EUR")
+    assert len(expected) > 400
+    fwd = _all_ids(api, where, True, 97)
+    back = _all_ids(api, where, False, 97)
+    assert len(fwd) == len(set(fwd)) == len(expected)
+    assert fwd == back
+    got = api.query("query($ids: [ID!]!) { nodes(ids: $ids) { ... on Flow { id amount } } }",
+                    {"ids": fwd[:3]})["nodes"]
+    assert [n["id"] for n in got] == fwd[:3]
+    by_id = {r["id"]: r for r in flow_rows}
+    one = api.query("query($id: ID!) { node(id: $id) { id ... on Flow { amount currency } } }",
+                    {"id": fwd[0]})["node"]
+    assert one["currency"] == "EUR"
+    assert Decimal(one["amount"]) == by_id[expected[0]]["amount"]
+
+
+def test_page_size_cap_is_a_clear_error(api: Api) -> None:
+    msg = api.error("{ flows(first: 501) { totalCount } }")
+    assert "501" in msg and "maximum page size of 500" in msg
+    assert len(api.query("{ flows { nodes { id } } }")["flows"]["nodes"]) == 50
+    assert len(api.query("{ flows(first: 500) { nodes { id } } }")["flows"]["nodes"]) == 500
+
+
+def test_filters_through_relations_match_independent_computation(
+        api: Api, flow_rows, side, loaded_engine) -> None:
+    sectors, gender = side
+    q = """query($w: FlowWhere) { flows(where: $w) { totalCount }
+              flowsAggregate(where: $w, groupBy: [CURRENCY]) { count groups { currency sum } } }"""
+
+    def check(where: dict, pred) -> int:
+        rows = [r for r in flow_rows if pred(r)]
+        data = api.query(q, {"w": where})
+        assert data["flows"]["totalCount"] == len(rows), where
+        assert data["flowsAggregate"]["count"] == len(rows)
+        sums: dict[str | None, Decimal] = defaultdict(Decimal)
+        for r in rows:
+            sums[r["currency"]] += r["amount"]
+        assert {g["currency"]: Decimal(g["sum"]) for g in data["flowsAggregate"]["groups"]} \
+            == dict(sums)
+        return len(rows)
+
+    assert check({"providerRef": {"_eq": "XM-DAC-41114"}},
+                 lambda r: r["provider_ref"] == "XM-DAC-41114") > 1000
+    assert check({"activity": {"sector": {"code": {"_in": ["15170", "15180", "72010"]}}}},
+                 lambda r: bool(sectors.get(r["activity_id"], set())
+                                & {"15170", "15180", "72010"})) > 100
+    assert check({"genderSignificance": {"_gte": 1}},
+                 lambda r: gender.get(r["activity_id"], -1) >= 1) > 100
+    assert check({"activity": {"genderSignificance": {"_eq": 2}}},
+                 lambda r: gender.get(r["activity_id"]) == 2) > 10
+    from datetime import date
+    assert check({"valueDate": {"_gte": "2020-01-01", "_lte": "2020-12-31"}},
+                 lambda r: r["value_date"] is not None
+                 and date(2020, 1, 1) <= r["value_date"] <= date(2020, 12, 31)) > 100
+    assert check({"reportingOrgRef": {"_eq": "SE-0"}, "kind": {"_eq": "DISBURSEMENT"}},
+                 lambda r: r["reporting_org_ref"] == "SE-0" and r["kind"].name == "DISBURSEMENT"
+                 ) > 100
+    assert check({"_or": [{"currency": {"_eq": "GBP"}}, {"currency": {"_eq": "CAD"}}],
+                  "_not": {"providerRef": {"_is_null": True}}},
+                 lambda r: r["currency"] in ("GBP", "CAD") and r["provider_ref"] is not None) > 0
+    assert check({"providerName": {"_ilike": "%sweden%"}},
+                 lambda r: "sweden" in (r["provider_name"] or "").lower()) >= 0
+
+
+def test_order_by_amount_and_value_date(api: Api, flow_rows) -> None:
+    q = """{ flows(where: {currency: {_eq: "GBP"}}, first: 20,
+                   orderBy: [{field: AMOUNT, direction: DESC}]) { nodes { amount } } }"""
+    got = [Decimal(n["amount"]) for n in api.query(q)["flows"]["nodes"]]
+    want = sorted((r["amount"] for r in flow_rows if r["currency"] == "GBP"), reverse=True)[:20]
+    assert got == want
+
+
+def test_aggregate_by_year_and_country_with_usd(api: Api, flow_rows) -> None:
+    data = api.query("""{ flowsAggregate(where: {kind: {_eq: DISBURSEMENT}},
+        groupBy: [YEAR, RECIPIENT_COUNTRY]) { groups { year recipientCountry count sumUsd
+        countWithoutUsd } } }""")["flowsAggregate"]["groups"]
+    total = sum(g["count"] for g in data)
+    disb = [r for r in flow_rows if r["kind"].name == "DISBURSEMENT"]
+    assert total == len(disb)
+    usd = sum((r["amount_usd"] for r in disb if r["amount_usd"] is not None), Decimal(0))
+    assert sum((Decimal(g["sumUsd"]) for g in data if g["sumUsd"]), Decimal(0)) == usd
+    assert sum(g["countWithoutUsd"] for g in data) == sum(
+        1 for r in disb if r["amount_usd"] is None)
+    years = {g["year"] for g in data}
+    assert 2020 in years

@@ -146,15 +146,17 @@ class _Walker:
 
 def schema_extensions(settings: Settings) -> list[Any]:
     """The extensions every schema gets; introspection and masking follow ``settings``."""
+    # Factories, so each request gets fresh extension instances.
     exts: list[Any] = [
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        CostLimiter(),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        CostLimiter,
     ]
     if not settings.introspection:
-        exts.append(DisableIntrospection())
+        exts.append(DisableIntrospection)
     if not settings.debug:
-        exts.append(MaskErrors(should_mask_error=_is_unexpected,
-                               error_message="Internal error (details are in the server log)."))
+        exts.append(lambda: MaskErrors(
+            should_mask_error=_is_unexpected,
+            error_message="Internal error (details are in the server log)."))
     return exts

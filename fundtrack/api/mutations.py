@@ -1,12 +1,203 @@
-"""Mutations: one ``input`` object each, a payload with ``errors``, access checked first."""
+"""Mutations: one ``input`` object each, a payload with ``errors``; access is checked first.
+
+Who may do what (see :mod:`fundtrack.auth`): anonymous callers may not mutate at all;
+a reporter may import reports whose reporting organisation is one of its own and revert
+batches that only hold its organisations' reports; an admin may do everything,
+including registry edits (organisations, and pooled funds: ``isPooledFund: true``).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from sqlalchemy import insert, select, update
+from starlette.concurrency import run_in_threadpool
+from strawberry.file_uploads import Upload
+from strawberry.types import Info
+
+from fundtrack import models as m
+from fundtrack.api.ids import decode_int_id
+from fundtrack.api.limits import ApiError
+from fundtrack.api.types import BatchIssue, ImportBatch, Organization
+from fundtrack.auth import Viewer
+from fundtrack.importing import NotPermitted, import_file, revert_batch
+
+
+@strawberry.type(description="Why a mutation did not do what was asked.")
+class UserError:
+    code: str
+    message: str
+    field: str | None = None
+
+
+def _require_token(viewer: Viewer, what: str) -> None:
+    if viewer.is_anonymous:
+        raise ApiError(f"{what} needs an API token (Authorization: Bearer <token>); "
+                       "anonymous callers may only read")
+
+
+def _require_admin(viewer: Viewer, what: str) -> None:
+    _require_token(viewer, what)
+    if not viewer.is_admin:
+        raise ApiError(f"{what} needs an admin token; this token's role is {viewer.role}")
+
+
+@strawberry.input
+class ImportReportInput:
+    file: Upload = strawberry.field(description="The report file (multipart request).")
+    format: str | None = strawberry.field(
+        default=None, description="Importer name; sniffed from the file if omitted.")
+    dry_run: bool = strawberry.field(default=False,
+                                     description="Read and validate, write nothing.")
+    strict: bool = strawberry.field(default=False, description="Reject the file on any error.")
+
+
+@strawberry.type
+class ImportReportPayload:
+    status: str = strawberry.field(
+        description="applied | unchanged | dry-run | rejected | refused")
+    message: str
+    file_name: str
+    sha256: str
+    counts: strawberry.scalars.JSON
+    issues: list[BatchIssue] = strawberry.field(
+        description="Every problem found, with its location in the file.")
+    batch: ImportBatch | None
+    errors: list[UserError]
+
+
+@strawberry.input
+class RevertImportInput:
+    id: strawberry.ID = strawberry.field(description="The ImportBatch id.")
+
+
+@strawberry.type
+class RevertImportPayload:
+    batch: ImportBatch | None
+    counts: strawberry.scalars.JSON | None
+    errors: list[UserError]
+
+
+@strawberry.input
+class OrganizationInput:
+    ref: str
+    name: str | None = None
+    type: str | None = None
+    country: str | None = None
+    default_currency: str | None = None
+    is_womens_rights_org: bool | None = None
+    is_pooled_fund: bool | None = strawberry.field(
+        default=None, description="true for a pooled fund (PBF, WPHF, CBPFs ...)")
+
+
+@strawberry.type
+class OrganizationPayload:
+    organization: Organization | None
+    created: bool
+    errors: list[UserError]
+
+
+def _batch_row(engine: Any, batch_id: int) -> Any:
+    with engine.connect().execution_options(readonly=True) as c:
+        row = c.execute(select(m.ImportBatch.__table__).where(
+            m.ImportBatch.id == batch_id)).mappings().first()
+        c.rollback()
+        return row
 
 
 @strawberry.type
 class LedgerMutation:
-    @strawberry.mutation(description="Placeholder until uploads land.")
-    def noop(self) -> bool:
-        return False
+    @strawberry.mutation(description="Upload a report file (IATI XML, spreadsheet, ...) "
+                         "and import it as one batch: all or nothing.")
+    async def import_report(self, info: Info, input: ImportReportInput) -> ImportReportPayload:
+        ctx = info.context
+        viewer: Viewer = ctx.viewer
+        _require_token(viewer, "importReport")
+        upload = input.file
+        name = getattr(upload, "filename", None) or "upload"
+        allowed = None if viewer.is_admin else sorted(viewer.orgs)
+
+        def run() -> Any:
+            return import_file(ctx.engine, upload.file, filename=name, fmt=input.format,
+                               dry_run=input.dry_run, strict=input.strict,
+                               imported_by=f"token:{viewer.token_id} {viewer.label or ''}".strip(),
+                               allowed_publishers=allowed)
+
+        try:
+            result = await run_in_threadpool(run)
+        except NotPermitted as exc:
+            return ImportReportPayload(status="refused", message=str(exc), file_name=name,
+                                       sha256="", counts={}, issues=[], batch=None,
+                                       errors=[UserError(code="NOT_PERMITTED", message=str(exc),
+                                                         field="file")])
+        batch = None
+        if result.batch_id is not None:
+            row = await run_in_threadpool(_batch_row, ctx.engine, result.batch_id)
+            batch = ImportBatch.from_row(row) if row else None
+        errors = [] if result.ok else [UserError(code="REJECTED", message=result.message,
+                                                  field="file")]
+        return ImportReportPayload(
+            status=result.status, message=result.message or result.summary(),
+            file_name=result.file_name, sha256=result.sha256, counts=result.counts,
+            issues=[BatchIssue(severity=i.severity.value, code=i.code, location=i.location,
+                               message=i.message) for i in result.issues],
+            batch=batch, errors=errors)
+
+    @strawberry.mutation(description="Undo an import batch, restoring what it replaced.")
+    async def revert_import(self, info: Info, input: RevertImportInput) -> RevertImportPayload:
+        ctx = info.context
+        viewer: Viewer = ctx.viewer
+        _require_token(viewer, "revertImport")
+        batch_id = decode_int_id(input.id, "ImportBatch")
+        row = await run_in_threadpool(_batch_row, ctx.engine, batch_id)
+        if row is None:
+            return RevertImportPayload(batch=None, counts=None, errors=[UserError(
+                code="NOT_FOUND", message=f"no import batch {input.id}", field="id")])
+        if not viewer.is_admin:
+            publishers = set(filter(None, (row["publisher_ref"] or "").split(",")))
+            if not publishers or not publishers <= viewer.orgs:
+                return RevertImportPayload(batch=ImportBatch.from_row(row), counts=None, errors=[
+                    UserError(code="NOT_PERMITTED", field="id", message=(
+                        f"batch holds reports of {', '.join(sorted(publishers)) or 'nobody'}; "
+                        f"this token reports for {', '.join(sorted(viewer.orgs))}"))])
+        try:
+            counts = await run_in_threadpool(revert_batch, ctx.engine, batch_id)
+        except (LookupError, ValueError) as exc:
+            return RevertImportPayload(batch=ImportBatch.from_row(row), counts=None,
+                                       errors=[UserError(code="INVALID", message=str(exc),
+                                                         field="id")])
+        row = await run_in_threadpool(_batch_row, ctx.engine, batch_id)
+        return RevertImportPayload(batch=ImportBatch.from_row(row), counts=counts, errors=[])
+
+    @strawberry.mutation(description="Create or edit a registry organisation or fund "
+                         "(admin only). Fields left out are kept.")
+    async def upsert_organization(self, info: Info, input: OrganizationInput,
+                                  ) -> OrganizationPayload:
+        ctx = info.context
+        _require_admin(ctx.viewer, "upsertOrganization")
+        ref = input.ref.strip()
+        if not ref:
+            return OrganizationPayload(organization=None, created=False, errors=[
+                UserError(code="INVALID", message="ref must not be empty", field="ref")])
+        values = {k: getattr(input, k) for k in ("name", "type", "country", "default_currency",
+                                                 "is_womens_rights_org", "is_pooled_fund")
+                  if getattr(input, k) is not None}
+        t = m.Organisation.__table__
+
+        def run() -> tuple[Any, bool]:
+            with ctx.engine.begin() as conn:
+                pk = conn.execute(select(t.c.id).where(t.c.ref == ref)).scalar()
+                created = pk is None
+                if created:
+                    values.setdefault("is_womens_rights_org", False)
+                    values.setdefault("is_pooled_fund", False)
+                    pk = conn.execute(insert(t).values(ref=ref, **values)
+                                      .returning(t.c.id)).scalar_one()
+                elif values:
+                    conn.execute(update(t).where(t.c.id == pk).values(**values))
+                return conn.execute(select(t).where(t.c.id == pk)).mappings().one(), created
+
+        row, created = await run_in_threadpool(run)
+        return OrganizationPayload(organization=Organization.from_row(row), created=created,
+                                   errors=[])
