@@ -55,13 +55,13 @@ def source_reasons(conn: Connection, accounts: Iterable[Account]) -> dict[Accoun
     for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
                                    .where(a.c.superseded_by.is_(None))):
         reported[ident].add(org)
-    funded = set(conn.execute(
+    funded = {tuple(r) for r in conn.execute(
         select(a.c.reporting_org_ref, a.c.iati_identifier).distinct()
         .select_from(p.join(a, a.c.id == p.c.activity_id))
         .where(a.c.superseded_by.is_(None), p.c.role == "1", p.c.ref.is_not(None),
                p.c.ref != a.c.reporting_org_ref,
                a.c.reporting_org_type.is_(None) | a.c.reporting_org_type.not_in(ORIGINATOR_TYPES))
-    ).tuples())
+    ).all()}
     pooled = pooled_refs(conn)
     out: dict[Account, str] = {}
     for acc in accounts:

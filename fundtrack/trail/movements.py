@@ -21,10 +21,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, text
 
 from fundtrack import models as m
-from fundtrack.ledger import IdAllocator, bulk_insert
+from fundtrack.ledger import bulk_insert
 from fundtrack.records import FlowKind
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail_models import Movement
@@ -225,10 +225,22 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
     return {"movements": len(rows), "double_counted": sum(1 for r in rows if r["mirror_flow_id"])}
 
 
+def new_ids(conn: Connection, table: str, n: int) -> list[int]:
+    """``n`` fresh primary keys: the table's sequence on PostgreSQL, max(id)+k on SQLite
+    (safe: the batch transaction holds SQLite's write lock)."""
+    if n == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(text(
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+            f"FROM generate_series(1, {int(n)})")).scalars())
+    start = (conn.execute(text(f"SELECT max(id) FROM {table}")).scalar() or 0) + 1
+    return list(range(start, start + n))
+
+
 def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    ids = IdAllocator(conn)
-    for r in rows:
-        r["id"] = ids.take("movement")
+    for r, i in zip(rows, new_ids(conn, "movement", len(rows)), strict=True):
+        r["id"] = i
     for i in range(0, len(rows), 50_000):
         bulk_insert(conn, Movement.__table__, rows[i:i + 50_000])
 

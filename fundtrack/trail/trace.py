@@ -1,0 +1,205 @@
+"""Trace queries: who paid for an activity (upstream), where a donor's money went (downstream).
+
+Upstream answers come straight from stored attribution. Downstream from an originating
+donor also does; downstream from anything else (an activity, a flow, a fund) re-runs the
+same rule on the sub-graph below it, labelling the money that passed through the start,
+so the answer follows exactly the rule used everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from fundtrack import models as m
+from fundtrack.trail.attribution import downstream, load_moves, load_parts, source_reasons
+from fundtrack.trail.config import TrailConfig
+from fundtrack.trail.engine import ORIGINATOR, Account, Part, attribute
+from fundtrack.trail_models import Attribution, Movement
+
+TRACED = "\x00traced"
+OTHER = "\x00other"
+
+
+@dataclass
+class TraceResult:
+    accounts: list[Account] = field(default_factory=list)
+    movements: list[dict[str, Any]] = field(default_factory=list)
+    originators: list[dict[str, Any]] = field(default_factory=list)
+    terminals: list[dict[str, Any]] = field(default_factory=list)
+    untraced: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _add(acc: dict, key: tuple, amount: Decimal, usd: Decimal | None) -> None:
+    cur = acc.setdefault(key, [Decimal(0), Decimal(0), True])
+    cur[0] += amount
+    if usd is None:
+        cur[2] = False
+    else:
+        cur[1] += usd
+
+
+def _accounts_of(conn: Connection, activity: str | None, organization: str | None
+                 ) -> set[Account]:
+    t = Movement.__table__
+    out: set[Account] = set()
+    for so, sa_, do, da in conn.execute(select(t.c.src_org, t.c.src_activity, t.c.dst_org,
+                                               t.c.dst_activity)):
+        for acc in ((so, sa_), (do, da)):
+            if (activity is not None and acc[1] == activity) or (
+                    organization is not None and acc[0] == organization):
+                out.add(acc)
+    return out
+
+
+def trace(conn: Connection, *, activity: str | None = None, organization: str | None = None,
+          flow: int | None = None, direction: str = "DOWNSTREAM", max_depth: int = 6
+          ) -> TraceResult:
+    """Trace from one activity (iati-identifier), organisation (ref) or flow (id)."""
+    if sum(x is not None for x in (activity, organization, flow)) != 1:
+        raise ValueError("trace from exactly one of activity, organization, flow")
+    if direction.upper() == "UPSTREAM":
+        return _upstream(conn, activity, organization, flow, max_depth)
+    return _downstream(conn, activity, organization, flow, max_depth)
+
+
+def _movement_of_flow(conn: Connection, flow: int) -> int | None:
+    t = Movement.__table__
+    return conn.execute(select(t.c.id).where((t.c.flow_id == flow) | (t.c.mirror_flow_id == flow))
+                        ).scalar()
+
+
+def _upstream(conn: Connection, activity: str | None, organization: str | None,
+              flow: int | None, max_depth: int) -> TraceResult:
+    t, at = Movement.__table__, Attribution.__table__
+    res = TraceResult()
+    if flow is not None:
+        mid = _movement_of_flow(conn, flow)
+        ids = [mid] if mid is not None else []
+        start: set[Account] = set()
+    else:
+        start = _accounts_of(conn, activity, organization)
+        res.accounts = sorted(start)
+        rows = conn.execute(select(t.c.id, t.c.src_org, t.c.src_activity, t.c.dst_org,
+                                   t.c.dst_activity, t.c.kind)).all()
+        inflow = [r.id for r in rows if r.kind == "transfer" and (r.dst_org, r.dst_activity)
+                  in start and (r.src_org, r.src_activity) not in start]
+        ids = inflow or [r.id for r in rows if (r.src_org, r.src_activity) in start]
+    origin: dict = {}
+    untraced: dict = {}
+    for r in conn.execute(select(at.c.originator_ref, at.c.untraced_reason, at.c.amount,
+                                 at.c.currency, at.c.amount_usd)
+                          .where(at.c.movement_id.in_(ids))):
+        if r.originator_ref is not None:
+            _add(origin, (r.originator_ref, r.currency), r.amount, r.amount_usd)
+        else:
+            _add(untraced, (r.untraced_reason, r.currency), r.amount, r.amount_usd)
+    res.originators = [{"organization": k[0], "currency": k[1], "amount": v[0],
+                        "amount_usd": v[1] if v[2] else None} for k, v in sorted(origin.items())]
+    res.untraced = [{"reason": k[0], "currency": k[1], "amount": v[0],
+                     "amount_usd": v[1] if v[2] else None} for k, v in sorted(untraced.items())]
+    res.movements = [dict(r._mapping) for r in conn.execute(
+        select(t).where(t.c.id.in_(ids)).order_by(t.c.sort_key))]
+    return res
+
+
+def _downstream(conn: Connection, activity: str | None, organization: str | None,
+                flow: int | None, max_depth: int) -> TraceResult:
+    cfg = TrailConfig()
+    moves = load_moves(conn, cfg)
+    by_id = {mv.id: mv for mv in moves}
+    fixed: dict[int, list[Part]] = {}
+    if flow is not None:
+        mid = _movement_of_flow(conn, flow)
+        if mid is None:
+            return TraceResult()
+        first = by_id[mid]
+        fixed[mid] = [Part((ORIGINATOR, TRACED), first.amount, first.amount_usd, 0)]
+        start = {first.dst} if not first.terminal else set()
+        seeds: set[Account] = set()
+    else:
+        seeds = _accounts_of(conn, activity, organization)
+        start = seeds
+    closure = downstream(moves, start)
+    for mv in moves:
+        if mv.id in fixed or mv.terminal or mv.dst not in closure:
+            continue
+        if mv.dst in seeds:
+            fixed[mv.id] = [Part((ORIGINATOR, TRACED), mv.amount, mv.amount_usd, 0)]
+        elif mv.src not in closure:
+            fixed[mv.id] = [Part((ORIGINATOR, OTHER), mv.amount, mv.amount_usd, 0)]
+    reasons = source_reasons(conn, closure)
+    for s in seeds:  # money that starts at the start is traced, whatever its own story
+        reasons[s] = TRACED
+    relevant = [mv for mv in moves if mv.src in closure or mv.id in fixed]
+    parts = attribute(relevant, reasons, fixed=fixed, compute=closure)
+
+    def traced(p: Part, _src: Account) -> bool:
+        return p.origin[1] == TRACED
+
+    res = TraceResult(accounts=sorted(closure))
+    term: dict = {}
+    held_in: dict = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for mid, ps in sorted(parts.items()):
+        mv = by_id[mid]
+        amt = sum((p.amount for p in ps if traced(p, mv.src)), Decimal(0))
+        usd = sum((p.amount_usd or Decimal(0) for p in ps if traced(p, mv.src)), Decimal(0))
+        depth = min((p.depth for p in ps if traced(p, mv.src)), default=0)
+        if not amt or depth > max_depth:
+            continue
+        res.movements.append({"id": mid, "src": mv.src, "dst": mv.dst, "kind":
+                              "expenditure" if mv.terminal else "transfer", "amount": amt,
+                              "currency": mv.currency, "amount_usd": usd, "depth": depth})
+        if mv.terminal:
+            _add(term, (mv.src[0], mv.src[1], mv.currency), amt, usd)
+        else:
+            held_in[mv.dst][0] += usd
+        held_in[mv.src][1] += usd
+    if flow is not None and by_id[fixed_first := _movement_of_flow(conn, flow) or 0].terminal:
+        mv = by_id[fixed_first]
+        _add(term, (mv.src[0], mv.src[1], mv.currency), mv.amount, mv.amount_usd)
+    res.terminals = [{"organization": k[0], "activity": k[1] or None, "currency": k[2],
+                      "amount": v[0], "amount_usd": v[1] if v[2] else None}
+                     for k, v in sorted(term.items())]
+    for acc, (inn, out) in sorted(held_in.items()):
+        if acc not in seeds and inn - out > 0:
+            res.untraced.append({"reason": "not reported spent", "organization": acc[0],
+                                 "activity": acc[1] or None, "currency": "USD",
+                                 "amount": inn - out, "amount_usd": inn - out})
+    return res
+
+
+def donor_summary(conn: Connection, organization: str) -> dict[str, list[dict[str, Any]]]:
+    """Where a donor's money ended: by fund, recipient organisation, country, gender, kind."""
+    t, at = Movement.__table__, Attribution.__table__
+    a, pm = m.Activity.__table__, m.PolicyMarker.__table__
+    org = m.Organisation.__table__
+    funds = set(conn.execute(select(org.c.ref).where(org.c.is_pooled_fund.is_(True))).scalars())
+    gender = dict(conn.execute(
+        select(a.c.iati_identifier, pm.c.significance).select_from(
+            pm.join(a, a.c.id == pm.c.activity_id))
+        .where(a.c.superseded_by.is_(None), pm.c.vocabulary == "1", pm.c.code == "1")).all())
+    out: dict[str, dict] = {k: {} for k in ("fund", "recipient", "country", "gender", "kind")}
+    q = (select(t.c.kind, t.c.src_org, t.c.src_activity, t.c.recipient_country, at.c.amount,
+                at.c.amount_usd)
+         .select_from(at.join(t, t.c.id == at.c.movement_id))
+         .where(at.c.originator_ref == organization))
+    for r in conn.execute(q):
+        usd = r.amount_usd
+        if r.src_org in funds:
+            _add(out["fund"], (r.src_org,), r.amount_usd or Decimal(0), usd)
+        if r.kind != "expenditure":
+            continue
+        _add(out["recipient"], (r.src_org,), usd or Decimal(0), usd)
+        _add(out["country"], (r.recipient_country or "",), usd or Decimal(0), usd)
+        _add(out["gender"], (gender.get(r.src_activity) or "not marked",), usd or Decimal(0), usd)
+        _add(out["kind"], ("expenditure",), usd or Decimal(0), usd)
+    return {k: [{"key": kk[0], "amount_usd": v[0]} for kk, v in sorted(d.items())]
+            for k, d in out.items()}
+
+
+__all__ = ["TraceResult", "donor_summary", "load_parts", "trace"]
