@@ -24,3 +24,13 @@ def fundtrack_importers() -> list[Any]:
     filename)`` and ``parse(stream, context)`` as described by
     :class:`fundtrack.plugins.Importer`. Return an empty list to provide none.
     """
+
+
+@hookspec
+def fundtrack_classifiers() -> list[Any]:
+    """Return extra 1325 classifiers (scope and pillars) this plugin provides.
+
+    Each is a callable ``classify(item)`` taking a :class:`fundtrack.accounting.items.Item`
+    and returning ``(dimension, rule_id)`` pairs, ``dimension`` being ``"scope"`` or
+    ``"pillar:<name>"``. They add to the rules of ``rules.toml``; hand overrides still win.
+    """

@@ -281,3 +281,4 @@ class Budget(Base):
 # Tables of other areas live in their own modules; importing them here registers them on
 # Base.metadata, so Alembic and the drift test see one schema.
 from fundtrack import auth_models, trail_models  # noqa: E402, F401
+from fundtrack import accounting_models  # noqa: E402, F401

@@ -1,0 +1,40 @@
+"""Loading the editable rule and benchmark files of ``fundtrack/data/accounting``.
+
+The directory can be replaced wholesale with ``FUNDTRACK_ACCOUNTING_DATA`` (a folder with
+the same file names), so a watchdog can publish its own rules and reproduce its cards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "accounting"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("FUNDTRACK_ACCOUNTING_DATA") or DEFAULT_DIR)
+
+
+@cache
+def _load(path: str) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def load(name: str) -> dict[str, Any]:
+    """The parsed ``<name>.toml`` of the data directory (cached per path)."""
+    return _load(str(data_dir() / f"{name}.toml"))
+
+
+def fingerprint() -> str:
+    """SHA-256 (first 16 hex) of every rule file: cited on each card so it is reproducible."""
+    h = hashlib.sha256()
+    for p in sorted(data_dir().glob("*.toml")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,123 @@
+"""The unit every 1325 figure counts: a current flow with what the rules need to know.
+
+Loaded in batches (one query per child table per chunk of activities), so a report card
+over thousands of flows costs a handful of statements.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, select
+
+from fundtrack import models as m
+from fundtrack.accounting.markers import Marker, activity_marker, effective_marker
+from fundtrack.records import FlowKind
+
+CHUNK = 500
+
+
+@dataclass
+class Item:
+    flow_id: int
+    activity_id: int | None
+    activity_identifier: str | None
+    kind: FlowKind
+    reporting_org_ref: str | None
+    provider_ref: str | None
+    receiver_ref: str | None
+    receiver_activity_id: str | None
+    amount: Decimal
+    currency: str | None
+    amount_usd: Decimal | None
+    value_date: date | None
+    earmarking: int | None
+    countries: list[str]
+    sectors: list[str]          # DAC 5-digit codes (vocabulary 1 or 2)
+    tags: list[str]             # donors' own codes (vocab 98/99) and flow keywords
+    text: str                   # title, description and flow description, for keywords
+    extra: dict[str, Any]
+    marker: Marker = field(default=None)  # type: ignore[assignment]
+    batch_created: Any = None
+
+
+def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> list[Item]:
+    """Current flows matching ``where`` (on the flow table), with activity context."""
+    f = m.Flow.__table__
+    a = m.Activity.__table__
+    b = m.ImportBatch.__table__
+    q = (select(f, a.c.iati_identifier, a.c.title, a.c.description.label("a_description"),
+                b.c.created_at.label("batch_created"))
+         .select_from(f.outerjoin(a, a.c.id == f.c.activity_id).join(b, b.c.id == f.c.batch_id))
+         .where(f.c.superseded_by.is_(None)))
+    if where is not None:
+        q = q.where(where)
+    rows = list(conn.execute(q.order_by(f.c.id)).mappings())
+    ctx = activity_context(conn, {r["activity_id"] for r in rows if r["activity_id"]})
+    items = []
+    for r in rows:
+        c = ctx.get(r["activity_id"], {})
+        extra = r["extra"] or {}
+        sectors = [r["sector_code"]] if r["sector_code"] and (r["sector_vocabulary"] or "1") in (
+            "1", "2") else list(c.get("sectors", []))
+        countries = [r["recipient_country"]] if r["recipient_country"] else list(
+            c.get("countries", []))
+        tags = list(c.get("tags", []))
+        if r["sector_code"] and r["sector_vocabulary"] in ("98", "99"):
+            tags.append(r["sector_code"])
+        if extra.get("keywords"):
+            tags += [k.strip() for k in str(extra["keywords"]).split(";") if k.strip()]
+        text = " \n ".join(t for t in (r["title"], r["a_description"], r["description"]) if t)
+        it = Item(
+            flow_id=r["id"], activity_id=r["activity_id"],
+            activity_identifier=r["iati_identifier"], kind=r["kind"],
+            reporting_org_ref=r["reporting_org_ref"], provider_ref=r["provider_ref"],
+            receiver_ref=r["receiver_ref"], receiver_activity_id=r["receiver_activity_id"],
+            amount=r["amount"], currency=r["currency"], amount_usd=r["amount_usd"],
+            value_date=r["value_date"], earmarking=r["earmarking"], countries=countries,
+            sectors=sectors, tags=tags, text=text, extra=extra,
+            batch_created=r["batch_created"])
+        it.marker = effective_marker(extra, c.get("marker"))
+        items.append(it)
+    return items
+
+
+def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+    ids = sorted(ids)
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i:i + CHUNK]
+
+
+def activity_context(conn: Connection, activity_ids: set[int]) -> dict[int, dict[str, Any]]:
+    """Markers, DAC sectors, own tags and countries of activities, by activity id."""
+    pm, s, c = m.PolicyMarker.__table__, m.ActivitySector.__table__, m.ActivityCountry.__table__
+    markers: dict[int, list] = defaultdict(list)
+    out: dict[int, dict[str, Any]] = {i: {"sectors": [], "tags": [], "countries": []}
+                                      for i in activity_ids}
+    for ids in _chunks(activity_ids):
+        for r in conn.execute(select(pm.c.activity_id, pm.c.vocabulary, pm.c.code,
+                                     pm.c.significance).where(pm.c.activity_id.in_(ids))):
+            markers[r.activity_id].append((r.vocabulary, r.code, r.significance))
+        for r in conn.execute(select(s.c.activity_id, s.c.vocabulary, s.c.code)
+                              .where(s.c.activity_id.in_(ids)).order_by(s.c.id)):
+            v = r.vocabulary or "1"
+            if v in ("1", "2"):
+                out[r.activity_id]["sectors"].append(r.code)
+            elif v in ("98", "99"):
+                out[r.activity_id]["tags"].append(r.code)
+        for r in conn.execute(select(c.c.activity_id, c.c.code)
+                              .where(c.c.activity_id.in_(ids)).order_by(c.c.id)):
+            out[r.activity_id]["countries"].append(r.code)
+    for i in activity_ids:
+        out[i]["marker"] = activity_marker(markers.get(i, []))
+    return out
+
+
+def year_between(col: Any, year: int) -> ColumnElement[bool]:
+    """``col`` falls in calendar ``year`` (works on both databases, uses the index)."""
+    return and_(col >= date(year, 1, 1), col <= date(year, 12, 31))

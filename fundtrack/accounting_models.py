@@ -1,0 +1,114 @@
+"""Tables of 1325 accounting: hand overrides, reported shares, stipulations, fund targets
+and National Action Plans. All are entered by people (registry data), none is derived:
+figures are computed from them and the ledger on demand, so a card is reproducible."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fundtrack.models import Base, BigId
+from fundtrack.money import Money
+
+
+class ClassificationOverride(Base):
+    """A hand decision that beats the rules: an activity (by IATI identifier) or a flow
+    outside activities (by external id) is in/out of scope or a pillar, or has a gender
+    marker value on the common scale. ``dimension``: scope | pillar:<name> | gender."""
+
+    __tablename__ = "accounting_override"
+    __table_args__ = (UniqueConstraint("subject", "dimension", name="uq_accounting_override_subject"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(300))  # activity:<identifier> | flow:<external id>
+    dimension: Mapped[str] = mapped_column(String(40))
+    value: Mapped[str] = mapped_column(String(40))  # in | out | principal | significant ...
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReportedShare(Base):
+    """The gender share of an activity's budget as a report states it (0..1), with source."""
+
+    __tablename__ = "accounting_reported_share"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    activity_identifier: Mapped[str] = mapped_column(String(300), unique=True)
+    share: Mapped[Decimal] = mapped_column(Money)
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class Stipulation(Base):
+    """A condition a donor put on its contributions to a fund (or any recipient) in a year.
+
+    ``kind``: gender-principal | wro | pillar | country; ``target`` the pillar or country;
+    ``min_share`` the least share (0..1) of the donor's money leaving the recipient that
+    must go there, as traced by the attribution."""
+
+    __tablename__ = "accounting_stipulation"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    donor_ref: Mapped[str] = mapped_column(String(200), index=True)
+    recipient_ref: Mapped[str] = mapped_column(String(200))
+    year: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    target: Mapped[str | None] = mapped_column(String(60))
+    min_share: Mapped[Decimal] = mapped_column(Money)
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class FundTarget(Base):
+    """A pooled fund's own target for the gender-principal share of its allocations."""
+
+    __tablename__ = "accounting_fund_target"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    fund_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    gender_principal_share: Mapped[Decimal] = mapped_column(Money)
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class NationalActionPlan(Base):
+    """A National Action Plan on UNSCR 1325: country, period (years inclusive)."""
+
+    __tablename__ = "nap"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    country: Mapped[str] = mapped_column(String(10), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class NapLine(Base):
+    """A costed line of a plan under one pillar; ``rule`` links flows to it automatically:
+    ``{"sectors": [...], "keywords": [...]}`` matched on flows to the plan's country in
+    its period."""
+
+    __tablename__ = "nap_line"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    nap_id: Mapped[int] = mapped_column(ForeignKey("nap.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(60))
+    pillar: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str | None] = mapped_column(Text)
+    costed_usd: Mapped[Decimal | None] = mapped_column(Money)
+    rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class NapLink(Base):
+    """A hand link of an activity's flows (by IATI identifier) to a plan line; beats rules."""
+
+    __tablename__ = "nap_link"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    nap_line_id: Mapped[int] = mapped_column(ForeignKey("nap_line.id", ondelete="CASCADE"),
+                                             index=True)
+    activity_identifier: Mapped[str] = mapped_column(String(300), index=True)
+    note: Mapped[str | None] = mapped_column(Text)
