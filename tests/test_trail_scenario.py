@@ -69,10 +69,7 @@ def snapshot(engine) -> tuple[dict, dict, int, int]:
         n = c.execute(select(t.c.id, t.c.mirror_flow_id)).all()
     for kind, so, sa_, da, orig, reason, amount in rows:
         who = orig or f"untraced:{reason}"
-        if kind == "expenditure":
-            d = exp.setdefault((so, sa_), {})
-        else:
-            d = tr.setdefault((sa_, da), {})
+        d = exp.setdefault((so, sa_), {}) if kind == "expenditure" else tr.setdefault((sa_, da), {})
         d[who] = d.get(who, D(0)) + amount
     return exp, tr, len(n), sum(1 for _, mirror in n if mirror)
 

@@ -35,7 +35,7 @@ def load_moves(conn: Connection, cfg: TrailConfig) -> list[Move]:
                t.c.value_date, t.c.earmarking, t.c.recipient_country, t.c.sector_code)
     moves = []
     by_year = cfg.period != "all"
-    for r in conn.execution_options(yield_per=50_000).execute(q):
+    for r in conn.execute(q.execution_options(yield_per=50_000)):
         earmark = ((r.recipient_country, r.sector_code)
                    if r.earmarking in EARMARKED and (r.recipient_country or r.sector_code)
                    else None)

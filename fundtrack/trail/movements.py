@@ -80,7 +80,7 @@ def load_cash_flows(conn: Connection, acts: dict[str, str]) -> list[CashFlow]:
          .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
          .where(f.c.superseded_by.is_(None), f.c.kind.in_(CASH)))
     out = []
-    for r in conn.execution_options(yield_per=50_000).execute(q):
+    for r in conn.execute(q.execution_options(yield_per=50_000)):
         out.append(_cash_flow(r, acts))
     return out
 
