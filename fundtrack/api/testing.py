@@ -45,12 +45,12 @@ class Api:
               token: str | None = None) -> dict[str, Any]:
         """``data`` of a query that must succeed."""
         out = self.raw(query, variables, token)
-        assert not out.get("errors"), out["errors"]
+        assert not out.get("errors"), str(out["errors"])[:1000]
         return out["data"]
 
     def error(self, query: str, variables: dict[str, Any] | None = None,
               token: str | None = None) -> str:
         """The error messages of a query that must fail, joined."""
         out = self.raw(query, variables, token)
-        assert out.get("errors"), out
+        assert out.get("errors"), str(out)[:500]
         return " | ".join(e["message"] for e in out["errors"])
