@@ -29,6 +29,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 import struct
 import tempfile
 import zipfile
@@ -315,6 +316,14 @@ def xlsx_head_text(head: bytes) -> str | None:
 # -- CSV ----------------------------------------------------------------------------------
 
 SAMPLE_BYTES = 1 * MiB
+#: Encodings a spreadsheet program really saves CSV in (detection chooses among these
+#: only: without the list, random bytes "detect" as EBCDIC).
+CSV_ENCODINGS = ("cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "cp1251", "koi8_r",
+                 "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp1258", "mac_roman",
+                 "utf_16", "gb18030", "big5", "shift_jis", "euc_jp", "euc_kr", "cp874")
+#: A two- or three-byte UTF-8 sequence: in a file that is not valid UTF-8 it means mixed
+#: encodings (single-byte text almost never has these pairs).
+UTF8_SEQUENCE = re.compile(rb"[\xc3\xc2\xc5][\x80-\xbf]|\xe2[\x80-\x84][\x80-\xbf]")
 
 
 @dataclass
@@ -363,11 +372,24 @@ def open_text(stream: BinaryIO, encoding: str | None = None,
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(sample).best()
-    if best is None or best.encoding is None:
+    if UTF8_SEQUENCE.search(sample):
         raise FileRejected(
-            "could not detect the text encoding of this CSV (it is not UTF-8 and no single "
-            f"encoding fits); state it with {option_hint}, e.g. encoding = \"cp1252\"", "file")
+            "this CSV mixes encodings: parts are UTF-8 and parts are not (often rows pasted "
+            "from another file); save it in one encoding, or state the encoding with "
+            f"{option_hint}", "file")
+    best = from_bytes(sample, cp_isolation=list(CSV_ENCODINGS)).best()
+    decoded = ""
+    if best is not None and best.encoding:
+        try:
+            decoded = _strict_decode(sample, best.encoding)
+        except UnicodeDecodeError:
+            best = None
+    controls = sum(1 for ch in decoded if ch < " " and ch not in "\t\r\n")
+    if best is None or best.encoding is None or controls > len(decoded) / 200:
+        raise FileRejected(
+            "could not detect the text encoding of this CSV (it is not UTF-8, and no common "
+            "encoding reads it as clean text); state it with "
+            f"{option_hint}, e.g. encoding = \"cp1252\"", "file")
     enc = best.encoding
     return TextSource(_wrap(buffered, enc), enc, "detected",
                       confidence=round(1.0 - float(best.chaos), 3),
