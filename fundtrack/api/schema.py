@@ -19,10 +19,11 @@ from strawberry.tools import merge_types
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
 from fundtrack.api.scalars import SCALAR_OVERRIDES
+from fundtrack.api.trace import TraceQuery
 from fundtrack.api.types import Activity, Budget, Flow, ImportBatch, Organization
 from fundtrack.config import Settings, get_settings
 
-QUERY_TYPES: tuple[type, ...] = (LedgerQuery,)
+QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery)
 MUTATION_TYPES: tuple[type, ...] = (LedgerMutation,)
 
 Query = merge_types("Query", QUERY_TYPES)
