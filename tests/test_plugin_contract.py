@@ -35,7 +35,9 @@ def _under(*folders: str) -> Callable[[Path], bool]:
 
 
 def _fixtures(*globs: str) -> list[Path]:
-    return sorted({p for g in globs for p in FIXTURES.glob(g) if p.is_file()})
+    """Fixture data files (not the scripts that derive them, not deliberately broken ones)."""
+    return sorted({p for g in globs for p in FIXTURES.glob(g)
+                   if p.is_file() and p.suffix not in NOT_DATA and "error" not in p.name})
 
 
 IATI_SAMPLES = [SHARED / rel for rel in (
