@@ -59,7 +59,7 @@ def activity_marker(rows: list[tuple[str | None, str | None, str | None]]) -> Ma
     """The gender marker of an activity from its policy-marker rows (vocabulary, code, score).
 
     Several gender markers (a DAC score and a GEM, say): the source with the lowest
-    ``priority`` number wins; a screened value beats an unscreened one of the same source.
+    ``priority`` number wins among screened values; an unscreened one only when nothing else.
     """
     sources = load("markers")["activity_sources"]
     best: tuple[tuple[int, int], Marker] | None = None
@@ -68,7 +68,7 @@ def activity_marker(rows: list[tuple[str | None, str | None, str | None]]) -> Ma
             if (vocab or "1") == src["vocabulary"] and (code or "").strip() == src["code"]:
                 common = to_common(src["scale"], score)
                 mk = Marker(common, src["scale"], vocab or "1", code, score, "activity")
-                key = (src["priority"], 1 if common == NOT_SCREENED else 0)
+                key = (1 if common == NOT_SCREENED else 0, src["priority"])
                 if best is None or key < best[0]:
                     best = (key, mk)
     return best[1] if best else UNMARKED

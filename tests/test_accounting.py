@@ -1,0 +1,330 @@
+"""1325 accounting on a hand-built fixture: every value worked out by hand, exact.
+
+The fixture (two IATI files, USD so USD amounts equal reported amounts):
+
+donor XM-DONOR, year 2020, pledge 1,000,000 (2020-01-10), disbursements:
+  A1 sector 15220, DAC marker 2 (principal), "women mediators ... peace process"
+     100,000 -> XM-WRO1 (WRO by registry), earmarking 1 (unearmarked), 2020-03-01
+  A2 sector 15220, DAC marker 1 (significant), "community early warning"
+     300,000 -> XM-UNAGENCY activity XM-UNAGENCY-P1, earmarking 3, 2020-06-01
+  A3 sector 12220 (health: out of scope), marker 2, 50,000 -> XM-DAC-21040 (CRS channel
+     21040, a WRO by wro.toml), earmarking 2, 2020-07-01
+  A4 no sector, no marker, "support to the UNSCR 1325 national action plan" (scope by
+     keyword), 100,000 -> XM-NGO, no earmarking, 2020-09-01, country LR
+  A1 also 40,000 dated 2019-12-31 (another year: out).
+XM-UNAGENCY reports XM-UNAGENCY-P1 (DAC marker 1, country LR): incoming 300,000 from
+XM-DONOR/A2, disbursements 120,000 -> XM-WRO1 and 180,000 -> XM-NGO2 (2020-08-01).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from fundtrack import models as m
+from fundtrack.accounting import markers as mk
+from fundtrack.accounting import nap, reportcard, stipulations, trace
+from fundtrack.accounting.classify import classify_all
+from fundtrack.accounting.items import load_items
+from fundtrack.accounting.methods import count, get_method
+from fundtrack.accounting_models import (
+    ClassificationOverride,
+    FundTarget,
+    NapLine,
+    NapLink,
+    NationalActionPlan,
+    ReportedShare,
+    Stipulation,
+)
+from fundtrack.importing import import_file
+from fundtrack.records import FlowKind
+
+DONOR_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<iati-activities version="2.03">
+{acts}
+</iati-activities>"""
+
+
+def act(ident: str, title: str, sector: str | None, marker: str | None, txs: str,
+        org: str = "XM-DONOR", country: str | None = None) -> str:
+    return f"""<iati-activity default-currency="USD">
+ <iati-identifier>{ident}</iati-identifier>
+ <reporting-org ref="{org}" type="10"><narrative>{org}</narrative></reporting-org>
+ <title><narrative>{title}</narrative></title>
+ <activity-status code="2"/>
+ {f'<recipient-country code="{country}" percentage="100"/>' if country else ''}
+ {f'<sector vocabulary="1" code="{sector}" percentage="100"/>' if sector else ''}
+ {f'<policy-marker vocabulary="1" code="1" significance="{marker}"/>' if marker else ''}
+ {txs}
+</iati-activity>"""
+
+
+def tx(kind: int, value: str, day: str, receiver: str | None = None, earmark: str | None = None,
+       recv_act: str | None = None, provider: str | None = None, prov_act: str | None = None) -> str:
+    r = (f'<receiver-org ref="{receiver}"'
+         + (f' receiver-activity-id="{recv_act}"' if recv_act else "") + "/>") if receiver else ""
+    p = (f'<provider-org ref="{provider}"'
+         + (f' provider-activity-id="{prov_act}"' if prov_act else "") + "/>") if provider else ""
+    e = f'<aid-type vocabulary="2" code="{earmark}"/>' if earmark else ""
+    return (f'<transaction><transaction-type code="{kind}"/><transaction-date iso-date="{day}"/>'
+            f'<value currency="USD" value-date="{day}">{value}</value>{p}{r}{e}</transaction>')
+
+
+DONOR = DONOR_XML.format(acts="\n".join([
+    act("XM-DONOR-A1", "Women mediators in the peace process", "15220", "2",
+        tx(12, "1000000", "2020-01-10")
+        + tx(3, "100000", "2020-03-01", "XM-WRO1", "1", provider="XM-DONOR")
+        + tx(3, "40000", "2019-12-31", "XM-WRO1", "1", provider="XM-DONOR")),
+    act("XM-DONOR-A2", "Community early warning", "15220", "1",
+        tx(3, "300000", "2020-06-01", "XM-UNAGENCY", "3", "XM-UNAGENCY-P1", provider="XM-DONOR")),
+    act("XM-DONOR-A3", "Maternal health clinics", "12220", "2",
+        tx(3, "50000", "2020-07-01", "XM-DAC-21040", "2", provider="XM-DONOR")),
+    act("XM-DONOR-A4", "Support to the UNSCR 1325 national action plan", None, None,
+        tx(3, "100000", "2020-09-01", "XM-NGO", provider="XM-DONOR"), country="LR"),
+]))
+AGENCY = DONOR_XML.format(acts=act(
+    "XM-UNAGENCY-P1", "Women's political participation programme", "15220", "1",
+    tx(1, "300000", "2020-06-01", "XM-UNAGENCY", provider="XM-DONOR", prov_act="XM-DONOR-A2")
+    + tx(3, "120000", "2020-08-01", "XM-WRO1", provider="XM-UNAGENCY")
+    + tx(3, "180000", "2020-08-01", "XM-NGO2", provider="XM-UNAGENCY"),
+    org="XM-UNAGENCY", country="LR"))
+
+
+def load_fixture(engine, tmp_path: Path) -> None:
+    for name, text in (("donor.xml", DONOR), ("agency.xml", AGENCY)):
+        p = tmp_path / name
+        p.write_text(text, encoding="utf-8")
+        res = import_file(engine, p)
+        assert res.status == "applied", res.summary()
+    o = m.Organisation.__table__
+    with engine.begin() as c:
+        # the publication date of both files: 2020-10-15 (for timeliness)
+        c.execute(update(m.ImportBatch.__table__).values(
+            created_at=datetime(2020, 10, 15, tzinfo=UTC)))
+        if c.execute(select(o.c.id).where(o.c.ref == "XM-WRO1")).first():
+            c.execute(update(o).where(o.c.ref == "XM-WRO1").values(is_womens_rights_org=True))
+        else:
+            c.execute(insert(o).values(ref="XM-WRO1", name="WRO one", is_womens_rights_org=True))
+
+
+@pytest.fixture
+def fx(engine, tmp_path):
+    load_fixture(engine, tmp_path)
+    return engine
+
+
+# ---- (1) crosswalk ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale,score,common", [
+    ("dac", "0", "not-targeted"), ("dac", "1", "significant"), ("dac", "2", "principal"),
+    ("dac", "", "not-screened"), ("dac", None, "not-screened"), ("dac", "3", "not-screened"),
+    ("gem", "0", "not-targeted"), ("gem", "1", "not-targeted"), ("gem", "2", "significant"),
+    ("gem", "2a", "significant"), ("gem", "GEM2b", "principal"), ("gem", "3", "principal"),
+    ("gam", "4T", "principal"), ("gam", "3 M", "significant"), ("gam", "2T", "not-targeted"),
+    ("gam", "4", "not-targeted"), ("pbf", "GM3", "principal"), ("pbf", "2", "significant"),
+    ("pbf", "1", "not-targeted"), ("pbf", "x", "not-screened"),
+])
+def test_crosswalk(scale, score, common):
+    assert mk.to_common(scale, score) == common
+
+
+def test_marker_keeps_original_and_prefers_dac_then_flow_level():
+    a = mk.activity_marker([("99", "GEM", "3"), ("1", "1", "1"), ("1", "2", "2")])
+    assert (a.common, a.scale, a.vocabulary, a.code, a.score) == (
+        "significant", "dac", "1", "1", "1")
+    g = mk.activity_marker([("99", "GEM", "2b"), ("1", "1", "")])
+    assert (g.common, g.scale, g.score) == ("principal", "gem", "2b")
+    f = mk.effective_marker({"gender_marker": "2"}, a)
+    assert (f.common, f.level, f.code) == ("principal", "flow", "gender_marker")
+    assert mk.effective_marker({}, None) == mk.UNMARKED
+
+
+# ---- (2)-(3) classification and methods -------------------------------------------------
+
+def test_scope_pillars_rules_and_override(fx):
+    with fx.connect() as c:
+        items = load_items(c, m.Flow.__table__.c.kind == FlowKind.DISBURSEMENT)
+        cls = classify_all(c, items)
+    by_act = {(i.activity_identifier, i.amount): cls[i.flow_id] for i in items}
+    a1 = by_act[("XM-DONOR-A1", D(100000))]
+    assert a1.in_scope and a1.why["scope"] == ["dac-152-conflict-peace-security"]
+    assert a1.pillars == ["participation", "prevention"]  # keywords + sector 15220
+    assert a1.why["pillar:participation"] == ["pillar-participation-keywords"]
+    a4 = by_act[("XM-DONOR-A4", D(100000))]
+    assert a4.why == {"scope": ["keyword-1325-wps"]}
+    assert not by_act[("XM-DONOR-A3", D(50000))].in_scope
+    with fx.begin() as c:
+        c.execute(insert(ClassificationOverride).values(
+            subject="activity:XM-DONOR-A4", dimension="scope", value="out", note="not WPS"))
+        c.execute(insert(ClassificationOverride).values(
+            subject="activity:XM-DONOR-A3", dimension="pillar:protection", value="in"))
+    with fx.connect() as c:
+        items = load_items(c, m.Flow.__table__.c.kind == FlowKind.DISBURSEMENT)
+        cls = classify_all(c, items)
+        oid = c.execute(select(ClassificationOverride.id).where(
+            ClassificationOverride.subject == "activity:XM-DONOR-A3")).scalar()
+    by_act = {(i.activity_identifier, i.amount): cls[i.flow_id] for i in items}
+    assert not by_act[("XM-DONOR-A4", D(100000))].in_scope
+    assert by_act[("XM-DONOR-A3", D(50000))].why == {"pillar:protection": [f"override:{oid}"]}
+
+
+def test_counting_methods_by_hand(fx):
+    with fx.begin() as c:
+        c.execute(insert(ReportedShare).values(activity_identifier="XM-DONOR-A2",
+                                               share=D("0.25"), source="annual report p.4"))
+    with fx.connect() as c:
+        donor_2020 = reportcard.outgoing_where("XM-DONOR", 2020, (reportcard.FlowKind.DISBURSEMENT,))
+        items = load_items(c, donor_2020)
+        from fundtrack.accounting.methods import reported_shares
+        shares = reported_shares(c)
+    assert sorted(i.amount_usd for i in items) == [D(50000), D(100000), D(100000), D(300000)]
+    p = count(items, get_method("principal"))
+    g = count(items, get_method("gender-focused"))
+    w = count(items, get_method("weighted"))
+    r = count(items, get_method("reported-share"), shares)
+    assert (p.method, p.amount_usd, p.base_usd) == ("principal", D(150000), D(550000))
+    assert g.amount_usd == D(450000)
+    assert w.amount_usd == D(100000) + D(50000) + D("0.4") * 300000 == D(270000)
+    assert (r.amount_usd, r.flows_without_share) == (D(75000), 3)
+    assert p.by_marker == {"principal": D(150000), "significant": D(300000),
+                           "not-screened": D(100000)}
+
+
+# ---- (4)-(6) report card, stipulations, fund scorecard ----------------------------------
+
+def test_report_card_by_hand(fx):
+    with fx.begin() as c:
+        c.execute(insert(Stipulation).values(
+            donor_ref="XM-DONOR", recipient_ref="XM-UNAGENCY", year=2020, kind="wro",
+            min_share=D("0.3"), source="grant letter"))
+        c.execute(insert(Stipulation).values(
+            donor_ref="XM-DONOR", recipient_ref="XM-UNAGENCY", year=2020,
+            kind="gender-principal", min_share=D("0.5")))
+        c.execute(insert(Stipulation).values(
+            donor_ref="XM-DONOR", recipient_ref="XM-UNAGENCY", year=None, kind="country",
+            target="LR", min_share=D("1")))
+    with fx.connect() as c:
+        card = reportcard.donor_card(c, "XM-DONOR", 2020, "weighted")
+        attributed = trace.attribution_available(c)
+        linked = trace.links_available(c)
+    i = card.item
+    assert card.method == "weighted" and len(card.rules) == 16
+    # pledge fulfilment: 550,000 paid / 1,000,000 pledged = 0.55 -> C (0.5 <= 0.55 < 0.75)
+    assert (i("pledge_fulfilment").numerator, i("pledge_fulfilment").denominator) == (
+        D(550000), D(1000000))
+    assert (i("pledge_fulfilment").value, i("pledge_fulfilment").grade) == (D("0.55"), "C")
+    # P&S = A1 100k (principal) + A2 300k (significant) + A4 100k (unmarked) = 500k
+    gp = i("gender_principal_share")
+    assert (gp.numerator, gp.denominator, gp.value) == (D(100000), D(500000), D("0.2"))
+    assert (gp.benchmark, gp.grade, gp.method) == (D("0.15"), "A", "principal")
+    gf = i("gender_focused_share")
+    assert (gf.numerator, gf.value, gf.method) == (D(400000), D("0.8"), "gender-focused")
+    sel = card.figures["peace_and_security_selected_method"]
+    assert (sel["method"], sel["amount_usd"], sel["share"]) == ("weighted", "220000.0", "0.44")
+    # WROs directly: XM-WRO1 100k (registry) + XM-DAC-21040 50k (CRS channel) of 550k
+    wd = i("wro_direct_share")
+    assert (wd.numerator, wd.value, wd.grade) == (D(150000), D(150000) / D(550000), "A")
+    # flexible: earmarking 1 (100k) + 2 (50k) of known 450k; A4 has none
+    fl = i("flexible_share")
+    assert (fl.numerator, fl.denominator, fl.value, fl.grade) == (
+        D(150000), D(450000), D(150000) / D(450000), "A")
+    assert "1 disbursements (USD 100000)" in fl.note
+    # timeliness: published 2020-10-15; only A4 (2020-09-01, 44 days) within 90 days
+    tm = i("timeliness")
+    assert (tm.numerator, tm.denominator, tm.value, tm.grade) == (D(1), D(4), D("0.25"), "D")
+    if linked:
+        # A2's disbursement names XM-UNAGENCY-P1, which is reported: 1 of 4 flows resolves
+        tr = i("traceability")
+        assert (tr.numerator, tr.denominator, tr.value) == (D(1), D(4), D("0.25"))
+    else:
+        assert i("traceability").not_available == trace.NO_LINKS
+    st = {(s["kind"]): s for s in card.stipulations}
+    if attributed:
+        # all 300k leaving XM-UNAGENCY is the donor's: 120k to XM-WRO1, 180k to XM-NGO2
+        w = {k: D(v) if k in ("traced_usd", "qualifying_usd", "share", "margin", "margin_usd")
+             else v for k, v in st["wro"].items()}
+        assert (w["traced_usd"], w["qualifying_usd"]) == (D(300000), D(120000))
+        assert (w["share"], w["met"], w["margin"], w["margin_usd"]) == (
+            D("0.4"), True, D("0.1"), D(30000))
+        gpst = st["gender-principal"]  # P1 is marker 1: nothing is principal
+        assert (D(gpst["share"]), gpst["met"], D(gpst["margin"]), D(gpst["margin_usd"])) == (
+            0, False, D("-0.5"), D(-150000))
+        assert (D(st["country"]["share"]), st["country"]["met"]) == (1, True)
+        assert (i("stipulations").numerator, i("stipulations").denominator) == (D(2), D(3))
+        wi = i("wro_indirect_share")
+        assert (wi.numerator, wi.value) == (D(120000), D(120000) / D(550000))
+    else:
+        assert st["wro"]["not_available"] == trace.NO_ATTRIBUTION
+        assert i("wro_indirect_share").not_available == trace.NO_ATTRIBUTION
+        assert i("stipulations").not_available == trace.NO_ATTRIBUTION
+    json.dumps(card.as_dict())  # serialisable
+
+
+def test_stipulation_evaluate_pure():
+    it = load_items  # noqa: F841 - evaluation works on plain parts
+    res = stipulations.StipulationResult(None, "D", "F", 2020, "wro", None, D("0.25"))
+    class I:  # minimal stand-in for an Item
+        def __init__(self, ok): self.ok = ok
+    parts = [(D("10.10"), I(True)), (D("29.90"), I(False)), (None, I(True))]
+    out = stipulations.evaluate(res, parts, lambda x: x.ok)
+    assert (out.traced_usd, out.qualifying_usd, out.share) == (D("40.00"), D("10.10"),
+                                                              D("10.10") / D("40.00"))
+    assert (out.met, out.margin_usd) == (True, D("10.10") - D("10.0000"))
+
+
+def test_fund_scorecard_by_hand(fx):
+    with fx.begin() as c:
+        c.execute(update(m.PolicyMarker.__table__).where(
+            m.PolicyMarker.__table__.c.activity_id.in_(select(m.Activity.id).where(
+                m.Activity.iati_identifier == "XM-UNAGENCY-P1"))).values(significance="2"))
+        c.execute(insert(ClassificationOverride).values(
+            subject="activity:XM-UNAGENCY-P1", dimension="gender", value="principal"))
+    with fx.connect() as c:
+        card = reportcard.fund_scorecard(c, "XM-UNAGENCY", 2020)
+        assert card.item("own_target").not_available.startswith("not available")
+    with fx.begin() as c:
+        c.execute(insert(FundTarget).values(fund_ref="XM-UNAGENCY",
+                                            gender_principal_share=D("0.8"), source="strategy"))
+    with fx.connect() as c:
+        card = reportcard.fund_scorecard(c, "XM-UNAGENCY", 2020)
+    g = card.item("gender_principal_share")
+    # allocations 120k + 180k, both principal -> 1.0 against 15% (A) and against 80% (A)
+    assert (g.numerator, g.denominator, g.value, g.grade) == (D(300000), D(300000), D(1), "A")
+    own = card.item("own_target")
+    assert (own.benchmark, own.grade) == (D("0.8"), "A")
+
+
+# ---- (7) NAPs ---------------------------------------------------------------------------
+
+def test_nap_coverage_by_hand(fx):
+    from datetime import date
+    with fx.begin() as c:
+        nid = c.execute(insert(NationalActionPlan).values(
+            country="LR", title="Liberia NAP II", period_start=date(2019, 1, 1),
+            period_end=date(2022, 12, 31), source="test").returning(NationalActionPlan.id)).scalar()
+        l1 = c.execute(insert(NapLine).values(
+            nap_id=nid, code="1.1", pillar="participation", title="women in politics",
+            costed_usd=D(400000), rule={"keywords": ["political participation"]})
+            .returning(NapLine.id)).scalar()
+        l2 = c.execute(insert(NapLine).values(
+            nap_id=nid, code="2.1", pillar="protection", costed_usd=D(250000),
+            rule={"sectors": ["15180"]}).returning(NapLine.id)).scalar()
+        c.execute(insert(NapLine).values(nap_id=nid, code="3.1", pillar="prevention",
+                                         costed_usd=D(350000)))
+        c.execute(insert(NapLink).values(nap_line_id=l2, activity_identifier="XM-DONOR-A4"))
+    with fx.connect() as c:
+        (plan,) = nap.coverage(c)
+    # LR disbursements in period: A4 100k (hand -> 2.1), P1 120k + 180k (rule -> 1.1)
+    assert plan.costed_usd == D(1000000) and plan.funded_usd == D(400000)
+    assert plan.coverage == D("0.4")
+    lines = {ln.code: ln for ln in plan.lines}
+    assert (lines["1.1"].funded_usd, lines["1.1"].coverage) == (D(300000), D("0.75"))
+    assert (lines["2.1"].funded_usd, lines["2.1"].coverage) == (D(100000), D("0.4"))
+    assert lines["3.1"].funded_usd == 0 and lines["2.1"].flows[0]["linked_by"] == "hand"
+    assert plan.pillars()["prevention"]["coverage"] == 0
+    assert l1 and plan.unlinked_flows == 0
