@@ -161,6 +161,9 @@ main.add_command(token_group)
 from fundtrack.trail.recompute import recompute_cmd  # noqa: E402
 
 main.add_command(recompute_cmd)
+from fundtrack.accounting.cli import report_card_cmd  # noqa: E402
+
+main.add_command(report_card_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

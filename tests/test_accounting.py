@@ -266,11 +266,12 @@ def test_report_card_by_hand(fx):
 
 
 def test_stipulation_evaluate_pure():
-    it = load_items  # noqa: F841 - evaluation works on plain parts
     res = stipulations.StipulationResult(None, "D", "F", 2020, "wro", None, D("0.25"))
-    class I:  # minimal stand-in for an Item
-        def __init__(self, ok): self.ok = ok
-    parts = [(D("10.10"), I(True)), (D("29.90"), I(False)), (None, I(True))]
+    class Part:  # minimal stand-in for an Item
+        def __init__(self, ok: bool) -> None:
+            self.ok = ok
+
+    parts = [(D("10.10"), Part(True)), (D("29.90"), Part(False)), (None, Part(True))]
     out = stipulations.evaluate(res, parts, lambda x: x.ok)
     assert (out.traced_usd, out.qualifying_usd, out.share) == (D("40.00"), D("10.10"),
                                                               D("10.10") / D("40.00"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.tools import merge_types
 
+from fundtrack.api.accounting import AccountingQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
 from fundtrack.api.scalars import SCALAR_OVERRIDES
@@ -23,7 +24,7 @@ from fundtrack.api.trace import TraceQuery
 from fundtrack.api.types import Activity, Budget, Flow, ImportBatch, Organization
 from fundtrack.config import Settings, get_settings
 
-QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery)
+QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery)
 MUTATION_TYPES: tuple[type, ...] = (LedgerMutation,)
 
 Query = merge_types("Query", QUERY_TYPES)

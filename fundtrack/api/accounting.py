@@ -1,0 +1,231 @@
+"""1325 accounting over GraphQL: report cards, fund scorecards, NAP coverage, gender summaries.
+
+Every figure carries the name of the counting method that produced it. The computing is
+in :mod:`fundtrack.accounting`; this module only shapes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import Info
+
+from fundtrack.accounting import nap as napmod
+from fundtrack.accounting.items import load_items
+from fundtrack.accounting.methods import count, get_method, methods, reported_shares
+from fundtrack.accounting.reportcard import Card, donor_card, fund_scorecard
+from fundtrack.api import filters as flt
+from fundtrack.money import SUM_CONTEXT
+
+
+@strawberry.type(description="A named way of counting 1325 money, with its source.")
+class CountingMethod:
+    name: str
+    title: str
+    source: str
+    weights: str = strawberry.field(description="Weight per common marker value, as JSON.")
+
+
+@strawberry.type(description="One line of a card: value, the numbers behind it, benchmark, grade.")
+class CardItem:
+    key: str
+    title: str
+    value: Decimal | None = strawberry.field(description="A share 0..1 (null if not available).")
+    numerator: Decimal | None
+    denominator: Decimal | None
+    unit: str
+    benchmark: Decimal | None
+    benchmark_source: str | None
+    grade: str | None
+    method: str | None = strawberry.field(description="Counting method of this figure, if any.")
+    not_available: str | None = strawberry.field(description="Why there is no value.")
+    note: str | None
+
+
+@strawberry.type(description="A donor's condition on its money and whether the trace meets it.")
+class StipulationCheck:
+    id: int | None
+    donor_ref: str
+    recipient_ref: str
+    year: int | None
+    kind: str
+    target: str | None
+    min_share: Decimal
+    traced_usd: Decimal | None
+    qualifying_usd: Decimal | None
+    share: Decimal | None
+    met: bool | None
+    margin: Decimal | None
+    margin_usd: Decimal | None
+    not_available: str | None
+
+
+@strawberry.type(description="A report card (donor) or scorecard (fund) for one year.")
+class ReportCard:
+    subject: str
+    year: int
+    method: str = strawberry.field(description="The counting method selected for this card.")
+    rules_fingerprint: str = strawberry.field(
+        description="SHA-256 prefix of the rule and benchmark files used: cite it.")
+    flow_filter: str = strawberry.field(
+        description="The FlowWhere (JSON) of the disbursements counted: pass it to "
+                    "flowsAggregate to reconcile.")
+    items: list[CardItem]
+    stipulations: list[StipulationCheck]
+    figures: str = strawberry.field(description="Supporting figures by method, as JSON.")
+
+
+@strawberry.type(description="Flows with one gender marker value, as reported and on the common scale.")
+class GenderGroup:
+    common: str = strawberry.field(description="principal | significant | not-targeted | not-screened")
+    scale: str | None = strawberry.field(description="dac | gem | gam | pbf; null: no marker")
+    score: str | None = strawberry.field(description="The score exactly as reported.")
+    flows: int
+    activities: int
+    sum_usd: Decimal
+    flows_without_usd: int
+
+
+@strawberry.type(description="1325 money among the flows matched, by one counting method.")
+class GenderSummary:
+    method: str
+    method_title: str
+    method_source: str
+    amount_usd: Decimal
+    base_usd: Decimal
+    share: Decimal | None
+    flows: int
+    flows_without_usd: int
+    flows_without_share: int
+    groups: list[GenderGroup]
+
+
+@strawberry.type
+class PillarCoverage:
+    pillar: str
+    costed_usd: Decimal
+    funded_usd: Decimal
+    coverage: Decimal | None
+
+
+@strawberry.type
+class NapLineCoverage:
+    code: str
+    pillar: str
+    title: str | None
+    costed_usd: Decimal | None
+    funded_usd: Decimal
+    coverage: Decimal | None
+    flows: int
+
+
+@strawberry.type(description="A National Action Plan on UNSCR 1325 and how much of it is funded.")
+class NationalActionPlan:
+    id: int
+    country: str
+    title: str
+    period_start: date
+    period_end: date
+    source: str | None
+    costed_usd: Decimal
+    funded_usd: Decimal
+    coverage: Decimal | None = strawberry.field(description="funded / costed")
+    unlinked_usd: Decimal = strawberry.field(
+        description="Disbursements to the country in the period linked to no line.")
+    pillars: list[PillarCoverage]
+    lines: list[NapLineCoverage]
+
+
+def _card(card: Card) -> ReportCard:
+    return ReportCard(
+        subject=card.subject, year=card.year, method=card.method, rules_fingerprint=card.rules,
+        flow_filter=json.dumps(card.filter), figures=json.dumps(card.figures, default=str),
+        items=[CardItem(**{k: v for k, v in i.__dict__.items()}) for i in card.items],
+        stipulations=[StipulationCheck(**{k: (Decimal(v) if k in (
+            "min_share", "traced_usd", "qualifying_usd", "share", "margin", "margin_usd")
+            and v is not None else v) for k, v in s.items() if k != "source"})
+            for s in card.stipulations])
+
+
+def _method(name: str) -> str:
+    if name not in methods():
+        raise GraphQLError(f"unknown counting method {name!r}; known: {', '.join(methods())}")
+    return name
+
+
+def gender_summary(conn: Any, where_clause: Any, method: str) -> GenderSummary:
+    meth = get_method(method)
+    items = load_items(conn, where_clause)
+    from fundtrack.accounting.classify import apply_gender_overrides, load_overrides
+
+    apply_gender_overrides(items, load_overrides(conn))
+    fig = count(items, meth, reported_shares(conn))
+    groups: dict[tuple, dict[str, Any]] = defaultdict(
+        lambda: {"flows": 0, "acts": set(), "sum": Decimal(0), "nousd": 0})
+    for it in items:
+        g = groups[(it.marker.common, it.marker.scale, it.marker.score)]
+        g["flows"] += 1
+        if it.activity_id:
+            g["acts"].add(it.activity_id)
+        if it.amount_usd is None:
+            g["nousd"] += 1
+        else:
+            g["sum"] = SUM_CONTEXT.add(g["sum"], it.amount_usd)
+    return GenderSummary(
+        method=meth.name, method_title=meth.title, method_source=meth.source,
+        amount_usd=fig.amount_usd, base_usd=fig.base_usd, share=fig.share, flows=fig.flows,
+        flows_without_usd=fig.flows_without_usd, flows_without_share=fig.flows_without_share,
+        groups=[GenderGroup(common=k[0], scale=k[1], score=k[2], flows=v["flows"],
+                            activities=len(v["acts"]), sum_usd=v["sum"],
+                            flows_without_usd=v["nousd"])
+                for k, v in sorted(groups.items(), key=lambda kv: tuple(x or "" for x in kv[0]))])
+
+
+def _nap(p: napmod.PlanCoverage) -> NationalActionPlan:
+    return NationalActionPlan(
+        id=p.id, country=p.country, title=p.title, period_start=p.period_start,
+        period_end=p.period_end, source=p.source, costed_usd=p.costed_usd,
+        funded_usd=p.funded_usd, coverage=p.coverage, unlinked_usd=p.unlinked_usd,
+        pillars=[PillarCoverage(pillar=k, **v) for k, v in p.pillars().items()],  # type: ignore[arg-type]
+        lines=[NapLineCoverage(code=ln.code, pillar=ln.pillar, title=ln.title,
+                               costed_usd=ln.costed_usd, funded_usd=ln.funded_usd,
+                               coverage=ln.coverage, flows=len(ln.flows)) for ln in p.lines])
+
+
+@strawberry.type
+class AccountingQuery:
+    @strawberry.field(description="The counting methods fundtrack knows, with their sources.")
+    def counting_methods(self) -> list[CountingMethod]:
+        return [CountingMethod(name=m.name, title=m.title, source=m.source,
+                               weights=json.dumps({k: str(v) for k, v in m.weights.items()}))
+                for m in methods().values()]
+
+    @strawberry.field(description="A donor's 1325 report card for a calendar year.")
+    async def report_card(self, info: Info, donor: str, year: int,
+                          method: str = "principal") -> ReportCard:
+        _method(method)
+        card = await info.context.db(lambda c: donor_card(c, donor, year, method))
+        return _card(card)
+
+    @strawberry.field(description="A pooled fund's gender scorecard for a calendar year.")
+    async def fund_scorecard(self, info: Info, fund: str, year: int) -> ReportCard:
+        return _card(await info.context.db(lambda c: fund_scorecard(c, fund, year)))
+
+    @strawberry.field(description="National Action Plans with funded / costed coverage.")
+    async def national_action_plans(self, info: Info, country: str | None = None,
+                                    ) -> list[NationalActionPlan]:
+        plans = await info.context.db(lambda c: napmod.coverage(c))
+        return [_nap(p) for p in plans if country is None or p.country == country]
+
+    @strawberry.field(description="Gender marker summary of the flows matched, by a method.")
+    async def gender_summary(self, info: Info, where: flt.FlowWhere | None = None,
+                             method: str = "gender-focused") -> GenderSummary:
+        _method(method)
+        clause = flt.flow_where(where)
+        return await info.context.db(lambda c: gender_summary(c, clause, method))
