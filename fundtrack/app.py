@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url,
                                    statement_timeout_ms=settings.statement_timeout_ms)
-    app = Starlette(routes=routes(engine, settings), debug=False)
+    from fundtrack.web.routes import web_routes
+
+    app = Starlette(routes=[*routes(engine, settings), web_routes()], debug=False)
     app.state.engine = engine
     app.state.settings = settings
     return app

@@ -158,6 +158,9 @@ def demo_cmd(serve: bool, host: str, port: int) -> None:
 from fundtrack.auth import token_group  # noqa: E402
 
 main.add_command(token_group)
+from fundtrack.export import export_cli  # noqa: E402
+
+main.add_command(export_cli())
 from fundtrack.trail.recompute import recompute_cmd  # noqa: E402
 
 main.add_command(recompute_cmd)

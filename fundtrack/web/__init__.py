@@ -1,0 +1,1 @@
+"""The web front: pages, upload screen and exports, mounted into the same app."""

@@ -1,0 +1,146 @@
+"""The filters people pick on the pages and in ``fundtrack export --where``.
+
+One small vocabulary (``year=2021 gender=2 donor=XM-DAC-41114 ...``) is turned into the
+API's own ``FlowWhere`` input, so the pages, the exports and the GraphQL API select flows
+with the same SQL (:func:`fundtrack.api.filters.flow_where`). :meth:`FlowFilter.graphql`
+gives the same filter as GraphQL variables: the pages print it, the tests send it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from sqlalchemy import ColumnElement
+
+from fundtrack.api import filters as flt
+from fundtrack.records import FlowKind
+
+#: gender choice -> (label, IntComparison kwargs). DAC gender marker (vocabulary 1, code 1).
+GENDER_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
+    "": ("any (marked or not)", {}),
+    "2": ("principal (2)", {"eq": 2}),
+    "1+": ("significant or principal (1-2)", {"gte": 1}),
+    "1": ("significant (1)", {"eq": 1}),
+    "0": ("not targeted (0)", {"eq": 0}),
+    "none": ("no gender marker", {"is_null": True}),
+}
+
+KEYS = ("year", "kind", "donor", "reporting_org", "country", "gender", "activity")
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be understood; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class FlowFilter:
+    year: int | None = None
+    kinds: tuple[FlowKind, ...] = ()
+    donor: str | None = None          # provider-org ref
+    reporting_org: str | None = None
+    country: str | None = None        # the flow's own recipient country
+    gender: str = ""
+    activity: str | None = None       # iati-identifier
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str] | Iterable[tuple[str, str]]) -> FlowFilter:
+        """From query parameters or ``key=value`` pairs; empty values mean "any"."""
+        items = params.items() if isinstance(params, Mapping) else params
+        values: dict[str, Any] = {}
+        kinds: list[FlowKind] = []
+        for key, raw in items:
+            value = (raw or "").strip()
+            if not value or key not in KEYS:
+                continue
+            if key == "year":
+                if not value.isdigit() or not 1900 <= int(value) <= 2200:
+                    raise FilterError(f"year must be a year such as 2021, not {value!r}")
+                values["year"] = int(value)
+            elif key == "kind":
+                for part in value.split(","):
+                    name = part.strip().upper().replace("-", "_")
+                    if name not in FlowKind.__members__:
+                        raise FilterError(f"kind {part!r} is not one of "
+                                          f"{', '.join(k.name for k in FlowKind)}")
+                    kinds.append(FlowKind[name])
+            elif key == "gender":
+                if value not in GENDER_CHOICES:
+                    raise FilterError(f"gender must be one of {', '.join(GENDER_CHOICES)}")
+                values["gender"] = value
+            elif key == "country":
+                values["country"] = value.upper()
+            else:
+                values[key] = value
+        return cls(kinds=tuple(kinds), **values)
+
+    @classmethod
+    def parse_pairs(cls, pairs: Iterable[str]) -> FlowFilter:
+        """From ``key=value`` strings (the CLI's repeated ``--where``)."""
+        out = []
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or key.strip() not in KEYS:
+                raise FilterError(f"--where takes key=value with key one of {', '.join(KEYS)}; "
+                                  f"got {pair!r}")
+            out.append((key.strip(), value))
+        return cls.parse(out)
+
+    def with_kinds(self, kinds: Iterable[FlowKind]) -> FlowFilter:
+        return replace(self, kinds=tuple(kinds))
+
+    def params(self) -> dict[str, str]:
+        """Back to query parameters (for links that keep the current selection)."""
+        out = {"year": str(self.year or ""), "kind": ",".join(k.name for k in self.kinds),
+               "donor": self.donor or "", "reporting_org": self.reporting_org or "",
+               "country": self.country or "", "gender": self.gender,
+               "activity": self.activity or ""}
+        return {k: v for k, v in out.items() if v}
+
+    def where(self) -> flt.FlowWhere:
+        """The API's ``FlowWhere`` input for this filter."""
+        kw: dict[str, Any] = {}
+        if self.kinds:
+            kw["kind"] = flt.FlowKindComparison(in_=list(self.kinds))
+        if self.year:
+            kw["value_date"] = flt.DateComparison(gte=date(self.year, 1, 1),
+                                                  lte=date(self.year, 12, 31))
+        if self.donor:
+            kw["provider_ref"] = flt.StringComparison(eq=self.donor)
+        if self.reporting_org:
+            kw["reporting_org_ref"] = flt.StringComparison(eq=self.reporting_org)
+        if self.country:
+            kw["recipient_country"] = flt.StringComparison(eq=self.country)
+        if GENDER_CHOICES[self.gender][1]:
+            kw["gender_significance"] = flt.IntComparison(**GENDER_CHOICES[self.gender][1])
+        if self.activity:
+            kw["activity"] = flt.ActivityWhere(iati_identifier=flt.StringComparison(eq=self.activity))
+        return flt.FlowWhere(**kw)
+
+    def clause(self) -> ColumnElement[bool]:
+        """The SQL condition, compiled by the API's own filter compiler."""
+        return flt.flow_where(self.where())
+
+    def graphql(self) -> dict[str, Any]:
+        """The same filter as a GraphQL ``FlowWhere`` value (JSON)."""
+        w: dict[str, Any] = {}
+        if self.kinds:
+            w["kind"] = {"_in": [k.name for k in self.kinds]}
+        if self.year:
+            w["valueDate"] = {"_gte": f"{self.year}-01-01", "_lte": f"{self.year}-12-31"}
+        if self.donor:
+            w["providerRef"] = {"_eq": self.donor}
+        if self.reporting_org:
+            w["reportingOrgRef"] = {"_eq": self.reporting_org}
+        if self.country:
+            w["recipientCountry"] = {"_eq": self.country}
+        gender = GENDER_CHOICES[self.gender][1]
+        if gender:
+            names = {"eq": "_eq", "gte": "_gte", "is_null": "_is_null"}
+            w["genderSignificance"] = {names[k]: v for k, v in gender.items()}
+        if self.activity:
+            w["activity"] = {"iatiIdentifier": {"_eq": self.activity}}
+        return w

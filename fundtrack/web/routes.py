@@ -1,0 +1,316 @@
+"""The web front: server-rendered pages, the upload screen, exports and plotly's JS.
+
+Pages read the database with the API's own statements (:mod:`fundtrack.web.data`); the
+upload and revert screens call the GraphQL API from the browser (multipart
+``importReport`` with the bearer token and the CSRF header), so they obey exactly the
+API's access rules. Nothing is fetched from a CDN: plotly's JavaScript is served from
+the installed ``plotly`` package, gzip-compressed once and cached by the browser.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from datetime import date
+from decimal import Decimal
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import Connection, Engine, func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route, Router
+
+from fundtrack import models as m
+from fundtrack.api.ids import encode_id
+from fundtrack.export import EXTENSIONS, FORMATS, stream
+from fundtrack.web import data
+from fundtrack.web.filters import GENDER_CHOICES, FilterError, FlowFilter
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+CACHE_FOREVER = "public, max-age=31536000, immutable"
+
+NAV = (("/", "Overview"), ("/sankey", "Money flows"), ("/activity", "Activities and traces"),
+       ("/donor", "Donor report card"), ("/fund", "Fund scorecard"), ("/upload", "Upload"),
+       ("/imports", "Import history"))
+
+
+def money(v: Any) -> str:
+    """USD with thousands separators and no cents (the exact figure is in the title)."""
+    if v is None or v == "":
+        return "–"
+    d = Decimal(str(v))
+    return f"{d.quantize(Decimal(1)):,}"
+
+
+def exact(v: Any) -> str:
+    return "" if v is None else format(Decimal(str(v)), "f")
+
+
+def pct(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{(Decimal(str(v)) * 100).quantize(Decimal('0.1'))}%"
+
+
+@lru_cache(maxsize=1)
+def env() -> Environment:
+    e = Environment(loader=FileSystemLoader(HERE / "templates"),
+                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    e.filters.update(money=money, exact=exact, pct=pct)
+    e.globals.update(nav=NAV, static=static_url, gender_choices=GENDER_CHOICES, gid=encode_id)
+    return e
+
+
+@cache
+def _static_file(name: str) -> tuple[bytes, bytes, str]:
+    """(raw, gzipped, short hash) of a static file; plotly's comes from its package."""
+    if name == "plotly.min.js":
+        import plotly
+
+        path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    else:
+        path = STATIC / name
+        if path.parent != STATIC or not path.is_file():
+            raise FileNotFoundError(name)
+    raw = path.read_bytes()
+    return raw, gzip.compress(raw, 9, mtime=0), hashlib.sha256(raw).hexdigest()[:12]
+
+
+def static_url(name: str) -> str:
+    return f"/static/{name}?v={_static_file(name)[2]}"
+
+
+TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+
+async def static(request: Request) -> Response:
+    name = request.path_params["name"]
+    try:
+        raw, gz, _ = await run_in_threadpool(_static_file, name)
+    except FileNotFoundError:
+        return Response("not found", status_code=404, media_type="text/plain")
+    headers = {"Cache-Control": CACHE_FOREVER if "v" in request.query_params else "no-cache",
+               "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        raw = gz
+    return Response(raw, media_type=TYPES.get(Path(name).suffix, "application/octet-stream"),
+                    headers=headers)
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    flt = ctx.get("flt")
+    params = flt.params() if isinstance(flt, FlowFilter) else {}
+    query = ("?" + urlencode(params)) if params else ""
+    ctx.setdefault("exports", [(label, f"/export.{EXTENSIONS[fmt]}{query}")
+                               for fmt, label in (("csv", "CSV"), ("json", "JSON"),
+                                                  ("iati", "IATI 2.03 XML"))])
+    ctx.setdefault("export_note", "current selection" if params else "all current flows")
+    html = env().get_template(template).render(request=request, path=request.url.path, **ctx)
+    return HTMLResponse(html, status_code=status)
+
+
+def _filter(request: Request) -> tuple[FlowFilter, str | None]:
+    try:
+        return FlowFilter.parse(request.query_params), None
+    except FilterError as exc:
+        return FlowFilter(), str(exc)
+
+
+async def _read(request: Request, fn: Any) -> Any:
+    engine = _engine(request)
+    return await run_in_threadpool(data.read, engine, fn)
+
+
+# --- pages ----------------------------------------------------------------------------
+
+async def overview_page(request: Request) -> HTMLResponse:
+    flt, error = _filter(request)
+    ov = await _read(request, lambda c: data.overview(c, flt))
+    kinds = sorted({r["kind"] for r in ov.by_year}, key=lambda k: k.value)
+    cells = {(r["year"], r["kind"]): r for r in ov.by_year}
+    gender = {}
+    for r in ov.by_gender:
+        gender.setdefault(r["gender_significance"], {})[r["kind"]] = r
+    biggest = max((r["sum_usd"] or 0 for r in ov.by_year), default=0) or 1
+    return render(request, "overview.html", title="Overview", flt=flt, error=error, ov=ov,
+                  kinds=kinds, cells=cells, gender=gender, biggest=biggest)
+
+
+async def sankey_page(request: Request) -> HTMLResponse:
+    flt, error = _filter(request)
+    basis = request.query_params.get("basis", "cash")
+    if basis not in data.SANKEY_BASES:
+        basis, error = "cash", f"basis must be one of {', '.join(data.SANKEY_BASES)}"
+    sk = await _read(request, lambda c: data.sankey(c, flt, basis))
+    years = await _read(request, _years)
+    figure = {"labels": sk.nodes, "source": [lk["source"] for lk in sk.links],
+              "target": [lk["target"] for lk in sk.links],
+              "value": [float(lk["value"]) for lk in sk.links],
+              "exact": [exact(lk["value"]) for lk in sk.links]}
+    return render(request, "sankey.html", title="Money flows", flt=flt, error=error, sk=sk,
+                  basis=basis, bases=data.SANKEY_BASES, years=years,
+                  figure_json=json.dumps(figure).replace("</", "<\\/"))
+
+
+def _years(conn: Connection) -> list[int]:
+    f = m.Flow.__table__
+    lo, hi = conn.execute(select(func.min(f.c.value_date), func.max(f.c.value_date)).where(
+        f.c.superseded_by.is_(None))).one()
+    if not lo:
+        return []
+    return list(range(hi.year, lo.year - 1, -1))
+
+
+def _activity_search(conn: Connection, q: str) -> list[Any]:
+    a = m.Activity.__table__
+    pattern = f"%{q}%"
+    return list(conn.execute(select(a.c.iati_identifier, a.c.title, a.c.reporting_org_ref).where(
+        a.c.superseded_by.is_(None),
+        a.c.iati_identifier.ilike(pattern) | a.c.title.ilike(pattern)
+        | a.c.reporting_org_ref.ilike(pattern)).order_by(a.c.iati_identifier).limit(50)).mappings())
+
+
+def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
+    a = m.Activity.__table__
+    f = m.Flow.__table__
+    act = conn.execute(select(a).where(a.c.superseded_by.is_(None), a.c.iati_identifier == ident)
+                       .order_by(a.c.id)).mappings().first()
+    if act is None:
+        return None
+    flows = list(conn.execute(select(f).where(f.c.superseded_by.is_(None),
+                                              f.c.activity_id == act["id"])
+                              .order_by(f.c.value_date, f.c.id).limit(500)).mappings())
+    out: dict[str, Any] = {"activity": act, "flows": flows, "trace": None, "trace_error": None}
+    try:
+        from fundtrack.trail.trace import trace
+    except ImportError as exc:  # pragma: no cover - the trail ships with the core
+        out["trace_error"] = f"not available yet: {exc}"
+        return out
+    out["trace"] = {"upstream": trace(conn, activity=ident, direction="UPSTREAM"),
+                    "downstream": trace(conn, activity=ident, direction="DOWNSTREAM")}
+    refs = set()
+    for res in out["trace"].values():
+        refs |= {o.get("organization") for o in res.originators + res.terminals + res.untraced}
+    out["names"] = data.org_names(conn, {r for r in refs if r})
+    return out
+
+
+async def activity_page(request: Request) -> HTMLResponse:
+    ident = request.query_params.get("id", "").strip()
+    q = request.query_params.get("q", "").strip()
+    found = await _read(request, lambda c: _activity_search(c, q)) if q else []
+    detail = await _read(request, lambda c: _activity_detail(c, ident)) if ident else None
+    flt = FlowFilter(activity=ident) if ident else FlowFilter()
+    status = 404 if ident and detail is None else 200
+    return render(request, "activity.html", status=status, title="Activities and traces",
+                  flt=flt, ident=ident, q=q, found=found, detail=detail)
+
+
+def _card(kind: str, ref: str, year: int, method: str) -> Any:
+    def run(conn: Connection) -> Any:
+        from fundtrack.accounting import reportcard
+
+        if kind == "donor":
+            return reportcard.donor_card(conn, ref, year, method)
+        return reportcard.fund_scorecard(conn, ref, year)
+    return run
+
+
+def _card_choices(conn: Connection, kind: str) -> list[Any]:
+    if kind == "fund":
+        t = m.Base.metadata.tables["fund"]
+        return [(r.organisation_ref, r.name) for r in conn.execute(
+            select(t.c.organisation_ref, t.c.name).order_by(t.c.name))]
+    f = m.Flow.__table__
+    rows = data.groups(conn, FlowFilter(kinds=(data.FlowKind.DISBURSEMENT,)),
+                       [data.FlowDimension.REPORTING_ORG])
+    rows.sort(key=lambda r: -(r["sum_usd"] or 0))
+    names = data.org_names(conn, {r["reporting_org"] for r in rows[:60]})
+    del f
+    return [(r["reporting_org"], names.get(r["reporting_org"], "")) for r in rows[:60]
+            if r["reporting_org"]]
+
+
+async def card_page(request: Request) -> HTMLResponse:
+    kind = "donor" if request.url.path.startswith("/donor") else "fund"
+    ref = request.query_params.get("ref", "").strip()
+    method = request.query_params.get("method", "principal")
+    year_raw = request.query_params.get("year", "").strip()
+    year = int(year_raw) if year_raw.isdigit() else date.today().year - 1
+    choices = await _read(request, lambda c: _card_choices(c, kind))
+    card = error = None
+    methods: list[str] = []
+    try:
+        from fundtrack.accounting.methods import methods as all_methods
+
+        methods = sorted(all_methods())
+    except ImportError:
+        pass
+    if ref:
+        try:
+            card = await _read(request, _card(kind, ref, year, method))
+        except ImportError as exc:
+            error = f"Report cards are not available yet in this installation ({exc})."
+        except (KeyError, ValueError, LookupError) as exc:
+            error = str(exc)
+    flt = FlowFilter(year=year, donor=ref if kind == "donor" else None,
+                     reporting_org=ref if kind == "fund" else None) if ref else FlowFilter()
+    title = "Donor report card" if kind == "donor" else "Fund scorecard"
+    return render(request, "card.html", title=title, kind=kind, ref=ref, year=year,
+                  method=method, methods=methods, choices=choices, card=card, error=error,
+                  flt=flt)
+
+
+async def upload_page(request: Request) -> HTMLResponse:
+    return render(request, "upload.html", title="Upload a report", flt=None)
+
+
+def _batches(conn: Connection, limit: int = 200) -> list[Any]:
+    b = m.ImportBatch.__table__
+    return list(conn.execute(select(b).order_by(b.c.id.desc()).limit(limit)).mappings())
+
+
+async def imports_page(request: Request) -> HTMLResponse:
+    batches = await _read(request, _batches)
+    return render(request, "imports.html", title="Import history", flt=None, batches=batches)
+
+
+async def export_file(request: Request) -> Response:
+    ext = request.path_params["ext"]
+    fmt = {v: k for k, v in EXTENSIONS.items()}.get(ext)
+    if fmt is None:
+        return Response(f"unknown export format {ext!r}", status_code=404, media_type="text/plain")
+    try:
+        flt = FlowFilter.parse(request.query_params)
+    except FilterError as exc:
+        return Response(str(exc), status_code=400, media_type="text/plain")
+    name = f"fundtrack-flows.{ext}"
+    return StreamingResponse(stream(_engine(request), fmt, flt), media_type=FORMATS[fmt],
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def web_routes() -> Mount:
+    """Everything the web front serves, mounted at ``/`` after the API's own routes."""
+    return Mount("/", app=Router(routes=[
+        Route("/", overview_page),
+        Route("/sankey", sankey_page),
+        Route("/activity", activity_page),
+        Route("/donor", card_page),
+        Route("/fund", card_page),
+        Route("/upload", upload_page),
+        Route("/imports", imports_page),
+        Route("/export.{ext}", export_file),
+        Route("/static/{name}", static),
+    ]))

@@ -1,0 +1,27 @@
+// Draw the Sankey from the JSON the server embedded; the table stays the accessible source.
+(function () {
+  "use strict";
+  var el = document.getElementById("sankey");
+  var src = document.getElementById("sankey-data");
+  if (!el || !src || !window.Plotly) { return; }
+  var d = JSON.parse(src.textContent);
+  var fmt = new Intl.NumberFormat("en", {maximumFractionDigits: 0});
+  var custom = d.exact.map(function (x) { return fmt.format(Number(x)); });
+  var trace = {
+    type: "sankey", orientation: "h", valueformat: ",.0f", valuesuffix: " USD",
+    node: {label: d.labels, pad: 12, thickness: 14, line: {color: "#333", width: 0.5},
+           color: "#2b5c8a"},
+    link: {source: d.source, target: d.target, value: d.value, customdata: custom,
+           color: "rgba(43, 92, 138, 0.28)",
+           hovertemplate: "%{source.label} → %{target.label}<br>%{customdata} USD<extra></extra>"}
+  };
+  var height = Math.max(420, Math.min(1400, d.labels.length * 22));
+  window.Plotly.newPlot(el, [trace], {
+    height: height, margin: {l: 8, r: 8, t: 8, b: 8}, font: {size: 12, color: "#1a1a1a"}
+  }, {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"]})
+    .then(function () { el.setAttribute("data-ready", "1"); });
+  // Changing a filter reloads the page with it (the Apply button does the same without JS).
+  document.querySelectorAll("form.filters select").forEach(function (s) {
+    s.addEventListener("change", function () { if (!s.disabled) { s.form.submit(); } });
+  });
+}());
