@@ -74,9 +74,9 @@ def _insert(conn: Connection, batch_id: int | None) -> dict[str, int]:
         n += conn.execute(insert(t).from_select(list(FLOW_LINK_COLUMNS), q)).rowcount
     cols = ["activity_id", "kind", "relation", "target_ref", "publisher_ref", "resolved"]
     n += conn.execute(insert(t).from_select(cols, _activity_links(batch_id))).rowcount
-    n += _fund_links(conn, batch_id)
+    _fund_links(conn, batch_id)
     resolve(conn, None)
-    return {"links": n}
+    return {"links": conn.execute(select(func.count()).select_from(t)).scalar_one()}
 
 
 def resolve(conn: Connection, targets: Select | None) -> None:
@@ -109,6 +109,7 @@ def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     cols = ["activity_id", "kind", "relation", "target_ref", "publisher_ref", "resolved"]
     n += conn.execute(insert(t).from_select(cols, _activity_links(batch_id))).rowcount
     n += _fund_links(conn, batch_id)
+    n = max(n, 0)  # some drivers report -1 for INSERT ... SELECT
     touched_acts = select(a.c.iati_identifier).where(
         or_(a.c.batch_id == batch_id, a.c.superseded_by == batch_id))
     touched_flows = select(f.c.external_id).where(

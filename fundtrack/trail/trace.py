@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from fundtrack import models as m
 from fundtrack.trail.attribution import downstream, load_moves, load_parts, source_reasons
@@ -45,14 +45,27 @@ def _add(acc: dict, key: tuple, amount: Decimal, usd: Decimal | None) -> None:
 
 def _accounts_of(conn: Connection, activity: str | None, organization: str | None
                  ) -> set[Account]:
-    t = Movement.__table__
+    """The accounts of an activity or organisation that the movements know (index lookups)."""
+    t, a = Movement.__table__, m.Activity.__table__
     out: set[Account] = set()
-    for so, sa_, do, da in conn.execute(select(t.c.src_org, t.c.src_activity, t.c.dst_org,
-                                               t.c.dst_activity)):
-        for acc in ((so, sa_), (do, da)):
-            if (activity is not None and acc[1] == activity) or (
-                    organization is not None and acc[0] == organization):
-                out.add(acc)
+    if organization is not None:
+        for so, sa_ in conn.execute(select(t.c.src_org, t.c.src_activity).distinct()
+                                    .where(t.c.src_org == organization)):
+            out.add((so, sa_))
+        for do, da in conn.execute(select(t.c.dst_org, t.c.dst_activity).distinct()
+                                   .where(t.c.dst_org == organization)):
+            out.add((do, da))
+        return out
+    orgs = set(conn.execute(select(a.c.reporting_org_ref).where(
+        a.c.iati_identifier == activity, a.c.superseded_by.is_(None))).scalars())
+    if not orgs:  # an activity only named by others (a broken link): look it up by name
+        orgs = set(conn.execute(select(t.c.dst_org).distinct().where(
+            t.c.dst_activity == activity)).scalars())
+    for org in orgs:
+        if conn.execute(select(t.c.id).where(
+                ((t.c.src_org == org) & (t.c.src_activity == activity))
+                | ((t.c.dst_org == org) & (t.c.dst_activity == activity))).limit(1)).first():
+            out.add((org, activity or ""))
     return out
 
 
@@ -64,7 +77,52 @@ def trace(conn: Connection, *, activity: str | None = None, organization: str | 
         raise ValueError("trace from exactly one of activity, organization, flow")
     if direction.upper() == "UPSTREAM":
         return _upstream(conn, activity, organization, flow, max_depth)
+    if organization is not None and _pure_originator(conn, organization):
+        return _donor_downstream(conn, organization, max_depth)
     return _downstream(conn, activity, organization, flow, max_depth)
+
+
+def _pure_originator(conn: Connection, org: str) -> bool:
+    """True if no money enters the organisation from outside: its stored attribution is the trace."""
+    t = Movement.__table__
+    return conn.execute(select(t.c.id).where(
+        t.c.dst_org == org, t.c.kind == "transfer", t.c.src_org != org).limit(1)).first() is None
+
+
+def _donor_downstream(conn: Connection, org: str, max_depth: int) -> TraceResult:
+    """Downstream from a donor whose money all starts with it: read the stored parts (SQL)."""
+    t, at = Movement.__table__, Attribution.__table__
+    q = (select(t.c.id, t.c.kind, t.c.src_org, t.c.src_activity, t.c.dst_org, t.c.dst_activity,
+                t.c.currency, at.c.amount, at.c.amount_usd, at.c.depth)
+         .select_from(at.join(t, t.c.id == at.c.movement_id))
+         .where(at.c.originator_ref == org, at.c.depth <= max_depth))
+    res = TraceResult()
+    term: dict = {}
+    flows_io: dict = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    accounts: set[Account] = set()
+    for r in conn.execute(q):
+        src, dst = (r.src_org, r.src_activity), (r.dst_org, r.dst_activity)
+        accounts.add(src)
+        res.movements.append({"id": r.id, "src": src, "dst": dst, "kind": r.kind,
+                              "amount": r.amount, "currency": r.currency,
+                              "amount_usd": r.amount_usd, "depth": r.depth})
+        usd = r.amount_usd or Decimal(0)
+        if r.kind == "expenditure":
+            _add(term, (r.src_org, r.src_activity, r.currency), r.amount, r.amount_usd)
+        else:
+            accounts.add(dst)
+            flows_io[dst][0] += usd
+        flows_io[src][1] += usd
+    res.accounts = sorted(accounts)
+    res.terminals = [{"organization": k[0], "activity": k[1] or None, "currency": k[2],
+                      "amount": v[0], "amount_usd": v[1] if v[2] else None}
+                     for k, v in sorted(term.items())]
+    for acc, (inn, out) in sorted(flows_io.items()):
+        if acc[0] != org and inn - out > 0:
+            res.untraced.append({"reason": "not reported spent", "organization": acc[0],
+                                 "activity": acc[1] or None, "currency": "USD",
+                                 "amount": inn - out, "amount_usd": inn - out})
+    return res
 
 
 def _movement_of_flow(conn: Connection, flow: int) -> int | None:
@@ -84,8 +142,11 @@ def _upstream(conn: Connection, activity: str | None, organization: str | None,
     else:
         start = _accounts_of(conn, activity, organization)
         res.accounts = sorted(start)
+        cond = [((t.c.src_org == o) & (t.c.src_activity == act))
+                | ((t.c.dst_org == o) & (t.c.dst_activity == act)) for o, act in start]
         rows = conn.execute(select(t.c.id, t.c.src_org, t.c.src_activity, t.c.dst_org,
-                                   t.c.dst_activity, t.c.kind)).all()
+                                   t.c.dst_activity, t.c.kind).where(or_(*cond))).all() \
+            if cond else []
         inflow = [r.id for r in rows if r.kind == "transfer" and (r.dst_org, r.dst_activity)
                   in start and (r.src_org, r.src_activity) not in start]
         ids = inflow or [r.id for r in rows if (r.src_org, r.src_activity) in start]

@@ -1,0 +1,188 @@
+"""Benchmark the money trail on a synthetic ledger: donors -> funds -> agencies -> NGOs -> spending.
+
+    FUNDTRACK_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ft_bench \\
+        .venv/bin/python bench/bench_trace.py --flows 1000000
+
+Rows go straight into the ledger tables (the importer has its own benchmark); then the
+full recompute is timed, then ``trace`` from donors (depth 6), then an incremental update
+after one more small file imported through the real pipeline.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import click
+from sqlalchemy import text
+
+from fundtrack import models as m
+from fundtrack.db import make_engine
+from fundtrack.importing import import_file
+from fundtrack.ledger import bulk_insert
+from fundtrack.migrate import upgrade
+from fundtrack.records import FlowKind
+from fundtrack.trail.movements import new_ids
+from fundtrack.trail.recompute import recompute
+from fundtrack.trail.trace import trace
+
+
+def generate(conn, n_flows: int, seed: int = 7) -> dict[str, int]:
+    """Write a synthetic ledger of about ``n_flows`` flows; return its shape."""
+    rnd = random.Random(seed)
+    batch = conn.execute(m.ImportBatch.__table__.insert().values(
+        importer="bench", importer_version="1", file_name="synthetic", sha256="0" * 64,
+        size_bytes=0, created_at=datetime.now(UTC), status="applied", counts={})
+        .returning(m.ImportBatch.id)).scalar_one()
+    # each NGO grant makes ~ 2 (grant + mirror) + 3 expenditures = 5 flows
+    n_ngo_grants = max(10, n_flows // 6)
+    n_donors, n_funds = 30, 10
+    n_agencies = max(5, n_ngo_grants // 2000)
+    n_projects = max(n_agencies, n_ngo_grants // 50)
+    n_ngos = max(10, n_ngo_grants // 4)
+    acts: list[dict] = []
+    flows: list[dict] = []
+    act_ids = iter(new_ids(conn, "activity", n_donors + n_funds + n_projects + n_ngo_grants))
+    flow_ids = iter(new_ids(conn, "flow", int(n_flows * 1.2) + 10_000))
+    base = date(2023, 1, 1)
+
+    def act(org: str, ident: str, org_type: str) -> int:
+        aid = next(act_ids)
+        acts.append({"id": aid, "batch_id": batch, "superseded_by": None, "iati_identifier": ident,
+                     "reporting_org_ref": org, "reporting_org_type": org_type,
+                     "humanitarian": False})
+        return aid
+
+    def flow(aid: int, org: str, kind: FlowKind, amount: Decimal, day: int, **kw) -> None:
+        flows.append({"id": next(flow_ids), "batch_id": batch, "superseded_by": None,
+                      "activity_id": aid, "reporting_org_ref": org, "kind": kind,
+                      "amount": amount, "currency": "USD", "amount_usd": amount,
+                      "value_date": base + timedelta(days=day), "source_location": str(len(flows)),
+                      **{**OPTIONAL, **kw}})
+
+    donors = [(f"XB-DONOR-{i}", f"XB-DONOR-{i}-A") for i in range(n_donors)]
+    funds = [(f"XB-FUND-{i}", f"XB-FUND-{i}-A") for i in range(n_funds)]
+    projects = [(f"XB-AGENCY-{i % n_agencies}", f"XB-AGENCY-{i % n_agencies}-P{i}")
+                for i in range(n_projects)]
+    d_aid = {d: act(*d, "10") for d in donors}
+    f_aid = {f: act(*f, "40") for f in funds}
+    p_aid = {p: act(*p, "40") for p in projects}
+    cents = Decimal("0.01")
+    # donors -> funds: each fund gets ~8 donors, some earmarked; both sides report
+    fund_in: dict = {f: Decimal(0) for f in funds}
+    for f in funds:
+        for d in rnd.sample(donors, 8):
+            amt = Decimal(rnd.randint(10**8, 10**10)) * cents
+            day = rnd.randint(0, 30)
+            flow(d_aid[d], d[0], FlowKind.DISBURSEMENT, amt, day, receiver_ref=f[0],
+                 receiver_activity_id=f[1], earmarking=3 if rnd.random() < 0.2 else None,
+                 recipient_country="ML" if rnd.random() < 0.2 else None)
+            flow(f_aid[f], f[0], FlowKind.INCOMING_FUNDS, amt, day + 2, provider_ref=d[0],
+                 provider_activity_id=d[1])
+            fund_in[f] += amt
+    # funds -> projects
+    proj_in: dict = {}
+    for i, p in enumerate(projects):
+        f = funds[i % n_funds]
+        share = (fund_in[f] / (n_projects // n_funds + 1)).quantize(cents)
+        flow(f_aid[f], f[0], FlowKind.DISBURSEMENT, share, 60 + i % 30, receiver_ref=p[0],
+             receiver_activity_id=p[1], recipient_country=rnd.choice(["ML", "SN", "CD"]))
+        proj_in[p] = share
+    # projects -> NGO grants (both sides) -> NGO expenditure; project expenditure
+    for g in range(n_ngo_grants):
+        p = projects[g % n_projects]
+        ngo = f"XB-NGO-{g % n_ngos}"
+        ident = f"{ngo}-G{g}"
+        aid = act(ngo, ident, "22")
+        amt = (proj_in[p] / 60).quantize(cents)
+        day = 120 + g % 60
+        flow(p_aid[p], p[0], FlowKind.DISBURSEMENT, amt, day, receiver_ref=ngo,
+             receiver_activity_id=ident)
+        flow(aid, ngo, FlowKind.INCOMING_FUNDS, amt, day + 3, provider_ref=p[0],
+             provider_activity_id=p[1])
+        third = (amt / 3).quantize(cents)
+        for k in range(2):
+            flow(aid, ngo, FlowKind.EXPENDITURE, third, day + 30 + k, receiver_ref="XB-SUPPLIER")
+        flow(p_aid[p], p[0], FlowKind.EXPENDITURE, (amt / 5).quantize(cents), day + 10,
+             receiver_ref="XB-SUPPLIER")
+    for i in range(0, len(acts), 50_000):
+        bulk_insert(conn, m.Activity.__table__, acts[i:i + 50_000])
+    for i in range(0, len(flows), 50_000):
+        bulk_insert(conn, m.Flow.__table__, flows[i:i + 50_000])
+    return {"activities": len(acts), "flows": len(flows), "donors": n_donors, "funds": n_funds,
+            "agencies": n_agencies, "projects": n_projects, "ngo_grants": n_ngo_grants}
+
+
+OPTIONAL = dict.fromkeys(("receiver_ref", "receiver_activity_id", "provider_ref",
+                          "provider_activity_id", "earmarking", "recipient_country"))
+
+SMALL_FILE = """<?xml version="1.0"?><iati-activities version="2.03"><iati-activity
+ default-currency="USD"><iati-identifier>XB-NGO-NEW-1</iati-identifier><reporting-org
+ ref="XB-NGO-NEW" type="22"><narrative>new</narrative></reporting-org><title><narrative>t
+ </narrative></title><transaction><transaction-type code="1"/><transaction-date
+ iso-date="2023-06-01"/><value currency="USD" value-date="2023-06-01">1000.00</value>
+ <provider-org ref="XB-AGENCY-0" provider-activity-id="XB-AGENCY-0-P0"/></transaction>
+ <transaction><transaction-type code="4"/><transaction-date iso-date="2023-07-01"/><value
+ currency="USD" value-date="2023-07-01">900.00</value></transaction></iati-activity>
+</iati-activities>"""
+
+
+@click.command()
+@click.option("--url", envvar="FUNDTRACK_DATABASE_URL", required=True)
+@click.option("--flows", "n_flows", default=100_000, show_default=True)
+@click.option("--traces", default=30, show_default=True)
+def main(url: str, n_flows: int, traces: int) -> None:
+    upgrade(url)
+    engine = make_engine(url, statement_timeout_ms=0)
+    with engine.begin() as c:
+        for t in ("attribution", "movement", "trail_link", "flow_parent", "flow", "budget",
+                  "participating_org", "related_activity", "activity", "batch_issue",
+                  "import_batch"):
+            c.execute(text(f"DELETE FROM {t}"))
+    t0 = time.perf_counter()
+    with engine.begin() as c:
+        shape = generate(c, n_flows)
+    click.echo(f"generated {shape} in {time.perf_counter() - t0:.1f}s")
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.execute(text("ANALYZE"))
+    t0 = time.perf_counter()
+    with engine.begin() as c:
+        out = recompute(c)
+    click.echo(f"full recompute: {time.perf_counter() - t0:.1f}s {out}")
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.execute(text("ANALYZE"))
+    times = []
+    for i in range(traces):
+        t0 = time.perf_counter()
+        with engine.connect() as c:
+            res = trace(c, organization=f"XB-DONOR-{i % 30}", direction="DOWNSTREAM",
+                        max_depth=6)
+        times.append(time.perf_counter() - t0)
+    click.echo(f"trace donor DOWNSTREAM depth 6: p50 {statistics.median(times) * 1000:.0f} ms, "
+               f"max {max(times) * 1000:.0f} ms over {traces}; last had "
+               f"{len(res.terminals)} terminals")
+    times = []
+    for i in range(traces):
+        t0 = time.perf_counter()
+        with engine.connect() as c:
+            trace(c, activity=f"XB-NGO-{i}-G{i}", direction="UPSTREAM")
+        times.append(time.perf_counter() - t0)
+    click.echo(f"trace activity UPSTREAM: p50 {statistics.median(times) * 1000:.0f} ms")
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "new.xml"
+        p.write_text(SMALL_FILE)
+        t0 = time.perf_counter()
+        r = import_file(engine, p)
+        click.echo(f"incremental import of one small file: {time.perf_counter() - t0:.1f}s "
+                   f"({r.status}, {r.counts.get('reattributed_accounts')} accounts re-attributed)")
+
+
+if __name__ == "__main__":
+    main()
