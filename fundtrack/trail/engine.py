@@ -270,6 +270,8 @@ def _outflow(mv: Move, native: bool, e: int, earmarked: dict, current: dict, car
     if v is None:
         return [Part((UNTRACED, NO_RATE), mv.amount, None, 1)]
     need = _units(v, e)
+    if need <= 0:  # worth nothing in the weighing currency (USD rounds to 0): cannot weigh
+        return [Part((UNTRACED, NO_RATE), mv.amount, mv.amount_usd, 1)]
     alloc: dict[Origin, int] = {}
     matching = {k: u for k, u in earmarked.items() if u > 0 and _matches(k[0], mv)}
     if matching:
