@@ -174,7 +174,8 @@ class LedgerWriter:
     order = (
         m.Activity.__table__, m.ActivityCountry.__table__, m.ActivityRegion.__table__,
         m.ActivitySector.__table__, m.PolicyMarker.__table__, m.ParticipatingOrg.__table__,
-        m.RelatedActivity.__table__, m.Flow.__table__, m.FlowParent.__table__,
+        m.RelatedActivity.__table__, m.ActivityTag.__table__, m.Flow.__table__,
+        m.FlowPolicyMarker.__table__, m.FlowParent.__table__,
         m.Budget.__table__,
     )
 
@@ -246,6 +247,9 @@ class LedgerWriter:
             self._add(m.ParticipatingOrg.__table__, {
                 "activity_id": aid, "ref": _ref(o), "name": o.name, "role": o.role,
                 "type": o.type, "activity_ref": (o.activity_id or "")[:300] or None})
+        for tag in a.tags:
+            self._add(m.ActivityTag.__table__, {
+                "activity_id": aid, "vocabulary": tag.vocabulary, "code": tag.code[:100]})
         for rtype, ref in a.related_activities:
             self._add(m.RelatedActivity.__table__, {
                 "activity_id": aid, "type": rtype or None, "ref": ref[:300]})
@@ -290,6 +294,10 @@ class LedgerWriter:
             "description": f.description, "extra": f.extra or None,
             "source_location": f.location,
         })
+        for pm in f.policy_markers:
+            self._add(m.FlowPolicyMarker.__table__, {
+                "flow_id": fid, "vocabulary": pm.vocabulary[:10], "code": pm.code[:20],
+                "significance": (pm.significance or None) and pm.significance[:10]})
         for parent in f.parent_external_ids:
             self._add(m.FlowParent.__table__, {"flow_id": fid, "parent_external_id": parent[:200]})
         self.counts["flows"] += 1
@@ -445,7 +453,7 @@ def revert(conn: Connection, batch_id: int) -> dict[str, int]:
     deleted_flows = conn.execute(delete(flow).where(flow.c.batch_id == batch_id)).rowcount
     conn.execute(delete(budget).where(budget.c.batch_id == batch_id))
     for child in (m.ActivityCountry, m.ActivityRegion, m.ActivitySector, m.PolicyMarker,
-                  m.ParticipatingOrg, m.RelatedActivity):
+                  m.ParticipatingOrg, m.RelatedActivity, m.ActivityTag):
         t = child.__table__
         conn.execute(delete(t).where(
             t.c.activity_id.in_(select(act.c.id).where(act.c.batch_id == batch_id))))

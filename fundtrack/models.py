@@ -187,6 +187,15 @@ class RelatedActivity(_ActivityChild, Base):
     ref: Mapped[str] = mapped_column(String(300), index=True)
 
 
+class ActivityTag(_ActivityChild, Base):
+    """A tag the publisher put on the activity (IATI ``tag``: SDG targets, own keywords)."""
+
+    __tablename__ = "activity_tag"
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
+    vocabulary: Mapped[str | None] = mapped_column(String(10))
+    code: Mapped[str] = mapped_column(String(100))
+
+
 class Flow(Base):
     """One reported movement of money, exactly as reported, with USD and provenance."""
 
@@ -236,6 +245,18 @@ class Flow(Base):
     source_location: Mapped[str | None] = mapped_column(Text)
 
 
+class FlowPolicyMarker(Base):
+    """A policy marker reported on the flow itself (CRS rows, FTS), as reported."""
+
+    __tablename__ = "flow_policy_marker"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    flow_id: Mapped[int] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"), index=True)
+    vocabulary: Mapped[str] = mapped_column(String(10))
+    code: Mapped[str] = mapped_column(String(20))
+    significance: Mapped[str | None] = mapped_column(String(10))
+
+
 class FlowParent(Base):
     """A parent flow named by a child flow (FTS parentFlowId), by the parent's external id."""
 
@@ -280,5 +301,8 @@ class Budget(Base):
 
 # Tables of other areas live in their own modules; importing them here registers them on
 # Base.metadata, so Alembic and the drift test see one schema.
-from fundtrack import auth_models, trail_models  # noqa: E402, F401
-from fundtrack import accounting_models  # noqa: E402, F401
+from fundtrack import (  # noqa: E402, F401
+    accounting_models,  # noqa: E402, F401
+    auth_models,
+    trail_models,
+)

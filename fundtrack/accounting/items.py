@@ -59,6 +59,7 @@ def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> li
         q = q.where(where)
     rows = list(conn.execute(q.order_by(f.c.id)).mappings())
     ctx = activity_context(conn, {r["activity_id"] for r in rows if r["activity_id"]})
+    own_markers = flow_markers(conn, [r["id"] for r in rows])
     items = []
     for r in rows:
         c = ctx.get(r["activity_id"], {})
@@ -82,7 +83,7 @@ def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> li
             value_date=r["value_date"], earmarking=r["earmarking"], countries=countries,
             sectors=sectors, tags=tags, text=text, extra=extra,
             batch_created=r["batch_created"])
-        it.marker = effective_marker(extra, c.get("marker"))
+        it.marker = effective_marker(extra, c.get("marker"), own_markers.get(r["id"]))
         items.append(it)
     return items
 
@@ -91,6 +92,17 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
     ids = sorted(ids)
     for i in range(0, len(ids), CHUNK):
         yield ids[i:i + CHUNK]
+
+
+def flow_markers(conn: Connection, flow_ids: list[int]) -> dict[int, list[tuple]]:
+    """Policy markers reported on the flows themselves (CRS rows), by flow id."""
+    fm = m.FlowPolicyMarker.__table__
+    out: dict[int, list[tuple]] = defaultdict(list)
+    for ids in _chunks(flow_ids):
+        for r in conn.execute(select(fm.c.flow_id, fm.c.vocabulary, fm.c.code, fm.c.significance)
+                              .where(fm.c.flow_id.in_(ids)).order_by(fm.c.id)):
+            out[r.flow_id].append((r.vocabulary, r.code, r.significance))
+    return out
 
 
 def activity_context(conn: Connection, activity_ids: set[int]) -> dict[int, dict[str, Any]]:
@@ -113,6 +125,10 @@ def activity_context(conn: Connection, activity_ids: set[int]) -> dict[int, dict
         for r in conn.execute(select(c.c.activity_id, c.c.code)
                               .where(c.c.activity_id.in_(ids)).order_by(c.c.id)):
             out[r.activity_id]["countries"].append(r.code)
+        tag = m.ActivityTag.__table__
+        for r in conn.execute(select(tag.c.activity_id, tag.c.code)
+                              .where(tag.c.activity_id.in_(ids)).order_by(tag.c.id)):
+            out[r.activity_id]["tags"].append(r.code)
     for i in activity_ids:
         out[i]["marker"] = activity_marker(markers.get(i, []))
     return out

@@ -55,8 +55,10 @@ def to_common(scale: str, score: str | None) -> str:
     return table.get(normalise_score(score), NOT_SCREENED)
 
 
-def activity_marker(rows: list[tuple[str | None, str | None, str | None]]) -> Marker:
-    """The gender marker of an activity from its policy-marker rows (vocabulary, code, score).
+def activity_marker(rows: list[tuple[str | None, str | None, str | None]],
+                    level: str = "activity") -> Marker:
+    """The gender marker of an activity (or, with ``level="flow"``, of a flow's own
+    policy-marker rows) from its rows (vocabulary, code, score).
 
     Several gender markers (a DAC score and a GEM, say): the source with the lowest
     ``priority`` number wins among screened values; an unscreened one only when nothing else.
@@ -67,7 +69,7 @@ def activity_marker(rows: list[tuple[str | None, str | None, str | None]]) -> Ma
         for src in sources:
             if (vocab or "1") == src["vocabulary"] and (code or "").strip() == src["code"]:
                 common = to_common(src["scale"], score)
-                mk = Marker(common, src["scale"], vocab or "1", code, score, "activity")
+                mk = Marker(common, src["scale"], vocab or "1", code, score, level)
                 key = (1 if common == NOT_SCREENED else 0, src["priority"])
                 if best is None or key < best[0]:
                     best = (key, mk)
@@ -89,9 +91,17 @@ def flow_marker(extra: dict[str, Any] | None) -> Marker | None:
     return best[1] if best else None
 
 
-def effective_marker(flow_extra: dict[str, Any] | None, activity: Marker | None) -> Marker:
-    """A flow's own marker where it has one, else its activity's (flow level is more specific)."""
-    own = flow_marker(flow_extra)
+def effective_marker(flow_extra: dict[str, Any] | None, activity: Marker | None,
+                     flow_rows: list[tuple[str | None, str | None, str | None]] | None = None,
+                     ) -> Marker:
+    """A flow's own marker where it has one, else its activity's (flow level is more specific).
+
+    The flow's own marker comes from its ``flow_policy_marker`` rows, else from
+    ``flow.extra`` keys written by older importers.
+    """
+    own = activity_marker(flow_rows, "flow") if flow_rows else None
+    if own is None or own is UNMARKED:
+        own = flow_marker(flow_extra)
     if own is not None and own.common != NOT_SCREENED:
         return own
     return activity or own or UNMARKED
