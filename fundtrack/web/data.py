@@ -134,7 +134,7 @@ class Sankey:
     left_filter: dict[str, Any] = field(default_factory=dict)
     right_filter: dict[str, Any] = field(default_factory=dict)
     without_usd: int = 0
-    note: str = ""
+    not_drawn: list[dict[str, Any]] = field(default_factory=list)  # net negative groups
 
 
 def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 40) -> Sankey:
@@ -152,17 +152,20 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
     right_f = FlowFilter(year=flt.year, kinds=right_kinds, country=flt.country, gender=flt.gender,
                          reporting_org=flt.reporting_org, activity=flt.activity)
     left = groups(conn, left_f, [FlowDimension.PROVIDER, FlowDimension.REPORTING_ORG])
-    left = [r for r in left if r["sum_usd"]]
+    negative = [r for r in left if r["sum_usd"] is not None and r["sum_usd"] < 0]
+    left = [r for r in left if r["sum_usd"] and r["sum_usd"] > 0]
     left.sort(key=lambda r: -r["sum_usd"])
     left = left[:limit]
     right = groups(conn, right_f, [FlowDimension.REPORTING_ORG, FlowDimension.RECIPIENT_COUNTRY])
-    right = [r for r in right if r["sum_usd"]]
+    negative += [r for r in right if r["sum_usd"] is not None and r["sum_usd"] < 0]
+    right = [r for r in right if r["sum_usd"] and r["sum_usd"] > 0]
     if flt.donor:
         agencies = {r["reporting_org"] for r in left}
         right = [r for r in right if r["reporting_org"] in agencies]
     right.sort(key=lambda r: -r["sum_usd"])
     right = right[:limit]
-    sk = Sankey(basis=label, left_filter=left_f.graphql(), right_filter=right_f.graphql())
+    sk = Sankey(basis=label, left_filter=left_f.graphql(), right_filter=right_f.graphql(),
+                not_drawn=negative)
     names = org_names(conn, {r["provider"] for r in left} | {r["reporting_org"] for r in left}
                       | {r["reporting_org"] for r in right})
     index: dict[str, int] = {}
