@@ -111,7 +111,7 @@ def test_card_pages_show_cards_or_say_why_not(api: Api) -> None:
 
 def test_plotly_is_served_compressed_and_cached(api: Api) -> None:
     html = api.get("/sankey").text
-    src = re.search(r'src="(/static/plotly\.min\.js\?v=[0-9a-f]+)"', html).group(1)
+    src = re.search(r'data-plotly="(/static/plotly\.min\.js\?v=[0-9a-f]+)"', html).group(1)
     r = api.get(src, headers={"Accept-Encoding": "gzip"})
     assert r.status_code == 200
     assert r.headers["content-encoding"] == "gzip"
