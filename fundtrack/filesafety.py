@@ -72,6 +72,19 @@ class Limits:
 # -- generic stream helpers ---------------------------------------------------------------
 
 
+def peek(stream: BinaryIO, n: int = 8) -> bytes:
+    """The first ``n`` bytes without consuming them (the pipeline's stream is buffered)."""
+    peek_fn = getattr(stream, "peek", None)
+    if peek_fn is not None:
+        return bytes(peek_fn(n)[:n])
+    if stream.seekable():
+        pos = stream.tell()
+        head = stream.read(n)
+        stream.seek(pos)
+        return head
+    raise FileRejected("cannot read the start of the stream", "file")
+
+
 def seekable_copy(stream: BinaryIO, max_bytes: int) -> BinaryIO:
     """The stream itself if seekable, else a spooled copy; refuses more than ``max_bytes``."""
     try:

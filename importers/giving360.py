@@ -45,6 +45,7 @@ from fundtrack.filesafety import (
     is_zip,
     open_text,
     open_xlsx,
+    peek,
     xlsx_head_text,
     xlsx_rows,
 )
@@ -521,7 +522,7 @@ class Giving360Importer:
 
     def parse(self, stream: BinaryIO, context: ImportContext) -> Iterator[Record | Issue]:
         limits = Limits.from_options(context.options)
-        head = _peek(stream)
+        head = peek(stream)
         builder = _Builder()
         if is_zip(head):
             grants = self._xlsx(stream, limits)
@@ -571,19 +572,6 @@ class Giving360Importer:
         if not titles:
             raise FileRejected("no 360Giving header (\"Identifier\", \"Amount Awarded\") in the "
                                "first 10 rows", "row 1")
-
-
-def _peek(stream: BinaryIO) -> bytes:
-    """The first bytes without consuming them (the pipeline's stream is buffered)."""
-    peek = getattr(stream, "peek", None)
-    if peek is not None:
-        return bytes(peek(8)[:8])
-    if stream.seekable():
-        pos = stream.tell()
-        head = stream.read(8)
-        stream.seek(pos)
-        return head
-    raise FileRejected("cannot read the start of the stream", "file")
 
 
 GIVING360 = Giving360Importer()

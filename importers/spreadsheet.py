@@ -38,6 +38,7 @@ from fundtrack.filesafety import (
     is_zip,
     open_text,
     open_xlsx,
+    peek,
     xlsx_head_text,
     xlsx_rows,
 )
@@ -741,7 +742,7 @@ class SpreadsheetImporter:
         limits = Limits.from_options(context.options)
         given = context.options.get("mapping")
         mapping = load_mapping(given) if given else None
-        head = _peek(stream)
+        head = peek(stream)
         if is_zip(head):
             wb = open_xlsx(stream, limits)
             try:
@@ -812,18 +813,6 @@ def _choose(tables: list[Table]) -> Mapping:
     raise FileRejected("no mapping given and no shipped mapping matches this file's headers; "
                        f"write one (docs/mappings.md) and pass --mapping FILE (shipped: {names})",
                        "header")
-
-
-def _peek(stream: BinaryIO) -> bytes:
-    peek = getattr(stream, "peek", None)
-    if peek is not None:
-        return bytes(peek(8)[:8])
-    if stream.seekable():
-        pos = stream.tell()
-        head = stream.read(8)
-        stream.seek(pos)
-        return head
-    raise FileRejected("cannot read the start of the stream", "file")
 
 
 SPREADSHEET = SpreadsheetImporter()
