@@ -16,11 +16,70 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 
-def _seed_funds() -> None:
-    """The pooled funds the sources name are in the registry from the start."""
-    from fundtrack.trail.funds import seed
+# The registry as it stood at revision 0003, as data literals: a migration must not import
+# model code, which later revisions change (fundtrack.trail.funds.SEED_FUNDS keeps the same
+# rows for ``fundtrack recompute``; tests/test_trail_links.py checks that they agree).
+_MPTFO_REF = "FT-ORG-MPTFO"
+_MPTFO_NAME = "UN Multi-Partner Trust Fund Office (MPTF Office)"
+_FUNDS = [
+    {"organisation_ref": "FT-FUND-PBF", "name": "UN Peacebuilding Fund", "acronym": "PBF",
+     "administrative_agent_ref": _MPTFO_REF, "administrative_agent_name": _MPTFO_NAME,
+     "aliases": ["Peacebuilding Fund", "UN Peacebuilding Fund",
+                 "UNITED NATIONS PEACEBUILDING FUND", "MPTFO-Peacebuilding Fund"],
+     "note": "Secretary-General's fund; MPTF Office is administrative agent."},
+    {"organisation_ref": "FT-FUND-WPHF", "name": "Women's Peace and Humanitarian Fund",
+     "acronym": "WPHF", "administrative_agent_ref": _MPTFO_REF,
+     "administrative_agent_name": _MPTFO_NAME,
+     "aliases": ["Women's Peace and Humanitarian Fund", "Women's Peace & Humanitarian Fund",
+                 "MPTFO-Women's Peace and Humanitarian Fund"],
+     "note": "Successor of the Global Acceleration Instrument; MPTF Office is administrative "
+             "agent."},
+    {"organisation_ref": "XM-OCHA-CERF", "name": "Central Emergency Response Fund",
+     "acronym": "CERF", "administrative_agent_ref": None, "administrative_agent_name": None,
+     "aliases": ["OCHA Central Emergency Response Fund (CERF)",
+                 "Central Emergency Response Fund"],
+     "note": "Managed by OCHA for the Emergency Relief Coordinator; publishes to IATI itself."},
+    {"organisation_ref": "FT-FUND-UNDEF", "name": "UN Democracy Fund", "acronym": "UNDEF",
+     "administrative_agent_ref": None, "administrative_agent_name": None,
+     "aliases": ["United Nations Democracy Fund", "UN Democracy Fund"],
+     "note": "A UN trust fund managed by the UN Secretariat."},
+    {"organisation_ref": "FT-FUND-UNTF-EVAW",
+     "name": "UN Trust Fund to End Violence against Women", "acronym": "UN Trust Fund",
+     "administrative_agent_ref": None, "administrative_agent_name": None,
+     "aliases": ["UN Trust Fund to End Violence against Women",
+                 "United Nations Trust Fund to End Violence against Women"],
+     "note": "Managed by UN Women on behalf of the UN system."},
+]
 
-    seed(op.get_bind())
+
+def _seed_funds() -> None:
+    """The pooled funds the sources name are in the registry from the start.
+
+    Only the columns that exist at this revision; the tables are described here, not
+    imported, so that later changes to the models cannot break a fresh upgrade.
+    """
+    fund = sa.table("fund", sa.column("organisation_ref", sa.String),
+                    sa.column("name", sa.Text), sa.column("acronym", sa.String),
+                    sa.column("administrative_agent_ref", sa.String),
+                    sa.column("administrative_agent_name", sa.Text),
+                    sa.column("aliases", sa.JSON), sa.column("note", sa.Text))
+    org = sa.table("organisation", sa.column("ref", sa.String), sa.column("name", sa.Text),
+                   sa.column("is_womens_rights_org", sa.Boolean),
+                   sa.column("is_pooled_fund", sa.Boolean))
+    conn = op.get_bind()
+    op.bulk_insert(fund, _FUNDS)
+    def ensure_org(ref: str, name: str, pooled: bool) -> None:
+        row = conn.execute(sa.select(org.c.is_pooled_fund).where(org.c.ref == ref)).first()
+        if row is None:
+            op.bulk_insert(org, [{"ref": ref, "name": name, "is_womens_rights_org": False,
+                                  "is_pooled_fund": pooled}])
+        elif pooled and not row.is_pooled_fund:
+            conn.execute(sa.update(org).where(org.c.ref == ref).values(is_pooled_fund=True))
+
+    for f in _FUNDS:  # the order fundtrack.trail.funds.seed uses, so ids come out the same
+        ensure_org(f["organisation_ref"], f["name"], True)
+        if f["administrative_agent_ref"]:
+            ensure_org(f["administrative_agent_ref"], f["administrative_agent_name"], False)
 
 
 def upgrade() -> None:
