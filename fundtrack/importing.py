@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from fundtrack import derived
 from fundtrack import models as m
-from fundtrack.ledger import LedgerWriter, supersede
+from fundtrack.ledger import LedgerWriter, lock_ledger, supersede
 from fundtrack.plugins import SNIFF_BYTES, ImportContext, Importer, importers
 from fundtrack.records import (
     ActivityRecord,
@@ -180,19 +180,19 @@ def import_file(
     result.importer = importer.name
 
     with engine.connect() as conn:
-        existing = conn.execute(
-            select(m.ImportBatch.id).where(m.ImportBatch.sha256 == sha,
-                                           m.ImportBatch.status == "applied")
-        ).scalar()
-        conn.rollback()
-        if existing is not None:
-            result.status = "unchanged"
-            result.batch_id = existing
-            result.message = f"same file already imported as batch {existing}; nothing changed"
-            return result
-
         trans = conn.begin()
         try:
+            lock_ledger(conn)
+            existing = conn.execute(
+                select(m.ImportBatch.id).where(m.ImportBatch.sha256 == sha,
+                                               m.ImportBatch.status == "applied")
+            ).scalar()
+            if existing is not None:
+                trans.rollback()
+                result.status = "unchanged"
+                result.batch_id = existing
+                result.message = f"same file already imported as batch {existing}; nothing changed"
+                return result
             batch_id = _run(conn, importer, stream, result, name=str(name), size=size,
                             strict=strict, imported_by=imported_by,
                             allowed=set(allowed_publishers) if allowed_publishers is not None
@@ -312,6 +312,7 @@ def revert_batch(engine: Engine, batch_id: int) -> dict[str, int]:
     from fundtrack.ledger import revert
 
     with engine.begin() as conn:
+        lock_ledger(conn)
         status = conn.execute(
             select(m.ImportBatch.status).where(m.ImportBatch.id == batch_id)).scalar()
         if status is None:

@@ -51,6 +51,22 @@ ID_BLOCK = 10_000
 MAX_REF = 200
 
 
+#: Key of the PostgreSQL advisory lock that serialises writers to the ledger.
+LEDGER_LOCK_KEY = 1325_2000
+
+
+def lock_ledger(conn: Connection) -> None:
+    """Serialise ledger writers (imports, reverts, recomputes) until the transaction ends.
+
+    Without it two concurrent uploads of the same file could both pass the sha256 check,
+    and two versions of one activity could both stay current. PostgreSQL: a transaction-
+    scoped advisory lock (readers are never blocked). SQLite: the ``BEGIN IMMEDIATE`` that
+    starts every write transaction already holds the database's write lock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK_KEY})
+
+
 class IdAllocator:
     """Hands out primary keys before rows are written, so children can point at parents.
 

@@ -213,3 +213,29 @@ def test_sum_is_exact_where_float_is_not(engine, tmp_path: Path):
         total = c.execute(select(money_sum(m.Flow.amount))).scalar_one()
     assert total == Decimal("1234567890123.423456789013")
     assert sum(float(v) for v in values) != total
+
+
+def test_concurrent_uploads_of_the_same_file_apply_once(engine):
+    """Two imports racing on one file: one applies, the other finds it already there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    src = DPORTAL / "dportal_8.xml"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: import_file(engine, src), range(2)))
+    assert sorted(r.status for r in results) == ["applied", "unchanged"]
+    acts, _, rows = snapshot(engine)
+    assert acts == 100 and rows[0] == 100
+
+
+def test_concurrent_versions_of_one_activity_leave_one_current(engine, tmp_path: Path):
+    """Two different files with the same activities, imported at once: no duplicates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    src = (DPORTAL / "dportal_8.xml").read_bytes()
+    a, b = tmp_path / "a.xml", tmp_path / "b.xml"
+    a.write_bytes(src)
+    b.write_bytes(src + b"\n<!-- a second version of the same activities -->\n")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda p: import_file(engine, p), (a, b)))
+    assert [r.status for r in results] == ["applied", "applied"]
+    assert snapshot(engine)[0] == 100
