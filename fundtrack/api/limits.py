@@ -25,12 +25,15 @@ from graphql import (
     value_from_ast_untyped,
 )
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 
 from fundtrack.api.paging import DEFAULT_PAGE
@@ -145,16 +148,26 @@ class _Walker:
 
 
 def schema_extensions(settings: Settings) -> list[Any]:
-    """The extensions every schema gets; introspection and masking follow ``settings``."""
-    # Factories, so each request gets fresh extension instances.
+    """The extensions every schema gets; introspection and masking follow ``settings``.
+
+    None of them hooks field resolution (that would cost time on every field). Depth and
+    alias limits are validation rules, made once here so their classes stay the same
+    across requests and ``ValidationCache`` can reuse the result for a repeated query
+    (the rules are part of its key); parsing is cached too (``ParserCache``, with the token
+    limit as a parse option, so a query is refused whether it is cached or not).
+    """
+    rules = [*QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+             *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules]
+    if not settings.introspection:
+        rules += DisableIntrospection().validation_rules
+    # Factories, so each request gets fresh extension instances (they hold its context).
     exts: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules(rules),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
         CostLimiter,
     ]
-    if not settings.introspection:
-        exts.append(DisableIntrospection)
     if not settings.debug:
         exts.append(lambda: MaskErrors(
             should_mask_error=_is_unexpected,

@@ -2,12 +2,19 @@
 
 A page of 500 flows with provider, receiver, activity, sectors and markers costs the same
 number of statements as a page of 10 (``tests/test_api_loaders.py`` counts them).
+
+Two ways in, one cache: connections look ahead at the selection and fetch the related rows
+in the same worker-thread call as the page (:mod:`fundtrack.api.prefetch`), then *prime*
+these loaders; resolvers call :meth:`Loaders.get`, which answers from the primed cache
+without a coroutine, and only falls back to a batched DataLoader load (one thread hop per
+batch) when nothing was prefetched (``node(id:)``, mutation payloads ...).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table, select
@@ -18,34 +25,57 @@ from fundtrack import models as m
 if TYPE_CHECKING:
     from fundtrack.api.context import ApiContext
 
-
-def _one_per_key(ctx: ApiContext, table: Table, column: str,
-                 ) -> Callable[[list[Any]], Any]:
-    async def load(keys: list[Any]) -> Sequence[Any]:
-        def run(conn: Connection) -> dict[Hashable, Any]:
-            col = table.c[column]
-            rows = conn.execute(select(table).where(col.in_(set(keys)))).mappings()
-            return {r[column]: r for r in rows}
-
-        found = await ctx.db(run)
-        return [found.get(k) for k in keys]
-
-    return load
+_MISSING = object()
 
 
-def _many_per_key(ctx: ApiContext, table: Table, column: str, order: str = "id",
-                  ) -> Callable[[list[Any]], Any]:
-    async def load(keys: list[Any]) -> Sequence[list[Any]]:
-        def run(conn: Connection) -> dict[Hashable, list[Any]]:
-            col = table.c[column]
-            out: dict[Hashable, list[Any]] = defaultdict(list)
-            stmt = select(table).where(col.in_(set(keys))).order_by(table.c[order])
-            for r in conn.execute(stmt).mappings():
-                out[r[column]].append(r)
-            return out
+@dataclass(frozen=True)
+class LoaderSpec:
+    """Rows of ``table`` whose ``column`` equals the key: one row, or a list (``many``)."""
 
-        found = await ctx.db(run)
-        return [found.get(k, []) for k in keys]
+    table: str
+    column: str
+    many: bool = False
+
+    def fetch(self, conn: Connection, keys: Iterable[Any]) -> dict[Hashable, Any]:
+        """One statement for all ``keys``: key -> row (or list of rows, in id order)."""
+        t: Table = m.Base.metadata.tables[self.table]  # type: ignore[assignment]
+        col = t.c[self.column]
+        wanted = {k for k in keys if k is not None}
+        if not wanted:
+            return {}
+        if not self.many:
+            rows = conn.execute(select(t).where(col.in_(wanted))).mappings()
+            return {r[self.column]: r for r in rows}
+        out: dict[Hashable, list[Any]] = defaultdict(list)
+        for r in conn.execute(select(t).where(col.in_(wanted)).order_by(t.c.id)).mappings():
+            out[r[self.column]].append(r)
+        return out
+
+    def result(self, found: dict[Hashable, Any], key: Any) -> Any:
+        return found.get(key, [] if self.many else None)
+
+
+#: Loader name -> what it loads. Prefetch specs (:mod:`fundtrack.api.prefetch`) name these.
+SPECS: dict[str, LoaderSpec] = {
+    "organisation_by_ref": LoaderSpec("organisation", "ref"),
+    "organisation_by_id": LoaderSpec("organisation", "id"),
+    "activity_by_id": LoaderSpec("activity", "id"),
+    "flow_by_id": LoaderSpec("flow", "id"),
+    "budget_by_id": LoaderSpec("budget", "id"),
+    "batch_by_id": LoaderSpec("import_batch", "id"),
+    "sectors_by_activity": LoaderSpec("activity_sector", "activity_id", many=True),
+    "markers_by_activity": LoaderSpec("policy_marker", "activity_id", many=True),
+    "countries_by_activity": LoaderSpec("activity_country", "activity_id", many=True),
+    "regions_by_activity": LoaderSpec("activity_region", "activity_id", many=True),
+    "participants_by_activity": LoaderSpec("participating_org", "activity_id", many=True),
+    "issues_by_batch": LoaderSpec("batch_issue", "batch_id", many=True),
+}
+
+
+def _batch_fn(ctx: ApiContext, spec: LoaderSpec) -> Callable[[list[Any]], Any]:
+    async def load(keys: list[Any]) -> list[Any]:
+        found = await ctx.db(lambda conn: spec.fetch(conn, keys))
+        return [spec.result(found, k) for k in keys]
 
     return load
 
@@ -53,27 +83,55 @@ def _many_per_key(ctx: ApiContext, table: Table, column: str, order: str = "id",
 class Loaders:
     """Row loaders keyed by primary key or reference; results are raw row mappings."""
 
+    organisation_by_ref: DataLoader[str, Any]
+    organisation_by_id: DataLoader[int, Any]
+    activity_by_id: DataLoader[int, Any]
+    flow_by_id: DataLoader[int, Any]
+    budget_by_id: DataLoader[int, Any]
+    batch_by_id: DataLoader[int, Any]
+    sectors_by_activity: DataLoader[int, list[Any]]
+    markers_by_activity: DataLoader[int, list[Any]]
+    countries_by_activity: DataLoader[int, list[Any]]
+    regions_by_activity: DataLoader[int, list[Any]]
+    participants_by_activity: DataLoader[int, list[Any]]
+    issues_by_batch: DataLoader[int, list[Any]]
+
     def __init__(self, ctx: ApiContext) -> None:
-        t = m.Base.metadata.tables
-        self.organisation_by_ref: DataLoader[str, Any] = DataLoader(
-            _one_per_key(ctx, t["organisation"], "ref"))
-        self.organisation_by_id: DataLoader[int, Any] = DataLoader(
-            _one_per_key(ctx, t["organisation"], "id"))
-        self.activity_by_id: DataLoader[int, Any] = DataLoader(
-            _one_per_key(ctx, t["activity"], "id"))
-        self.flow_by_id: DataLoader[int, Any] = DataLoader(_one_per_key(ctx, t["flow"], "id"))
-        self.budget_by_id: DataLoader[int, Any] = DataLoader(_one_per_key(ctx, t["budget"], "id"))
-        self.batch_by_id: DataLoader[int, Any] = DataLoader(
-            _one_per_key(ctx, t["import_batch"], "id"))
-        self.sectors_by_activity: DataLoader[int, list[Any]] = DataLoader(
-            _many_per_key(ctx, t["activity_sector"], "activity_id"))
-        self.markers_by_activity: DataLoader[int, list[Any]] = DataLoader(
-            _many_per_key(ctx, t["policy_marker"], "activity_id"))
-        self.countries_by_activity: DataLoader[int, list[Any]] = DataLoader(
-            _many_per_key(ctx, t["activity_country"], "activity_id"))
-        self.regions_by_activity: DataLoader[int, list[Any]] = DataLoader(
-            _many_per_key(ctx, t["activity_region"], "activity_id"))
-        self.participants_by_activity: DataLoader[int, list[Any]] = DataLoader(
-            _many_per_key(ctx, t["participating_org"], "activity_id"))
-        self.issues_by_batch: DataLoader[int, list[Any]] = DataLoader(
-            _many_per_key(ctx, t["batch_issue"], "batch_id"))
+        for name, spec in SPECS.items():
+            setattr(self, name, DataLoader(_batch_fn(ctx, spec)))
+        # Objects built from cached rows, shared by every resolver of this request.
+        self._built: dict[tuple[str, Hashable, Any], Any] = {}
+
+    def cached_keys(self, name: str, keys: Iterable[Any]) -> set[Any]:
+        """The ``keys`` this request already holds (or is loading) for loader ``name``."""
+        cache = getattr(self, name).cache_map
+        return {k for k in keys if cache.get(k) is not None}
+
+    def prime(self, name: str, keys: Iterable[Any], found: dict[Hashable, Any]) -> None:
+        """Store prefetched rows; keys that were looked for and not found are primed too."""
+        spec = SPECS[name]
+        getattr(self, name).prime_many({k: spec.result(found, k) for k in keys if k is not None})
+
+    def get(self, name: str, key: Any, build: Callable[[Any], Any]) -> Any:
+        """``build(row)`` for ``key``: the value itself when cached, otherwise an awaitable.
+
+        Resolvers return this directly, so a prefetched relation costs no coroutine; the
+        built object is made once per request and key.
+        """
+        memo = (name, key, build)
+        done = self._built.get(memo, _MISSING)
+        if done is not _MISSING:
+            return done
+        loader = getattr(self, name)
+        future = loader.cache_map.get(key)
+        if future is not None and future.done() and future.exception() is None:
+            value = build(future.result())
+            self._built[memo] = value
+            return value
+
+        async def later() -> Any:
+            value = build(await loader.load(key))
+            self._built[memo] = value
+            return value
+
+        return later()

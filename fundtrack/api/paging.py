@@ -19,6 +19,7 @@ from sqlalchemy import Connection as SqlConnection
 from sqlalchemy import Select, func, select
 
 from fundtrack.api.context import ApiContext
+from fundtrack.api.prefetch import Tree, connection_node_tree, prefetch
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -102,6 +103,9 @@ class Connection(Generic[T]):
     _order: strawberry.Private[Sequence[Any]]
     _build: strawberry.Private[Callable[[Any], T]]
     _args: strawberry.Private[PageArgs]
+    #: GraphQL type of the nodes and what the client selected below them (for prefetch).
+    _kind: strawberry.Private[str | None] = None
+    _tree: strawberry.Private[Tree | None] = None
     # Shared futures: nodes, edges and pageInfo selected together run one query.
     _count: strawberry.Private[asyncio.Future[int] | None] = None
     _page: strawberry.Private[asyncio.Future[_Page[T]] | None] = None
@@ -133,10 +137,18 @@ class Connection(Generic[T]):
         limit = max(end - start, 0)
         stmt = self._query.order_by(*self._order).offset(start).limit(limit + 1)
 
-        def run(conn: SqlConnection) -> list[Any]:
-            return list(conn.execute(stmt).mappings())
+        ctx, kind, tree = self._ctx, self._kind, self._tree
 
-        rows = await self._ctx.db(run) if limit else []
+        def run(conn: SqlConnection) -> tuple[list[Any], Any]:
+            rows = list(conn.execute(stmt).mappings())
+            if not (kind and tree and rows):
+                return rows, {}
+            return rows, prefetch(conn, kind, rows[:limit], tree, ctx.loaders.cached_keys)
+
+        # One thread hop for the page and every relation selected below it.
+        rows, fetched = await self._ctx.db(run) if limit else ([], {})
+        for loader, (keys, found) in fetched.items():
+            ctx.loaders.prime(loader, keys, found)
         return _Page(
             items=[self._build(r) for r in rows[:limit]],
             start=start,
@@ -170,7 +182,14 @@ class Connection(Generic[T]):
 
 
 def connection(ctx: ApiContext, query: Select[Any], order: Sequence[Any],
-               build: Callable[[Any], T], args: PageArgs) -> Connection[T]:
-    """A lazy connection: SQL runs only for the parts the client selected."""
+               build: Callable[[Any], T], args: PageArgs, *, kind: str | None = None,
+               info: Any = None) -> Connection[T]:
+    """A lazy connection: SQL runs only for the parts the client selected.
+
+    With ``kind`` (the node's GraphQL type) and the connection field's ``info``, the
+    relations selected below the nodes are fetched together with the page.
+    """
     args.validate()
-    return Connection(_ctx=ctx, _query=query, _order=order, _build=build, _args=args)
+    tree = connection_node_tree(info) if kind and info is not None else None
+    return Connection(_ctx=ctx, _query=query, _order=order, _build=build, _args=args,
+                      _kind=kind, _tree=tree)

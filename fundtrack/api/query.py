@@ -36,7 +36,8 @@ class LedgerQuery:
         t = m.Organisation.__table__
         q = select(t).where(flt.organization_where(where))
         return connection(info.context, q, flt.order(order_by, t, "ref"),
-                          Organization.from_row, PageArgs(first, after, last, before))
+                          Organization.from_row, PageArgs(first, after, last, before),
+                          kind="Organization", info=info)
 
     @strawberry.field(description="Activities as currently reported (latest import of each).")
     def activities(self, info: Info, where: flt.ActivityWhere | None = None,
@@ -47,7 +48,8 @@ class LedgerQuery:
         t = m.Activity.__table__
         q = select(t).where(t.c.superseded_by.is_(None), flt.activity_where(where))
         return connection(info.context, q, flt.order(order_by, t, "iati_identifier"),
-                          Activity.from_row, PageArgs(first, after, last, before))
+                          Activity.from_row, PageArgs(first, after, last, before),
+                          kind="Activity", info=info)
 
     @strawberry.field(description="Flows as currently reported (superseded rows are left out).")
     def flows(self, info: Info, where: flt.FlowWhere | None = None,
@@ -58,7 +60,8 @@ class LedgerQuery:
         t = m.Flow.__table__
         q = select(t).where(t.c.superseded_by.is_(None), flt.flow_where(where))
         return connection(info.context, q, flt.order(order_by, t, "id"),
-                          Flow.from_row, PageArgs(first, after, last, before))
+                          Flow.from_row, PageArgs(first, after, last, before),
+                          kind="Flow", info=info)
 
     @strawberry.field(description="Budgets and planned disbursements as currently reported.")
     def budgets(self, info: Info, where: flt.BudgetWhere | None = None,
@@ -68,7 +71,8 @@ class LedgerQuery:
         t = m.Budget.__table__
         q = select(t).where(t.c.superseded_by.is_(None), flt.budget_where(where))
         return connection(info.context, q, [t.c.id], Budget.from_row,
-                          PageArgs(first, after, last, before))
+                          PageArgs(first, after, last, before),
+                          kind="Budget", info=info)
 
     @strawberry.field(description="Imported files, newest first.")
     def import_batches(self, info: Info, where: flt.ImportBatchWhere | None = None,
@@ -78,7 +82,8 @@ class LedgerQuery:
         t = m.ImportBatch.__table__
         q = select(t).where(flt.import_batch_where(where))
         return connection(info.context, q, [t.c.id.desc()], ImportBatch.from_row,
-                          PageArgs(first, after, last, before))
+                          PageArgs(first, after, last, before),
+                          kind="ImportBatch", info=info)
 
     @strawberry.field(description="Grouped counts and exact sums of current flows, in SQL.")
     async def flows_aggregate(self, info: Info, where: flt.FlowWhere | None = None,

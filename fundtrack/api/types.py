@@ -64,11 +64,10 @@ class FlowParty:
         description="The IATI identifier of the activity at this end, if reported.")
 
     @strawberry.field(description="The registry entry for `ref`, if the registry knows it.")
-    async def organization(self, info: Info) -> Organization | None:
+    def organization(self, info: Info) -> Organization | None:
         if not self.ref:
             return None
-        row = await info.context.loaders.organisation_by_ref.load(self.ref)
-        return Organization.from_row(row) if row else None
+        return info.context.loaders.get("organisation_by_ref", self.ref, _organization)
 
 
 @strawberry.type
@@ -138,49 +137,39 @@ class Activity(Node):
                    current=r["superseded_by"] is None)
 
     @strawberry.field
-    async def reporting_org(self, info: Info) -> Organization | None:
-        row = await info.context.loaders.organisation_by_ref.load(self.reporting_org_ref)
-        return Organization.from_row(row) if row else None
+    def reporting_org(self, info: Info) -> Organization | None:
+        return info.context.loaders.get("organisation_by_ref", self.reporting_org_ref,
+                                        _organization)
 
     @strawberry.field
-    async def sectors(self, info: Info) -> list[Sector]:
-        rows = await info.context.loaders.sectors_by_activity.load(self.pk)
-        return [Sector(vocabulary=r["vocabulary"], code=r["code"], percentage=r["percentage"])
-                for r in rows]
+    def sectors(self, info: Info) -> list[Sector]:
+        return info.context.loaders.get("sectors_by_activity", self.pk, _sectors)
 
     @strawberry.field
-    async def policy_markers(self, info: Info) -> list[PolicyMarker]:
-        rows = await info.context.loaders.markers_by_activity.load(self.pk)
-        return [PolicyMarker(vocabulary=r["vocabulary"], code=r["code"],
-                             significance=r["significance"]) for r in rows]
+    def policy_markers(self, info: Info) -> list[PolicyMarker]:
+        return info.context.loaders.get("markers_by_activity", self.pk, _markers)
 
     @strawberry.field(description="OECD DAC gender equality marker: 0 not targeted, "
                       "1 significant, 2 principal; null if not reported.")
-    async def gender_significance(self, info: Info) -> int | None:
-        return gender_significance(await info.context.loaders.markers_by_activity.load(self.pk))
+    def gender_significance(self, info: Info) -> int | None:
+        return info.context.loaders.get("markers_by_activity", self.pk, gender_significance)
 
     @strawberry.field
-    async def recipient_countries(self, info: Info) -> list[CountryShare]:
-        rows = await info.context.loaders.countries_by_activity.load(self.pk)
-        return [CountryShare(code=r["code"], percentage=r["percentage"]) for r in rows]
+    def recipient_countries(self, info: Info) -> list[CountryShare]:
+        return info.context.loaders.get("countries_by_activity", self.pk, _countries)
 
     @strawberry.field
-    async def recipient_regions(self, info: Info) -> list[RegionShare]:
-        rows = await info.context.loaders.regions_by_activity.load(self.pk)
-        return [RegionShare(vocabulary=r["vocabulary"], code=r["code"],
-                            percentage=r["percentage"]) for r in rows]
+    def recipient_regions(self, info: Info) -> list[RegionShare]:
+        return info.context.loaders.get("regions_by_activity", self.pk, _regions)
 
     @strawberry.field
-    async def participating_orgs(self, info: Info) -> list[ParticipatingOrg]:
-        rows = await info.context.loaders.participants_by_activity.load(self.pk)
-        return [ParticipatingOrg(ref=r["ref"], name=r["name"], role=r["role"], type=r["type"],
-                                 activity_id=r["activity_ref"]) for r in rows]
+    def participating_orgs(self, info: Info) -> list[ParticipatingOrg]:
+        return info.context.loaders.get("participants_by_activity", self.pk, _participants)
 
     @strawberry.field
-    async def batch(self, info: Info) -> Annotated[ImportBatch, strawberry.lazy(
+    def batch(self, info: Info) -> Annotated[ImportBatch, strawberry.lazy(
             "fundtrack.api.types")] | None:
-        row = await info.context.loaders.batch_by_id.load(self.batch_pk)
-        return ImportBatch.from_row(row) if row else None
+        return info.context.loaders.get("batch_by_id", self.batch_pk, _batch)
 
 
 @strawberry.type(description="One reported movement of money, exactly as reported, with USD.")
@@ -241,24 +230,22 @@ class Flow(Node):
         )
 
     @strawberry.field
-    async def activity(self, info: Info) -> Activity | None:
+    def activity(self, info: Info) -> Activity | None:
         if self.activity_pk is None:
             return None
-        row = await info.context.loaders.activity_by_id.load(self.activity_pk)
-        return Activity.from_row(row) if row else None
+        return info.context.loaders.get("activity_by_id", self.activity_pk, _activity)
 
     @strawberry.field
-    async def reporting_org(self, info: Info) -> Organization | None:
+    def reporting_org(self, info: Info) -> Organization | None:
         if not self.reporting_org_ref:
             return None
-        row = await info.context.loaders.organisation_by_ref.load(self.reporting_org_ref)
-        return Organization.from_row(row) if row else None
+        return info.context.loaders.get("organisation_by_ref", self.reporting_org_ref,
+                                        _organization)
 
     @strawberry.field
-    async def batch(self, info: Info) -> Annotated[ImportBatch, strawberry.lazy(
+    def batch(self, info: Info) -> Annotated[ImportBatch, strawberry.lazy(
             "fundtrack.api.types")] | None:
-        row = await info.context.loaders.batch_by_id.load(self.batch_pk)
-        return ImportBatch.from_row(row) if row else None
+        return info.context.loaders.get("batch_by_id", self.batch_pk, _batch)
 
 
 @strawberry.type(description="A budget, planned disbursement or organisation budget line.")
@@ -296,11 +283,10 @@ class Budget(Node):
                    source_location=r["source_location"])
 
     @strawberry.field
-    async def activity(self, info: Info) -> Activity | None:
+    def activity(self, info: Info) -> Activity | None:
         if self.activity_pk is None:
             return None
-        row = await info.context.loaders.activity_by_id.load(self.activity_pk)
-        return Activity.from_row(row) if row else None
+        return info.context.loaders.get("activity_by_id", self.activity_pk, _activity)
 
 
 @strawberry.type(description="A problem found in an imported file, with where it is.")
@@ -336,10 +322,8 @@ class ImportBatch(Node):
                    counts=r["counts"] or {})
 
     @strawberry.field(description="Warnings and skipped records, with their location in the file.")
-    async def issues(self, info: Info) -> list[BatchIssue]:
-        rows = await info.context.loaders.issues_by_batch.load(self.pk)
-        return [BatchIssue(severity=r["severity"], code=r["code"], location=r["location"],
-                           message=r["message"]) for r in rows]
+    def issues(self, info: Info) -> list[BatchIssue]:
+        return info.context.loaders.get("issues_by_batch", self.pk, _issues)
 
 
 #: Global id type name -> (object type, loader attribute on ``Loaders``).
@@ -350,3 +334,45 @@ NODE_TYPES: dict[str, tuple[Any, str]] = {
     "Budget": (Budget, "budget_by_id"),
     "ImportBatch": (ImportBatch, "batch_by_id"),
 }
+
+
+# Builders from loaded rows (module level, so the request's loaders memoise their results).
+def _organization(r: Any) -> Organization | None:
+    return Organization.from_row(r) if r else None
+
+
+def _activity(r: Any) -> Activity | None:
+    return Activity.from_row(r) if r else None
+
+
+def _batch(r: Any) -> ImportBatch | None:
+    return ImportBatch.from_row(r) if r else None
+
+
+def _sectors(rows: list[Any]) -> list[Sector]:
+    return [Sector(vocabulary=r["vocabulary"], code=r["code"], percentage=r["percentage"])
+            for r in rows]
+
+
+def _markers(rows: list[Any]) -> list[PolicyMarker]:
+    return [PolicyMarker(vocabulary=r["vocabulary"], code=r["code"],
+                         significance=r["significance"]) for r in rows]
+
+
+def _countries(rows: list[Any]) -> list[CountryShare]:
+    return [CountryShare(code=r["code"], percentage=r["percentage"]) for r in rows]
+
+
+def _regions(rows: list[Any]) -> list[RegionShare]:
+    return [RegionShare(vocabulary=r["vocabulary"], code=r["code"], percentage=r["percentage"])
+            for r in rows]
+
+
+def _participants(rows: list[Any]) -> list[ParticipatingOrg]:
+    return [ParticipatingOrg(ref=r["ref"], name=r["name"], role=r["role"], type=r["type"],
+                             activity_id=r["activity_ref"]) for r in rows]
+
+
+def _issues(rows: list[Any]) -> list[BatchIssue]:
+    return [BatchIssue(severity=r["severity"], code=r["code"], location=r["location"],
+                       message=r["message"]) for r in rows]
