@@ -10,7 +10,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, text
+from sqlalchemy.schema import AddConstraint
 
 from fundtrack import models as m
 from fundtrack.ledger import bulk_insert
@@ -91,8 +92,47 @@ def _rows(parts: dict[int, list[Part]], currency: dict[int, str | None]) -> list
     return rows
 
 
+def _copy_text(v: str | None) -> str:
+    if v is None:
+        return "\\N"
+    if any(c in v for c in "\t\n\r\\"):
+        v = v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return v
+
+
+def _copy_parts(conn: Connection, parts: dict[int, list[Part]],
+                currency: dict[int, str | None]) -> int:
+    """PostgreSQL: stream the parts as COPY text, no per-row objects (millions of rows)."""
+    cols = "movement_id, originator_ref, untraced_reason, amount, currency, amount_usd, depth"
+    labels: dict = {}
+    n = 0
+    raw = conn.connection.dbapi_connection
+    with raw.cursor() as cur, cur.copy(f"COPY attribution ({cols}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        buf: list[str] = []
+        for mid, ps in parts.items():
+            cur_txt = _copy_text(currency[mid])
+            for p in ps:
+                lab = labels.get(p.origin)
+                if lab is None:
+                    kind, name = p.origin
+                    lab = labels[p.origin] = (
+                        f"{_copy_text(name[:200])}\t\\N" if kind == ORIGINATOR
+                        else f"\\N\t{_copy_text(name[:40])}")
+                usd = "\\N" if p.amount_usd is None else str(p.amount_usd)
+                buf.append(f"{mid}\t{lab}\t{p.amount}\t{cur_txt}\t{usd}\t{p.depth}\n")
+            if len(buf) >= 20_000:
+                copy.write("".join(buf))
+                n += len(buf)
+                buf = []
+        copy.write("".join(buf))
+        n += len(buf)
+    return n
+
+
 def write(conn: Connection, parts: dict[int, list[Part]], moves: list[Move]) -> int:
     currency = {mv.id: mv.currency for mv in moves}
+    if conn.dialect.name == "postgresql":
+        return _copy_parts(conn, parts, currency)
     rows = _rows(parts, currency)
     for i in range(0, len(rows), 100_000):
         bulk_insert(conn, Attribution.__table__, rows[i:i + 100_000])
@@ -102,11 +142,33 @@ def write(conn: Connection, parts: dict[int, list[Part]], moves: list[Move]) -> 
 def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
     """Attribute every movement from scratch."""
     cfg = cfg or TrailConfig()
-    conn.execute(delete(Attribution))
+    clear(conn)
     moves = load_moves(conn, cfg)
     reasons = source_reasons(conn, {mv.src for mv in moves})
     parts = attribute(moves, reasons)
-    return {"attribution_parts": write(conn, parts, moves)}
+    if conn.dialect.name != "postgresql":
+        return {"attribution_parts": write(conn, parts, moves)}
+    # PostgreSQL, millions of rows: load without indexes and FK, build them once after.
+    t = Attribution.__table__
+    fks = [fk for fk in t.foreign_key_constraints if fk.name]
+    for fk in fks:
+        conn.execute(text(f'ALTER TABLE attribution DROP CONSTRAINT "{fk.name}"'))
+    for ix in t.indexes:
+        ix.drop(conn)
+    n = write(conn, parts, moves)
+    for ix in t.indexes:
+        ix.create(conn)
+    for fk in fks:
+        conn.execute(AddConstraint(fk))
+    return {"attribution_parts": n}
+
+
+def clear(conn: Connection) -> None:
+    """Empty ``attribution`` (TRUNCATE on PostgreSQL: no per-row cascade work)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("TRUNCATE attribution"))
+    else:
+        conn.execute(delete(Attribution))
 
 
 def downstream(moves: list[Move], start: set[Account]) -> set[Account]:

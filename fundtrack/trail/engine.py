@@ -285,7 +285,8 @@ def _outflow(mv: Move, native: bool, e: int, earmarked: dict, current: dict, car
         alloc[(UNTRACED, EXCESS)] = alloc.get((UNTRACED, EXCESS), 0) + need
     if native:
         amounts = {k: _dec(u, e) for k, u in alloc.items()}
-        usd = _spread(mv.amount_usd, alloc)
+        # the common case (a USD flow): the USD split is the same split, no second pass
+        usd = amounts if mv.amount_usd == mv.amount else _spread(mv.amount_usd, alloc)
     else:
         usd = {k: _dec(u, e) for k, u in alloc.items()}
         amounts = _spread(mv.amount, alloc) or {}

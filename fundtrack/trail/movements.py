@@ -217,7 +217,10 @@ def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str]
 def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
     """Rebuild every movement from the current ledger."""
     cfg = cfg or TrailConfig()
-    conn.execute(delete(Movement))
+    if conn.dialect.name == "postgresql":  # no per-row cascade into attribution
+        conn.execute(text("TRUNCATE attribution, movement"))
+    else:
+        conn.execute(delete(Movement))
     acts = reported_activities(conn)
     flows = load_cash_flows(conn, acts)
     rows = build_rows(flows, cfg)

@@ -17,6 +17,7 @@ def recompute(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, flo
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     out["funds_added"] = funds.seed(conn)
+    attribution.clear(conn)  # first: deleting movements would cascade row by row
     out.update(links.rebuild(conn))
     t1 = time.perf_counter()
     out.update(movements.rebuild(conn, cfg))

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, case, func, or_, select, union_all
 
 from fundtrack import models as m
+from fundtrack.money import money_sum
 from fundtrack.trail.attribution import downstream, load_moves, load_parts, source_reasons
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail.engine import ORIGINATOR, Account, Part, attribute
@@ -90,38 +91,51 @@ def _pure_originator(conn: Connection, org: str) -> bool:
 
 
 def _donor_downstream(conn: Connection, org: str, max_depth: int) -> TraceResult:
-    """Downstream from a donor whose money all starts with it: read the stored parts (SQL)."""
+    """Downstream from a donor whose money all starts with it: the stored parts, summed in SQL.
+
+    Terminals and what accounts hold are aggregated by the database (index on
+    originator_ref); only the movements themselves come back row by row.
+    """
     t, at = Movement.__table__, Attribution.__table__
-    q = (select(t.c.id, t.c.kind, t.c.src_org, t.c.src_activity, t.c.dst_org, t.c.dst_activity,
-                t.c.currency, at.c.amount, at.c.amount_usd, at.c.depth)
-         .select_from(at.join(t, t.c.id == at.c.movement_id))
-         .where(at.c.originator_ref == org, at.c.depth <= max_depth))
+    cond = (at.c.originator_ref == org, at.c.depth <= max_depth)
+    j = at.join(t, t.c.id == at.c.movement_id)
     res = TraceResult()
-    term: dict = {}
-    flows_io: dict = defaultdict(lambda: [Decimal(0), Decimal(0)])
     accounts: set[Account] = set()
-    for r in conn.execute(q):
+    for r in conn.execute(select(t.c.id, t.c.kind, t.c.src_org, t.c.src_activity, t.c.dst_org,
+                                 t.c.dst_activity, t.c.currency, at.c.amount, at.c.amount_usd,
+                                 at.c.depth).select_from(j).where(*cond)):
         src, dst = (r.src_org, r.src_activity), (r.dst_org, r.dst_activity)
         accounts.add(src)
+        if r.kind != "expenditure":
+            accounts.add(dst)
         res.movements.append({"id": r.id, "src": src, "dst": dst, "kind": r.kind,
                               "amount": r.amount, "currency": r.currency,
                               "amount_usd": r.amount_usd, "depth": r.depth})
-        usd = r.amount_usd or Decimal(0)
-        if r.kind == "expenditure":
-            _add(term, (r.src_org, r.src_activity, r.currency), r.amount, r.amount_usd)
-        else:
-            accounts.add(dst)
-            flows_io[dst][0] += usd
-        flows_io[src][1] += usd
     res.accounts = sorted(accounts)
-    res.terminals = [{"organization": k[0], "activity": k[1] or None, "currency": k[2],
-                      "amount": v[0], "amount_usd": v[1] if v[2] else None}
-                     for k, v in sorted(term.items())]
-    for acc, (inn, out) in sorted(flows_io.items()):
-        if acc[0] != org and inn - out > 0:
-            res.untraced.append({"reason": "not reported spent", "organization": acc[0],
-                                 "activity": acc[1] or None, "currency": "USD",
-                                 "amount": inn - out, "amount_usd": inn - out})
+    usd_known = func.min(case((at.c.amount_usd.is_(None), 0), else_=1))
+    q = (select(t.c.src_org, t.c.src_activity, t.c.currency, money_sum(at.c.amount),
+                money_sum(at.c.amount_usd), usd_known).select_from(j)
+         .where(*cond, t.c.kind == "expenditure")
+         .group_by(t.c.src_org, t.c.src_activity, t.c.currency)
+         .order_by(t.c.src_org, t.c.src_activity, t.c.currency))
+    res.terminals = [{"organization": o, "activity": a or None, "currency": c, "amount": amt,
+                      "amount_usd": (usd or Decimal(0)) if known else None}
+                     for o, a, c, amt, usd, known in conn.execute(q)]
+    inn = (select(t.c.dst_org.label("o"), t.c.dst_activity.label("a"),
+                  at.c.amount_usd.label("v")).select_from(j)
+           .where(*cond, t.c.kind != "expenditure"))
+    out = (select(t.c.src_org, t.c.src_activity, -at.c.amount_usd).select_from(j)
+           .where(*cond))
+    u = union_all(inn, out).subquery()
+    held = money_sum(func.coalesce(u.c.v, 0))
+    q = (select(u.c.o, u.c.a, held).where(u.c.o != org).group_by(u.c.o, u.c.a)
+         .order_by(u.c.o, u.c.a))
+    for o, a, v in conn.execute(q):
+        if v is None or v <= 0:  # compared here: SQLite's exact sum is text
+            continue
+        res.untraced.append({"reason": "not reported spent", "organization": o,
+                             "activity": a or None, "currency": "USD", "amount": v,
+                             "amount_usd": v})
     return res
 
 
