@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, delete, select, text, tuple_
 from sqlalchemy.schema import AddConstraint
 
 from fundtrack import models as m
@@ -29,11 +29,14 @@ ORIGINATOR_TYPES = {"10", "11", "15", "40", "60", "70"}
 EARMARKED = (2, 3, 4)
 
 
-def load_moves(conn: Connection, cfg: TrailConfig) -> list[Move]:
+def load_moves(conn: Connection, cfg: TrailConfig, where: Any = None) -> list[Move]:
+    """Movements (all, or those matching ``where``) as the engine's plain records."""
     t = Movement.__table__
     q = select(t.c.id, t.c.sort_key, t.c.src_org, t.c.src_activity, t.c.dst_org,
                t.c.dst_activity, t.c.kind, t.c.amount, t.c.currency, t.c.amount_usd,
                t.c.value_date, t.c.earmarking, t.c.recipient_country, t.c.sector_code)
+    if where is not None:
+        q = q.where(where)
     moves = []
     by_year = cfg.period != "all"
     for r in conn.execute(q.execution_options(yield_per=50_000)):
@@ -52,17 +55,23 @@ def load_moves(conn: Connection, cfg: TrailConfig) -> list[Move]:
 def source_reasons(conn: Connection, accounts: Iterable[Account]) -> dict[Account, str]:
     """Why money leaving an account with no inflows cannot be called its organisation's own."""
     a, p = m.Activity.__table__, m.ParticipatingOrg.__table__
+    accounts = set(accounts)
+    idents = sorted({act for _, act in accounts if act})
     reported: dict[str, set[str]] = defaultdict(set)
-    for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
-                                   .where(a.c.superseded_by.is_(None))):
-        reported[ident].add(org)
-    funded = {tuple(r) for r in conn.execute(
-        select(a.c.reporting_org_ref, a.c.iati_identifier).distinct()
-        .select_from(p.join(a, a.c.id == p.c.activity_id))
-        .where(a.c.superseded_by.is_(None), p.c.role == "1", p.c.ref.is_not(None),
-               p.c.ref != a.c.reporting_org_ref,
-               a.c.reporting_org_type.is_(None) | a.c.reporting_org_type.not_in(ORIGINATOR_TYPES))
-    ).all()}
+    funded: set[tuple[str, str]] = set()
+    for i in range(0, len(idents), 1000):  # only the activities these accounts name
+        chunk = idents[i:i + 1000]
+        for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
+                                       .where(a.c.superseded_by.is_(None),
+                                              a.c.iati_identifier.in_(chunk))):
+            reported[ident].add(org)
+        funded |= {tuple(r) for r in conn.execute(
+            select(a.c.reporting_org_ref, a.c.iati_identifier).distinct()
+            .select_from(p.join(a, a.c.id == p.c.activity_id))
+            .where(a.c.superseded_by.is_(None), a.c.iati_identifier.in_(chunk),
+                   p.c.role == "1", p.c.ref.is_not(None), p.c.ref != a.c.reporting_org_ref,
+                   a.c.reporting_org_type.is_(None)
+                   | a.c.reporting_org_type.not_in(ORIGINATOR_TYPES))).all()}
     pooled = pooled_refs(conn)
     out: dict[Account, str] = {}
     for acc in accounts:
@@ -172,7 +181,7 @@ def clear(conn: Connection) -> None:
 
 
 def downstream(moves: list[Move], start: set[Account]) -> set[Account]:
-    """Accounts reachable downstream from ``start`` (including it)."""
+    """Accounts reachable downstream from ``start`` (including it), over loaded moves."""
     succ: dict[Account, set[Account]] = defaultdict(set)
     for mv in moves:
         if not mv.terminal:
@@ -186,6 +195,42 @@ def downstream(moves: list[Move], start: set[Account]) -> set[Account]:
                 seen.add(b)
                 stack.append(b)
     return seen
+
+
+def _touching(accounts: list[Account], side: str) -> Any:
+    t = Movement.__table__
+    org, act = (t.c.src_org, t.c.src_activity) if side == "src" else (t.c.dst_org, t.c.dst_activity)
+    return tuple_(org, act).in_(accounts)
+
+
+def downstream_sql(conn: Connection, start: set[Account]) -> set[Account]:
+    """Accounts reachable downstream from ``start``, walked level by level on the
+    (src_org, src_activity) index: the ledger is never loaded whole."""
+    t = Movement.__table__
+    seen = set(start)
+    frontier = sorted(start)
+    while frontier:
+        nxt: set[Account] = set()
+        for i in range(0, len(frontier), 500):
+            for o, a in conn.execute(select(t.c.dst_org, t.c.dst_activity).distinct().where(
+                    t.c.kind != "expenditure", _touching(frontier[i:i + 500], "src"))):
+                if (o, a) not in seen:
+                    nxt.add((o, a))
+        seen |= nxt
+        frontier = sorted(nxt)
+    return seen
+
+
+def moves_around(conn: Connection, cfg: TrailConfig, accounts: set[Account]) -> list[Move]:
+    """Movements leaving or entering ``accounts`` (by index)."""
+    accs = sorted(accounts)
+    out: dict[int, Move] = {}
+    for i in range(0, len(accs), 500):
+        chunk = accs[i:i + 500]
+        for side in ("src", "dst"):
+            for mv in load_moves(conn, cfg, _touching(chunk, side)):
+                out[mv.id] = mv
+    return list(out.values())
 
 
 def load_parts(conn: Connection, movement_ids: Iterable[int]) -> dict[int, list[Part]]:
@@ -204,8 +249,8 @@ def update(conn: Connection, touched: set[Account], cfg: TrailConfig | None = No
            ) -> dict[str, int]:
     """Re-attribute only what lies downstream of ``touched`` accounts."""
     cfg = cfg or TrailConfig()
-    moves = load_moves(conn, cfg)
-    closure = downstream(moves, touched)
+    closure = downstream_sql(conn, touched)
+    moves = moves_around(conn, cfg, closure)
     t = Attribution.__table__
     recompute = [mv for mv in moves if mv.src in closure]
     outside_in = [mv.id for mv in moves if mv.dst in closure and mv.src not in closure

@@ -69,7 +69,9 @@ def reported_activities(conn: Connection) -> dict[str, str]:
     return out
 
 
-def load_cash_flows(conn: Connection, acts: dict[str, str]) -> list[CashFlow]:
+def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
+                    ) -> list[CashFlow]:
+    """Current cash flows (all, or those matching ``where``) as plain records."""
     f, a = m.Flow.__table__, m.Activity.__table__
     q = (select(f.c.id, f.c.kind, f.c.amount, f.c.currency, f.c.amount_usd, f.c.value_date,
                 f.c.provider_ref, f.c.provider_name, f.c.provider_activity_id,
@@ -79,6 +81,8 @@ def load_cash_flows(conn: Connection, acts: dict[str, str]) -> list[CashFlow]:
                 a.c.reporting_org_ref.label("act_org"))
          .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
          .where(f.c.superseded_by.is_(None), f.c.kind.in_(CASH)))
+    if where is not None:
+        q = q.where(where)
     out = []
     for r in conn.execute(q.execution_options(yield_per=50_000)):
         out.append(_cash_flow(r, acts))
@@ -248,46 +252,106 @@ def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
         bulk_insert(conn, Movement.__table__, rows[i:i + 50_000])
 
 
+def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
+                   ) -> list[CashFlow] | None:
+    """Every current cash flow that can fall in a group of ``orgs`` (None: cannot narrow).
+
+    A flow's two sides are its activity's reporter, its provider/receiver ref, or the
+    reporter of the activity it names; each is matched here. Organisations known only by
+    name cannot be looked up by an index, so then the caller loads everything.
+    """
+    if any(not o or o.startswith("name:") for o in orgs):
+        return None
+    f, a = m.Flow.__table__, m.Activity.__table__
+    out: list[CashFlow] = []
+    seen: set[int] = set()
+    refs = sorted(orgs)
+    named = sorted(i for i, o in acts.items() if o in orgs)
+    for i in range(0, len(refs), 500):
+        chunk = refs[i:i + 500]
+        own = select(a.c.id).where(a.c.reporting_org_ref.in_(chunk))
+        for fl in load_cash_flows(conn, acts, f.c.reporting_org_ref.in_(chunk)
+                                  | f.c.provider_ref.in_(chunk) | f.c.receiver_ref.in_(chunk)
+                                  | f.c.activity_id.in_(own)):
+            if fl.id not in seen:
+                seen.add(fl.id)
+                out.append(fl)
+    for i in range(0, len(named), 500):
+        chunk = named[i:i + 500]
+        for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
+                                  | f.c.receiver_activity_id.in_(chunk)):
+            if fl.id not in seen:
+                seen.add(fl.id)
+                out.append(fl)
+    return out
+
+
+def _old_movements(conn: Connection, flow_ids: set[int]) -> list[Any]:
+    t = Movement.__table__
+    ids = sorted(flow_ids)
+    rows: dict[int, Any] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        for r in conn.execute(select(t.c.id, t.c.flow_id, t.c.mirror_flow_id, t.c.src_org,
+                                     t.c.src_activity, t.c.dst_org, t.c.dst_activity)
+                              .where(t.c.flow_id.in_(chunk) | t.c.mirror_flow_id.in_(chunk))):
+            rows[r.id] = r
+    return list(rows.values())
+
+
 def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
            ) -> tuple[dict[str, int], set[tuple[str, str]]]:
     """Incremental: rebuild the movements of the organisation pairs a batch touched.
 
-    Returns counts and the accounts whose money may have changed (for attribution).
+    Only the flows of those pairs are loaded (by index), not the ledger. Returns counts
+    and the accounts whose money may have changed (for attribution).
     """
     cfg = cfg or TrailConfig()
     f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
     acts = reported_activities(conn)
-    flows = load_cash_flows(conn, acts)
-    new_ids = set(conn.execute(select(f.c.id).where(f.c.batch_id == batch_id,
-                                                    f.c.superseded_by.is_(None))).scalars())
     gone_ids = set(conn.execute(select(f.c.id).where(f.c.superseded_by == batch_id)).scalars())
-    idents = set(conn.execute(select(a.c.iati_identifier).where(
-        (a.c.batch_id == batch_id) | (a.c.superseded_by == batch_id))).scalars())
-    groups = {(fl.src[0], fl.dst[0]) for fl in flows
-              if fl.id in new_ids or fl.src[1] in idents or fl.dst[1] in idents}
-    old = conn.execute(select(t.c.id, t.c.flow_id, t.c.mirror_flow_id, t.c.src_org,
-                              t.c.src_activity, t.c.dst_org, t.c.dst_activity)).all()
-    current = {fl.id for fl in flows}
-    by_group: dict[tuple[str, str], list[CashFlow]] = defaultdict(list)
-    for fl in flows:
-        by_group[(fl.src[0], fl.dst[0])].append(fl)
+    idents = sorted(set(conn.execute(select(a.c.iati_identifier).where(
+        (a.c.batch_id == batch_id) | (a.c.superseded_by == batch_id))).scalars()))
+    seed: dict[int, CashFlow] = {fl.id: fl for fl in load_cash_flows(
+        conn, acts, f.c.batch_id == batch_id)}
+    for i in range(0, len(idents), 500):
+        chunk = idents[i:i + 500]
+        cur_acts = select(a.c.id).where(a.c.iati_identifier.in_(chunk),
+                                        a.c.superseded_by.is_(None))
+        for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
+                                  | f.c.receiver_activity_id.in_(chunk)
+                                  | f.c.activity_id.in_(cur_acts)):
+            seed[fl.id] = fl
+    groups = {(fl.src[0], fl.dst[0]) for fl in seed.values()}
+    by_group: dict[tuple[str, str], dict[int, CashFlow]] = defaultdict(dict)
+    for fl in seed.values():
+        by_group[(fl.src[0], fl.dst[0])][fl.id] = fl
+    loaded: set[str] = set()
+    everything = False
     dead: dict[int, Any] = {}
     while True:
-        members = {fl.id for g in groups for fl in by_group.get(g, [])}
+        orgs = {o for g in groups for o in g} - loaded
+        if orgs and not everything:
+            got = _flows_of_orgs(conn, acts, orgs)
+            if got is None:
+                everything = True
+                got = load_cash_flows(conn, acts)
+            loaded |= orgs
+            for fl in got:
+                by_group[(fl.src[0], fl.dst[0])][fl.id] = fl
+        members = {i for g in groups for i in by_group.get(g, {})}
         grew = False
-        for r in old:
+        for r in _old_movements(conn, members | gone_ids):
             if r.id in dead:
                 continue
-            ids = {r.flow_id, r.mirror_flow_id} - {None}
-            if ids & members or ids & gone_ids or not ids <= current:
-                dead[r.id] = r
-                g = (r.src_org, r.dst_org)
-                if g not in groups:
-                    groups.add(g)
-                    grew = True
+            dead[r.id] = r
+            g = (r.src_org, r.dst_org)
+            if g not in groups:
+                groups.add(g)
+                grew = True
         if not grew:
             break
-    members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, [])]
+    members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, {}).values()]
     dead_ids = sorted(dead)
     for i in range(0, len(dead_ids), 1000):
         conn.execute(delete(t).where(t.c.id.in_(dead_ids[i:i + 1000])))
@@ -298,7 +362,8 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
         touched.update({(r.src_org, r.src_activity), (r.dst_org, r.dst_activity)})
     for r in rows:
         touched.update({(r["src_org"], r["src_activity"]), (r["dst_org"], r["dst_activity"])})
-    for fl in flows:
-        if fl.src[1] in idents:
+    ident_set = set(idents)
+    for fl in seed.values():
+        if fl.src[1] in ident_set:
             touched.add(fl.src)
     return {"movements": len(rows), "movements_replaced": len(dead)}, touched

@@ -17,7 +17,13 @@ from sqlalchemy import Connection, case, func, or_, select, union_all
 
 from fundtrack import models as m
 from fundtrack.money import money_sum
-from fundtrack.trail.attribution import downstream, load_moves, load_parts, source_reasons
+from fundtrack.trail.attribution import (
+    downstream_sql,
+    load_moves,
+    load_parts,
+    moves_around,
+    source_reasons,
+)
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail.engine import ORIGINATOR, Account, Part, attribute
 from fundtrack.trail_models import Attribution, Movement
@@ -185,21 +191,27 @@ def _upstream(conn: Connection, activity: str | None, organization: str | None,
 def _downstream(conn: Connection, activity: str | None, organization: str | None,
                 flow: int | None, max_depth: int) -> TraceResult:
     cfg = TrailConfig()
-    moves = load_moves(conn, cfg)
-    by_id = {mv.id: mv for mv in moves}
     fixed: dict[int, list[Part]] = {}
+    first_moves = []
     if flow is not None:
         mid = _movement_of_flow(conn, flow)
         if mid is None:
             return TraceResult()
-        first = by_id[mid]
+        first_moves = load_moves(conn, cfg, Movement.__table__.c.id == mid)
+        first = first_moves[0]
         fixed[mid] = [Part((ORIGINATOR, TRACED), first.amount, first.amount_usd, 0)]
         start = {first.dst} if not first.terminal else set()
         seeds: set[Account] = set()
     else:
         seeds = _accounts_of(conn, activity, organization)
         start = seeds
-    closure = downstream(moves, start)
+    closure = downstream_sql(conn, start)  # the sub-graph below, by index: not the ledger
+    moves = moves_around(conn, cfg, closure)
+    by_id = {mv.id: mv for mv in moves}
+    for mv in first_moves:
+        if mv.id not in by_id:
+            moves.append(mv)
+            by_id[mv.id] = mv
     for mv in moves:
         if mv.id in fixed or mv.terminal or mv.dst not in closure:
             continue
