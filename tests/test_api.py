@@ -187,3 +187,67 @@ def test_aggregate_by_year_and_country_with_usd(api: Api, flow_rows) -> None:
         1 for r in disb if r["amount_usd"] is None)
     years = {g["year"] for g in data}
     assert 2020 in years
+
+
+@pytest.fixture(scope="module")
+def activity_side(loaded_engine):
+    """Per activity: its DAC (vocabulary 1) sector codes and its country codes, from the tables."""
+    t = m.Base.metadata.tables
+    sectors: dict[int, set[str]] = defaultdict(set)
+    with loaded_engine.connect() as c:
+        s = t["activity_sector"].c
+        for aid, vocab, code in c.execute(select(s.activity_id, s.vocabulary, s.code)):
+            if (vocab or "1") == "1":
+                sectors[aid].add(code)
+    return sectors
+
+
+def _group_by(api: Api, dim: str, field: str) -> dict:
+    groups = api.query(f"{{ flowsAggregate(groupBy: [{dim}, CURRENCY]) {{ groups {{ {field} "
+                       "currency count sum } } }")["flowsAggregate"]["groups"]
+    out = {(g[field], g["currency"]): (g["count"], Decimal(g["sum"])) for g in groups}
+    assert len(out) == len(groups)  # each key once
+    return out
+
+
+def _expected(flow_rows, key) -> dict:  # noqa: ANN001
+    counts: Counter = Counter()
+    sums: dict = defaultdict(Decimal)
+    for r in flow_rows:
+        k = (key(r), r["currency"])
+        counts[k] += 1
+        sums[k] += r["amount"]
+    return {k: (n, sums[k]) for k, n in counts.items()}
+
+
+@pytest.mark.parametrize(("dim", "field", "column"), [
+    ("PROVIDER", "provider", "provider_ref"),
+    ("RECEIVER", "receiver", "receiver_ref"),
+    ("EARMARKING", "earmarking", "earmarking"),
+])
+def test_aggregate_by_flow_column(api: Api, flow_rows, dim: str, field: str, column: str) -> None:
+    got = _group_by(api, dim, field)
+    want = _expected(flow_rows, lambda r: r[column])
+    assert got == want
+    assert len({k[0] for k in want}) > 1  # the dimension really splits the data
+
+
+def test_aggregate_by_sector_uses_flow_sector_else_activity_single_dac_sector(
+        api: Api, flow_rows, activity_side) -> None:
+    def sector(r) -> str | None:  # noqa: ANN001
+        if r["sector_code"] is not None:
+            return r["sector_code"]
+        codes = activity_side.get(r["activity_id"], set())
+        return next(iter(codes)) if len(codes) == 1 else None
+
+    want = _expected(flow_rows, sector)
+    assert _group_by(api, "SECTOR", "sector") == want
+    assert sum(n for (s, _), (n, _) in want.items() if s is not None) > 1000
+
+
+def test_aggregate_by_gender_significance(api: Api, flow_rows, side) -> None:
+    _, gender = side
+    want = _expected(flow_rows, lambda r: gender.get(r["activity_id"]))
+    got = _group_by(api, "GENDER_SIGNIFICANCE", "genderSignificance")
+    assert got == want
+    assert {k[0] for k in want} >= {0, 1, 2, None}

@@ -127,3 +127,21 @@ def test_upload_needs_csrf_header_and_respects_body_limit(api: Api, engine) -> N
     assert n_flows(engine) == 0
     # the server keeps answering
     assert small.query("{ flows { totalCount } }")["flows"]["totalCount"] == 0
+
+
+def test_chunked_upload_without_content_length_is_413(api: Api, engine) -> None:
+    """A body streamed in chunks (no Content-Length) is cut off at the limit: 413, nothing written."""
+    _, admin = create_token(engine, "admin")
+    small = Api(api.settings.database_url, max_upload_bytes=5000)
+
+    async def chunks():
+        for _ in range(100):  # 100 x 1 kB, far above the 5,000-byte limit
+            yield b'{"query": "{ flows { totalCount } }", "x": "' + b"a" * 1000 + b'"}'
+
+    r = small.post(None, headers={"Authorization": f"Bearer {admin}",
+                                  "Content-Type": "application/json"}, content=chunks())
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    assert r.status_code == 413 and "limit of 5000 bytes" in r.text
+    assert n_flows(engine) == 0
+    assert small.query("{ flows { totalCount } }")["flows"]["totalCount"] == 0

@@ -1,0 +1,162 @@
+"""Bench: ``flowsAggregate`` grouped by YEAR and RECIPIENT_COUNTRY over synthetic flows (PostgreSQL).
+
+    python bench/bench_api_aggregate.py --admin-url postgresql://postgres@127.0.0.1:5432/postgres \\
+        --db ft_agg1m --flows 1000000 --runs 30 [--reuse]
+
+Makes a scratch database (dropped and re-created unless ``--reuse``), migrates it, and
+bulk-loads with COPY: ``flows/10`` activities (85% with one recipient country, 8% with two,
+7% with none), their DAC gender markers and sectors, and ``--flows`` current flows shaped
+like the shared IATI files (about 5% carry their own recipient country; the rest take
+their activity's only country, the rule ``RECIPIENT_COUNTRY`` documents in docs/api.md).
+Then times the GraphQL query through the ASGI app in process (one client, one loop) and
+prints p50/p95 with the query plan of the statement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import random
+import statistics
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+
+import httpx
+import psycopg
+from sqlalchemy import text
+
+from fundtrack.api.aggregate import FlowDimension, aggregate_statement
+from fundtrack.api.testing import Api
+from fundtrack.migrate import upgrade
+
+QUERY = """{ flowsAggregate(groupBy: [YEAR, RECIPIENT_COUNTRY]) {
+  groups { year recipientCountry count sum sumUsd countWithoutUsd } } }"""
+
+KINDS = ["DISBURSEMENT"] * 5 + ["EXPENDITURE"] * 3 + ["OUTGOING_COMMITMENT"] * 2 + \
+    ["INCOMING_FUNDS", "INCOMING_COMMITMENT", "OUTGOING_PLEDGE"]
+CURRENCIES = [("USD", Decimal(1)), ("EUR", Decimal("1.08")), ("GBP", Decimal("1.27")),
+              ("SEK", Decimal("0.095")), ("CAD", Decimal("0.74")), ("NOK", Decimal("0.094"))]
+
+
+def _copy(conn: psycopg.Connection, table: str, cols: list[str], rows: io.StringIO) -> None:
+    rows.seek(0)
+    with conn.cursor() as cur, cur.copy(
+            f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+        while chunk := rows.read(1 << 20):
+            cp.write(chunk)
+
+
+def generate(url: str, n_flows: int, seed: int = 1325) -> None:
+    """Bulk-load ``n_flows`` synthetic current flows into the migrated database at ``url``."""
+    rnd = random.Random(seed)
+    countries = [f"{a}{b}" for a in "ABCDEFGHIJKLMNO" for b in "ABCDEFGHIJ"]  # 150 codes
+    orgs = [f"XM-SYN-{i:04d}" for i in range(400)]
+    n_act = max(n_flows // 10, 1)
+    pg_url = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(pg_url) as conn:
+        batch_id = conn.execute(
+            "INSERT INTO import_batch (importer, importer_version, file_name, sha256, "
+            "size_bytes, created_at, status, counts) VALUES ('synthetic', '1', "
+            "'bench_api_aggregate', repeat('0', 64), 0, now(), 'applied', '{}') RETURNING id"
+        ).fetchone()[0]
+        first_act = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM activity").fetchone()[0]
+        acts, ac, pm, sec = io.StringIO(), io.StringIO(), io.StringIO(), io.StringIO()
+        for i in range(n_act):
+            aid = first_act + i
+            acts.write(f"{aid}\t{batch_id}\tXM-SYN-ACT-{aid}\t{rnd.choice(orgs)}\tf\n")
+            u = rnd.random()
+            picks = rnd.sample(countries, 1 if u < 0.85 else 2 if u < 0.93 else 0)
+            for c in picks:
+                ac.write(f"{aid}\t{c}\n")
+            pm.write(f"{aid}\t1\t1\t{rnd.choice('0012')}\n")
+            sec.write(f"{aid}\t1\t{rnd.choice(['15170', '15180', '15220', '72010', '12220'])}\n")
+        _copy(conn, "activity", ["id", "batch_id", "iati_identifier", "reporting_org_ref",
+                                 "humanitarian"], acts)
+        _copy(conn, "activity_country", ["activity_id", "code"], ac)
+        _copy(conn, "policy_marker", ["activity_id", "vocabulary", "code", "significance"], pm)
+        _copy(conn, "activity_sector", ["activity_id", "vocabulary", "code"], sec)
+        conn.execute("SELECT setval('activity_id_seq', (SELECT max(id) FROM activity))")
+        cols = ["batch_id", "activity_id", "reporting_org_ref", "external_id", "kind", "amount",
+                "currency", "value_date", "amount_usd", "usd_rate", "provider_ref",
+                "receiver_ref", "recipient_country", "earmarking"]
+        start = date(2010, 1, 1)
+        done = 0
+        while done < n_flows:
+            buf = io.StringIO()
+            for i in range(done, min(done + 200_000, n_flows)):
+                aid = first_act + rnd.randrange(n_act)
+                cur, rate = rnd.choice(CURRENCIES)
+                amount = Decimal(rnd.randrange(1, 10_000_000_00)) / 100
+                has_usd = rnd.random() < 0.97
+                usd = (amount * rate).quantize(Decimal("0.01")) if has_usd else None
+                day = start + timedelta(days=rnd.randrange(15 * 365))
+                country = rnd.choice(countries) if rnd.random() < 0.05 else None
+                row = [batch_id, aid, rnd.choice(orgs), f"syn-{i}", rnd.choice(KINDS), amount,
+                       cur, day, usd, rate if has_usd else None, rnd.choice(orgs),
+                       rnd.choice(orgs), country, rnd.choice([1, 2, 3, 4, None])]
+                buf.write("\t".join(r"\N" if v is None else str(v) for v in row) + "\n")
+            _copy(conn, "flow", cols, buf)
+            done = min(done + 200_000, n_flows)
+            print(f"  {done:,} flows", flush=True)
+        conn.commit()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def bench(url: str, runs: int) -> None:
+    api = Api(url)
+    engine = api.app.state.engine
+    loop = asyncio.new_event_loop()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://b")
+
+    def once() -> int:
+        r = loop.run_until_complete(client.post("/graphql", json={"query": QUERY}))
+        assert r.status_code == 200 and "errors" not in r.json(), r.text[:500]
+        return len(r.json()["data"]["flowsAggregate"]["groups"])
+
+    groups = once()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        once()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    stmt = aggregate_statement(text("true"), [FlowDimension.YEAR, FlowDimension.RECIPIENT_COUNTRY],
+                               "postgresql")
+    with engine.connect() as c:
+        n = c.execute(text("SELECT count(*) FROM flow WHERE superseded_by IS NULL")).scalar_one()
+        sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+        plan = [r[0] for r in c.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql))]
+    print("\n".join(plan))
+    print(f"flowsAggregate(groupBy: [YEAR, RECIPIENT_COUNTRY]) over {n:,} current flows, "
+          f"{groups:,} groups: p50 {statistics.median(times):.1f} ms, "
+          f"p95 {times[int(0.95 * (len(times) - 1))]:.1f} ms, max {times[-1]:.1f} ms "
+          f"({runs} runs)")
+    loop.run_until_complete(client.aclose())
+    loop.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--db", default="ft_agg1m")
+    ap.add_argument("--flows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--reuse", action="store_true", help="keep an already loaded database")
+    a = ap.parse_args()
+    url = a.admin_url.rsplit("/", 1)[0] + "/" + a.db
+    if not a.reuse:
+        with psycopg.connect(a.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{a.db}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{a.db}"')
+        upgrade(url)
+        t = time.perf_counter()
+        generate(url, a.flows)
+        print(f"loaded {a.flows:,} flows in {time.perf_counter() - t:.0f} s")
+    bench(url, a.runs)
+
+
+if __name__ == "__main__":
+    main()
