@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, text, tuple_
-from sqlalchemy.schema import AddConstraint
 
 from fundtrack import models as m
 from fundtrack.ledger import bulk_insert
+from fundtrack.trail.bulkload import indexes_after
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail.engine import ORIGINATOR, Account, Move, Part, attribute
 from fundtrack.trail.funds import pooled_refs
@@ -155,20 +155,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
     moves = load_moves(conn, cfg)
     reasons = source_reasons(conn, {mv.src for mv in moves})
     parts = attribute(moves, reasons)
-    if conn.dialect.name != "postgresql":
-        return {"attribution_parts": write(conn, parts, moves)}
-    # PostgreSQL, millions of rows: load without indexes and FK, build them once after.
-    t = Attribution.__table__
-    fks = [fk for fk in t.foreign_key_constraints if fk.name]
-    for fk in fks:
-        conn.execute(text(f'ALTER TABLE attribution DROP CONSTRAINT "{fk.name}"'))
-    for ix in t.indexes:
-        ix.drop(conn)
-    n = write(conn, parts, moves)
-    for ix in t.indexes:
-        ix.create(conn)
-    for fk in fks:
-        conn.execute(AddConstraint(fk))
+    with indexes_after(conn, Attribution.__table__):  # PostgreSQL: millions of rows
+        n = write(conn, parts, moves)
     return {"attribution_parts": n}
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, delete, select, text
 from fundtrack import models as m
 from fundtrack.ledger import bulk_insert
 from fundtrack.records import FlowKind
+from fundtrack.trail.bulkload import indexes_after
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail_models import Movement
 
@@ -228,7 +229,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
     acts = reported_activities(conn)
     flows = load_cash_flows(conn, acts)
     rows = build_rows(flows, cfg)
-    write(conn, rows)
+    with indexes_after(conn, Movement.__table__):
+        write(conn, rows)
     return {"movements": len(rows), "double_counted": sum(1 for r in rows if r["mirror_flow_id"])}
 
 
