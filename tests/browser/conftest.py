@@ -99,8 +99,10 @@ def live(chromium_path: str, loaded_url: str, tmp_path_factory: pytest.TempPathF
         engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an asyncio loop running in this thread
+    while it is open, which would break later tests that call ``asyncio.run``."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
