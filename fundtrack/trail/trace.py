@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, case, func, or_, select, union_all
+from sqlalchemy import Connection, case, func, null, or_, select, union_all
 
 from fundtrack import models as m
 from fundtrack.money import money_sum
@@ -127,17 +127,18 @@ def _donor_downstream(conn: Connection, org: str, max_depth: int) -> TraceResult
     res.terminals = [{"organization": o, "activity": a or None, "currency": c, "amount": amt,
                       "amount_usd": (usd or Decimal(0)) if known else None}
                      for o, a, c, amt, usd, known in conn.execute(q)]
+    none = null().cast(at.c.amount_usd.type)
     inn = (select(t.c.dst_org.label("o"), t.c.dst_activity.label("a"),
-                  at.c.amount_usd.label("v")).select_from(j)
+                  at.c.amount_usd.label("i"), none.label("x")).select_from(j)
            .where(*cond, t.c.kind != "expenditure"))
-    out = (select(t.c.src_org, t.c.src_activity, -at.c.amount_usd).select_from(j)
+    out = (select(t.c.src_org, t.c.src_activity, none, at.c.amount_usd).select_from(j)
            .where(*cond))
     u = union_all(inn, out).subquery()
-    held = money_sum(func.coalesce(u.c.v, 0))
-    q = (select(u.c.o, u.c.a, held).where(u.c.o != org).group_by(u.c.o, u.c.a)
-         .order_by(u.c.o, u.c.a))
-    for o, a, v in conn.execute(q):
-        if v is None or v <= 0:  # compared here: SQLite's exact sum is text
+    q = (select(u.c.o, u.c.a, money_sum(u.c.i), money_sum(u.c.x)).where(u.c.o != org)
+         .group_by(u.c.o, u.c.a).order_by(u.c.o, u.c.a))
+    for o, a, i, x in conn.execute(q):
+        v = (i or Decimal(0)) - (x or Decimal(0))
+        if v <= 0:
             continue
         res.untraced.append({"reason": "not reported spent", "organization": o,
                              "activity": a or None, "currency": "USD", "amount": v,
