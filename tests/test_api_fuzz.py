@@ -75,3 +75,11 @@ def test_no_server_error(graphql_schema) -> None:  # noqa: ANN001
         except AssertionError as e:  # keep going: report every failing root field at once
             failures.append(f"{op.label}: {str(e)[:1500]}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_nul_in_a_filter_is_a_clear_error(loaded_url: str) -> None:
+    """Found by the run above on PostgreSQL (which refuses NUL in text): was a server error."""
+    api = Api(loaded_url)
+    msg = api.error('{ flowsAggregate(where: {aidType: {_nin: ["\\u0000"]}}) { count } }')
+    assert "NUL character" in msg
+    assert api.query("{ flows { totalCount } }")["flows"]["totalCount"] > 0

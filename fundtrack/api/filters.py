@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Optional
 
 import strawberry
+from graphql import GraphQLError
 from sqlalchemy import (
     ColumnElement,
     Table,
@@ -68,10 +69,20 @@ BooleanComparison = _comparison("BooleanComparison", bool, ordered=False)
 FlowKindComparison = _comparison("FlowKindComparison", FlowKind, ordered=False)
 
 
+def _no_nul(cmp: Any) -> None:
+    """Refuse NUL characters: no stored text holds one, and PostgreSQL rejects them in a
+    query (that was a server error, found by tests/test_api_fuzz.py)."""
+    for v in vars(cmp).values():
+        for x in v if isinstance(v, list) else (v,):
+            if isinstance(x, str) and "\x00" in x:
+                raise GraphQLError("filter values must not contain the NUL character (\\u0000)")
+
+
 def compare(col: Any, cmp: Any) -> ColumnElement[bool]:
     """All conditions of one comparison input on one column, ANDed."""
     if cmp is None:
         return true()
+    _no_nul(cmp)
     conds: list[ColumnElement[bool]] = []
     v = cmp.eq
     if v is not None:
