@@ -6,7 +6,19 @@ nobody reported is a *broken link*, counted per publisher and never hidden.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.sql import Select
 
 from fundtrack import models as m
@@ -63,7 +75,10 @@ def _fund_links(conn: Connection, batch_id: int | None) -> int:
 
 def rebuild(conn: Connection) -> dict[str, int]:
     """Rebuild every link from the current ledger."""
-    conn.execute(delete(TrailLink))
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("TRUNCATE trail_link"))
+    else:
+        conn.execute(delete(TrailLink))
     return _insert(conn, None)
 
 
@@ -75,21 +90,34 @@ def _insert(conn: Connection, batch_id: int | None) -> dict[str, int]:
     cols = ["activity_id", "kind", "relation", "target_ref", "publisher_ref", "resolved"]
     n += conn.execute(insert(t).from_select(cols, _activity_links(batch_id))).rowcount
     _fund_links(conn, batch_id)
-    resolve(conn, None)
+    resolve(conn, None, fresh=True)
     return {"links": conn.execute(select(func.count()).select_from(t)).scalar_one()}
 
 
-def resolve(conn: Connection, targets: Select | None) -> None:
-    """(Re)resolve links, all of them or those whose target ref is in ``targets``."""
+def resolve(conn: Connection, targets: Select | None, *, fresh: bool = False) -> None:
+    """(Re)resolve links, all of them or those whose target ref is in ``targets``.
+
+    Set-based: each target kind is one ``UPDATE ... FROM`` joined to the current ids
+    (PostgreSQL, and SQLite since 3.33), never a subquery per link. ``fresh``: the links
+    were just inserted unresolved, so nothing needs clearing first.
+    """
     t, a, f = TrailLink.__table__, m.Activity.__table__, m.Flow.__table__
     scope = [] if targets is None else [t.c.target_ref.in_(targets)]
-    act = (select(func.min(a.c.id)).where(a.c.iati_identifier == t.c.target_ref,
-                                          a.c.superseded_by.is_(None)).scalar_subquery())
-    conn.execute(update(t).where(t.c.kind.in_(ACTIVITY_KINDS), *scope)
-                 .values(target_activity_id=act))
-    flw = (select(func.min(f.c.id)).where(f.c.external_id == t.c.target_ref,
-                                          f.c.superseded_by.is_(None)).scalar_subquery())
-    conn.execute(update(t).where(t.c.kind == "fts-parent", *scope).values(target_flow_id=flw))
+    if not fresh:
+        conn.execute(update(t).where(t.c.kind.in_(ACTIVITY_KINDS + ("fts-parent",)), *scope)
+                     .values(target_activity_id=None, target_flow_id=None))
+    acts = (select(a.c.iati_identifier.label("ref"), func.min(a.c.id).label("id"))
+            .where(a.c.superseded_by.is_(None), *(
+                [] if targets is None else [a.c.iati_identifier.in_(targets)]))
+            .group_by(a.c.iati_identifier).subquery())
+    conn.execute(update(t).where(t.c.kind.in_(ACTIVITY_KINDS), t.c.target_ref == acts.c.ref)
+                 .values(target_activity_id=acts.c.id))
+    flws = (select(f.c.external_id.label("ref"), func.min(f.c.id).label("id"))
+            .where(f.c.superseded_by.is_(None), f.c.external_id.is_not(None), *(
+                [] if targets is None else [f.c.external_id.in_(targets)]))
+            .group_by(f.c.external_id).subquery())
+    conn.execute(update(t).where(t.c.kind == "fts-parent", t.c.target_ref == flws.c.ref)
+                 .values(target_flow_id=flws.c.id))
     conn.execute(update(t).where(t.c.kind != "fund-contribution", t.c.kind != "fund-allocation",
                                  *scope)
                  .values(resolved=or_(t.c.target_activity_id.is_not(None),

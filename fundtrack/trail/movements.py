@@ -16,6 +16,7 @@ result does not depend on the order in which files were imported.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -70,6 +71,39 @@ def reported_activities(conn: Connection) -> dict[str, str]:
     return out
 
 
+class ActivityOrgs(dict[str, str]):
+    """The same mapping as :func:`reported_activities`, loaded only for the identifiers
+    asked for (by index): an incremental update never reads every activity."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.asked: set[str] = set()
+
+    def ensure(self, idents: Iterable[str | None]) -> None:
+        a = m.Activity.__table__
+        todo = sorted({i.strip() for i in idents if i and i.strip()} - self.asked)
+        self.asked.update(todo)
+        for k in range(0, len(todo), 500):
+            for ident, org in self.conn.execute(
+                    select(a.c.iati_identifier, a.c.reporting_org_ref).where(
+                        a.c.superseded_by.is_(None), a.c.iati_identifier.in_(todo[k:k + 500]))):
+                if ident not in self or org < self[ident]:
+                    self[ident] = org
+
+    def reported_by(self, orgs: list[str]) -> list[str]:
+        """Identifiers whose (smallest) reporter is one of ``orgs``."""
+        a = m.Activity.__table__
+        found: set[str] = set()
+        for k in range(0, len(orgs), 500):
+            found.update(self.conn.execute(select(a.c.iati_identifier).distinct().where(
+                a.c.superseded_by.is_(None), a.c.reporting_org_ref.in_(orgs[k:k + 500])))
+                .scalars())
+        self.ensure(found)
+        wanted = set(orgs)
+        return sorted(i for i in found if self.get(i) in wanted)
+
+
 def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
                     ) -> list[CashFlow]:
     """Current cash flows (all, or those matching ``where``) as plain records."""
@@ -84,10 +118,11 @@ def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
          .where(f.c.superseded_by.is_(None), f.c.kind.in_(CASH)))
     if where is not None:
         q = q.where(where)
-    out = []
-    for r in conn.execute(q.execution_options(yield_per=50_000)):
-        out.append(_cash_flow(r, acts))
-    return out
+    if isinstance(acts, ActivityOrgs):  # look up only the activities these flows name
+        rows = conn.execute(q).all()
+        acts.ensure(x for r in rows for x in (r.provider_activity_id, r.receiver_activity_id))
+        return [_cash_flow(r, acts) for r in rows]
+    return [_cash_flow(r, acts) for r in conn.execute(q.execution_options(yield_per=50_000))]
 
 
 def _side(ref: str | None, name: str | None, act_id: str | None,
@@ -268,7 +303,8 @@ def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
     out: list[CashFlow] = []
     seen: set[int] = set()
     refs = sorted(orgs)
-    named = sorted(i for i, o in acts.items() if o in orgs)
+    named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
+             else sorted(i for i, o in acts.items() if o in orgs))
     for i in range(0, len(refs), 500):
         chunk = refs[i:i + 500]
         own = select(a.c.id).where(a.c.reporting_org_ref.in_(chunk))
@@ -310,7 +346,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
     """
     cfg = cfg or TrailConfig()
     f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
-    acts = reported_activities(conn)
+    acts = ActivityOrgs(conn)
     gone_ids = set(conn.execute(select(f.c.id).where(f.c.superseded_by == batch_id)).scalars())
     idents = sorted(set(conn.execute(select(a.c.iati_identifier).where(
         (a.c.batch_id == batch_id) | (a.c.superseded_by == batch_id))).scalars()))
@@ -337,6 +373,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
             got = _flows_of_orgs(conn, acts, orgs)
             if got is None:
                 everything = True
+                acts = reported_activities(conn)  # every flow: every activity
                 got = load_cash_flows(conn, acts)
             loaded |= orgs
             for fl in got:

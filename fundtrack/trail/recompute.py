@@ -7,6 +7,7 @@ import time
 import click
 from sqlalchemy import Connection
 
+from fundtrack.ledger import lock_ledger
 from fundtrack.trail import attribution, funds, links, movements
 from fundtrack.trail.config import TrailConfig
 
@@ -14,6 +15,7 @@ from fundtrack.trail.config import TrailConfig
 def recompute(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, float]:
     """Rebuild links, movements and attribution from the current ledger, in one transaction."""
     cfg = cfg or TrailConfig()
+    lock_ledger(conn)  # no import or revert may change the ledger under the rebuild
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     out["funds_added"] = funds.seed(conn)
