@@ -6,7 +6,9 @@ For each file (the 9 MB assembled Sida sample and a generated ~100 MB file) it m
 each in a fresh subprocess so peak memory (max RSS) belongs to that run alone:
 
 - floor: the IATI importer's parse (iterparse + field extraction), no database;
-- SQLite and PostgreSQL: ``import_file`` into an empty migrated database.
+- SQLite and PostgreSQL: ``import_file`` into an empty migrated database, once for the
+  ledger alone and once with the money-trail update (links, movements, attribution) that
+  every import also runs inside its transaction.
 
 It prints a Markdown table with MB/s, flows/s, the ratio to the floor and peak RSS.
 Not a test: numbers depend on the machine; docs/performance.md records a run.
@@ -63,9 +65,12 @@ def child(mode: str, path: str, url: str | None) -> None:
                 flows += len(getattr(rec, "flows", ()))
         seconds = time.perf_counter() - t
     else:
+        from fundtrack import derived
         from fundtrack.db import make_engine
         from fundtrack.importing import import_file
 
+        if mode == "import-ledger":  # the ledger alone, without the money-trail update
+            derived.after_import = lambda conn, batch_id: {}
         engine = make_engine(url)
         t = time.perf_counter()
         result = import_file(engine, path)
@@ -138,16 +143,18 @@ def main() -> None:
     n = 0
     for path in files:
         mb = path.stat().st_size / 1e6
-        results: dict[str, list[dict]] = {"floor": [], "sqlite": [], "postgresql": []}
+        results: dict[str, list[dict]] = {"floor": []}
         for _ in range(args.repeat):
             results["floor"].append(measure("parse", path, None))
             for kind in ("sqlite", "postgresql"):
-                n += 1
-                url = fresh_db(kind, args.pg, work, n)
-                try:
-                    results[kind].append(measure("import", path, url))
-                finally:
-                    drop_db(url)
+                for mode, label in (("import-ledger", "ledger"), ("import", "+ money trail")):
+                    n += 1
+                    url = fresh_db(kind, args.pg, work, n)
+                    try:
+                        results.setdefault(f"{kind} {label}", []).append(
+                            measure(mode, path, url))
+                    finally:
+                        drop_db(url)
         floor = statistics.median(r["seconds"] for r in results["floor"])
         for kind, runs in results.items():
             sec = statistics.median(r["seconds"] for r in runs)
