@@ -266,9 +266,11 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
                 check_publisher(item.reporting_org.ref, item.location)
                 key = (item.reporting_org.ref or "", item.identifier)
                 if key in seen_activities:
-                    note(Issue(Severity.ERROR, f"activity {item.identifier} appears twice in this "
-                               "file; the first is kept", item.location, "duplicate-activity"))
-                    continue
+                    # Both are kept, as the file says; a later file with this identifier
+                    # replaces both. Dropping one would silently lose reported money.
+                    note(Issue(Severity.WARNING, f"activity {item.identifier} appears more than "
+                               "once in this file; every copy is kept", item.location,
+                               "duplicate-activity"))
                 seen_activities.add(key)
                 writer.add_activity(item)
             elif isinstance(item, FlowRecord):

@@ -234,7 +234,7 @@ class LedgerWriter:
         self._org(a.reporting_org)
         self._add(m.Activity.__table__, {
             "id": aid, "batch_id": self.batch_id, "superseded_by": None,
-            "iati_identifier": a.identifier[:300], "reporting_org_ref": _ref(a.reporting_org),
+            "iati_identifier": a.identifier[:300], "reporting_org_ref": _ref(a.reporting_org) or "",
             "reporting_org_name": a.reporting_org.name, "reporting_org_type": a.reporting_org.type,
             "title": a.title, "description": a.description, "status": a.status,
             "start_planned": a.start_planned, "start_actual": a.start_actual,

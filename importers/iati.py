@@ -160,12 +160,15 @@ class _Reader:
         rep = el.find("reporting-org")
         rep_ref = attr(rep, "ref") if rep is not None else None
         if not rep_ref:
-            return Issue(Severity.ERROR, f"activity {identifier} has no reporting-org/@ref; skipped",
-                         where, "no-reporting-org")
+            # Kept (its money is real) but flagged: it cannot be matched to a publisher, so
+            # only an admin may import it and links to its publisher will not resolve.
+            self.warn(where, f"activity {identifier} has no reporting-org/@ref; imported "
+                      "without a reporting organisation reference", "no-reporting-org")
         default_currency = (attr(el, "default-currency") or "").upper() or None
         act = ActivityRecord(
             identifier=identifier,
-            reporting_org=OrgRef(ref=rep_ref, name=text_of(rep), type=attr(rep, "type")),
+            reporting_org=OrgRef(ref=rep_ref, name=text_of(rep) if rep is not None else None,
+                                 type=attr(rep, "type") if rep is not None else None),
             default_currency=default_currency,
             humanitarian=attr(el, "humanitarian") in ("1", "true"),
             last_updated=attr(el, "last-updated-datetime"),

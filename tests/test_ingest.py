@@ -239,3 +239,40 @@ def test_concurrent_versions_of_one_activity_leave_one_current(engine, tmp_path:
         results = list(pool.map(lambda p: import_file(engine, p), (a, b)))
     assert [r.status for r in results] == ["applied", "applied"]
     assert snapshot(engine)[0] == 100
+
+
+def test_dirty_activities_are_kept_and_flagged(engine, tmp_path: Path):
+    """No reporting-org/@ref, or the same identifier twice: kept (money is real), flagged."""
+    xml = b"""<iati-activities version="2.03">
+ <iati-activity default-currency="USD"><iati-identifier>XX-2-A</iati-identifier>
+  <reporting-org type="22"><narrative>Small NGO</narrative></reporting-org>
+  <transaction><transaction-type code="1"/><value value-date="2021-01-01">100</value></transaction>
+ </iati-activity>
+ <iati-activity default-currency="USD"><iati-identifier>XX-2-B</iati-identifier>
+  <reporting-org ref="XX-2"/>
+  <transaction><transaction-type code="3"/><value value-date="2021-01-01">5</value></transaction>
+ </iati-activity>
+ <iati-activity default-currency="USD"><iati-identifier>XX-2-B</iati-identifier>
+  <reporting-org ref="XX-2"/>
+  <transaction><transaction-type code="3"/><value value-date="2021-02-01">7</value></transaction>
+ </iati-activity>
+</iati-activities>"""
+    f = tmp_path / "dirty.xml"
+    f.write_bytes(xml)
+    result = import_file(engine, f)
+    assert result.status == "applied"
+    assert (result.counts["activities"], result.counts["flows"]) == (3, 3)
+    codes = sorted(i.code for i in result.issues)
+    assert codes == ["duplicate-activity", "no-reporting-org"]
+    # a reporter can never upload an activity without a publisher
+    from fundtrack.importing import NotPermitted
+
+    f2 = tmp_path / "dirty2.xml"
+    f2.write_bytes(xml.replace(b"XX-2-", b"XX-3-"))
+    with pytest.raises(NotPermitted):
+        import_file(engine, f2, allowed_publishers={"XX-3"})
+    # a corrected file replaces both copies of the duplicated activity
+    fixed = tmp_path / "fixed.xml"
+    fixed.write_bytes(xml.replace(b"7</value>", b"8</value>").replace(
+        b"<iati-identifier>XX-2-A</iati-identifier>", b"<iati-identifier>XX-2-C</iati-identifier>"))
+    assert import_file(engine, fixed).counts["replaced_activities"] == 2
