@@ -153,6 +153,15 @@ def _card(card: Card) -> ReportCard:
             for s in card.stipulations])
 
 
+#: Years a report card can be about: from the first reporting standards to far ahead.
+YEARS = range(1950, 2101)
+
+
+def _year(year: int) -> None:
+    if year not in YEARS:
+        raise GraphQLError(f"year {year} is out of range ({YEARS.start}-{YEARS.stop - 1})")
+
+
 def _method(name: str) -> str:
     if name not in methods():
         raise GraphQLError(f"unknown counting method {name!r}; known: {', '.join(methods())}")
@@ -210,11 +219,13 @@ class AccountingQuery:
     async def report_card(self, info: Info, donor: str, year: int,
                           method: str = "principal") -> ReportCard:
         _method(method)
+        _year(year)
         card = await info.context.db(lambda c: donor_card(c, donor, year, method))
         return _card(card)
 
     @strawberry.field(description="A pooled fund's gender scorecard for a calendar year.")
     async def fund_scorecard(self, info: Info, fund: str, year: int) -> ReportCard:
+        _year(year)
         return _card(await info.context.db(lambda c: fund_scorecard(c, fund, year)))
 
     @strawberry.field(description="National Action Plans with funded / costed coverage.")
