@@ -85,7 +85,8 @@ class Attribution(Base):
     """
 
     __tablename__ = "attribution"
-    __table_args__ = (Index("ix_attribution_originator", "originator_ref", "movement_id"),)
+    # (originator, amount_usd): a donor's parts by index, largest first (bounded traces)
+    __table_args__ = (Index("ix_attribution_originator_usd", "originator_ref", "amount_usd"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     movement_id: Mapped[int] = mapped_column(
@@ -96,6 +97,38 @@ class Attribution(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     amount_usd: Mapped[Decimal | None] = mapped_column(Money)
     depth: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Reach(Base):
+    """Where each donor's money is, per account: the rollup that answers donor traces.
+
+    Derived from ``attribution`` (:mod:`fundtrack.trail.reach`), rows per originator:
+    ``spent`` per (account, currency): its expenditure paid with the donor's money;
+    ``account`` per account: ``amount`` held there (in minus out, USD), ``amount_usd``
+    what came in, ``rank`` what passed through; and the exact totals beside them:
+    ``spent-sum`` per currency, ``held-sum``, ``account-sum`` (``n`` accounts, ``depth``
+    the deepest part) and ``movement-sum`` (``n`` movements). ``rank`` orders lists
+    largest first by index.
+    """
+
+    __tablename__ = "trail_reach"
+    __table_args__ = (
+        Index("ix_trail_reach_rank", "originator_ref", "kind", "rank"),
+        Index("ix_trail_reach_amount", "originator_ref", "kind", "amount"),
+        Index("ix_trail_reach_account", "org", "activity"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    originator_ref: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(12))
+    org: Mapped[str] = mapped_column(String(200))
+    activity: Mapped[str] = mapped_column(String(300))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    amount_usd: Mapped[Decimal | None] = mapped_column(Money)
+    rank: Mapped[Decimal] = mapped_column(Money)
+    n: Mapped[int] = mapped_column(Integer)
+    depth: Mapped[int] = mapped_column(Integer)
 
 
 class Fund(Base):

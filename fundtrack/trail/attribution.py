@@ -14,6 +14,7 @@ from sqlalchemy import Connection, delete, select, text, tuple_
 
 from fundtrack import models as m
 from fundtrack.ledger import bulk_insert
+from fundtrack.trail import reach
 from fundtrack.trail.bulkload import indexes_after
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail.engine import ORIGINATOR, Account, Move, Part, attribute
@@ -157,7 +158,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
     parts = attribute(moves, reasons)
     with indexes_after(conn, Attribution.__table__):  # PostgreSQL: millions of rows
         n = write(conn, parts, moves)
-    return {"attribution_parts": n}
+    return {"attribution_parts": n, **reach.rebuild(conn)}
 
 
 def clear(conn: Connection) -> None:
@@ -255,5 +256,6 @@ def update(conn: Connection, touched: set[Account], cfg: TrailConfig | None = No
     reasons = source_reasons(conn, {mv.src for mv in recompute})
     relevant = recompute + [mv for mv in moves if mv.id in fixed]
     parts = attribute(relevant, reasons, fixed=fixed, compute=closure)
-    return {"attribution_parts": write(conn, parts, moves),
-            "reattributed_accounts": len(closure)}
+    n = write(conn, parts, moves)
+    return {"attribution_parts": n, "reattributed_accounts": len(closure),
+            **reach.update(conn, closure)}

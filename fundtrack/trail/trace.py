@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, null, or_, select, union_all
 
 from fundtrack import models as m
-from fundtrack.money import money_sum
+from fundtrack.money import money_number, money_sum
 from fundtrack.trail.attribution import (
     downstream_sql,
     load_moves,
@@ -26,19 +26,72 @@ from fundtrack.trail.attribution import (
 )
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail.engine import ORIGINATOR, Account, Part, attribute
-from fundtrack.trail_models import Attribution, Movement
+from fundtrack.trail.reach import SUM_KINDS
+from fundtrack.trail_models import Attribution, Movement, Reach
 
 TRACED = "\x00traced"
 OTHER = "\x00other"
 
 
+LISTS = ("accounts", "movements", "originators", "terminals", "untraced")
+TOTALLED = ("originators", "terminals", "untraced")
+
+
 @dataclass
 class TraceResult:
+    """A trace's answer. With a ``limit`` each list holds its largest items first, at most
+    ``limit`` of them; ``counts`` and ``totals`` (per currency) are always exact."""
+
     accounts: list[Account] = field(default_factory=list)
     movements: list[dict[str, Any]] = field(default_factory=list)
     originators: list[dict[str, Any]] = field(default_factory=list)
     terminals: list[dict[str, Any]] = field(default_factory=list)
     untraced: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _largest(row: dict[str, Any]) -> tuple:
+    usd = row.get("amount_usd")
+    keys = tuple(str(row.get(k) or "") for k in ("organization", "activity", "currency",
+                                                   "reason", "id"))
+    return (usd is None, -(usd or Decimal(0)), -row["amount"], keys)
+
+
+def totals_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Exact sums per currency; ``amount_usd`` None if any row lacks it."""
+    acc: dict = {}
+    for r in rows:
+        _add(acc, (r.get("currency"),), r["amount"], r.get("amount_usd"))
+    return [{"currency": k[0], "amount": v[0], "amount_usd": v[1] if v[2] else None}
+            for k, v in sorted(acc.items(), key=lambda kv: kv[0][0] or "")]
+
+
+def _finish(res: TraceResult, limit: int | None) -> TraceResult:
+    """Order every list largest first, count and total it, then keep ``limit`` items."""
+    weight: dict[Account, Decimal] = defaultdict(Decimal)
+    if "accounts" not in res.counts:
+        through: dict[Account, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+        for mv in res.movements:
+            src = mv["src"] if "src" in mv else (mv["src_org"], mv["src_activity"])
+            dst = mv["dst"] if "dst" in mv else (mv["dst_org"], mv["dst_activity"])
+            usd = mv.get("amount_usd") or Decimal(0)
+            through[src][1] += usd
+            if mv["kind"] != "expenditure":
+                through[dst][0] += usd
+        weight.update({a: max(v) for a, v in through.items()})
+        res.accounts = sorted(res.accounts, key=lambda a: (-weight.get(a, Decimal(0)), a))
+    for name in LISTS:
+        rows = getattr(res, name)
+        if name not in res.counts:
+            res.counts[name] = len(rows)
+            if name != "accounts":
+                rows.sort(key=_largest)
+            if name in TOTALLED:
+                res.totals[name] = totals_of(rows)
+        if limit is not None:
+            setattr(res, name, rows[:limit])
+    return res
 
 
 def _add(acc: dict, key: tuple, amount: Decimal, usd: Decimal | None) -> None:
@@ -77,16 +130,23 @@ def _accounts_of(conn: Connection, activity: str | None, organization: str | Non
 
 
 def trace(conn: Connection, *, activity: str | None = None, organization: str | None = None,
-          flow: int | None = None, direction: str = "DOWNSTREAM", max_depth: int = 6
-          ) -> TraceResult:
-    """Trace from one activity (iati-identifier), organisation (ref) or flow (id)."""
+          flow: int | None = None, direction: str = "DOWNSTREAM", max_depth: int = 6,
+          limit: int | None = None) -> TraceResult:
+    """Trace from one activity (iati-identifier), organisation (ref) or flow (id).
+
+    ``limit``: keep the largest ``limit`` items of each list (None: all); counts and
+    totals stay exact either way.
+    """
     if sum(x is not None for x in (activity, organization, flow)) != 1:
         raise ValueError("trace from exactly one of activity, organization, flow")
     if direction.upper() == "UPSTREAM":
-        return _upstream(conn, activity, organization, flow, max_depth)
+        return _finish(_upstream(conn, activity, organization, flow, max_depth), limit)
     if organization is not None and _pure_originator(conn, organization):
-        return _donor_downstream(conn, organization, max_depth)
-    return _downstream(conn, activity, organization, flow, max_depth)
+        fast = _donor_reach(conn, organization, max_depth, limit)
+        if fast is not None:
+            return fast
+        return _finish(_donor_downstream(conn, organization, max_depth), limit)
+    return _finish(_downstream(conn, activity, organization, flow, max_depth), limit)
 
 
 def _pure_originator(conn: Connection, org: str) -> bool:
@@ -96,8 +156,72 @@ def _pure_originator(conn: Connection, org: str) -> bool:
         t.c.dst_org == org, t.c.kind == "transfer", t.c.src_org != org).limit(1)).first() is None
 
 
+def _donor_reach(conn: Connection, org: str, max_depth: int, limit: int | None
+                 ) -> TraceResult | None:
+    """Downstream from a donor, read from the rollup: a few index range scans, however far
+    the money went. None when the rollup cannot answer exactly (not built yet, or
+    ``max_depth`` cuts through the donor's parts): then the parts are summed instead."""
+    r, t, at = Reach.__table__, Movement.__table__, Attribution.__table__
+    sums = conn.execute(select(r.c.kind, r.c.currency, r.c.amount, r.c.amount_usd, r.c.n,
+                               r.c.depth).where(r.c.originator_ref == org,
+                                                r.c.kind.in_(SUM_KINDS))).all()
+    by_kind = {s.kind: s for s in sums}
+    if "account-sum" not in by_kind or by_kind["account-sum"].depth > max_depth:
+        return None
+    res = TraceResult()
+    spent = sorted((s for s in sums if s.kind == "spent-sum"), key=lambda s: s.currency or "")
+    held = by_kind.get("held-sum")
+    res.counts = {"accounts": by_kind["account-sum"].n,
+                  "movements": int(by_kind["movement-sum"].n or 0),
+                  "terminals": sum(s.n for s in spent), "originators": 0,
+                  "untraced": held.n if held else 0}
+    res.totals = {"originators": [],
+                  "terminals": [{"currency": s.currency, "amount": s.amount,
+                                 "amount_usd": s.amount_usd} for s in spent],
+                  "untraced": [{"currency": "USD", "amount": held.amount,
+                                "amount_usd": held.amount} for s in [held] if held]}
+    mine = (r.c.originator_ref == org,)
+
+    def capped(q: Any) -> Any:
+        return conn.execute(q if limit is None else q.limit(limit))
+
+    for o, a, c, amt, usd in capped(
+            select(r.c.org, r.c.activity, r.c.currency, r.c.amount, r.c.amount_usd)
+            .where(*mine, r.c.kind == "spent")
+            .order_by(money_number(r.c.rank).desc(), r.c.org, r.c.activity, r.c.currency)):
+        res.terminals.append({"organization": o, "activity": a or None, "currency": c,
+                              "amount": amt, "amount_usd": usd})
+    for o, a, amt in capped(
+            select(r.c.org, r.c.activity, r.c.amount)
+            .where(*mine, r.c.kind == "account", money_number(r.c.amount) > 0)
+            .order_by(money_number(r.c.amount).desc(), r.c.org, r.c.activity)):
+        res.untraced.append({"reason": "not reported spent", "organization": o,
+                             "activity": a or None, "currency": "USD", "amount": amt,
+                             "amount_usd": amt})
+    res.accounts = [(o, a) for o, a in capped(
+        select(r.c.org, r.c.activity).where(*mine, r.c.kind == "account")
+        .order_by(money_number(r.c.rank).desc(), r.c.org, r.c.activity))]
+    j = at.join(t, t.c.id == at.c.movement_id)
+    cols = (t.c.id, t.c.kind, t.c.src_org, t.c.src_activity, t.c.dst_org, t.c.dst_activity,
+            t.c.currency, at.c.amount, at.c.amount_usd, at.c.depth)
+    rows = list(capped(select(*cols).select_from(j)
+                       .where(at.c.originator_ref == org, at.c.amount_usd.is_not(None))
+                       .order_by(money_number(at.c.amount_usd).desc(), at.c.movement_id)))
+    if limit is None or len(rows) < limit:  # parts without a USD value come last
+        q = (select(*cols).select_from(j)
+             .where(at.c.originator_ref == org, at.c.amount_usd.is_(None))
+             .order_by(at.c.movement_id))
+        rows += conn.execute(q if limit is None else q.limit(limit - len(rows))).all()
+    res.movements = [{"id": x.id, "src": (x.src_org, x.src_activity),
+                      "dst": (x.dst_org, x.dst_activity), "kind": x.kind, "amount": x.amount,
+                      "currency": x.currency, "amount_usd": x.amount_usd, "depth": x.depth}
+                     for x in rows]
+    return res
+
+
 def _donor_downstream(conn: Connection, org: str, max_depth: int) -> TraceResult:
-    """Downstream from a donor whose money all starts with it: the stored parts, summed in SQL.
+    """Downstream from a donor whose money all starts with it: the stored parts, summed in SQL
+    (exact at any ``max_depth``; the rollup answers faster when it can).
 
     Terminals and what accounts hold are aggregated by the database (index on
     originator_ref); only the movements themselves come back row by row.
@@ -290,4 +414,4 @@ def donor_summary(conn: Connection, organization: str) -> dict[str, list[dict[st
             for k, d in out.items()}
 
 
-__all__ = ["TraceResult", "donor_summary", "load_parts", "trace"]
+__all__ = ["TraceResult", "donor_summary", "load_parts", "totals_of", "trace"]
