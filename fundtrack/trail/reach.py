@@ -10,7 +10,7 @@ PostgreSQL, ``dsum`` on SQLite); the one subtraction (held = in - out) is done o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -35,20 +35,20 @@ def _scope(side: str, accounts: list[Account] | None) -> list[Any]:
     return [tuple_(*cols).in_(accounts)]
 
 
-def _detail_rows(conn: Connection, accounts: list[Account] | None) -> list[dict[str, Any]]:
-    """Rollup rows for ``accounts`` (None: every account), from the stored parts."""
+def _detail_rows(conn: Connection, accounts: list[Account] | None) -> Iterator[dict[str, Any]]:
+    """Rollup rows for ``accounts`` (None: every account), from the stored parts (streamed)."""
     t, at = Movement.__table__, Attribution.__table__
     j = at.join(t, t.c.id == at.c.movement_id)
     known = at.c.originator_ref.is_not(None)
-    rows: list[dict[str, Any]] = []
     spent = (select(at.c.originator_ref, t.c.src_org, t.c.src_activity, t.c.currency,
                     money_sum(at.c.amount), money_sum(at.c.amount_usd), func.count(at.c.amount_usd),
                     func.count(), func.max(at.c.depth))
              .select_from(j).where(known, t.c.kind == "expenditure", *_scope("src", accounts))
              .group_by(at.c.originator_ref, t.c.src_org, t.c.src_activity, t.c.currency))
-    for o, org, act, cur, amt, usd, n_usd, n, depth in conn.execute(spent):
+    for o, org, act, cur, amt, usd, n_usd, n, depth in conn.execute(
+            spent.execution_options(yield_per=50_000)):
         usd = usd if n_usd == n else None
-        rows.append(_row(o, "spent", org, act, cur, amt, usd, usd or ZERO, n, depth))
+        yield _row(o, "spent", org, act, cur, amt, usd, usd or ZERO, n, depth)
     none = null().cast(Money())
     inn = (select(at.c.originator_ref.label("o"), t.c.dst_org.label("org"),
                   t.c.dst_activity.label("act"), at.c.amount_usd.label("i"), none.label("x"),
@@ -60,11 +60,10 @@ def _detail_rows(conn: Connection, accounts: list[Account] | None) -> list[dict[
     u = sa_union_all(inn, out).subquery()
     acc = (select(u.c.o, u.c.org, u.c.act, money_sum(u.c.i), money_sum(u.c.x), func.sum(u.c.n),
                   func.max(u.c.d)).group_by(u.c.o, u.c.org, u.c.act))
-    for o, org, act, i, x, n, depth in conn.execute(acc):
+    for o, org, act, i, x, n, depth in conn.execute(acc.execution_options(yield_per=50_000)):
         i, x = i or ZERO, x or ZERO
         held = i - x if org != o and i > x else ZERO
-        rows.append(_row(o, "account", org, act, "USD", held, i, max(i, x), int(n or 0), depth))
-    return rows
+        yield _row(o, "account", org, act, "USD", held, i, max(i, x), int(n or 0), depth)
 
 
 def _row(o: str, kind: str, org: str, act: str, cur: str | None, amount: Decimal,
@@ -73,9 +72,22 @@ def _row(o: str, kind: str, org: str, act: str, cur: str | None, amount: Decimal
             "amount": amount, "amount_usd": usd, "rank": rank, "n": n, "depth": depth or 0}
 
 
-def _write(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    for i in range(0, len(rows), 100_000):
-        bulk_insert(conn, Reach.__table__, rows[i:i + 100_000])
+def _write(conn: Connection, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert rows in batches; the source may be a cursor still open on the same connection,
+    so each batch is read whole before it is written."""
+    n = 0
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == 100_000:
+            n += _flush(conn, batch)
+            batch = []
+    return n + _flush(conn, batch)
+
+
+def _flush(conn: Connection, batch: list[dict[str, Any]]) -> int:
+    bulk_insert(conn, Reach.__table__, batch)
+    return len(batch)
 
 
 def _sums(conn: Connection, originators: list[str] | None) -> None:
@@ -119,11 +131,11 @@ def rebuild(conn: Connection) -> dict[str, int]:
         conn.execute(text("SET LOCAL work_mem = '256MB'"))  # hash the groups in memory
     else:
         conn.execute(delete(Reach))
-    rows = _detail_rows(conn, None)
     with indexes_after(conn, Reach.__table__):
-        _write(conn, rows)
+        n = _write(conn, list(_detail_rows(conn, None)) if conn.dialect.name != "postgresql"
+                   else _detail_rows(conn, None))
         _sums(conn, None)
-    return {"reach_rows": len(rows)}
+    return {"reach_rows": n}
 
 
 def update(conn: Connection, accounts: set[Account]) -> dict[str, int]:
@@ -138,7 +150,7 @@ def update(conn: Connection, accounts: set[Account]) -> dict[str, int]:
         donors.update(conn.execute(select(r.c.originator_ref).distinct().where(
             here, r.c.kind.in_(("spent", "account")))).scalars())
         conn.execute(delete(r).where(here, r.c.kind.in_(("spent", "account"))))
-        rows.extend(_detail_rows(conn, chunk))
+        rows.extend(_detail_rows(conn, chunk))  # read whole before writing
     donors.update(x["originator_ref"] for x in rows)
     _write(conn, rows)
     ds = sorted(donors)
