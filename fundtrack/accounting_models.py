@@ -8,7 +8,18 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fundtrack.models import Base, BigId
@@ -112,3 +123,23 @@ class NapLink(Base):
                                              index=True)
     activity_identifier: Mapped[str] = mapped_column(String(300), index=True)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class FlowClassification(Base):
+    """Derived (``fundtrack.accounting.stored``): the scope and pillars of every current
+    flow, as :func:`fundtrack.accounting.classify.classify` decides them, stored so that
+    SQL filters (``FlowWhere.pillar``, ``inScope``) can use them.
+
+    One ``scope`` row per current flow (``is_in`` true or false); one ``pillar:<name>``
+    (or plugin) row per dimension the flow is in, or is put out of by a hand override.
+    ``rules``: the rule ids that made it, space-separated (``override:<id>`` for hand
+    decisions); empty when out of scope because no rule matched."""
+
+    __tablename__ = "flow_classification"
+    __table_args__ = (Index("ix_flow_classification_dimension", "dimension", "is_in"),)
+
+    flow_id: Mapped[int] = mapped_column(BigId, ForeignKey("flow.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(40), primary_key=True)
+    is_in: Mapped[bool] = mapped_column(Boolean)
+    rules: Mapped[str | None] = mapped_column(Text)

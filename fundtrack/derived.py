@@ -11,13 +11,16 @@ from sqlalchemy import Connection
 
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     """Update derived tables for a newly merged batch; return counts for the batch."""
+    from fundtrack.accounting.stored import after_import as classification_after_import
     from fundtrack.trail.recompute import after_import as trail_after_import
 
-    return trail_after_import(conn, batch_id)
+    return trail_after_import(conn, batch_id) | classification_after_import(conn, batch_id)
 
 
 def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:
     """Update derived tables after a batch was reverted (a full rebuild: reverts are rare)."""
+    from fundtrack.accounting.stored import after_revert as classification_after_revert
     from fundtrack.trail.recompute import recompute
 
-    return {k: int(v) for k, v in recompute(conn).items() if not k.startswith("seconds")}
+    return ({k: int(v) for k, v in recompute(conn).items() if not k.startswith("seconds")}
+            | classification_after_revert(conn, batch_id))

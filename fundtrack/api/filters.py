@@ -283,6 +283,41 @@ def activity_where(w: ActivityWhere | None, table: Any = None) -> ColumnElement[
 
 # --- flows ----------------------------------------------------------------------------
 
+@strawberry.input(description="A WPS pillar as the 1325 rules classify flows: participation, "
+                  "protection, prevention, relief-and-recovery (rules.toml; plugins may add "
+                  "more). All given conditions must hold.")
+class PillarComparison:
+    eq: Optional[str] = strawberry.field(name="_eq", default=None,  # noqa: UP045
+                                         description="the flow is in this pillar")
+    in_: Optional[list[str]] = strawberry.field(name="_in", default=None,  # noqa: UP045
+                                                description="the flow is in one of these pillars")
+
+
+def _classified(flow_id: Any, dimensions: list[str]) -> ColumnElement[bool]:
+    """The flow is in one of these dimensions (stored table ``flow_classification``)."""
+    from fundtrack.accounting_models import FlowClassification
+
+    t = FlowClassification.__table__
+    return exists(select(t.c.flow_id).where(t.c.flow_id == flow_id,
+                                            t.c.dimension.in_(dimensions), t.c.is_in))
+
+
+def pillar_condition(flow_id: Any, cmp: Any) -> ColumnElement[bool]:
+    _no_nul(cmp)
+    conds: list[ColumnElement[bool]] = []
+    if cmp.eq is not None:
+        conds.append(_classified(flow_id, [f"pillar:{cmp.eq}"]))
+    if cmp.in_ is not None:
+        conds.append(_classified(flow_id, [f"pillar:{p}" for p in cmp.in_]) if cmp.in_
+                     else false())
+    return and_(true(), *conds)
+
+
+def scope_condition(flow_id: Any, in_scope: bool) -> ColumnElement[bool]:
+    has = _classified(flow_id, ["scope"])
+    return has if in_scope else not_(has)
+
+
 @_logic_fields
 class FlowWhere:
     kind: Optional[FlowKindComparison] = None  # noqa: UP045
@@ -313,6 +348,12 @@ class FlowWhere:
         default=None, description="the flow's activity matches")
     gender_significance: Optional[IntComparison] = strawberry.field(  # noqa: UP045
         default=None, description="the flow's activity's DAC gender marker score")
+    pillar: Optional[PillarComparison] = strawberry.field(  # noqa: UP045
+        default=None, description="WPS pillar by the 1325 classification rules (and hand "
+        "overrides); see docs/accounting.md")
+    in_scope: Optional[bool] = strawberry.field(  # noqa: UP045
+        default=None, description="true: in the \"peace and security\" scope by the 1325 "
+        "classification rules (and hand overrides); false: not in it")
 
 
 def flow_where(w: FlowWhere | None) -> ColumnElement[bool]:
@@ -338,6 +379,10 @@ def flow_where(w: FlowWhere | None) -> ColumnElement[bool]:
         conds.append(f.activity_id.in_(select(a.c.id).where(activity_where(w.activity))))
     if w.gender_significance is not None:
         conds.append(gender_condition(f.activity_id, w.gender_significance))
+    if w.pillar is not None:
+        conds.append(pillar_condition(f.id, w.pillar))
+    if w.in_scope is not None:
+        conds.append(scope_condition(f.id, w.in_scope))
     return and_(true(), *conds)
 
 

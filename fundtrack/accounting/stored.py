@@ -1,0 +1,168 @@
+"""The scope and pillars of every current flow, kept in ``flow_classification`` for SQL.
+
+:func:`fundtrack.accounting.classify.classify` stays the one place for the rules; this
+module runs it and writes down what it decided (with the rule ids, ``override:<id>`` for
+hand decisions), so the API's ``FlowWhere.pillar`` / ``inScope`` and the web Sankey filter
+in SQL instead of classifying in Python per request.
+
+Kept exact by the ingest pipeline (``fundtrack.derived``): after an import, the flows the
+batch superseded lose their rows and the batch's flows are classified; after a revert,
+rows of flows no longer current go and restored flows are classified. :func:`rebuild`
+(also run by ``fundtrack recompute``) starts over: needed when ``rules.toml`` or the
+installed classifier plugins change. :func:`set_override` records a hand decision and
+reclassifies the flows it names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, or_, select
+
+from fundtrack import models as m
+from fundtrack.accounting.classify import (
+    SCOPE,
+    classify,
+    load_overrides,
+    plugin_classifiers,
+    subject_of,
+)
+from fundtrack.accounting.items import load_items
+from fundtrack.accounting_models import ClassificationOverride, FlowClassification
+from fundtrack.ledger import bulk_insert
+
+#: Flows classified per round trip (bounds memory on a full rebuild).
+CHUNK = 5_000
+
+
+def _table() -> Any:
+    return FlowClassification.__table__
+
+
+def rows_for(conn: Connection, flow_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """The rows the given (current) flows should have, classified as ``classify_all`` does."""
+    overrides = load_overrides(conn)
+    extra = plugin_classifiers()
+    f = m.Flow.__table__
+    rows: list[dict[str, Any]] = []
+    ids = sorted(set(flow_ids))
+    for i in range(0, len(ids), CHUNK):
+        for it in load_items(conn, f.c.id.in_(ids[i:i + CHUNK])):
+            c = classify(it, overrides, extra)
+            mine = overrides.get(subject_of(it), {})
+            out_by_hand = {dim: f"override:{oid}" for dim, (value, oid) in mine.items()
+                           if value == "out" and dim != "gender"}
+            rows.append({"flow_id": it.flow_id, "dimension": SCOPE, "is_in": c.in_scope,
+                         "rules": " ".join(c.why.get(SCOPE, [])) or out_by_hand.get(SCOPE)})
+            for dim, why in sorted(c.why.items()):
+                if dim != SCOPE:
+                    rows.append({"flow_id": it.flow_id, "dimension": dim[:40], "is_in": True,
+                                 "rules": " ".join(why)})
+            for dim, why in sorted(out_by_hand.items()):
+                if dim != SCOPE and dim not in c.why:
+                    rows.append({"flow_id": it.flow_id, "dimension": dim[:40], "is_in": False,
+                                 "rules": why})
+    return rows
+
+
+def _write(conn: Connection, flow_ids: list[int]) -> int:
+    """Replace the rows of these flows; returns how many flows were classified."""
+    t = _table()
+    for i in range(0, len(flow_ids), CHUNK):
+        conn.execute(delete(t).where(t.c.flow_id.in_(flow_ids[i:i + CHUNK])))
+    for i in range(0, len(flow_ids), CHUNK):
+        bulk_insert(conn, t, rows_for(conn, flow_ids[i:i + CHUNK]))
+    return len(flow_ids)
+
+
+def _current_ids(conn: Connection, where: ColumnElement[bool]) -> list[int]:
+    f = m.Flow.__table__
+    return list(conn.execute(select(f.c.id).where(f.c.superseded_by.is_(None), where)
+                             .order_by(f.c.id)).scalars())
+
+
+def _drop_not_current(conn: Connection, where: ColumnElement[bool] | None = None) -> int:
+    """Delete rows of flows that are superseded (``where`` narrows the flows looked at)."""
+    t, f = _table(), m.Flow.__table__
+    gone = select(f.c.id).where(f.c.superseded_by.is_not(None))
+    if where is not None:
+        gone = gone.where(where)
+    return conn.execute(delete(t).where(t.c.flow_id.in_(gone))).rowcount or 0
+
+
+def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
+    """The batch's flows (and current flows of activities it wrote) classified; the rows
+    of flows it superseded deleted."""
+    f, a = m.Flow.__table__, m.Activity.__table__
+    dropped = _drop_not_current(conn, f.c.superseded_by == batch_id)
+    ids = _current_ids(conn, or_(
+        f.c.batch_id == batch_id,
+        f.c.activity_id.in_(select(a.c.id).where(a.c.batch_id == batch_id))))
+    return {"classified_flows": _write(conn, ids), "classification_dropped": dropped}
+
+
+def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Rows of flows no longer current deleted (the batch's own went with its flows);
+    current flows without a row (the ones the revert restored) classified."""
+    t, f = _table(), m.Flow.__table__
+    dropped = _drop_not_current(conn)
+    missing = _current_ids(conn, ~exists(select(t.c.flow_id).where(
+        t.c.flow_id == f.c.id, t.c.dimension == SCOPE)))
+    return {"classified_flows": _write(conn, missing), "classification_dropped": dropped}
+
+
+def rebuild(conn: Connection) -> dict[str, int]:
+    """Every current flow classified afresh (rules, plugins and overrides as they are now)."""
+    conn.execute(delete(_table()))
+    f = m.Flow.__table__
+    return {"classified_flows": _write(conn, _current_ids(conn, f.c.id.is_not(None)))}
+
+
+def _subject_flows(conn: Connection, subject: str) -> list[int]:
+    """Current flows an override subject names (see :func:`classify.subject_of`)."""
+    f, a = m.Flow.__table__, m.Activity.__table__
+    kind, _, key = subject.partition(":")
+    if kind == "activity":
+        return _current_ids(conn, f.c.activity_id.in_(
+            select(a.c.id).where(a.c.iati_identifier == key, a.c.superseded_by.is_(None))))
+    if kind == "flow":
+        cond = f.c.external_id == key
+        if key.isdigit():
+            cond = or_(cond, f.c.id == int(key))
+        return _current_ids(conn, and_(f.c.activity_id.is_(None), cond))
+    raise ValueError(f"override subject must be activity:<identifier> or flow:<id>, not {subject!r}")
+
+
+def set_override(conn: Connection, subject: str, dimension: str, value: str | None,
+                 note: str | None = None, decided_by: str | None = None) -> int | None:
+    """Record (or, with ``value=None``, remove) a hand decision and reclassify its flows.
+
+    ``dimension``: scope | pillar:<name> | gender; ``value``: in | out (a common-scale
+    gender value for gender). Returns the override's id (None when removed)."""
+    flows = _subject_flows(conn, subject)  # validates the subject first
+    o = ClassificationOverride.__table__
+    old = conn.execute(select(o.c.id).where(o.c.subject == subject,
+                                            o.c.dimension == dimension)).scalar()
+    oid: int | None = None
+    if value is None:
+        if old is not None:
+            conn.execute(delete(o).where(o.c.id == old))
+    elif old is not None:
+        conn.execute(o.update().where(o.c.id == old).values(
+            value=value, note=note, decided_by=decided_by, decided_at=datetime.now(UTC)))
+        oid = old
+    else:
+        oid = conn.execute(o.insert().values(
+            subject=subject, dimension=dimension, value=value, note=note,
+            decided_by=decided_by, decided_at=datetime.now(UTC))).inserted_primary_key[0]
+    _write(conn, flows)
+    return oid
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    """Flows per stored dimension that are in it (for reports and checks)."""
+    t = _table()
+    return dict(conn.execute(select(t.c.dimension, func.count()).where(t.c.is_in)
+                             .group_by(t.c.dimension).order_by(t.c.dimension)).all())
