@@ -99,3 +99,30 @@ def test_capped_lists_are_the_largest_with_exact_totals(engine, db_url, tmp_path
     bad = api.raw("""{ trace(from: {organization: "XX-DONOR-1"}) {
         terminals(first: 501) { amount } } }""")
     assert "first must be between 0 and 500" in bad["errors"][0]["message"]
+
+
+def test_rollup_follows_a_changed_report_and_its_revert(engine, db_url, tmp_path):
+    from fundtrack.importing import revert_batch
+
+    paths = trail_scenario.write(tmp_path)
+    for p in paths.values():
+        import_file(engine, p)
+    before = reach_rows(engine)
+    extra = tmp_path / "ngo2b.xml"  # NGO 2 now reports spending all it received
+    extra.write_text(paths["ngo2.xml"].read_text().replace("240000.00", "250000.00"))
+    res = import_file(engine, extra)
+    changed = reach_rows(engine)
+    assert changed[(D1, "spent", "XX-NGO-2", "XX-NGO2-N2", "USD")][0] == D("200000.00")
+    assert changed[(D1, "held-sum", "", "", "USD")][0] == D("0.01")
+    with engine.begin() as c:
+        recompute(c)
+    assert reach_rows(engine) == changed
+    revert_batch(engine, res.batch_id)
+    assert reach_rows(engine) == before
+    api = Api(db_url)
+    got = api.query("""query($n: Int!) { trace(from: {organization: "XX-DONOR-2"}) {
+        terminals(first: $n) { amount } terminalsCount movements(first: 0) { amount }
+        movementsCount } }""", {"n": 1})["trace"]
+    assert [D(t["amount"]) for t in got["terminals"]] == [D("173333.33")]
+    # D2: two contributions (earmarked, not), 3 fund grants, 2 sub-grants, 5 expenditures
+    assert (got["terminalsCount"], got["movements"], got["movementsCount"]) == (5, [], 12)

@@ -39,6 +39,7 @@ EXCESS = "outflow exceeding inflow"
 NO_RATE = "currency without rate"
 CIRCULAR = "circular flow"
 NEGATIVE = "negative amount (correction)"
+ZERO = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -250,6 +251,8 @@ def _matches(tag: tuple[str, str], mv: Move) -> bool:
 
 def _take(need: int, pool: dict, alloc: dict[Origin, int], keyof=lambda k: k) -> int:
     """Take up to ``need`` units from ``pool`` pro rata; add to ``alloc``; return taken."""
+    if need <= 0 or not pool:
+        return 0
     total = sum(pool.values())
     take = min(need, total)
     if take <= 0:
@@ -290,6 +293,8 @@ def _outflow(mv: Move, native: bool, e: int, earmarked: dict, current: dict, car
     else:
         usd = {k: _dec(u, e) for k, u in alloc.items()}
         amounts = _spread(mv.amount, alloc) or {}
-    return [Part(k, amounts.get(k, Decimal(0)), usd.get(k, Decimal(0)) if usd is not None else None,
-                 depth.get(k, 0) + 1)
-            for k in sorted(alloc)]
+    zero, dget, aget = ZERO, depth.get, amounts.get
+    if usd is None:
+        return [Part(k, aget(k, zero), None, dget(k, 0) + 1) for k in sorted(alloc)]
+    uget = usd.get
+    return [Part(k, aget(k, zero), uget(k, zero), dget(k, 0) + 1) for k in sorted(alloc)]
