@@ -166,12 +166,12 @@ def test_reimport_revert_and_rebuild_keep_it_exact(fx, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def independent(loaded_engine):
-    """Per flow: (in scope, pillars, amount_usd), classified in Python by classify_all."""
+    """Per flow: (in scope, pillars, amount_usd, kind), classified in Python by classify_all."""
     with loaded_engine.connect() as c:
         items = load_items(c)
         cls = classify_all(c, items)
     return {it.flow_id: (cls[it.flow_id].in_scope, set(cls[it.flow_id].pillars),
-                         it.amount_usd) for it in items}
+                         it.amount_usd, it.kind) for it in items}
 
 
 def _expect(independent, pick) -> tuple[int, D, int]:
@@ -207,3 +207,18 @@ def test_api_pillar_and_scope_filters_equal_python(loaded_url, loaded_engine, in
     for p in pillars():
         assert seen[str({"pillar": {"_eq": p}})] > 0, p
     assert seen[str({"inScope": True})] + seen[str({"inScope": False})] == len(independent)
+
+
+def test_docs_pillar_query_equals_python(loaded_url, independent):
+    """The docs/api.md example: protection disbursements/expenditure in scope, by year."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    q = next(x for x in re.findall(r"```graphql\n(.*?)```", doc, re.S)
+             if 'pillar: {_eq: "protection"}' in x and "inScope: true" in x)
+    got = Api(loaded_url).query(q)["flowsAggregate"]
+    chosen = [v for v in independent.values() if v[0] and "protection" in v[1]
+              and v[3].name in ("DISBURSEMENT", "EXPENDITURE")]
+    assert got["count"] == len(chosen) > 0
+    assert sum(D(g["sumUsd"] or 0) for g in got["groups"]) == sum(
+        (v[2] for v in chosen if v[2] is not None), D(0))

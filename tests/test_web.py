@@ -77,6 +77,34 @@ def test_sankey_gender_filter_changes_the_bands(api: Api) -> None:
     assert 'option value="2" selected' in principal
 
 
+def test_sankey_pillar_filter_bands_equal_flows_aggregate(api: Api) -> None:
+    """Every band under a pillar filter is the API's aggregate under ``pillar: {_eq: ...}``."""
+    everything = sum(Decimal(x) for x in _cells(api.get("/sankey").text))
+    for pillar in ("protection", "participation"):
+        r = api.get(f"/sankey?pillar={pillar}")
+        assert r.status_code == 200
+        assert f'option value="{pillar}" selected' in r.text
+        assert "disabled" not in re.search(r'<select id="f-pillar"[^>]*>', r.text).group(0)
+        rows = re.findall(r'data-side="(left|right)" data-from="([^"]*)" data-to="([^"]*)">.*?'
+                          r'data-usd="([^"]*)"', r.text)
+        assert rows, pillar
+        flt = FlowFilter(pillar=pillar)
+        assert flt.graphql() == {"pillar": {"_eq": pillar}}
+        want = {}
+        for side, kinds, dims, keys in (
+                ("left", data.SANKEY_BASES["cash"][1], ["PROVIDER", "REPORTING_ORG"],
+                 ("provider", "reportingOrg")),
+                ("right", data.SANKEY_BASES["cash"][2], ["REPORTING_ORG", "RECIPIENT_COUNTRY"],
+                 ("reportingOrg", "recipientCountry"))):
+            for g in api.query(AGG, {"w": flt.with_kinds(kinds).graphql(), "g": dims}
+                               )["flowsAggregate"]["groups"]:
+                if g["sumUsd"]:
+                    want[(side, g[keys[0]] or "", g[keys[1]] or "")] = Decimal(g["sumUsd"])
+        for side, src, dst, usd in rows:
+            assert Decimal(usd) == want[(side, src, dst)]
+        assert 0 < sum(Decimal(u) for *_, u in rows) < everything
+
+
 def test_overview_by_year_equals_the_api(api: Api) -> None:
     html = api.get("/").text
     cells = re.findall(r'data-kind="([A-Z_]+)" data-year="(\d+)" data-usd="([^"]+)"', html)
@@ -136,10 +164,13 @@ def test_export_links_stream_the_selection(api: Api) -> None:
 
 def test_filter_vocabulary() -> None:
     f = FlowFilter.parse({"year": "2020", "kind": "disbursement,expenditure", "gender": "1+",
-                          "country": "af", "pillar": "ignored"})
+                          "country": "af", "pillar": "protection", "other": "ignored"})
     assert f.params() == {"year": "2020", "kind": "DISBURSEMENT,EXPENDITURE", "gender": "1+",
-                          "country": "AF"}
+                          "country": "AF", "pillar": "protection"}
     assert f.graphql()["genderSignificance"] == {"_gte": 1}
+    assert f.graphql()["pillar"] == {"_eq": "protection"}
+    with pytest.raises(FilterError, match="pillar must be one of participation"):
+        FlowFilter.parse({"pillar": "peace"})
     with pytest.raises(FilterError):
         FlowFilter.parse({"kind": "gift"})
     with pytest.raises(FilterError):

@@ -150,7 +150,8 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
     label, left_kinds, right_kinds = SANKEY_BASES[basis]
     left_f = flt.with_kinds(left_kinds)
     right_f = FlowFilter(year=flt.year, kinds=right_kinds, country=flt.country, gender=flt.gender,
-                         reporting_org=flt.reporting_org, activity=flt.activity)
+                         pillar=flt.pillar, reporting_org=flt.reporting_org,
+                         activity=flt.activity)
     left = groups(conn, left_f, [FlowDimension.PROVIDER, FlowDimension.REPORTING_ORG])
     negative = [r for r in left if r["sum_usd"] is not None and r["sum_usd"] < 0]
     left = [r for r in left if r["sum_usd"] and r["sum_usd"] > 0]

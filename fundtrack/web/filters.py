@@ -1,6 +1,6 @@
 """The filters people pick on the pages and in ``fundtrack export --where``.
 
-One small vocabulary (``year=2021 gender=2 donor=XM-DAC-41114 ...``) is turned into the
+One small vocabulary (``year=2021 gender=2 pillar=protection donor=XM-DAC-41114 ...``) is turned into the
 API's own ``FlowWhere`` input, so the pages, the exports and the GraphQL API select flows
 with the same SQL (:func:`fundtrack.api.filters.flow_where`). :meth:`FlowFilter.graphql`
 gives the same filter as GraphQL variables: the pages print it, the tests send it.
@@ -28,7 +28,14 @@ GENDER_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
     "none": ("no gender marker", {"is_null": True}),
 }
 
-KEYS = ("year", "kind", "donor", "reporting_org", "country", "gender", "activity")
+KEYS = ("year", "kind", "donor", "reporting_org", "country", "gender", "pillar", "activity")
+
+
+def pillar_choices() -> dict[str, str]:
+    """pillar choice -> label: "any", then the WPS pillars of ``rules.toml``."""
+    from fundtrack.accounting.classify import pillars
+
+    return {"": "any (classified or not)"} | {p: p.replace("-", " ") for p in pillars()}
 
 
 class FilterError(ValueError):
@@ -43,6 +50,7 @@ class FlowFilter:
     reporting_org: str | None = None
     country: str | None = None        # the flow's own recipient country
     gender: str = ""
+    pillar: str | None = None         # WPS pillar (stored 1325 classification)
     activity: str | None = None       # iati-identifier
     extra: tuple[tuple[str, str], ...] = field(default=())
 
@@ -71,6 +79,10 @@ class FlowFilter:
                 if value not in GENDER_CHOICES:
                     raise FilterError(f"gender must be one of {', '.join(GENDER_CHOICES)}")
                 values["gender"] = value
+            elif key == "pillar":
+                if value not in pillar_choices():
+                    raise FilterError(f"pillar must be one of {', '.join(list(pillar_choices())[1:])}")
+                values["pillar"] = value
             elif key == "country":
                 values["country"] = value.upper()
             else:
@@ -97,7 +109,7 @@ class FlowFilter:
         out = {"year": str(self.year or ""), "kind": ",".join(k.name for k in self.kinds),
                "donor": self.donor or "", "reporting_org": self.reporting_org or "",
                "country": self.country or "", "gender": self.gender,
-               "activity": self.activity or ""}
+               "pillar": self.pillar or "", "activity": self.activity or ""}
         return {k: v for k, v in out.items() if v}
 
     def where(self) -> flt.FlowWhere:
@@ -116,6 +128,8 @@ class FlowFilter:
             kw["recipient_country"] = flt.StringComparison(eq=self.country)
         if GENDER_CHOICES[self.gender][1]:
             kw["gender_significance"] = flt.IntComparison(**GENDER_CHOICES[self.gender][1])
+        if self.pillar:
+            kw["pillar"] = flt.PillarComparison(eq=self.pillar)
         if self.activity:
             kw["activity"] = flt.ActivityWhere(iati_identifier=flt.StringComparison(eq=self.activity))
         return flt.FlowWhere(**kw)
@@ -141,6 +155,8 @@ class FlowFilter:
         if gender:
             names = {"eq": "_eq", "gte": "_gte", "is_null": "_is_null"}
             w["genderSignificance"] = {names[k]: v for k, v in gender.items()}
+        if self.pillar:
+            w["pillar"] = {"_eq": self.pillar}
         if self.activity:
             w["activity"] = {"iatiIdentifier": {"_eq": self.activity}}
         return w

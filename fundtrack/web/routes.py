@@ -30,7 +30,7 @@ from fundtrack import models as m
 from fundtrack.api.ids import encode_id
 from fundtrack.export import EXTENSIONS, FORMATS, stream
 from fundtrack.web import data
-from fundtrack.web.filters import GENDER_CHOICES, FilterError, FlowFilter
+from fundtrack.web.filters import GENDER_CHOICES, FilterError, FlowFilter, pillar_choices
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -64,7 +64,8 @@ def env() -> Environment:
     e = Environment(loader=FileSystemLoader(HERE / "templates"),
                     autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     e.filters.update(money=money, exact=exact, pct=pct)
-    e.globals.update(nav=NAV, static=static_url, gender_choices=GENDER_CHOICES, gid=encode_id)
+    e.globals.update(nav=NAV, static=static_url, gender_choices=GENDER_CHOICES, gid=encode_id,
+                     pillar_choices=pillar_choices)
     return e
 
 
