@@ -295,9 +295,13 @@ def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
 
     A flow's two sides are its activity's reporter, its provider/receiver ref, or the
     reporter of the activity it names; each is matched here. Organisations known only by
-    name cannot be looked up by an index, so then the caller loads everything.
+    name cannot be looked up by an index, so then the caller loads everything. The empty
+    organisation (a side nobody named) is skipped: such groups are never paired, and the
+    flows of each are found through the group's other, named side.
     """
-    if any(not o or o.startswith("name:") for o in orgs):
+    # '' (nobody named) never pairs: its groups are rebuilt from the named side's flows
+    orgs = {o for o in orgs if o}
+    if any(o.startswith("name:") for o in orgs):
         return None
     f, a = m.Flow.__table__, m.Activity.__table__
     out: list[CashFlow] = []
