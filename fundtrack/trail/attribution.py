@@ -158,7 +158,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
     parts = attribute(moves, reasons)
     with indexes_after(conn, Attribution.__table__):  # PostgreSQL: millions of rows
         n = write(conn, parts, moves)
-    return {"attribution_parts": n, **reach.rebuild(conn)}
+    return {"attribution_parts": n, **reach.rebuild(conn, moves, parts)}
 
 
 def clear(conn: Connection) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import Select
 
 from fundtrack import models as m
+from fundtrack.trail.bulkload import indexes_after
 from fundtrack.trail.funds import pooled_refs
 from fundtrack.trail_models import TrailLink
 
@@ -74,12 +75,13 @@ def _fund_links(conn: Connection, batch_id: int | None) -> int:
 
 
 def rebuild(conn: Connection) -> dict[str, int]:
-    """Rebuild every link from the current ledger."""
+    """Rebuild every link from the current ledger (PostgreSQL: indexed once, after)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("TRUNCATE trail_link"))
     else:
         conn.execute(delete(TrailLink))
-    return _insert(conn, None)
+    with indexes_after(conn, TrailLink.__table__):
+        return _insert(conn, None)
 
 
 def _insert(conn: Connection, batch_id: int | None) -> dict[str, int]:

@@ -20,7 +20,7 @@ from sqlalchemy import union_all as sa_union_all
 from fundtrack.ledger import bulk_insert
 from fundtrack.money import Money, money_number, money_sum
 from fundtrack.trail.bulkload import indexes_after
-from fundtrack.trail.engine import Account
+from fundtrack.trail.engine import ORIGINATOR, Account, Move, Part
 from fundtrack.trail_models import Attribution, Movement, Reach
 
 SUM_KINDS = ("spent-sum", "held-sum", "account-sum", "movement-sum")
@@ -61,9 +61,64 @@ def _detail_rows(conn: Connection, accounts: list[Account] | None) -> Iterator[d
     acc = (select(u.c.o, u.c.org, u.c.act, money_sum(u.c.i), money_sum(u.c.x), func.sum(u.c.n),
                   func.max(u.c.d)).group_by(u.c.o, u.c.org, u.c.act))
     for o, org, act, i, x, n, depth in conn.execute(acc.execution_options(yield_per=50_000)):
-        i, x = i or ZERO, x or ZERO
-        held = i - x if org != o and i > x else ZERO
-        yield _row(o, "account", org, act, "USD", held, i, max(i, x), int(n or 0), depth)
+        yield _account_row(o, org, act, i or ZERO, x or ZERO, int(n or 0), depth)
+
+
+def _account_row(o: str, org: str, act: str, i: Decimal, x: Decimal, n: int, depth: int
+                 ) -> dict[str, Any]:
+    """An account's row: held = in - out (never below 0; nothing at the donor's own)."""
+    held = i - x if org != o and i > x else ZERO
+    return _row(o, "account", org, act, "USD", held, i, max(i, x), n, depth)
+
+
+def rows_from_parts(moves: Iterable[Move], parts: dict[int, list[Part]]
+                    ) -> Iterator[dict[str, Any]]:
+    """The same rows as :func:`_detail_rows` over every account, from the parts a full
+    rebuild has just computed (still in memory): no second pass over millions of rows.
+    Both are checked equal by the tests (incremental updates use the SQL)."""
+    by_id = {mv.id: mv for mv in moves}
+    spent: dict[tuple, list] = {}
+    acct: dict[tuple, list] = {}
+    for mid, ps in parts.items():
+        mv = by_id[mid]
+        for p in ps:
+            kind, o = p.origin
+            if kind != ORIGINATOR:
+                continue
+            o = o[:200]
+            usd = p.amount_usd
+            if mv.terminal:
+                k = (o, mv.src[0], mv.src[1], mv.currency)
+                s = spent.get(k)
+                if s is None:
+                    s = spent[k] = [ZERO, ZERO, 0, 0, 0]
+                s[0] += p.amount
+                if usd is not None:
+                    s[1] += usd
+                    s[2] += 1
+                s[3] += 1
+                s[4] = max(s[4], p.depth)
+            else:
+                k = (o, mv.dst[0], mv.dst[1])
+                a = acct.get(k)
+                if a is None:
+                    a = acct[k] = [ZERO, ZERO, 0, 0]
+                if usd is not None:
+                    a[0] += usd
+                a[3] = max(a[3], p.depth)
+            k = (o, mv.src[0], mv.src[1])
+            a = acct.get(k)
+            if a is None:
+                a = acct[k] = [ZERO, ZERO, 0, 0]
+            if usd is not None:
+                a[1] += usd
+            a[2] += 1
+            a[3] = max(a[3], p.depth)
+    for (o, org, act, cur), (amt, usd, n_usd, n, depth) in spent.items():
+        u = usd if n_usd == n else None
+        yield _row(o, "spent", org, act, cur, amt, u, u or ZERO, n, depth)
+    for (o, org, act), (i, x, n, depth) in acct.items():
+        yield _account_row(o, org, act, i, x, n, depth)
 
 
 def _row(o: str, kind: str, org: str, act: str, cur: str | None, amount: Decimal,
@@ -124,16 +179,21 @@ def _sums(conn: Connection, originators: list[str] | None) -> None:
             conn.execute(insert(r).from_select(cols, q))
 
 
-def rebuild(conn: Connection) -> dict[str, int]:
-    """Rebuild the whole rollup from ``attribution``."""
+def rebuild(conn: Connection, moves: list[Move] | None = None,
+            parts: dict[int, list[Part]] | None = None) -> dict[str, int]:
+    """Rebuild the whole rollup: from the rebuild's own ``moves`` and ``parts`` when
+    given, else from ``attribution`` in SQL."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("TRUNCATE trail_reach"))
         conn.execute(text("SET LOCAL work_mem = '256MB'"))  # hash the groups in memory
     else:
         conn.execute(delete(Reach))
     with indexes_after(conn, Reach.__table__):
-        n = _write(conn, list(_detail_rows(conn, None)) if conn.dialect.name != "postgresql"
-                   else _detail_rows(conn, None))
+        if parts is not None and moves is not None:
+            n = _write(conn, rows_from_parts(moves, parts))
+        else:
+            n = _write(conn, list(_detail_rows(conn, None)) if conn.dialect.name != "postgresql"
+                       else _detail_rows(conn, None))
         _sums(conn, None)
     return {"reach_rows": n}
 
