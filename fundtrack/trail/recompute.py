@@ -22,9 +22,11 @@ def recompute(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, flo
     attribution.clear(conn)  # first: deleting movements would cascade row by row
     out.update(links.rebuild(conn))
     t1 = time.perf_counter()
-    out.update(movements.rebuild(conn, cfg))
+    rows: list = []
+    out.update(movements.rebuild(conn, cfg, keep=rows))
     t2 = time.perf_counter()
-    out.update(attribution.rebuild(conn, cfg))
+    out.update(attribution.rebuild(conn, cfg, attribution.moves_from_rows(rows, cfg)))
+    del rows
     t3 = time.perf_counter()
     out.update({"seconds_links": round(t1 - t0, 3), "seconds_movements": round(t2 - t1, 3),
                 "seconds_attribution": round(t3 - t2, 3)})
