@@ -38,19 +38,33 @@ def load_moves(conn: Connection, cfg: TrailConfig, where: Any = None) -> list[Mo
                t.c.value_date, t.c.earmarking, t.c.recipient_country, t.c.sector_code)
     if where is not None:
         q = q.where(where)
-    moves = []
     by_year = cfg.period != "all"
-    for r in conn.execute(q.execution_options(yield_per=50_000)):
-        earmark = ((r.recipient_country, r.sector_code)
-                   if r.earmarking in EARMARKED and (r.recipient_country or r.sector_code)
-                   else None)
-        moves.append(Move(
-            id=r.id, key=r.sort_key, src=(r.src_org, r.src_activity),
-            dst=(r.dst_org, r.dst_activity), terminal=r.kind == "expenditure",
-            amount=r.amount, currency=r.currency, amount_usd=r.amount_usd,
-            period=r.value_date.year if (by_year and r.value_date) else 0,
-            earmark=earmark, country=r.recipient_country, sector=r.sector_code))
-    return moves
+    return [_move(r.id, r.sort_key, r.src_org, r.src_activity, r.dst_org, r.dst_activity,
+                  r.kind, r.amount, r.currency, r.amount_usd, r.value_date, r.earmarking,
+                  r.recipient_country, r.sector_code, by_year)
+            for r in conn.execute(q.execution_options(yield_per=50_000))]
+
+
+def moves_from_rows(rows: list[dict[str, Any]], cfg: TrailConfig) -> list[Move]:
+    """The movement rows a full rebuild has just written, as the engine's records (the
+    same values :func:`load_moves` would read back)."""
+    by_year = cfg.period != "all"
+    return [_move(r["id"], r["sort_key"], r["src_org"], r["src_activity"], r["dst_org"],
+                  r["dst_activity"], r["kind"], r["amount"], r["currency"], r["amount_usd"],
+                  r["value_date"], r["earmarking"], r["recipient_country"], r["sector_code"],
+                  by_year) for r in rows]
+
+
+def _move(mid: int, key: str, src_org: str, src_act: str, dst_org: str, dst_act: str,
+          kind: str, amount: Any, currency: str | None, usd: Any, value_date: Any,
+          earmarking: int | None, country: str | None, sector: str | None,
+          by_year: bool) -> Move:
+    earmark = ((country, sector)
+               if earmarking in EARMARKED and (country or sector) else None)
+    return Move(id=mid, key=key, src=(src_org, src_act), dst=(dst_org, dst_act),
+                terminal=kind == "expenditure", amount=amount, currency=currency,
+                amount_usd=usd, period=value_date.year if (by_year and value_date) else 0,
+                earmark=earmark, country=country, sector=sector)
 
 
 def source_reasons(conn: Connection, accounts: Iterable[Account]) -> dict[Account, str]:
@@ -149,11 +163,13 @@ def write(conn: Connection, parts: dict[int, list[Part]], moves: list[Move]) -> 
     return len(rows)
 
 
-def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
-    """Attribute every movement from scratch."""
+def rebuild(conn: Connection, cfg: TrailConfig | None = None,
+            moves: list[Move] | None = None) -> dict[str, int]:
+    """Attribute every movement from scratch (``moves``: all of them, if already at hand)."""
     cfg = cfg or TrailConfig()
     clear(conn)
-    moves = load_moves(conn, cfg)
+    if moves is None:
+        moves = load_moves(conn, cfg)
     reasons = source_reasons(conn, {mv.src for mv in moves})
     parts = attribute(moves, reasons)
     with indexes_after(conn, Attribution.__table__):  # PostgreSQL: millions of rows

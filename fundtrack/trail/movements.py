@@ -254,8 +254,10 @@ def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str]
     }
 
 
-def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
-    """Rebuild every movement from the current ledger."""
+def rebuild(conn: Connection, cfg: TrailConfig | None = None,
+            keep: list[dict[str, Any]] | None = None) -> dict[str, int]:
+    """Rebuild every movement from the current ledger (``keep``: receives the rows written,
+    so the attribution that follows need not read them back)."""
     cfg = cfg or TrailConfig()
     if conn.dialect.name == "postgresql":  # no per-row cascade into attribution
         conn.execute(text("TRUNCATE attribution, movement"))
@@ -266,6 +268,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, int]:
     rows = build_rows(flows, cfg)
     with indexes_after(conn, Movement.__table__):
         write(conn, rows)
+    if keep is not None:
+        keep.extend(rows)
     return {"movements": len(rows), "double_counted": sum(1 for r in rows if r["mirror_flow_id"])}
 
 
