@@ -11,6 +11,8 @@ from sqlalchemy import Connection
 
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     """Update derived tables for a newly merged batch; return counts for the batch."""
+    from fundtrack import rollup
+    rollup.after_import(conn, batch_id)
     from fundtrack.accounting.stored import after_import as classification_after_import
     from fundtrack.trail.recompute import after_import as trail_after_import
 
@@ -19,6 +21,8 @@ def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
 
 def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:
     """Update derived tables after a batch was reverted (a full rebuild: reverts are rare)."""
+    from fundtrack import rollup
+    rollup.after_revert(conn, batch_id)
     from fundtrack.accounting.stored import after_revert as classification_after_revert
     from fundtrack.trail.recompute import recompute
 

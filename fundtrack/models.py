@@ -306,3 +306,4 @@ from fundtrack import (  # noqa: E402, F401
     auth_models,
     trail_models,
 )
+from fundtrack import rollup_models  # noqa: E402, F401

@@ -9,6 +9,7 @@ says how many flows of the group had no USD rate and are therefore missing from 
 from __future__ import annotations
 
 import enum
+import os
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,11 @@ from strawberry.types import Info
 from fundtrack import models as m
 from fundtrack.api.types import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE, FlowKind
 from fundtrack.money import money_sum
+
+#: Answer from ``flow_rollup`` when it can (fundtrack.api.rollup); tests switch it off to
+#: compare both paths. FUNDTRACK_AGGREGATE_ROLLUP=0 turns it off for a server.
+USE_ROLLUP = os.environ.get("FUNDTRACK_AGGREGATE_ROLLUP", "1") != "0"
+_NO_WHERE_GIVEN: Any = object()
 
 
 @strawberry.enum(description="What to group flows by.")
@@ -151,7 +157,17 @@ class FlowAggregate:
         return sum(g.count for g in self.groups)
 
 
-def aggregate_statement(where_clause: Any, dims: list[FlowDimension], dialect: str) -> Any:
+def aggregate_statement(where_clause: Any, dims: list[FlowDimension], dialect: str,
+                        where: Any = _NO_WHERE_GIVEN) -> Any:
+    """The one grouped statement: over ``flow_rollup`` when ``where`` (the filter input
+    ``where_clause`` was compiled from) and ``dims`` allow it and USE_ROLLUP is on, else
+    over the flows."""
+    if USE_ROLLUP and where is not _NO_WHERE_GIVEN:
+        from fundtrack.api.rollup import rollup_statement
+
+        stmt = rollup_statement(where, dims)
+        if stmt is not None:
+            return stmt
     f = m.Flow
     joined = _joins(dims)
     keys = [dimension_expr(d, dialect, joined).label(d.value) for d in dims]
@@ -187,19 +203,21 @@ def _group(row: Any, dims: list[FlowDimension]) -> FlowGroup:
         values["gender_significance"] = int(values["gender_significance"])
     mixed = row["currencies"] + (1 if row["no_currency"] else 0) > 1
     return FlowGroup(
-        **values, count=row["count"],
+        **values, count=int(row["count"]),
         sum=None if mixed or row["sum"] is None else Decimal(str(row["sum"])),
         sum_usd=None if row["sum_usd"] is None else Decimal(str(row["sum_usd"])),
-        count_without_usd=row["count_without_usd"], currencies=row["currencies"],
+        count_without_usd=int(row["count_without_usd"]), currencies=row["currencies"],
         first_date=row["first_date"], last_date=row["last_date"],
     )
 
 
 async def flows_aggregate(info: Info, where_clause: Any, group_by: list[FlowDimension],
-                          ) -> FlowAggregate:
+                          where: Any = _NO_WHERE_GIVEN) -> FlowAggregate:
+    """``where_clause`` is ``where`` compiled over flows; ``where`` itself (the input) lets
+    the rollup answer instead. Without it, the flows are always scanned."""
     ctx = info.context
     dims = list(dict.fromkeys(group_by))
-    stmt = aggregate_statement(where_clause, dims, ctx.dialect)
+    stmt = aggregate_statement(where_clause, dims, ctx.dialect, where)
 
     def run(conn: Connection) -> list[Any]:
         if ctx.dialect == "postgresql":

@@ -88,7 +88,7 @@ class LedgerQuery:
     @strawberry.field(description="Grouped counts and exact sums of current flows, in SQL.")
     async def flows_aggregate(self, info: Info, where: flt.FlowWhere | None = None,
                               group_by: list[FlowDimension] | None = None) -> FlowAggregate:
-        return await flows_aggregate(info, flt.flow_where(where), group_by or [])
+        return await flows_aggregate(info, flt.flow_where(where), group_by or [], where)
 
     @strawberry.field(description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:

@@ -46,6 +46,7 @@ def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
 @click.command("recompute")
 def recompute_cmd() -> None:
     """Rebuild links, canonical movements and attribution from the whole ledger."""
+    from fundtrack import rollup
     from fundtrack.accounting.stored import rebuild as rebuild_classification
     from fundtrack.db import make_engine
 
@@ -53,6 +54,7 @@ def recompute_cmd() -> None:
     started = time.perf_counter()
     with engine.begin() as conn:
         out = recompute(conn)
+        out.update(rollup.rebuild(conn))
         out.update(rebuild_classification(conn))
     click.echo(", ".join(f"{k}={v}" for k, v in out.items())
                + f"; total {time.perf_counter() - started:.1f}s")

@@ -1,0 +1,161 @@
+"""``flowsAggregate`` answered from ``flow_rollup`` (see :mod:`fundtrack.rollup`).
+
+:func:`rollup_statement` returns None whenever the question is not exactly answerable from
+the rollup; the caller then runs the statement over the flows. A ``where`` translates only
+where the translation is equivalent row for row: comparisons on columns the rollup holds
+as they are (kind, currency, reporting org, provider, receiver, earmarking, and the
+registry entries of those organisations), value-date bounds on whole years, and gender
+significance conditions whose accepted scores are "this score or higher" (the flow filter
+asks whether *some* marker qualifies; the rollup holds the highest, and the two agree only
+for upward-closed sets).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
+
+from fundtrack.api import filters as flt
+from fundtrack.api.types import VALID_SIGNIFICANCE
+from fundtrack.money import money_sum
+from fundtrack.rollup import DIMENSION_COLUMNS, grain_for
+from fundtrack.rollup_models import FlowRollup
+
+_PLAIN = {"kind": "kind", "currency": "currency", "reporting_org_ref": "reporting_org_ref",
+          "provider_ref": "provider_ref", "receiver_ref": "receiver_ref",
+          "earmarking": "earmarking"}
+_ORGS = {"reporting_org": "reporting_org_ref", "provider": "provider_ref",
+         "receiver": "receiver_ref"}
+_FIELDS = ("kind", "amount", "currency", "amount_usd", "value_date", "transaction_date",
+           "reporting_org_ref", "reporting_org", "provider_ref", "provider_name", "provider",
+           "receiver_ref", "receiver_name", "receiver", "sector_code", "recipient_country",
+           "recipient_region", "aid_type", "flow_type", "finance_type", "earmarking",
+           "humanitarian", "activity", "gender_significance",
+           "pillar", "in_scope")  # stored classification: not in the rollup, never answerable
+
+
+class _NotAnswerable(Exception):
+    pass
+
+
+def _years(cmp: Any, year: Any) -> ColumnElement[bool]:
+    conds: list[Any] = []
+    for attr in ("eq", "neq", "in_", "nin"):
+        if getattr(cmp, attr) is not None:
+            raise _NotAnswerable
+    for attr, month, day, op in (("gte", 1, 1, "__ge__"), ("lt", 1, 1, "__lt__"),
+                                 ("gt", 12, 31, "__gt__"), ("lte", 12, 31, "__le__")):
+        v: date | None = getattr(cmp, attr)
+        if v is None:
+            continue
+        if (v.month, v.day) != (month, day):
+            raise _NotAnswerable
+        conds.append(getattr(year, op)(v.year))
+    if cmp.is_null is not None:
+        conds.append(year.is_(None) if cmp.is_null else year.is_not(None))
+    return and_(true(), *conds)
+
+
+def _accepts(cmp: Any, x: int) -> bool:
+    """Whether score ``x`` satisfies an int comparison (as in flt.compare_int_set)."""
+    return all(fn(v) for v, fn in (
+        (cmp.eq, lambda v: x == v), (cmp.neq, lambda v: x != v),
+        (cmp.in_, lambda v: x in v), (cmp.nin, lambda v: x not in v),
+        (cmp.gt, lambda v: x > v), (cmp.gte, lambda v: x >= v),
+        (cmp.lt, lambda v: x < v), (cmp.lte, lambda v: x <= v)) if v is not None)
+
+
+def _gender(cmp: Any, g: Any) -> ColumnElement[bool]:
+    conds: list[Any] = []
+    if cmp.is_null is not None:
+        conds.append(g.is_(None) if cmp.is_null else g.is_not(None))
+    if any(getattr(cmp, a) is not None for a in ("eq", "neq", "in_", "nin", "gt", "gte",
+                                                 "lt", "lte")):
+        universe = [int(v) for v in VALID_SIGNIFICANCE]
+        ok = [x for x in universe if _accepts(cmp, x)]
+        if ok and ok != [x for x in universe if x >= min(ok)]:
+            raise _NotAnswerable
+        # Two-valued like the EXISTS it replaces, so _not keeps its meaning.
+        conds.append(and_(g.is_not(None), g.in_([str(x) for x in ok])) if ok else false())
+    return and_(true(), *conds)
+
+
+def _where(w: Any, used: set[str]) -> ColumnElement[bool]:
+    if w is None:
+        return true()
+    r = FlowRollup.__table__.c
+    conds: list[Any] = []
+    if w.and_:
+        conds.append(and_(true(), *[_where(x, used) for x in w.and_]))
+    if w.or_ is not None:
+        conds.append(or_(false(), *[_where(x, used) for x in w.or_]))
+    if w.not_ is not None:
+        conds.append(not_(_where(w.not_, used)))
+    for name in _FIELDS:
+        value = getattr(w, name)
+        if value is None:
+            continue
+        if name in _PLAIN:
+            used.add(_PLAIN[name])
+            conds.append(flt.compare(r[_PLAIN[name]], value))
+        elif name in _ORGS:
+            used.add(_ORGS[name])
+            conds.append(flt._org_matches(r[_ORGS[name]], value))
+        elif name == "value_date":
+            used.add("year")
+            conds.append(_years(value, r.year))
+        elif name == "gender_significance":
+            used.add("gender_significance")
+            conds.append(_gender(value, r.gender_significance))
+        else:
+            raise _NotAnswerable
+    return and_(true(), *conds)
+
+
+def rollup_statement(where: Any, dims: list[Any]) -> Any | None:
+    """The grouped statement over ``flow_rollup``, with the base path's columns and order,
+    or None when the rollup cannot answer exactly."""
+    used: set[str] = set()
+    try:
+        cond = _where(where, used)
+    except _NotAnswerable:
+        return None
+    columns = [DIMENSION_COLUMNS[d.value] for d in dims]
+    grain = grain_for(used | set(columns))
+    if grain is None:
+        return None
+    r = FlowRollup.__table__.c
+    # Year as text, like the base path, so groups come back in the same order.
+    keys = [(cast(r.year, String) if c == "year" else r[c]).label(d.value)
+            for c, d in zip(columns, dims, strict=True)]
+    stmt = select(
+        *keys,
+        cast(func.sum(r.flows), BigInteger).label("count"),
+        money_sum(r.amount).label("sum"),
+        money_sum(r.amount_usd).label("sum_usd"),
+        cast(func.sum(r.flows_without_usd), BigInteger).label("count_without_usd"),
+        func.count(func.distinct(r.currency)).label("currencies"),
+        func.count(case((r.currency.is_(None), 1))).label("no_currency"),
+        func.min(r.first_date).label("first_date"),
+        func.max(r.last_date).label("last_date"),
+    ).where(r.grain == grain, cond)
+    if keys:
+        positions = [literal_column(str(i + 1)) for i in range(len(keys))]
+        stmt = stmt.group_by(*positions).order_by(*positions)
+    return stmt

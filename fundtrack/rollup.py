@@ -1,0 +1,170 @@
+"""Maintain ``flow_rollup`` so ``flowsAggregate`` need not scan every flow.
+
+A full-table GROUP BY over 1M flows costs seconds whatever the indexes; the rollup holds
+the same counts and exact sums per key, a few thousand rows for the common questions.
+
+Grains (column sets, narrowest first; the query picks the first that covers it):
+
+0. kind, currency, year, recipient country
+1. kind, currency, year, sector, gender significance, earmarking
+2. every dimension (adds reporting org, provider, receiver)
+
+Every grain holds kind, currency and year: currency keeps each row's sum in one currency,
+and year partitions the maintenance. A flow's key is a function of the flow row and its
+activity's children, which an import never changes, so after an import only the years of
+the flows it added or replaced change; they are recomputed set-based (DELETE + INSERT ...
+SELECT ... GROUP BY) inside the batch transaction. A revert rebuilds everything (reverts
+are rare; the rows it removed are gone by then). The dimension rules are those of
+:func:`fundtrack.api.aggregate.dimension_expr`: one place for each rule.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    cast,
+    delete,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+
+from fundtrack import models as m
+from fundtrack.money import money_sum
+from fundtrack.rollup_models import FlowRollup
+
+#: Rollup column for each ``FlowDimension`` value (they match except the org refs).
+DIMENSION_COLUMNS = {
+    "kind": "kind", "currency": "currency", "year": "year",
+    "recipient_country": "recipient_country", "sector": "sector",
+    "gender_significance": "gender_significance", "earmarking": "earmarking",
+    "reporting_org": "reporting_org_ref", "provider": "provider_ref", "receiver": "receiver_ref",
+}
+
+GRAINS: tuple[tuple[str, ...], ...] = (
+    ("kind", "currency", "year", "recipient_country"),
+    ("kind", "currency", "year", "sector", "gender_significance", "earmarking"),
+    ("kind", "currency", "year", "recipient_country", "sector", "gender_significance",
+     "earmarking", "reporting_org_ref", "provider_ref", "receiver_ref"),
+)
+
+
+def grain_for(columns: set[str]) -> int | None:
+    """The narrowest grain holding all ``columns``, or None."""
+    for i, grain in enumerate(GRAINS):
+        if columns <= set(grain):
+            return i
+    return None
+
+
+def _year_int(dialect: str) -> Any:
+    f = m.Flow.value_date
+    if dialect == "sqlite":
+        return cast(func.strftime("%Y", f), Integer)
+    return cast(func.extract("year", f), Integer)
+
+
+def _insert(conn: Connection, grain: int, condition: Any) -> int:
+    from fundtrack.api.aggregate import FlowDimension, _joins, dimension_expr
+
+    dialect = conn.dialect.name
+    by_column = {c: FlowDimension(d) for d, c in DIMENSION_COLUMNS.items()}
+    columns = GRAINS[grain]
+    dims = [by_column[c] for c in columns]
+    joined = _joins(dims)
+    keys = [_year_int(dialect) if c == "year" else dimension_expr(d, dialect, joined)
+            for c, d in zip(columns, dims, strict=True)]
+    f = m.Flow
+    source: Any = m.Flow.__table__
+    for sub in joined.values():
+        source = source.outerjoin(sub, sub.c.activity_id == f.activity_id)
+    sel = (select(literal(grain), *keys, func.count(), func.count() - func.count(f.amount_usd),
+                  money_sum(f.amount), money_sum(f.amount_usd), func.min(f.value_date),
+                  func.max(f.value_date))
+           .select_from(source).where(f.superseded_by.is_(None), condition)
+           .group_by(*keys))
+    r = FlowRollup.__table__
+    target = [r.c.grain, *[r.c[c] for c in columns], r.c.flows, r.c.flows_without_usd,
+              r.c.amount, r.c.amount_usd, r.c.first_date, r.c.last_date]
+    return conn.execute(r.insert().from_select(target, sel)).rowcount
+
+
+class _NoNestedLoops:
+    """PostgreSQL: hash-join the per-activity derived tables for the statements inside.
+
+    Inside an import the new rows have no statistics yet; the planner then guesses one row
+    per derived table and rescans it for every flow (seconds for 50k flows, past the
+    statement timeout). The setting is put back afterwards, inside the same transaction.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.old = conn, None
+
+    def __enter__(self) -> None:
+        if self.conn.dialect.name == "postgresql":
+            self.old = self.conn.exec_driver_sql("SHOW enable_nestloop").scalar()
+            self.conn.exec_driver_sql("SELECT set_config('enable_nestloop', 'off', true)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None and exc[0] is None:
+            self.conn.exec_driver_sql("SELECT set_config('enable_nestloop', %(v)s, true)",
+                                      {"v": self.old})
+
+
+def rebuild(conn: Connection) -> dict[str, int]:
+    """Recompute the whole rollup from the current flows."""
+    r = FlowRollup.__table__
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("TRUNCATE flow_rollup")
+    else:
+        conn.execute(delete(r))
+    with _NoNestedLoops(conn):
+        rows = sum(_insert(conn, g, true()) for g in range(len(GRAINS)))
+    return {"rollup_rows": rows}
+
+
+def _years(conn: Connection, lo: int, hi: int, nulls: bool) -> dict[str, int]:
+    """Recompute the rollup rows of value years ``lo..hi`` (and of undated flows if ``nulls``)."""
+    r = FlowRollup.__table__
+    f = m.Flow.value_date
+    in_range: Any = false()
+    flows_in: Any = false()
+    if lo <= hi:
+        in_range = and_(r.c.year >= lo, r.c.year <= hi)
+        flows_in = and_(f >= date(lo, 1, 1), f < date(hi + 1, 1, 1))
+    if nulls:
+        in_range, flows_in = or_(r.c.year.is_(None), in_range), or_(f.is_(None), flows_in)
+    conn.execute(delete(r).where(in_range))
+    with _NoNestedLoops(conn):
+        rows = sum(_insert(conn, g, flows_in) for g in range(len(GRAINS)))
+    return {"rollup_rows": rows}
+
+
+def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Recompute the years of the flows the batch added or replaced (after the merge)."""
+    f = m.Flow
+    lo, hi, undated = conn.execute(
+        select(func.min(f.value_date), func.max(f.value_date),
+               func.count() - func.count(f.value_date))
+        .where(or_(f.batch_id == batch_id, f.superseded_by == batch_id))).one()
+    if lo is None and not undated:
+        return {"rollup_rows": 0}
+    if isinstance(lo, str):  # SQLite may hand back ISO text for an aggregate of dates
+        lo, hi = date.fromisoformat(lo), date.fromisoformat(hi)
+    first, last = (lo.year, hi.year) if lo is not None else (1, 0)
+    if last >= 9999:
+        return rebuild(conn)
+    return _years(conn, first, last, bool(undated))
+
+
+def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:
+    """A revert deletes rows before this runs, so their years are unknown: rebuild."""
+    return rebuild(conn)
