@@ -20,6 +20,8 @@ def indexes_after(conn: Connection, table: Table) -> Iterator[None]:
     if conn.dialect.name != "postgresql":
         yield
         return
+    # index builds sort millions of keys: in memory, not in temporary files (this transaction)
+    conn.execute(text("SET LOCAL maintenance_work_mem = '1GB'"))
     fks = [fk for fk in table.foreign_key_constraints if fk.name]
     for fk in fks:
         conn.execute(text(f'ALTER TABLE {table.name} DROP CONSTRAINT "{fk.name}"'))
