@@ -193,10 +193,17 @@ def aggregate_statement(where_clause: Any, dims: list[FlowDimension], dialect: s
     return stmt
 
 
-def _group(row: Any, dims: list[FlowDimension]) -> FlowGroup:
-    values: dict[str, Any] = {d.value: None for d in FlowDimension}
+_NO_VALUES = {d.value: None for d in FlowDimension}
+
+
+def _decimal(v: Any) -> Decimal:
+    return v if isinstance(v, Decimal) else Decimal(str(v))
+
+
+def _group(row: Any, dims: list[str]) -> FlowGroup:
+    values: dict[str, Any] = dict(_NO_VALUES)
     for d in dims:
-        values[d.value] = row[d.value]
+        values[d] = row[d]
     if values["year"] is not None:
         values["year"] = int(Decimal(str(values["year"])))
     if values["gender_significance"] is not None:
@@ -204,8 +211,8 @@ def _group(row: Any, dims: list[FlowDimension]) -> FlowGroup:
     mixed = row["currencies"] + (1 if row["no_currency"] else 0) > 1
     return FlowGroup(
         **values, count=int(row["count"]),
-        sum=None if mixed or row["sum"] is None else Decimal(str(row["sum"])),
-        sum_usd=None if row["sum_usd"] is None else Decimal(str(row["sum_usd"])),
+        sum=None if mixed or row["sum"] is None else _decimal(row["sum"]),
+        sum_usd=None if row["sum_usd"] is None else _decimal(row["sum_usd"]),
         count_without_usd=int(row["count_without_usd"]), currencies=row["currencies"],
         first_date=row["first_date"], last_date=row["last_date"],
     )
@@ -223,8 +230,11 @@ async def flows_aggregate(info: Info, where_clause: Any, group_by: list[FlowDime
         if ctx.dialect == "postgresql":
             # JIT compiling this plan costs about a second and saves less than it costs.
             conn.exec_driver_sql("SET LOCAL jit = off")
+            # Exact NUMERIC sums make wide hash-aggregate states; 4MB spills to disk.
+            conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")
         return list(conn.execute(stmt).mappings())
 
     rows = await ctx.db(run)
-    groups = [_group(r, dims) for r in rows if r["count"]]
+    names = [d.value for d in dims]
+    groups = [_group(r, names) for r in rows if r["count"]]
     return FlowAggregate(group_by=dims, groups=groups)

@@ -141,21 +141,35 @@ def rollup_statement(where: Any, dims: list[Any]) -> Any | None:
     if grain is None:
         return None
     r = FlowRollup.__table__.c
+    # Two levels, both hash-aggregable (a count(DISTINCT) forces a sort of every row):
+    # per key and currency first, then per key, counting the currencies.
+    inner_keys = [r[c] for c in columns]
+    inner = select(
+        *[k.label(f"k{i}") for i, k in enumerate(inner_keys)],
+        r.currency.label("cur"),
+        func.sum(r.flows).label("n"),
+        money_sum(r.amount).label("amount"),
+        money_sum(r.amount_usd).label("usd"),
+        func.sum(r.flows_without_usd).label("no_usd"),
+        func.min(r.first_date).label("first"),
+        func.max(r.last_date).label("last"),
+    ).where(r.grain == grain, cond).group_by(*inner_keys, r.currency).subquery("by_currency")
+    i = inner.c
     # Year as text, like the base path, so groups come back in the same order.
-    keys = [(cast(r.year, String) if c == "year" else r[c]).label(d.value)
-            for c, d in zip(columns, dims, strict=True)]
+    keys = [(cast(i[f"k{n}"], String) if c == "year" else i[f"k{n}"]).label(d.value)
+            for n, (c, d) in enumerate(zip(columns, dims, strict=True))]
     stmt = select(
         *keys,
-        cast(func.sum(r.flows), BigInteger).label("count"),
-        money_sum(r.amount).label("sum"),
-        money_sum(r.amount_usd).label("sum_usd"),
-        cast(func.sum(r.flows_without_usd), BigInteger).label("count_without_usd"),
-        func.count(func.distinct(r.currency)).label("currencies"),
-        func.count(case((r.currency.is_(None), 1))).label("no_currency"),
-        func.min(r.first_date).label("first_date"),
-        func.max(r.last_date).label("last_date"),
-    ).where(r.grain == grain, cond)
+        cast(func.sum(i.n), BigInteger).label("count"),
+        money_sum(i.amount).label("sum"),
+        money_sum(i.usd).label("sum_usd"),
+        cast(func.sum(i.no_usd), BigInteger).label("count_without_usd"),
+        func.count(i.cur).label("currencies"),
+        func.count(case((i.cur.is_(None), 1))).label("no_currency"),
+        func.min(i.first).label("first_date"),
+        func.max(i.last).label("last_date"),
+    )
     if keys:
-        positions = [literal_column(str(i + 1)) for i in range(len(keys))]
+        positions = [literal_column(str(n + 1)) for n in range(len(keys))]
         stmt = stmt.group_by(*positions).order_by(*positions)
     return stmt
