@@ -39,8 +39,9 @@ def db_upgrade(revision: str) -> None:
     from fundtrack.migrate import upgrade
 
     url = get_settings().database_url
-    upgrade(url, revision)
-    click.echo(f"database at {_safe_url(url)} is at {revision}")
+    rebuilt = upgrade(url, revision)
+    click.echo(f"database at {_safe_url(url)} is at {revision}"
+               + (f"; rebuilt {', '.join(rebuilt)}" if rebuilt else ""))
 
 
 def _safe_url(url: str) -> str:

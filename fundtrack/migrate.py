@@ -6,9 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 import migrations
-from fundtrack.db import normalise_url
+from fundtrack.db import make_engine, normalise_url
 
 SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
 
@@ -20,8 +22,70 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+#: Derived tables that a revision adds or changes. After an upgrade that crosses one of
+#: these revisions on a ledger that holds flows, they are rebuilt with the installed code
+#: (migrations themselves never run model code, which would break on older schemas).
+REBUILD_AFTER: dict[str, str] = {
+    "0003": "trail", "0006": "trail", "0007": "classification", "0008": "rollup",
+    "0009": "rollup",
+}
+REBUILD_ORDER = ("trail", "classification", "rollup")
+
+
+def current_revision(url: str) -> str | None:
+    engine = make_engine(url, statement_timeout_ms=0)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def crossed(before: str | None, after: str | None) -> list[str]:
+    """Revisions applied when going from ``before`` to ``after`` (oldest first)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    if after is None:
+        return []
+    revs = [r.revision for r in script.iterate_revisions(after, before or "base")]
+    return list(reversed(revs))
+
+
+def upgrade(url: str, revision: str = "head") -> list[str]:
+    """Migrate, then rebuild the derived tables the crossed revisions ask for.
+
+    Returns the names of the derived tables rebuilt (none on an empty ledger).
+    """
+    before = current_revision(url)
     command.upgrade(alembic_config(url), revision)
+    after = current_revision(url)
+    wanted = {REBUILD_AFTER[r] for r in crossed(before, after) if r in REBUILD_AFTER}
+    if before is None or not wanted:
+        return []
+    return rebuild_derived(url, [name for name in REBUILD_ORDER if name in wanted])
+
+
+def rebuild_derived(url: str, names: list[str]) -> list[str]:
+    """Rebuild the named derived tables in one transaction, if the ledger holds flows."""
+    from sqlalchemy import select
+
+    from fundtrack import rollup
+    from fundtrack.accounting import stored
+    from fundtrack.ledger import lock_ledger
+    from fundtrack.models import Flow
+    from fundtrack.trail.recompute import recompute
+
+    steps = {"trail": recompute, "classification": stored.rebuild, "rollup": rollup.rebuild}
+    engine = make_engine(url, statement_timeout_ms=0)
+    try:
+        with engine.begin() as conn:
+            lock_ledger(conn)
+            if conn.execute(select(Flow.id).limit(1)).first() is None:
+                return []
+            for name in names:
+                steps[name](conn)
+    finally:
+        engine.dispose()
+    return names
 
 
 def downgrade(url: str, revision: str) -> None:
