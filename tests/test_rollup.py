@@ -163,3 +163,20 @@ def test_rollup_maintained_through_import_replace_revert(
     revert_batch(engine, b.batch_id)
     assert _snapshot(engine) == []
     assert api.query("{ flowsAggregate { count } }")["flowsAggregate"]["count"] == 0
+
+
+def test_any_filter_the_rollup_does_not_know_takes_the_base_path():
+    """An allowlist, not a denylist: a new FlowWhere field can never be silently ignored."""
+    import dataclasses
+
+    from fundtrack.api.filters import FlowWhere
+    from fundtrack.api.rollup import _COMBINATORS, rollup_statement
+
+    handled = {"kind", "currency", "reporting_org_ref", "provider_ref", "receiver_ref",
+               "earmarking", "reporting_org", "provider", "receiver", "value_date",
+               "gender_significance"}
+    for f in dataclasses.fields(FlowWhere):
+        if f.name in handled or f.name in _COMBINATORS:
+            continue
+        where = FlowWhere(**{f.name: object()})
+        assert rollup_statement(where, []) is None, f.name

@@ -42,12 +42,9 @@ _PLAIN = {"kind": "kind", "currency": "currency", "reporting_org_ref": "reportin
           "earmarking": "earmarking"}
 _ORGS = {"reporting_org": "reporting_org_ref", "provider": "provider_ref",
          "receiver": "receiver_ref"}
-_FIELDS = ("kind", "amount", "currency", "amount_usd", "value_date", "transaction_date",
-           "reporting_org_ref", "reporting_org", "provider_ref", "provider_name", "provider",
-           "receiver_ref", "receiver_name", "receiver", "sector_code", "recipient_country",
-           "recipient_region", "aid_type", "flow_type", "finance_type", "earmarking",
-           "humanitarian", "activity", "gender_significance",
-           "pillar", "in_scope")  # stored classification: not in the rollup, never answerable
+#: FlowWhere fields that combine the others; every other field set on a filter must be
+#: one the rollup answers exactly, or the query takes the base path.
+_COMBINATORS = ("and_", "or_", "not_")
 
 
 class _NotAnswerable(Exception):
@@ -107,9 +104,8 @@ def _where(w: Any, used: set[str]) -> ColumnElement[bool]:
         conds.append(or_(false(), *[_where(x, used) for x in w.or_]))
     if w.not_ is not None:
         conds.append(not_(_where(w.not_, used)))
-    for name in _FIELDS:
-        value = getattr(w, name)
-        if value is None:
+    for name, value in vars(w).items():
+        if value is None or name in _COMBINATORS:
             continue
         if name in _PLAIN:
             used.add(_PLAIN[name])
