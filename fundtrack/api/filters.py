@@ -318,6 +318,16 @@ def scope_condition(flow_id: Any, in_scope: bool) -> ColumnElement[bool]:
     return has if in_scope else not_(has)
 
 
+def mirror_condition(flow_id: Any, is_mirror: bool) -> ColumnElement[bool]:
+    """The flow is the second report of money another flow already reports (a recipient's
+    incoming funds matched to the donor's disbursement, see docs/methodology.md)."""
+    from fundtrack.trail_models import Movement
+
+    mv = Movement.__table__
+    has = exists(select(mv.c.id).where(mv.c.mirror_flow_id == flow_id))
+    return has if is_mirror else not_(has)
+
+
 @_logic_fields
 class FlowWhere:
     kind: Optional[FlowKindComparison] = None  # noqa: UP045
@@ -354,6 +364,10 @@ class FlowWhere:
     in_scope: Optional[bool] = strawberry.field(  # noqa: UP045
         default=None, description="true: in the \"peace and security\" scope by the 1325 "
         "classification rules (and hand overrides); false: not in it")
+    is_mirror: Optional[bool] = strawberry.field(  # noqa: UP045
+        default=None, description="true: the second report of a movement already counted "
+        "by its canonical report (double counting); `isMirror: false` counts every movement "
+        "once while each report keeps its provenance")
 
 
 def flow_where(w: FlowWhere | None) -> ColumnElement[bool]:
@@ -383,6 +397,8 @@ def flow_where(w: FlowWhere | None) -> ColumnElement[bool]:
         conds.append(pillar_condition(f.id, w.pillar))
     if w.in_scope is not None:
         conds.append(scope_condition(f.id, w.in_scope))
+    if w.is_mirror is not None:
+        conds.append(mirror_condition(f.id, w.is_mirror))
     return and_(true(), *conds)
 
 
