@@ -17,6 +17,7 @@ import strawberry
 from strawberry.tools import merge_types
 
 from fundtrack.api.accounting import AccountingQuery
+from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
 from fundtrack.api.scalars import SCALAR_OVERRIDES
@@ -24,8 +25,8 @@ from fundtrack.api.trace import TraceQuery
 from fundtrack.api.types import Activity, Budget, Flow, ImportBatch, Organization
 from fundtrack.config import Settings, get_settings
 
-QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery)
-MUTATION_TYPES: tuple[type, ...] = (LedgerMutation,)
+QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery, FundQuery)
+MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation)
 
 Query = merge_types("Query", QUERY_TYPES)
 Mutation = merge_types("Mutation", MUTATION_TYPES)
