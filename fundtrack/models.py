@@ -302,8 +302,8 @@ class Budget(Base):
 # Tables of other areas live in their own modules; importing them here registers them on
 # Base.metadata, so Alembic and the drift test see one schema.
 from fundtrack import (  # noqa: E402, F401
-    accounting_models,  # noqa: E402, F401
+    accounting_models,
     auth_models,
+    rollup_models,
     trail_models,
 )
-from fundtrack import rollup_models  # noqa: E402, F401
