@@ -165,9 +165,10 @@ main.add_command(export_cli())
 from fundtrack.trail.recompute import recompute_cmd  # noqa: E402
 
 main.add_command(recompute_cmd)
-from fundtrack.accounting.cli import report_card_cmd  # noqa: E402
+from fundtrack.accounting.cli import classify_cmd, report_card_cmd  # noqa: E402
 
 main.add_command(report_card_cmd)
+main.add_command(classify_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -93,3 +93,33 @@ def test_a_broken_plugin_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatc
         pm = plugins.make_plugin_manager()
     assert "iati" in plugins.importers(pm)
     assert "ModuleNotFoundError" in plugins.LOAD_ERRORS["broken"]
+
+
+def test_classify_overrides_by_hand_and_is_cited(run, db_url: str):
+    """A hand decision puts an activity's flows in a pillar and says so; --remove undoes it."""
+    from sqlalchemy import select
+
+    from fundtrack.accounting_models import FlowClassification
+    from fundtrack.db import make_engine
+
+    f = str(SHARED / "iati-activity/wri-521257057-strategic-plan-2023-2027.xml")
+    assert run("import", "--quiet", f).exit_code == 0
+    subject = "activity:US-EIN-521257057-US-EIN-521257057"
+
+    def rows():
+        eng = make_engine(db_url)
+        with eng.connect() as c:
+            out = c.execute(select(FlowClassification.dimension, FlowClassification.is_in,
+                                   FlowClassification.rules)
+                            .where(FlowClassification.dimension == "pillar:protection")).all()
+        eng.dispose()
+        return out
+
+    assert rows() == []  # no rule puts this activity in the protection pillar
+    out = run("classify", subject, "pillar:protection", "in", "--note", "by hand")
+    assert out.exit_code == 0, out.output
+    assert len(rows()) == 2 and all(r.is_in and "override:" in str(r.rules) for r in rows())
+    assert run("classify", subject, "pillar:protection", "--remove").exit_code == 0
+    assert rows() == []
+    bad = run("classify", "nonsense", "scope", "in")
+    assert bad.exit_code != 0 and "activity:<identifier>" in bad.output

@@ -35,3 +35,41 @@ def report_card_cmd(donor: str | None, fund: str | None, year: int, method: str,
     finally:
         engine.dispose()
     click.echo(RENDERERS[fmt](card), nl=False)
+
+
+@click.command("classify")
+@click.argument("subject")
+@click.argument("dimension")
+@click.argument("value", required=False)
+@click.option("--remove", is_flag=True, help="Remove the hand decision instead.")
+@click.option("--note", help="Why (kept with the decision and cited on the figures).")
+@click.option("--by", "decided_by", help="Who decided.")
+def classify_cmd(subject: str, dimension: str, value: str | None, remove: bool,
+                 note: str | None, decided_by: str | None) -> None:
+    """Override the 1325 classification by hand.
+
+    SUBJECT is activity:<iati-identifier> or flow:<external id>; DIMENSION is scope,
+    pillar:<name> or gender; VALUE is in|out (scope, pillars) or a common-scale gender
+    value (principal, significant, not-targeted, not-screened).
+
+    \b
+    Example: fundtrack classify activity:XM-DAC-7-PPR-4000004095 pillar:protection in \\
+                 --note "GBV referral services (project document p. 3)"
+    """
+    from fundtrack.accounting.stored import set_override
+    from fundtrack.ledger import lock_ledger
+
+    if remove == (value is not None):
+        raise click.UsageError("give a VALUE, or --remove (not both)")
+    engine = make_engine(get_settings().database_url)
+    try:
+        with engine.begin() as conn:
+            lock_ledger(conn)
+            oid = set_override(conn, subject, dimension, None if remove else value, note,
+                               decided_by)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"{subject} {dimension}: " + ("hand decision removed" if remove
+                                            else f"{value} (override {oid})"))
