@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
 
 from fundtrack.config import get_settings
 from fundtrack.money import SUM_CONTEXT
@@ -83,12 +81,3 @@ def make_engine(url: str | None = None, *, statement_timeout_ms: int | None = No
         timeout = settings.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
         _setup_postgres(engine, timeout)
     return engine
-
-
-@lru_cache(maxsize=8)
-def cached_engine(url: str) -> Engine:
-    return make_engine(url)
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)

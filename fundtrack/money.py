@@ -13,7 +13,7 @@ import decimal
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Numeric, String, cast
+from sqlalchemy import Numeric, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
@@ -135,7 +135,6 @@ __all__ = [
     "CENT",
     "AmountError",
     "Money",
-    "cast",
     "exact_sum",
     "money_number",
     "money_sum",

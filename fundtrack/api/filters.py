@@ -171,7 +171,7 @@ def organization_where(w: OrganizationWhere | None) -> ColumnElement[bool]:
         "is_womens_rights_org": o.is_womens_rights_org, "is_pooled_fund": o.is_pooled_fund}))
 
 
-def _org_matches(ref_col: Any, w: OrganizationWhere) -> ColumnElement[bool]:
+def org_matches(ref_col: Any, w: OrganizationWhere) -> ColumnElement[bool]:
     o = m.Organisation.__table__
     return exists(select(o.c.id).where(o.c.ref == ref_col, organization_where(w)))
 
@@ -257,7 +257,7 @@ def activity_where(w: ActivityWhere | None, table: Any = None) -> ColumnElement[
         "start_planned": a.start_planned, "start_actual": a.start_actual,
         "end_planned": a.end_planned, "end_actual": a.end_actual})]
     if w.reporting_org is not None:
-        conds.append(_org_matches(a.reporting_org_ref, w.reporting_org))
+        conds.append(org_matches(a.reporting_org_ref, w.reporting_org))
     if w.sector is not None:
         s = t["activity_sector"]
         conds.append(_child_exists(s, a.id, compare(s.c.vocabulary, w.sector.vocabulary),
@@ -387,7 +387,7 @@ def flow_where(w: FlowWhere | None) -> ColumnElement[bool]:
     for attr, col in (("provider", f.provider_ref), ("receiver", f.receiver_ref),
                       ("reporting_org", f.reporting_org_ref)):
         if getattr(w, attr) is not None:
-            conds.append(_org_matches(col, getattr(w, attr)))
+            conds.append(org_matches(col, getattr(w, attr)))
     if w.activity is not None:
         a = m.Activity.__table__
         conds.append(f.activity_id.in_(select(a.c.id).where(activity_where(w.activity))))

@@ -112,7 +112,7 @@ def _where(w: Any, used: set[str]) -> ColumnElement[bool]:
             conds.append(flt.compare(r[_PLAIN[name]], value))
         elif name in _ORGS:
             used.add(_ORGS[name])
-            conds.append(flt._org_matches(r[_ORGS[name]], value))
+            conds.append(flt.org_matches(r[_ORGS[name]], value))
         elif name == "value_date":
             used.add("year")
             conds.append(_years(value, r.year))
