@@ -25,7 +25,7 @@ from fundtrack.db import make_engine
 class GraphQLApp(GraphQL):
     """Strawberry's ASGI view with our per-request context (viewer, loaders, engine)."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings, replica: Engine | None = None) -> None:
         from fundtrack.api.schema import build_schema
 
         super().__init__(
@@ -35,20 +35,21 @@ class GraphQLApp(GraphQL):
             multipart_uploads_enabled=True,
         )
         self.engine = engine
+        self.replica = replica
         self.settings = settings
 
     async def get_context(self, request: Any, response: Any) -> ApiContext:  # type: ignore[override]
         viewer = request.scope.get("state", {}).get("viewer", ANONYMOUS_VIEWER)
         return ApiContext(engine=self.engine, settings=self.settings, viewer=viewer,
-                          request=request, response=response)
+                          request=request, response=response, replica=self.replica)
 
 
 async def healthz(_request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-def routes(engine: Engine, settings: Settings) -> list[BaseRoute]:
-    graphql = GraphQLGuard(GraphQLApp(engine, settings), engine, settings)
+def routes(engine: Engine, settings: Settings, replica: Engine | None = None) -> list[BaseRoute]:
+    graphql = GraphQLGuard(GraphQLApp(engine, settings, replica), engine, settings)
     return [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz),
@@ -56,13 +57,21 @@ def routes(engine: Engine, settings: Settings) -> list[BaseRoute]:
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
-    """The whole application; tests pass their own engine and settings."""
+    """The whole application; tests pass their own engine and settings.
+
+    With ``settings.read_database_url`` GraphQL queries read from that replica
+    (see :mod:`fundtrack.api.context`); everything else uses the primary ``engine``.
+    """
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url,
                                    statement_timeout_ms=settings.statement_timeout_ms)
+    replica = make_engine(settings.read_database_url,
+                          statement_timeout_ms=settings.statement_timeout_ms) \
+        if settings.read_database_url else None
     from fundtrack.web.routes import web_routes
 
-    app = Starlette(routes=[*routes(engine, settings), web_routes()], debug=False)
+    app = Starlette(routes=[*routes(engine, settings, replica), web_routes()], debug=False)
     app.state.engine = engine
+    app.state.replica = replica
     app.state.settings = settings
     return app

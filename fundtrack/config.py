@@ -20,6 +20,11 @@ class Settings:
     database_url: str = field(
         default_factory=lambda: os.environ.get("FUNDTRACK_DATABASE_URL", "sqlite:///fundtrack.db")
     )
+    # Optional read replica (or any copy kept up to date from the primary): GraphQL queries
+    # read from it; mutations, imports and token checks use ``database_url``. docs/scaling.md.
+    read_database_url: str | None = field(
+        default_factory=lambda: os.environ.get("FUNDTRACK_READ_DATABASE_URL") or None
+    )
     debug: bool = field(default_factory=lambda: _bool("FUNDTRACK_DEBUG", False))
     max_upload_bytes: int = field(
         default_factory=lambda: int(os.environ.get("FUNDTRACK_MAX_UPLOAD_BYTES", 200 * 1024 * 1024))

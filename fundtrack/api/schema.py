@@ -17,6 +17,7 @@ import strawberry
 from strawberry.tools import merge_types
 
 from fundtrack.api.accounting import AccountingQuery
+from fundtrack.api.executor import FastExecutor
 from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
@@ -34,6 +35,7 @@ Mutation = merge_types("Mutation", MUTATION_TYPES)
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema with the protections ``settings`` asks for (see :mod:`fundtrack.api.limits`)."""
+    from fundtrack.api.context import ReplicaForQueries
     from fundtrack.api.limits import schema_extensions
 
     settings = settings or get_settings()
@@ -42,7 +44,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         mutation=Mutation,
         types=[Organization, Activity, Flow, Budget, ImportBatch],
         scalar_overrides=SCALAR_OVERRIDES,
-        extensions=schema_extensions(settings),
+        extensions=[*schema_extensions(settings), ReplicaForQueries],
+        execution_context_class=FastExecutor,
     )
 
 

@@ -107,7 +107,8 @@ async def static(request: Request) -> Response:
 
 
 def _engine(request: Request) -> Engine:
-    return request.app.state.engine
+    """The web front only reads: the replica when one is configured (docs/scaling.md)."""
+    return getattr(request.app.state, "replica", None) or request.app.state.engine
 
 
 def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
