@@ -27,7 +27,7 @@ def alembic_config(url: str) -> Config:
 #: (migrations themselves never run model code, which would break on older schemas).
 REBUILD_AFTER: dict[str, str] = {
     "0003": "trail", "0006": "trail", "0007": "classification", "0008": "rollup",
-    "0009": "rollup",
+    "0009": "rollup", "0010": "trail",
 }
 REBUILD_ORDER = ("trail", "classification", "rollup")
 

@@ -49,6 +49,9 @@ class Movement(Base):
     ``mirror_flow_id`` the other report of the same money. Totals count movements, so
     the same cash is counted once while both records keep their provenance.
     Accounts are (organisation ref, activity identifier or '').
+    A lump (``method`` lump) is one report matched to several on the other side: one
+    movement per record of the "many" side, so a flow may appear in several movements
+    (a lump disbursement's parts sum exactly to it; see docs/methodology.md).
     """
 
     __tablename__ = "movement"
@@ -58,10 +61,10 @@ class Movement(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    flow_id: Mapped[int] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"), unique=True)
+    flow_id: Mapped[int] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"), index=True)
     mirror_flow_id: Mapped[int | None] = mapped_column(
-        ForeignKey("flow.id", ondelete="CASCADE"), unique=True)
-    method: Mapped[str] = mapped_column(String(16))  # single | linked | amount-date
+        ForeignKey("flow.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(16))  # single | linked | amount-date | lump
     kind: Mapped[str] = mapped_column(String(16))    # transfer | expenditure
     src_org: Mapped[str] = mapped_column(String(200))
     src_activity: Mapped[str] = mapped_column(String(300))

@@ -173,8 +173,21 @@ def _linked(d: CashFlow, f: CashFlow) -> bool:
     return bool((d.src[1] and d.src == f.src) or (f.dst[1] and d.dst == f.dst))
 
 
-def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[tuple[CashFlow, CashFlow, str]]:
-    """Pairs (disbursement, incoming funds, method) that are one movement of money."""
+@dataclass(slots=True)
+class Match:
+    """One movement made of two reports: ``canonical`` (the disbursement) counted for
+    ``amount``/``amount_usd``, ``mirror`` (the incoming funds) the other report of it."""
+
+    canonical: CashFlow
+    mirror: CashFlow
+    method: str
+    amount: Decimal
+    amount_usd: Decimal | None
+
+
+def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
+    """The matches (disbursement, incoming funds) that are one movement of money:
+    one-to-one first (linked, then amount-date), then lumps (:func:`_lumps`)."""
     groups: dict[tuple[str, str], tuple[list[CashFlow], list[CashFlow]]] = defaultdict(
         lambda: ([], []))
     for fl in flows:
@@ -182,7 +195,7 @@ def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[tuple[CashFlow, CashFl
             groups[(fl.src[0], fl.dst[0])][0].append(fl)
         elif fl.kind is FlowKind.INCOMING_FUNDS:
             groups[(fl.src[0], fl.dst[0])][1].append(fl)
-    pairs: list[tuple[CashFlow, CashFlow, str]] = []
+    pairs: list[Match] = []
     for gkey in sorted(groups):
         ds, fs = groups[gkey]
         if not ds or not fs or not gkey[0] or not gkey[1]:
@@ -216,8 +229,151 @@ def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[tuple[CashFlow, CashFl
                     f = best[1]
                     taken.add(f.id)
                     paired.add(d.id)
-                    pairs.append((d, f, method))
+                    pairs.append(Match(d, f, method, d.amount, d.amount_usd))
+        pairs.extend(_lumps([d for d in ds if d.id not in paired],
+                            [f for f in fs if f.id not in taken], cfg))
     return pairs
+
+
+# Lump matching: bounds of the subset search (per record on the "one" side)
+LUMP_MAX_PARTS = 6         # at most this many records on the "many" side
+LUMP_MAX_CANDIDATES = 16   # the records closest in date are tried, no others
+LUMP_MAX_STEPS = 5_000     # search nodes; the best sum found within them wins
+
+
+def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Match]:
+    """One report on one side matched to several on the other (same provider and receiver).
+
+    Run on what one-to-one pairing left in a group. Each leftover record, largest first
+    (USD, then amount, then content key), is matched to the set of 2..``LUMP_MAX_PARTS``
+    leftover records of the other side whose sum equals it within the tolerance, all
+    dated within the window of it, none naming an activity the record contradicts. Of
+    the sets that fit, the closest sum wins, then the fewest records, then the closest
+    dates, then the smallest content keys: content only, so import order never matters.
+    A disbursement matched to several incoming funds is split among them in proportion
+    (largest remainder, exact); several disbursements matched to one incoming funds each
+    keep their amount.
+    """
+    left = [x for x in ds + fs if x.amount > 0 and x.value_date is not None]
+    if not any(x.kind is FlowKind.DISBURSEMENT for x in left) or \
+            not any(x.kind is FlowKind.INCOMING_FUNDS for x in left):
+        return []
+    left.sort(key=lambda x: (x.amount_usd is None, -(x.amount_usd or 0), -x.amount, x.key))
+    used: set[int] = set()
+    out: list[Match] = []
+    for t in left:
+        if t.id in used:
+            continue
+        others = [o for o in left if o.kind is not t.kind and o.id not in used
+                  and _consistent(t, o)
+                  and abs((o.value_date - t.value_date).days) <= cfg.match_window_days]  # type: ignore[operator]
+        if len(others) < 2:
+            continue
+        found = _best_subset(t, others, cfg.match_tolerance)
+        if found is None:
+            continue
+        used.add(t.id)
+        used.update(o.id for o in found[0])
+        out.extend(_lump_matches(t, found[0], found[1]))
+    return out
+
+
+def _consistent(a: CashFlow, b: CashFlow) -> bool:
+    """Neither names an activity at either end that the other contradicts."""
+    return not ((a.src[1] and b.src[1] and a.src != b.src)
+                or (a.dst[1] and b.dst[1] and a.dst != b.dst))
+
+
+def _best_subset(t: CashFlow, others: list[CashFlow], tol: Decimal
+                 ) -> tuple[list[CashFlow], bool] | None:
+    """(records, compared in USD) whose sum matches ``t`` best, or None."""
+    same = [o for o in others if t.currency and o.currency == t.currency]
+    tries: list[tuple[list[CashFlow], bool]] = [(same, False)]
+    if t.amount_usd is not None and len(same) < len(others):
+        tries.append(([o for o in others if o.amount_usd is not None], True))
+    for cands, usd in tries:
+        if len(cands) < 2:
+            continue
+        target = t.amount_usd if usd else t.amount
+        assert target is not None
+        cands = sorted(cands, key=lambda o: (abs((o.value_date - t.value_date).days),  # type: ignore[operator]
+                                             o.key))[:LUMP_MAX_CANDIDATES]
+        got = _search(t, cands, target, tol, usd)
+        if got is not None:
+            return got, usd
+    return None
+
+
+def _search(t: CashFlow, cands: list[CashFlow], target: Decimal, tol: Decimal, usd: bool
+            ) -> list[CashFlow] | None:
+    """Bounded depth-first search over ``cands`` (largest first) for the best-fitting set."""
+    def val(o: CashFlow) -> Decimal:
+        v = o.amount_usd if usd else o.amount
+        assert v is not None
+        return v
+
+    items = sorted((o for o in cands if val(o) > 0), key=lambda o: (-val(o), o.key))
+    vals = [val(o) for o in items]
+    lo, hi = target * (1 - tol), target / (1 - tol) if tol < 1 else target * 10**9
+    suffix = [Decimal(0)] * (len(vals) + 1)
+    for i in range(len(vals) - 1, -1, -1):
+        suffix[i] = suffix[i + 1] + vals[i]
+    best: list[Any] = [None, None]  # score, records
+    steps = [0]
+    chosen: list[int] = []
+
+    def visit(start: int, total: Decimal) -> None:
+        for i in range(start, len(items)):
+            if steps[0] >= LUMP_MAX_STEPS:
+                return
+            steps[0] += 1
+            if total + suffix[i] < lo:
+                return  # even everything left cannot reach the target
+            s = total + vals[i]
+            if s > hi:
+                continue  # too big; smaller ones follow
+            chosen.append(i)
+            if len(chosen) >= 2 and s >= lo:
+                recs = [items[k] for k in chosen]
+                diff = abs(s - target) / max(s, target)
+                days = sum(abs((r.value_date - t.value_date).days) for r in recs)  # type: ignore[operator]
+                score = (diff, len(recs), days, sorted(r.key for r in recs))
+                if diff <= tol and (best[0] is None or score < best[0]):
+                    best[0], best[1] = score, recs
+            if len(chosen) < LUMP_MAX_PARTS:
+                visit(i + 1, s)
+            chosen.pop()
+
+    visit(0, Decimal(0))
+    return best[1]
+
+
+def _lump_matches(t: CashFlow, parts: list[CashFlow], usd: bool) -> list[Match]:
+    parts = sorted(parts, key=lambda o: o.key)
+    if t.kind is FlowKind.INCOMING_FUNDS:  # several tranches, one receipt
+        return [Match(d, t, "lump", d.amount, d.amount_usd) for d in parts]
+    weights = [(o.amount_usd if usd else o.amount) or Decimal(0) for o in parts]
+    amounts = split_exact(t.amount, weights)
+    usds = (split_exact(t.amount_usd, weights) if t.amount_usd is not None
+            else [None] * len(parts))
+    return [Match(t, f, "lump", a, u) for f, a, u in zip(parts, amounts, usds, strict=True)]
+
+
+def split_exact(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
+    """``total`` split in proportion to ``weights`` (positive), to the cent or the total's
+    finer unit: floors, then the units left to the largest remainders (earliest first on
+    ties), so the parts sum exactly to ``total``."""
+    e = min(-2, int(total.normalize().as_tuple().exponent))  # type: ignore[arg-type]
+    units = int(total.scaleb(-e))
+    we = min(int(w.normalize().as_tuple().exponent) for w in weights)  # type: ignore[arg-type]
+    ws = [int(w.scaleb(-we)) for w in weights]
+    whole = sum(ws)
+    floors = [units * w // whole for w in ws]
+    rest = units - sum(floors)
+    order = sorted(range(len(ws)), key=lambda i: (-(units * ws[i] % whole), i))
+    for i in order[:rest]:
+        floors[i] += 1
+    return [Decimal(u).scaleb(e) for u in floors]
 
 
 def _specific(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
@@ -227,30 +383,31 @@ def _specific(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
 def build_rows(flows: list[CashFlow], cfg: TrailConfig) -> list[dict[str, Any]]:
     """Movement rows (without ids) for these cash flows."""
     pairs = pair(flows, cfg)
-    mirrored = {f.id for _, f, _ in pairs}
     rows = []
-    for d, f, method in pairs:
-        rows.append(_row(d, f, method, _specific(d.src, f.src), _specific(f.dst, d.dst)))
-    paired_d = {d.id for d, _, _ in pairs}
+    for p in pairs:
+        rows.append(_row(p.canonical, p.mirror, p.method, _specific(p.canonical.src, p.mirror.src),
+                         _specific(p.mirror.dst, p.canonical.dst), p.amount, p.amount_usd))
+    matched = {p.canonical.id for p in pairs} | {p.mirror.id for p in pairs}
     for fl in flows:
-        if fl.id in paired_d or fl.id in mirrored:
+        if fl.id in matched:
             continue
-        rows.append(_row(fl, None, "single", fl.src, fl.dst))
+        rows.append(_row(fl, None, "single", fl.src, fl.dst, fl.amount, fl.amount_usd))
     return rows
 
 
 def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str],
-         dst: tuple[str, str]) -> dict[str, Any]:
+         dst: tuple[str, str], amount: Decimal, amount_usd: Decimal | None) -> dict[str, Any]:
     other = mirror or c
     return {
         "flow_id": c.id, "mirror_flow_id": mirror.id if mirror else None, "method": method,
         "kind": "expenditure" if c.kind is FlowKind.EXPENDITURE else "transfer",
         "src_org": src[0][:200], "src_activity": src[1][:300],
         "dst_org": dst[0][:200], "dst_activity": dst[1][:300],
-        "amount": c.amount, "currency": c.currency, "amount_usd": c.amount_usd,
+        "amount": amount, "currency": c.currency, "amount_usd": amount_usd,
         "value_date": c.value_date, "earmarking": c.earmarking or other.earmarking,
         "recipient_country": c.country or other.country, "sector_code": c.sector or other.sector,
-        "sort_key": c.key,
+        # a lump is several movements of one report: each keeps a key of its own
+        "sort_key": c.key + "|" + other.key if method == "lump" else c.key,
     }
 
 

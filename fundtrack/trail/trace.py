@@ -270,10 +270,11 @@ def _donor_downstream(conn: Connection, org: str, max_depth: int) -> TraceResult
     return res
 
 
-def _movement_of_flow(conn: Connection, flow: int) -> int | None:
+def _movements_of_flow(conn: Connection, flow: int) -> list[int]:
+    """The movements a flow reports (several when it is part of a lump match)."""
     t = Movement.__table__
-    return conn.execute(select(t.c.id).where((t.c.flow_id == flow) | (t.c.mirror_flow_id == flow))
-                        ).scalar()
+    return sorted(conn.execute(select(t.c.id).where(
+        (t.c.flow_id == flow) | (t.c.mirror_flow_id == flow))).scalars())
 
 
 def _upstream(conn: Connection, activity: str | None, organization: str | None,
@@ -281,8 +282,7 @@ def _upstream(conn: Connection, activity: str | None, organization: str | None,
     t, at = Movement.__table__, Attribution.__table__
     res = TraceResult()
     if flow is not None:
-        mid = _movement_of_flow(conn, flow)
-        ids = [mid] if mid is not None else []
+        ids = _movements_of_flow(conn, flow)
         start: set[Account] = set()
     else:
         start = _accounts_of(conn, activity, organization)
@@ -319,13 +319,13 @@ def _downstream(conn: Connection, activity: str | None, organization: str | None
     fixed: dict[int, list[Part]] = {}
     first_moves = []
     if flow is not None:
-        mid = _movement_of_flow(conn, flow)
-        if mid is None:
+        mids = _movements_of_flow(conn, flow)
+        if not mids:
             return TraceResult()
-        first_moves = load_moves(conn, cfg, Movement.__table__.c.id == mid)
-        first = first_moves[0]
-        fixed[mid] = [Part((ORIGINATOR, TRACED), first.amount, first.amount_usd, 0)]
-        start = {first.dst} if not first.terminal else set()
+        first_moves = load_moves(conn, cfg, Movement.__table__.c.id.in_(mids))
+        for first in first_moves:
+            fixed[first.id] = [Part((ORIGINATOR, TRACED), first.amount, first.amount_usd, 0)]
+        start = {first.dst for first in first_moves if not first.terminal}
         seeds: set[Account] = set()
     else:
         seeds = _accounts_of(conn, activity, organization)
@@ -371,9 +371,9 @@ def _downstream(conn: Connection, activity: str | None, organization: str | None
         else:
             held_in[mv.dst][0] += usd
         held_in[mv.src][1] += usd
-    if flow is not None and by_id[fixed_first := _movement_of_flow(conn, flow) or 0].terminal:
-        mv = by_id[fixed_first]
-        _add(term, (mv.src[0], mv.src[1], mv.currency), mv.amount, mv.amount_usd)
+    for mv in first_moves:
+        if mv.terminal:
+            _add(term, (mv.src[0], mv.src[1], mv.currency), mv.amount, mv.amount_usd)
     res.terminals = [{"organization": k[0], "activity": k[1] or None, "currency": k[2],
                       "amount": v[0], "amount_usd": v[1] if v[2] else None}
                      for k, v in sorted(term.items())]
