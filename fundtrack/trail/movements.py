@@ -15,10 +15,11 @@ result does not depend on the order in which files were imported.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -255,18 +256,26 @@ def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Mat
     keep their amount.
     """
     left = [x for x in ds + fs if x.amount > 0 and x.value_date is not None]
-    if not any(x.kind is FlowKind.DISBURSEMENT for x in left) or \
-            not any(x.kind is FlowKind.INCOMING_FUNDS for x in left):
+    sides: dict[FlowKind, list[CashFlow]] = {FlowKind.DISBURSEMENT: [], FlowKind.INCOMING_FUNDS: []}
+    for x in left:
+        sides[x.kind].append(x)
+    if not all(sides.values()):
         return []
+    for recs in sides.values():
+        recs.sort(key=lambda x: (x.value_date, x.key))
+    days = {k: [x.value_date for x in recs] for k, recs in sides.items()}
+    window = timedelta(days=cfg.match_window_days)
     left.sort(key=lambda x: (x.amount_usd is None, -(x.amount_usd or 0), -x.amount, x.key))
     used: set[int] = set()
     out: list[Match] = []
     for t in left:
         if t.id in used:
             continue
-        others = [o for o in left if o.kind is not t.kind and o.id not in used
-                  and _consistent(t, o)
-                  and abs((o.value_date - t.value_date).days) <= cfg.match_window_days]  # type: ignore[operator]
+        kind = (FlowKind.INCOMING_FUNDS if t.kind is FlowKind.DISBURSEMENT
+                else FlowKind.DISBURSEMENT)
+        when: date = t.value_date  # type: ignore[assignment]
+        lo, hi = bisect_left(days[kind], when - window), bisect_right(days[kind], when + window)
+        others = [o for o in sides[kind][lo:hi] if o.id not in used and _consistent(t, o)]
         if len(others) < 2:
             continue
         found = _best_subset(t, others, cfg.match_tolerance)
@@ -306,7 +315,11 @@ def _best_subset(t: CashFlow, others: list[CashFlow], tol: Decimal
 
 def _search(t: CashFlow, cands: list[CashFlow], target: Decimal, tol: Decimal, usd: bool
             ) -> list[CashFlow] | None:
-    """Bounded depth-first search over ``cands`` (largest first) for the best-fitting set."""
+    """Bounded depth-first search over ``cands`` (largest first) for the best-fitting set.
+
+    A branch ends as soon as its slots left, filled with the largest values left, cannot
+    reach the target, or its sum passes it; at most ``LUMP_MAX_STEPS`` nodes are visited.
+    """
     def val(o: CashFlow) -> Decimal:
         v = o.amount_usd if usd else o.amount
         assert v is not None
@@ -314,21 +327,23 @@ def _search(t: CashFlow, cands: list[CashFlow], target: Decimal, tol: Decimal, u
 
     items = sorted((o for o in cands if val(o) > 0), key=lambda o: (-val(o), o.key))
     vals = [val(o) for o in items]
-    lo, hi = target * (1 - tol), target / (1 - tol) if tol < 1 else target * 10**9
-    suffix = [Decimal(0)] * (len(vals) + 1)
-    for i in range(len(vals) - 1, -1, -1):
-        suffix[i] = suffix[i + 1] + vals[i]
+    lo, hi = target * (1 - tol), (target / (1 - tol) if tol < 1 else target * 10**9)
+    prefix = [Decimal(0)]
+    for v in vals:
+        prefix.append(prefix[-1] + v)
+    n = len(vals)
     best: list[Any] = [None, None]  # score, records
     steps = [0]
     chosen: list[int] = []
 
     def visit(start: int, total: Decimal) -> None:
-        for i in range(start, len(items)):
+        slots = LUMP_MAX_PARTS - len(chosen)
+        for i in range(start, n):
             if steps[0] >= LUMP_MAX_STEPS:
                 return
             steps[0] += 1
-            if total + suffix[i] < lo:
-                return  # even everything left cannot reach the target
+            if total + prefix[min(n, i + slots)] - prefix[i] < lo:
+                return  # the largest values left cannot reach the target
             s = total + vals[i]
             if s > hi:
                 continue  # too big; smaller ones follow
@@ -340,7 +355,7 @@ def _search(t: CashFlow, cands: list[CashFlow], target: Decimal, tol: Decimal, u
                 score = (diff, len(recs), days, sorted(r.key for r in recs))
                 if diff <= tol and (best[0] is None or score < best[0]):
                     best[0], best[1] = score, recs
-            if len(chosen) < LUMP_MAX_PARTS:
+            if slots > 1:
                 visit(i + 1, s)
             chosen.pop()
 
