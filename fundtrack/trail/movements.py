@@ -7,10 +7,13 @@ with their provenance). They are paired when
 1. *linked*: one names the other's activity (provider-/receiver-activity-id), the
    organisations agree, and the amounts agree within the tolerance; or else
 2. *amount-date*: same provider and receiver organisation, amounts equal within the
-   tolerance, value dates within the window (:class:`~fundtrack.trail.config.TrailConfig`).
+   tolerance, value dates within the window (:class:`~fundtrack.trail.config.TrailConfig`);
+3. *lump*: after that, one report equal (within the tolerance) to the sum of 2-6 reports
+   on the other side, all within the window: one movement per report of the "many" side
+   (:func:`_lumps`).
 
-Pairing is greedy over content-sorted flows (closest date, then closest amount), so the
-result does not depend on the order in which files were imported.
+Pairing is greedy over content-sorted flows (closest date, then closest amount; lumps
+largest first), so the result does not depend on the order in which files were imported.
 """
 
 from __future__ import annotations
