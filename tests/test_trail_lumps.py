@@ -277,3 +277,40 @@ def test_split_exact():
         D("301507.54"), D("301507.54"), D("396984.92")]
     assert split_exact(D("0.01"), [D(1), D(1)]) == [D("0.01"), D("0.00")]
     assert split_exact(D("10.005"), [D(1), D(2)]) == [D("3.335"), D("6.670")]
+
+
+def test_mirrors_counted_once_and_revert(engine, db_url, tmp_path):
+    """Flow totals with ``isMirror: false`` count the lump once; a changed receipt that
+    breaks the lump, then its revert, give back exactly the movements before."""
+    from fundtrack.api.testing import Api
+    from fundtrack.importing import revert_batch
+
+    paths = write(tmp_path)
+    for p in paths.values():
+        assert import_file(engine, p).status == "applied"
+    api = Api(db_url)
+    query = """query($w: FlowWhere) {
+      flowsAggregate(where: $w, groupBy: [KIND]) { groups { kind count sum } } }"""
+
+    def totals(where):
+        groups = api.query(query, {"w": where})["flowsAggregate"]["groups"]
+        return {g["kind"]: (g["count"], D(g["sum"])) for g in groups}
+
+    # mirrors: LN's three receipts of the lump, TN's one receipt of the tranches, AN's two
+    assert totals({"isMirror": True}) == {"INCOMING_FUNDS": (6, D("1246000.00"))}
+    once = totals({"isMirror": False})
+    assert once["DISBURSEMENT"] == (6, D("1351000.00"))
+    assert once["INCOMING_FUNDS"] == (3, D("95500.00"))
+    assert once["DISBURSEMENT"][1] + once["INCOMING_FUNDS"][1] == D("1446500.00")
+    before = snapshot(engine)
+    changed = tmp_path / "lngo2.xml"
+    changed.write_text(paths["lngo.xml"].read_text().replace(
+        '<value currency="USD" value-date="2023-04-10">395000.00',
+        '<value currency="USD" value-date="2023-04-10">300000.00'), encoding="utf-8")
+    res = import_file(engine, changed)
+    assert res.status == "applied"
+    transfers, _, _ = snapshot(engine)
+    # 900,000 of 1,000,000 is 10 % off: no lump any more, every report its own movement
+    assert not [t for t in transfers if t[0] == "lump" and t[1][0] == "XX-LD"]
+    revert_batch(engine, res.batch_id)
+    assert snapshot(engine) == before

@@ -276,9 +276,7 @@ def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Mat
             continue
         kind = (FlowKind.INCOMING_FUNDS if t.kind is FlowKind.DISBURSEMENT
                 else FlowKind.DISBURSEMENT)
-        when: date = t.value_date  # type: ignore[assignment]
-        lo, hi = bisect_left(days[kind], when - window), bisect_right(days[kind], when + window)
-        others = [o for o in sides[kind][lo:hi] if o.id not in used and _consistent(t, o)]
+        others = _nearest(t, sides[kind], days[kind], window, used)
         if len(others) < 2:
             continue
         found = _best_subset(t, others, cfg.match_tolerance)
@@ -287,6 +285,26 @@ def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Mat
         used.add(t.id)
         used.update(o.id for o in found[0])
         out.extend(_lump_matches(t, found[0], found[1]))
+    return out
+
+
+def _nearest(t: CashFlow, recs: list[CashFlow], days: list[date], window: timedelta,
+             used: set[int]) -> list[CashFlow]:
+    """Up to ``LUMP_MAX_CANDIDATES`` usable records of ``recs`` (sorted by date, key)
+    closest in date to ``t``, within the window: walked outwards from t's date, so the
+    cost does not grow with the size of the group."""
+    when: date = t.value_date  # type: ignore[assignment]
+    first, last = bisect_left(days, when - window), bisect_right(days, when + window)
+    j = bisect_left(days, when)
+    i = j - 1
+    out: list[CashFlow] = []
+    while len(out) < LUMP_MAX_CANDIDATES and (i >= first or j < last):
+        if j >= last or (i >= first and when - days[i] <= days[j] - when):
+            o, i = recs[i], i - 1
+        else:
+            o, j = recs[j], j + 1
+        if o.id not in used and _consistent(t, o):
+            out.append(o)
     return out
 
 
@@ -308,8 +326,6 @@ def _best_subset(t: CashFlow, others: list[CashFlow], tol: Decimal
             continue
         target = t.amount_usd if usd else t.amount
         assert target is not None
-        cands = sorted(cands, key=lambda o: (abs((o.value_date - t.value_date).days),  # type: ignore[operator]
-                                             o.key))[:LUMP_MAX_CANDIDATES]
         got = _search(t, cands, target, tol, usd)
         if got is not None:
             return got, usd
