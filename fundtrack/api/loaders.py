@@ -21,11 +21,11 @@ from sqlalchemy import Connection, Table, select
 from strawberry.dataloader import DataLoader
 
 from fundtrack import models as m
+from fundtrack.api.executor import MISSING
 
 if TYPE_CHECKING:
     from fundtrack.api.context import ApiContext
 
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -112,22 +112,35 @@ class Loaders:
         spec = SPECS[name]
         getattr(self, name).prime_many({k: spec.result(found, k) for k in keys if k is not None})
 
-    def get(self, name: str, key: Any, build: Callable[[Any], Any]) -> Any:
-        """``build(row)`` for ``key``: the value itself when cached, otherwise an awaitable.
+    def peek(self, name: str, key: Any, build: Callable[[Any], Any]) -> Any:
+        """``build(row)`` for ``key`` if this request holds the row, else ``MISSING``.
 
-        Resolvers return this directly, so a prefetched relation costs no coroutine; the
-        built object is made once per request and key.
+        Starts no work (no coroutine, no query): the fast executor
+        (:mod:`fundtrack.api.executor`) calls it for relations instead of their resolvers.
+        The built object is made once per request and key.
         """
         memo = (name, key, build)
-        done = self._built.get(memo, _MISSING)
-        if done is not _MISSING:
+        done = self._built.get(memo, MISSING)
+        if done is not MISSING:
             return done
-        loader = getattr(self, name)
-        future = loader.cache_map.get(key)
-        if future is not None and future.done() and future.exception() is None:
+        future = getattr(self, name).cache_map.get(key)
+        if future is not None and future.done() and not future.cancelled() \
+                and future.exception() is None:
             value = build(future.result())
             self._built[memo] = value
             return value
+        return MISSING
+
+    def get(self, name: str, key: Any, build: Callable[[Any], Any]) -> Any:
+        """``build(row)`` for ``key``: the value itself when cached, otherwise an awaitable.
+
+        Resolvers return this directly, so a prefetched relation costs no coroutine.
+        """
+        value = self.peek(name, key, build)
+        if value is not MISSING:
+            return value
+        memo = (name, key, build)
+        loader = getattr(self, name)
 
         async def later() -> Any:
             value = build(await loader.load(key))

@@ -17,6 +17,7 @@ import strawberry
 from strawberry.tools import merge_types
 
 from fundtrack.api.accounting import AccountingQuery
+from fundtrack.api.executor import FastExecutor
 from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
@@ -44,6 +45,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=[Organization, Activity, Flow, Budget, ImportBatch],
         scalar_overrides=SCALAR_OVERRIDES,
         extensions=[*schema_extensions(settings), ReplicaForQueries],
+        execution_context_class=FastExecutor,
     )
 
 

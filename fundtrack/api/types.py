@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from fundtrack.api.executor import fast
 from fundtrack.api.ids import encode_id
 from fundtrack.records import FlowKind as _FlowKind
 
@@ -29,6 +30,22 @@ def gender_significance(markers: list[Any]) -> int | None:
               if r["vocabulary"] == GENDER_VOCABULARY and r["code"] == GENDER_CODE
               and r["significance"] in VALID_SIGNIFICANCE]
     return max(scores) if scores else None
+
+
+def _related(ctx: Any, how: str, loader: str, key: Any, build: Any) -> Any:
+    """A relation through the request's loaders: ``how`` is ``get`` (resolvers: the value
+    or an awaitable) or ``peek`` (the fast executor: the value or ``MISSING``)."""
+    if key is None or key == "":
+        return None
+    return getattr(ctx.loaders, how)(loader, key, build)
+
+
+def _relation(loader: str, attr: str, build_name: str, **field: Any) -> Any:
+    """``strawberry.field`` arguments for a relation, with its fast path (field metadata)."""
+    def peek(source: Any, ctx: Any) -> Any:
+        return _related(ctx, "peek", loader, getattr(source, attr), globals()[build_name])
+
+    return strawberry.field(metadata=fast(peek), **field)
 
 
 @strawberry.interface(description="An object with a global id (Relay).")
@@ -63,11 +80,10 @@ class FlowParty:
     activity_id: str | None = strawberry.field(
         description="The IATI identifier of the activity at this end, if reported.")
 
-    @strawberry.field(description="The registry entry for `ref`, if the registry knows it.")
+    @_relation("organisation_by_ref", "ref", "_organization",
+               description="The registry entry for `ref`, if the registry knows it.")
     def organization(self, info: Info) -> Organization | None:
-        if not self.ref:
-            return None
-        return info.context.loaders.get("organisation_by_ref", self.ref, _organization)
+        return _related(info.context, "get", "organisation_by_ref", self.ref, _organization)
 
 
 @strawberry.type
@@ -136,40 +152,41 @@ class Activity(Node):
                    default_currency=r["default_currency"], humanitarian=bool(r["humanitarian"]),
                    current=r["superseded_by"] is None)
 
-    @strawberry.field
+    @_relation("organisation_by_ref", "reporting_org_ref", "_organization")
     def reporting_org(self, info: Info) -> Organization | None:
-        return info.context.loaders.get("organisation_by_ref", self.reporting_org_ref,
-                                        _organization)
+        return _related(info.context, "get", "organisation_by_ref", self.reporting_org_ref,
+                        _organization)
 
-    @strawberry.field
+    @_relation("sectors_by_activity", "pk", "_sectors")
     def sectors(self, info: Info) -> list[Sector]:
-        return info.context.loaders.get("sectors_by_activity", self.pk, _sectors)
+        return _related(info.context, "get", "sectors_by_activity", self.pk, _sectors)
 
-    @strawberry.field
+    @_relation("markers_by_activity", "pk", "_markers")
     def policy_markers(self, info: Info) -> list[PolicyMarker]:
-        return info.context.loaders.get("markers_by_activity", self.pk, _markers)
+        return _related(info.context, "get", "markers_by_activity", self.pk, _markers)
 
-    @strawberry.field(description="OECD DAC gender equality marker: 0 not targeted, "
-                      "1 significant, 2 principal; null if not reported.")
+    @_relation("markers_by_activity", "pk", "gender_significance",
+               description="OECD DAC gender equality marker: 0 not targeted, "
+               "1 significant, 2 principal; null if not reported.")
     def gender_significance(self, info: Info) -> int | None:
-        return info.context.loaders.get("markers_by_activity", self.pk, gender_significance)
+        return _related(info.context, "get", "markers_by_activity", self.pk, gender_significance)
 
-    @strawberry.field
+    @_relation("countries_by_activity", "pk", "_countries")
     def recipient_countries(self, info: Info) -> list[CountryShare]:
-        return info.context.loaders.get("countries_by_activity", self.pk, _countries)
+        return _related(info.context, "get", "countries_by_activity", self.pk, _countries)
 
-    @strawberry.field
+    @_relation("regions_by_activity", "pk", "_regions")
     def recipient_regions(self, info: Info) -> list[RegionShare]:
-        return info.context.loaders.get("regions_by_activity", self.pk, _regions)
+        return _related(info.context, "get", "regions_by_activity", self.pk, _regions)
 
-    @strawberry.field
+    @_relation("participants_by_activity", "pk", "_participants")
     def participating_orgs(self, info: Info) -> list[ParticipatingOrg]:
-        return info.context.loaders.get("participants_by_activity", self.pk, _participants)
+        return _related(info.context, "get", "participants_by_activity", self.pk, _participants)
 
-    @strawberry.field
+    @_relation("batch_by_id", "batch_pk", "_batch")
     def batch(self, info: Info) -> Annotated[ImportBatch, strawberry.lazy(
             "fundtrack.api.types")] | None:
-        return info.context.loaders.get("batch_by_id", self.batch_pk, _batch)
+        return _related(info.context, "get", "batch_by_id", self.batch_pk, _batch)
 
 
 @strawberry.type(description="One reported movement of money, exactly as reported, with USD.")
@@ -229,23 +246,19 @@ class Flow(Node):
             source_location=r["source_location"], current=r["superseded_by"] is None,
         )
 
-    @strawberry.field
+    @_relation("activity_by_id", "activity_pk", "_activity")
     def activity(self, info: Info) -> Activity | None:
-        if self.activity_pk is None:
-            return None
-        return info.context.loaders.get("activity_by_id", self.activity_pk, _activity)
+        return _related(info.context, "get", "activity_by_id", self.activity_pk, _activity)
 
-    @strawberry.field
+    @_relation("organisation_by_ref", "reporting_org_ref", "_organization")
     def reporting_org(self, info: Info) -> Organization | None:
-        if not self.reporting_org_ref:
-            return None
-        return info.context.loaders.get("organisation_by_ref", self.reporting_org_ref,
-                                        _organization)
+        return _related(info.context, "get", "organisation_by_ref", self.reporting_org_ref,
+                        _organization)
 
-    @strawberry.field
+    @_relation("batch_by_id", "batch_pk", "_batch")
     def batch(self, info: Info) -> Annotated[ImportBatch, strawberry.lazy(
             "fundtrack.api.types")] | None:
-        return info.context.loaders.get("batch_by_id", self.batch_pk, _batch)
+        return _related(info.context, "get", "batch_by_id", self.batch_pk, _batch)
 
 
 @strawberry.type(description="A budget, planned disbursement or organisation budget line.")
@@ -282,11 +295,9 @@ class Budget(Node):
                    recipient_region=r["recipient_region"],
                    source_location=r["source_location"])
 
-    @strawberry.field
+    @_relation("activity_by_id", "activity_pk", "_activity")
     def activity(self, info: Info) -> Activity | None:
-        if self.activity_pk is None:
-            return None
-        return info.context.loaders.get("activity_by_id", self.activity_pk, _activity)
+        return _related(info.context, "get", "activity_by_id", self.activity_pk, _activity)
 
 
 @strawberry.type(description="A problem found in an imported file, with where it is.")
@@ -321,9 +332,10 @@ class ImportBatch(Node):
                    reverted_at=r["reverted_at"], publisher_ref=r["publisher_ref"],
                    counts=r["counts"] or {})
 
-    @strawberry.field(description="Warnings and skipped records, with their location in the file.")
+    @_relation("issues_by_batch", "pk", "_issues",
+               description="Warnings and skipped records, with their location in the file.")
     def issues(self, info: Info) -> list[BatchIssue]:
-        return info.context.loaders.get("issues_by_batch", self.pk, _issues)
+        return _related(info.context, "get", "issues_by_batch", self.pk, _issues)
 
 
 #: Global id type name -> (object type, loader attribute on ``Loaders``).
