@@ -32,7 +32,7 @@ from fundtrack.records import (
     OrganisationRecord,
     Severity,
 )
-from fundtrack.validate import Validator
+from fundtrack.validate import SKIPPED, Validator
 
 MAX_STORED_ISSUES = 5000
 
@@ -260,8 +260,11 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
             if isinstance(item, Issue):
                 note(item)
                 continue
-            for problem in validator.check(item):
+            problems = validator.check(item)
+            for problem in problems:
                 note(problem)
+            if any(p.code == SKIPPED for p in problems):
+                continue
             if isinstance(item, ActivityRecord):
                 check_publisher(item.reporting_org.ref, item.location)
                 key = (item.reporting_org.ref or "", item.identifier)

@@ -176,8 +176,11 @@ class _Reader:
             location=where,
         )
         hierarchy = attr(el, "hierarchy")
-        if hierarchy and hierarchy.isdigit():
+        if hierarchy and hierarchy.isdigit() and len(hierarchy) <= 9:
             act.hierarchy = int(hierarchy)
+        elif hierarchy and hierarchy.isdigit():
+            self.warn(where, f"hierarchy {hierarchy[:20]!r} is not a small whole number; ignored",
+                      "bad-hierarchy")
         defaults: dict[str, Any] = {"aid_type": None, "earmarking": None}
         transactions: list[tuple[Any, int]] = []
         budgets: list[tuple[Any, int, str]] = []
