@@ -234,8 +234,9 @@ def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
                     taken.add(f.id)
                     paired.add(d.id)
                     pairs.append(Match(d, f, method, d.amount, d.amount_usd))
-        pairs.extend(_lumps([d for d in ds if d.id not in paired],
-                            [f for f in fs if f.id not in taken], cfg))
+        if len(paired) < len(ds) and len(taken) < len(fs):  # leftovers on both sides
+            pairs.extend(_lumps([d for d in ds if d.id not in paired],
+                                [f for f in fs if f.id not in taken], cfg))
     return pairs
 
 
