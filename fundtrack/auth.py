@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 from sqlalchemy import Engine, insert, select, update
@@ -40,6 +41,20 @@ class Viewer:
 
 
 ANONYMOUS_VIEWER = Viewer()
+
+
+def published(viewer: Viewer, row: Any) -> bool:
+    """Whether ``viewer`` may read a ledger ``row`` fetched by id (``node``/``nodes``).
+
+    Published = the ledger as it stands: rows replaced by a later import carry
+    ``superseded_by`` and are kept only for revert and provenance, so only token holders
+    fetch them (with ``current: false``). Rows of reverted batches are deleted and dry
+    runs are rolled back, so neither can be found at all. Lists and totals leave
+    superseded rows out for everyone.
+    """
+    if row is None:
+        return False
+    return not viewer.is_anonymous or row.get("superseded_by") is None
 
 
 # --- tokens -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from fundtrack.api.types import (
     Node,
     Organization,
 )
+from fundtrack.auth import published
 
 
 @strawberry.type
@@ -111,6 +112,7 @@ async def _nodes(info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
     # gather, so ids of one type are fetched by one batched statement
     rows = await asyncio.gather(*[getattr(info.context.loaders, loader).load(pk)
                                   for (_, loader), pk in wanted])
-    return [cls.from_row(row) if row else None for ((cls, _), _), row in zip(wanted, rows,
-                                                                              strict=True)]
+    viewer = info.context.viewer
+    return [cls.from_row(row) if published(viewer, row) else None
+            for ((cls, _), _), row in zip(wanted, rows, strict=True)]
 
