@@ -6,7 +6,7 @@
   (multipart/form-data, x-www-form-urlencoded, text/plain) must carry a non-simple header
   (``GraphQL-Preflight: 1``, ``Apollo-Require-Preflight`` or ``X-Fundtrack-CSRF``).
 - ``Authorization: Bearer <token>`` names the viewer; an unknown or revoked token is 401
-  (never silently anonymous).
+  (never silently anonymous); a database that cannot be reached to check it is 503.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import json
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
+from fundtrack.api.limits import database_error_message
 from fundtrack.auth import ANONYMOUS_VIEWER, viewer_for_secret
 from fundtrack.config import Settings
 
@@ -67,8 +69,13 @@ class GraphQLGuard:
         auth = headers.get(b"authorization", b"").decode("latin-1").strip()
         if auth:
             scheme, _, secret = auth.partition(" ")
-            found = await run_in_threadpool(viewer_for_secret, self.engine, secret.strip()) \
-                if scheme.lower() == "bearer" and secret.strip() else None
+            try:
+                found = await run_in_threadpool(viewer_for_secret, self.engine, secret.strip()) \
+                    if scheme.lower() == "bearer" and secret.strip() else None
+            except DBAPIError as exc:
+                await _send_error(send, 503, database_error_message(exc)
+                                  or "Internal error (details are in the server log).")
+                return
             if found is None:
                 await _send_error(send, 401, "unknown or revoked API token "
                                   "(send `Authorization: Bearer <token>`)")

@@ -24,6 +24,7 @@ from graphql import (
     get_named_type,
     value_from_ast_untyped,
 )
+from sqlalchemy.exc import DBAPIError, OperationalError
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -48,6 +49,33 @@ MAX_COST = 15_000
 
 class ApiError(GraphQLError):
     """An error meant for the client: never masked."""
+
+
+class DatabaseAwareMaskErrors(MaskErrors):
+    """Masks unexpected errors; says so when the cause is the database, without details.
+
+    A client cannot act on "Internal error", but can on "the database is unavailable, try
+    again" (a restart, a failover) or "the statement timeout cut the query" (ask less).
+    """
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        message = database_error_message(error.original_error)
+        if message:
+            masked.message = message
+        return masked
+
+
+def database_error_message(exc: BaseException | None) -> str | None:
+    """A safe, detail-free message for a database failure, or None if ``exc`` is not one."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    if type(exc.orig).__name__ == "QueryCanceled":
+        return ("The query ran longer than the statement timeout and was cancelled; "
+                "ask for less (smaller pages, narrower filters).")
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return "The database is unavailable just now; try again shortly."
+    return None
 
 
 def _is_unexpected(error: GraphQLError) -> bool:
@@ -169,7 +197,7 @@ def schema_extensions(settings: Settings) -> list[Any]:
         CostLimiter,
     ]
     if not settings.debug:
-        exts.append(lambda: MaskErrors(
+        exts.append(lambda: DatabaseAwareMaskErrors(
             should_mask_error=_is_unexpected,
             error_message="Internal error (details are in the server log)."))
     return exts
