@@ -93,6 +93,15 @@ def workers(master: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` so far (shows how the workers share the load)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -110,6 +119,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.master = master
         self.samples: dict[int, list[float]] = {}
+        self.cpu: dict[int, float] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -117,8 +127,10 @@ class Sampler(threading.Thread):
             for pid in workers(self.master):
                 # The spawn helper (multiprocessing resource tracker) is tiny: skip it.
                 rss = rss_mb(pid)
-                if rss is not None and rss > 40:
+                cpu = cpu_s(pid)
+                if rss is not None and rss > 40 and cpu is not None:
                     self.samples.setdefault(pid, []).append(rss)
+                    self.cpu[pid] = cpu
             self.stop.wait(0.5)
 
 
@@ -206,6 +218,7 @@ def main() -> None:
         floor = run_wrk(base, a.floor_seconds, a.connections)
         report("floor (no import)", floor)
         rss_floor = {pid: max(s) for pid, s in sampler.samples.items()}
+        cpu_floor = dict(sampler.cpu)
         durations: list[tuple[float, str, int]] = []
         stop = threading.Event()
         with tempfile.TemporaryDirectory() as work:
@@ -227,7 +240,8 @@ def main() -> None:
         for pid, s in sorted(sampler.samples.items()):
             print(f"worker {pid} RSS: start {s[0]:.0f} MiB, max during floor "
                   f"{rss_floor.get(pid, 0):.0f} MiB, max {max(s):.0f} MiB, end {s[-1]:.0f} MiB "
-                  f"({len(s)} samples)")
+                  f"({len(s)} samples); CPU {cpu_floor.get(pid, 0):.1f} s by the end of the floor, "
+                  f"{sampler.cpu[pid]:.1f} s at the end")
         print(f"load average at the end of the loaded run: {load_after}")
     finally:
         server.terminate()
