@@ -10,6 +10,7 @@ after one more small file imported through the real pipeline.
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import tempfile
@@ -138,7 +139,11 @@ SMALL_FILE = """<?xml version="1.0"?><iati-activities version="2.03"><iati-activ
 @click.option("--traces", default=30, show_default=True)
 @click.option("--reuse", is_flag=True, help="Keep the ledger of an earlier run (no generation).")
 @click.option("--no-recompute", is_flag=True, help="With --reuse: trace and incremental only.")
-def main(url: str, n_flows: int, traces: int, reuse: bool, no_recompute: bool) -> None:
+@click.option("--recompute-only", is_flag=True, help="Time the full recompute; no traces, no import.")
+@click.option("--check-incremental", is_flag=True,
+              help="After the incremental import: checksum, full recompute, same checksum required.")
+def main(url: str, n_flows: int, traces: int, reuse: bool, no_recompute: bool, recompute_only: bool,
+         check_incremental: bool) -> None:
     upgrade(url)
     engine = make_engine(url, statement_timeout_ms=0)
     if not reuse:
@@ -156,14 +161,86 @@ def main(url: str, n_flows: int, traces: int, reuse: bool, no_recompute: bool) -
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(text("ANALYZE"))
-    t0 = time.perf_counter()
-    with engine.begin() as c:
-        out = recompute(c)
-    click.echo(f"full recompute: {time.perf_counter() - t0:.1f}s {out}")
+    _recompute(engine)
+    click.echo(f"checksum: {checksum(engine)}")
+    if recompute_only:
+        return
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(text("ANALYZE"))
     _queries(engine, traces)
+    if check_incremental:
+        after = checksum(engine)
+        _recompute(engine)
+        rebuilt = checksum(engine)
+        click.echo(f"incremental == full rebuild: {after == rebuilt}")
+        if after != rebuilt:
+            raise SystemExit(f"incremental {after}\nrebuilt {rebuilt}")
+
+
+def _recompute(engine) -> None:
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    t0 = time.perf_counter()
+    with engine.begin() as c:
+        backend = _backend_cpu(c)
+        cpu = time.process_time()
+        out = recompute(c)
+        cpu = time.process_time() - cpu
+        backend = _backend_cpu(c) - backend
+    phases = {k: v for k, v in out.items() if k.startswith("seconds_")}
+    counts = {k: v for k, v in out.items() if not k.startswith("seconds_")}
+    click.echo(f"full recompute: {time.perf_counter() - t0:.1f}s (load average before: "
+               f"{' '.join(load)}, after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])})")
+    click.echo(f"  CPU seconds: this process {cpu:.1f} (its threads included), its PostgreSQL backend "
+               f"{backend:.1f} (parallel index-build workers not counted)")
+    click.echo(f"  counts {counts}")
+    click.echo("  phases " + ", ".join(f"{k[8:]} {v:.1f}" for k, v in phases.items()))
+
+
+def _backend_cpu(conn) -> float:
+    """CPU seconds used so far by this connection's server process (same machine only)."""
+    if conn.dialect.name != "postgresql":
+        return 0.0
+    pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: Every derived row of the trail as text (no generated ids: movements are named by their
+#: flow), so two rebuilds can be compared exactly, scale of each amount included.
+CHECKSUM_SQL = {
+    "trail_link": "SELECT count(*), NULL::numeric, NULL::numeric, {h} FROM (SELECT concat_ws('|', "
+                  "flow_id, activity_id, kind, relation, target_ref, target_activity_id, target_flow_id, "
+                  "publisher_ref, resolved) AS r FROM trail_link) x",
+    "movement": "SELECT count(*), sum(amount), sum(amount_usd), {h} FROM (SELECT amount, amount_usd, "
+                "concat_ws('|', flow_id, mirror_flow_id, method, kind, src_org, src_activity, dst_org, "
+                "dst_activity, amount::text, currency, amount_usd::text, value_date, earmarking, "
+                "recipient_country, sector_code, sort_key) AS r FROM movement) x",
+    "attribution": "SELECT count(*), sum(amount), sum(amount_usd), {h} FROM (SELECT a.amount, a.amount_usd, "
+                   "concat_ws('|', m.flow_id, a.originator_ref, a.untraced_reason, a.amount::text, "
+                   "a.currency, a.amount_usd::text, a.depth) AS r "
+                   "FROM attribution a JOIN movement m ON m.id = a.movement_id) x",
+    "trail_reach": "SELECT count(*), sum(amount), sum(amount_usd), {h} FROM (SELECT amount, amount_usd, "
+                   "concat_ws('|', originator_ref, kind, org, activity, currency, amount::text, "
+                   "amount_usd::text, rank::text, n, depth) AS r FROM trail_reach) x",
+}
+#: order-independent digest: the sum of 60 bits of each row's md5
+ROW_HASH = "sum(('x' || substr(md5(r), 1, 15))::bit(60)::bigint)"
+
+
+def checksum(engine) -> dict[str, tuple]:
+    """Per derived table: rows, exact sums of amount and amount_usd, a digest of every row."""
+    if engine.dialect.name != "postgresql":
+        return {}
+    out = {}
+    with engine.connect() as c:
+        for t, q in CHECKSUM_SQL.items():
+            n, amt, usd, h = c.execute(text(q.format(h=ROW_HASH))).one()
+            out[t] = (n, str(amt), str(usd), str(h))
+    return out
 
 
 def _queries(engine, traces: int, limit: int = 50) -> None:

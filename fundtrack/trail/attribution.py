@@ -6,8 +6,10 @@ what it returns into ``attribution``.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, text, tuple_
@@ -15,15 +17,26 @@ from sqlalchemy import Connection, delete, select, text, tuple_
 from fundtrack import models as m
 from fundtrack.ledger import bulk_insert
 from fundtrack.trail import reach
-from fundtrack.trail.bulkload import indexes_after
+from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load
 from fundtrack.trail.config import TrailConfig
-from fundtrack.trail.engine import ORIGINATOR, Account, Move, Part, attribute
+from fundtrack.trail.engine import (
+    ORIGINATOR,
+    Account,
+    Move,
+    Origin,
+    Part,
+    Parts,
+    attribute,
+    attribute_units,
+    given_parts,
+)
 from fundtrack.trail.funds import pooled_refs
 from fundtrack.trail_models import Attribution, Movement
 
 NO_INCOMING = "no incoming funds reported"
 BROKEN = "broken link"
 UNNAMED = "provider not named"
+NULL = "\\N"
 #: Organisation types whose money may start with them when they report no incoming funds:
 #: governments (10, 11, 15), multilaterals (40), foundations (60), private sector (70).
 ORIGINATOR_TYPES = {"10", "11", "15", "40", "60", "70"}
@@ -116,65 +129,102 @@ def _rows(parts: dict[int, list[Part]], currency: dict[int, str | None]) -> list
     return rows
 
 
-def _copy_text(v: str | None) -> str:
-    if v is None:
-        return "\\N"
-    if any(c in v for c in "\t\n\r\\"):
-        v = v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return v
+PART_COLS = "movement_id, originator_ref, untraced_reason, amount, currency, amount_usd, depth"
 
 
-def _copy_parts(conn: Connection, parts: dict[int, list[Part]],
-                currency: dict[int, str | None]) -> int:
-    """PostgreSQL: stream the parts as COPY text, no per-row objects (millions of rows)."""
-    cols = "movement_id, originator_ref, untraced_reason, amount, currency, amount_usd, depth"
-    labels: dict = {}
-    n = 0
-    raw = conn.connection.dbapi_connection
-    with raw.cursor() as cur, cur.copy(f"COPY attribution ({cols}) FROM STDIN") as copy:  # type: ignore[union-attr]
-        buf: list[str] = []
-        for mid, ps in parts.items():
-            cur_txt = _copy_text(currency[mid])
-            for p in ps:
-                lab = labels.get(p.origin)
-                if lab is None:
-                    kind, name = p.origin
-                    lab = labels[p.origin] = (
-                        f"{_copy_text(name[:200])}\t\\N" if kind == ORIGINATOR
-                        else f"\\N\t{_copy_text(name[:40])}")
-                usd = "\\N" if p.amount_usd is None else str(p.amount_usd)
-                buf.append(f"{mid}\t{lab}\t{p.amount}\t{cur_txt}\t{usd}\t{p.depth}\n")
-            if len(buf) >= 20_000:
-                copy.write("".join(buf))
-                n += len(buf)
-                buf = []
-        copy.write("".join(buf))
-        n += len(buf)
-    return n
+def _part_lines(parts: dict[int, Parts], currency: dict[int, str | None]) -> Iterator[str]:
+    """COPY text of every part, formatted straight from integer units (millions of rows:
+    no ``Decimal`` or dict per row). ``str(Decimal(u).scaleb(e))`` is the text the
+    ``Decimal`` rule wrote, so PostgreSQL stores the same value and scale."""
+    labels: dict[Origin, str] = {}
+    zero = "0"
+    for mid, ps in parts.items():
+        head = f"{mid}\t"
+        cur_txt = f"\t{copy_text(currency[mid])}\t"
+        if ps.given is not None:
+            for p in ps.given:
+                usd = NULL if p.amount_usd is None else str(p.amount_usd)
+                yield f"{head}{_label(labels, p.origin)}\t{p.amount}{cur_txt}{usd}\t{p.depth}\n"
+            continue
+        ae, ue = ps.a_exp, ps.u_exp
+        for o, a, u, d in ps.items:
+            amt = str(Decimal(a).scaleb(ae)) if a else zero
+            if u is None:
+                usd = NULL
+            elif u == a and ue == ae:
+                usd = amt
+            else:
+                usd = str(Decimal(u).scaleb(ue)) if u else zero
+            yield f"{head}{_label(labels, o)}\t{amt}{cur_txt}{usd}\t{d}\n"
 
 
-def write(conn: Connection, parts: dict[int, list[Part]], moves: list[Move]) -> int:
+def _label(labels: dict[Origin, str], origin: Origin) -> str:
+    lab = labels.get(origin)
+    if lab is None:
+        kind, name = origin
+        lab = labels[origin] = (f"{copy_text(name[:200])}\t\\N" if kind == ORIGINATOR
+                                else f"\\N\t{copy_text(name[:40])}")
+    return lab
+
+
+def write(conn: Connection, parts: dict[int, list[Part]] | dict[int, Parts], moves: list[Move]) -> int:
+    """Store parts (``Decimal`` lists, or the engine's integer :class:`Parts`)."""
     currency = {mv.id: mv.currency for mv in moves}
+    units = {mid: ps if isinstance(ps, Parts) else given_parts(ps) for mid, ps in parts.items()}
     if conn.dialect.name == "postgresql":
-        return _copy_parts(conn, parts, currency)
-    rows = _rows(parts, currency)
+        return copy_lines(conn, "attribution", PART_COLS, _part_lines(units, currency))
+    rows = _rows({mid: ps.decimals() for mid, ps in units.items()}, currency)
     for i in range(0, len(rows), 100_000):
         bulk_insert(conn, Attribution.__table__, rows[i:i + 100_000])
     return len(rows)
 
 
-def rebuild(conn: Connection, cfg: TrailConfig | None = None,
-            moves: list[Move] | None = None) -> dict[str, int]:
-    """Attribute every movement from scratch (``moves``: all of them, if already at hand)."""
+def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] | None = None,
+            movement_builds: Rebuilds | None = None) -> dict[str, Any]:
+    """Attribute every movement from scratch, and rebuild the rollup from the parts.
+
+    ``moves``: all of them, if already at hand. ``movement_builds``: the movement table's
+    index builds still to run; the server runs them while the rule runs here in Python,
+    as it builds the attribution's indexes while the rollup is summed."""
     cfg = cfg or TrailConfig()
+    t0 = time.perf_counter()
     clear(conn)
     if moves is None:
         moves = load_moves(conn, cfg)
-    reasons = source_reasons(conn, {mv.src for mv in moves})
-    parts = attribute(moves, reasons)
-    with indexes_after(conn, Attribution.__table__):  # PostgreSQL: millions of rows
-        n = write(conn, parts, moves)
-    return {"attribution_parts": n, **reach.rebuild(conn, moves, parts)}
+    # a reason is asked for only where money originates: accounts no movement enters
+    entered = {mv.dst for mv in moves if not mv.terminal and mv.dst != mv.src}
+    reasons = source_reasons(conn, {mv.src for mv in moves} - entered)
+    builds = drop_for_load(conn, Attribution.__table__)  # PostgreSQL: millions of rows
+    reach_builds = reach.prepare(conn)
+    t1 = time.perf_counter()
+    if movement_builds is not None:
+        movement_builds.start()
+    try:
+        parts = attribute_units(moves, reasons)
+    finally:
+        if movement_builds is not None:
+            movement_builds.join()
+    t2 = time.perf_counter()
+    n = write(conn, parts, moves)
+    t3 = time.perf_counter()
+    builds.start()
+    try:
+        rows = reach.rows_from_parts(moves, parts)
+        del parts
+    finally:
+        builds.join()
+    t4 = time.perf_counter()
+    n_reach = reach.load(conn, rows)
+    del rows
+    t5 = time.perf_counter()
+    reach_builds.run()
+    return {"attribution_parts": n, "reach_rows": n_reach,
+            "seconds_attribution_prepare": round(t1 - t0, 3),
+            "seconds_rule_and_movement_indexes": round(t2 - t1, 3),
+            "seconds_attribution_copy": round(t3 - t2, 3),
+            "seconds_reach_sums_and_attribution_indexes": round(t4 - t3, 3),
+            "seconds_reach_copy": round(t5 - t4, 3),
+            "seconds_reach_indexes": round(time.perf_counter() - t5, 3)}
 
 
 def clear(conn: Connection) -> None:

@@ -19,8 +19,8 @@ from sqlalchemy import union_all as sa_union_all
 
 from fundtrack.ledger import bulk_insert
 from fundtrack.money import Money, money_number, money_sum
-from fundtrack.trail.bulkload import indexes_after
-from fundtrack.trail.engine import ORIGINATOR, Account, Move, Part
+from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load
+from fundtrack.trail.engine import ORIGINATOR, Account, Move, Parts, units_exp
 from fundtrack.trail_models import Attribution, Movement, Reach
 
 SUM_KINDS = ("spent-sum", "held-sum", "account-sum", "movement-sum")
@@ -71,54 +71,205 @@ def _account_row(o: str, org: str, act: str, i: Decimal, x: Decimal, n: int, dep
     return _row(o, "account", org, act, "USD", held, i, max(i, x), n, depth)
 
 
-def rows_from_parts(moves: Iterable[Move], parts: dict[int, list[Part]]
-                    ) -> Iterator[dict[str, Any]]:
-    """The same rows as :func:`_detail_rows` over every account, from the parts a full
-    rebuild has just computed (still in memory): no second pass over millions of rows.
-    Both are checked equal by the tests (incremental updates use the SQL)."""
+def _addx(acc: list, i: int, units: int, exp: int) -> None:
+    """``acc[i:i+2]`` ([units, exponent]) += units * 10**exp, the scale a ``Decimal`` sum
+    would have (the smaller exponent)."""
+    e = acc[i + 1]
+    if exp < e:
+        acc[i] = acc[i] * 10 ** (e - exp) + units
+        acc[i + 1] = exp
+    else:
+        acc[i] += units * 10 ** (exp - e)
+
+
+def _items(ps: Parts) -> list[tuple[str, int, int, int | None, int, int]]:
+    """(donor, amount units, exponent, USD units or None, exponent, depth) of the donors'
+    parts; a computed part's 0 (a plain ``Decimal(0)``) has exponent 0, as in a sum."""
+    out = []
+    if ps.given is not None:
+        for p in ps.given:
+            if p.origin[0] == ORIGINATOR:
+                a, ae = units_exp(p.amount)
+                u, ue = (None, 0) if p.amount_usd is None else units_exp(p.amount_usd)
+                out.append((p.origin[1], a, ae, u, ue, p.depth))
+        return out
+    ae, ue = ps.a_exp, ps.u_exp
+    for (kind, o), a, u, d in ps.items:
+        if kind == ORIGINATOR:
+            out.append((o, a, ae if a else 0, u, ue if u else 0, d))
+    return out
+
+
+def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tuple]:
+    """Every rollup row, details and totals, from the parts a full rebuild has just
+    computed (still in memory, integer units): no pass over millions of stored rows.
+    The same rows as :func:`_detail_rows` and :func:`_sums` give from ``attribution``
+    (checked equal by the tests; incremental updates use the SQL). Rows are tuples in
+    :data:`COLS` order, amounts as [units, exponent]. Sums keep the scale ``Decimal`` and
+    NUMERIC sums have: the finest of their terms, never coarser than units."""
     by_id = {mv.id: mv for mv in moves}
-    spent: dict[tuple, list] = {}
-    acct: dict[tuple, list] = {}
+    # per account, per donor: [in, in exp, out, out exp, movements out, depth]
+    acct: dict[Account, dict[str, list]] = {}
+    # per (account, currency), per donor: [amount, exp, usd, exp, parts with usd, parts, depth]
+    spent: dict[tuple[str, str, str | None], dict[str, list]] = {}
     for mid, ps in parts.items():
         mv = by_id[mid]
-        for p in ps:
-            kind, o = p.origin
-            if kind != ORIGINATOR:
-                continue
+        items = _items(ps)
+        if not items:
+            continue
+        src = mv.src
+        outs = acct.get(src)
+        if outs is None:
+            outs = acct[src] = {}
+        if mv.terminal:
+            k = (src[0], src[1], mv.currency)
+            there = spent.get(k)
+            if there is None:
+                there = spent[k] = {}
+        else:
+            there = acct.get(mv.dst)
+            if there is None:
+                there = acct[mv.dst] = {}
+        terminal = mv.terminal
+        for o, a, ae, u, ue, d in items:
             o = o[:200]
-            usd = p.amount_usd
-            if mv.terminal:
-                k = (o, mv.src[0], mv.src[1], mv.currency)
-                s = spent.get(k)
-                if s is None:
-                    s = spent[k] = [ZERO, ZERO, 0, 0, 0]
-                s[0] += p.amount
-                if usd is not None:
-                    s[1] += usd
-                    s[2] += 1
-                s[3] += 1
-                s[4] = max(s[4], p.depth)
+            c = outs.get(o)
+            if c is None:
+                c = outs[o] = [0, 0, 0, 0, 0, 0]
+            if u is not None:
+                if ue == c[3]:
+                    c[2] += u
+                else:
+                    _addx(c, 2, u, ue)
+            c[4] += 1
+            if d > c[5]:
+                c[5] = d
+            c = there.get(o)
+            if terminal:
+                if c is None:
+                    c = there[o] = [0, 0, 0, 0, 0, 0, 0]
+                if ae == c[1]:
+                    c[0] += a
+                else:
+                    _addx(c, 0, a, ae)
+                if u is not None:
+                    if ue == c[3]:
+                        c[2] += u
+                    else:
+                        _addx(c, 2, u, ue)
+                    c[4] += 1
+                c[5] += 1
+                if d > c[6]:
+                    c[6] = d
             else:
-                k = (o, mv.dst[0], mv.dst[1])
-                a = acct.get(k)
-                if a is None:
-                    a = acct[k] = [ZERO, ZERO, 0, 0]
-                if usd is not None:
-                    a[0] += usd
-                a[3] = max(a[3], p.depth)
-            k = (o, mv.src[0], mv.src[1])
-            a = acct.get(k)
-            if a is None:
-                a = acct[k] = [ZERO, ZERO, 0, 0]
-            if usd is not None:
-                a[1] += usd
-            a[2] += 1
-            a[3] = max(a[3], p.depth)
-    for (o, org, act, cur), (amt, usd, n_usd, n, depth) in spent.items():
-        u = usd if n_usd == n else None
-        yield _row(o, "spent", org, act, cur, amt, u, u or ZERO, n, depth)
-    for (o, org, act), (i, x, n, depth) in acct.items():
-        yield _account_row(o, org, act, i, x, n, depth)
+                if c is None:
+                    c = there[o] = [0, 0, 0, 0, 0, 0]
+                if u is not None:
+                    if ue == c[1]:
+                        c[0] += u
+                    else:
+                        _addx(c, 0, u, ue)
+                if d > c[5]:
+                    c[5] = d
+    zero = ZERO_UNITS
+    rows: list[tuple] = []
+    # per donor: spent per currency [amount, exp, usd, exp, all usd, rows, depth], held
+    # [amount, exp, rows, depth], accounts [rows, depth], movements [n, depth]
+    spent_sum: dict[tuple[str, str | None], list] = {}
+    held_sum: dict[str, list] = {}
+    acct_sum: dict[str, list] = {}
+    for (org, act, cur), donors in spent.items():
+        for o, (amt, ae, usd, ue, n_usd, n, depth) in donors.items():
+            u = (usd, ue) if n_usd == n else None
+            rows.append((o, "spent", org, act, cur, (amt, ae), u, u if usd and u else zero, n, depth))
+            t = spent_sum.get((o, cur))
+            if t is None:
+                spent_sum[(o, cur)] = [amt, ae, usd, ue, u is not None, 1, depth]
+                continue
+            _addx(t, 0, amt, ae)
+            _addx(t, 2, usd, ue)
+            t[4] = t[4] and u is not None
+            t[5] += 1
+            t[6] = max(t[6], depth)
+    for (org, act), donors in acct.items():
+        for o, (i, ie, x, xe, n, depth) in donors.items():
+            e = min(ie, xe)
+            iu, xu = i * 10 ** (ie - e), x * 10 ** (xe - e)
+            held = (iu - xu, e) if org != o and iu > xu else zero
+            rows.append((o, "account", org, act, "USD", held, (i, ie), (x, xe) if xu > iu else (i, ie),
+                         n, depth))
+            if held[0] > 0:
+                t = held_sum.get(o)
+                if t is None:
+                    held_sum[o] = [held[0], held[1], 1, depth]
+                else:
+                    _addx(t, 0, *held)
+                    t[2] += 1
+                    t[3] = max(t[3], depth)
+            t = acct_sum.get(o)
+            if t is None:
+                acct_sum[o] = [1, depth, n]
+            else:
+                t[0] += 1
+                t[1] = max(t[1], depth)
+                t[2] += n
+    for (o, cur), (amt, ae, usd, ue, all_usd, n, depth) in spent_sum.items():
+        rows.append((o, "spent-sum", "", "", cur, (amt, ae), (usd, ue) if all_usd else None, zero,
+                     n, depth))
+    for o, (amt, ae, n, depth) in held_sum.items():
+        rows.append((o, "held-sum", "", "", "USD", (amt, ae), (amt, ae), zero, n, depth))
+    for o, (n, depth, moves_n) in acct_sum.items():
+        rows.append((o, "account-sum", "", "", None, zero, None, zero, n, depth))
+        rows.append((o, "movement-sum", "", "", None, zero, None, zero, moves_n, depth))
+    return rows
+
+
+def _dec(acc: tuple[int, int]) -> Decimal:
+    return Decimal(acc[0]).scaleb(acc[1])
+
+
+NULL = "\\N"
+ZERO_UNITS = (0, 0)  # Decimal(0): the rollup's zero, as the SQL path writes it
+COLS = ("originator_ref", "kind", "org", "activity", "currency", "amount", "amount_usd", "rank",
+        "n", "depth")
+
+
+def _copy_lines(rows: list[tuple]) -> Iterator[str]:
+    """COPY text of rollup rows; the same amount is formatted once per row."""
+    names: dict[str, str] = {}
+
+    def name(v: str) -> str:
+        t = names.get(v)
+        if t is None:
+            t = names[v] = copy_text(v)
+        return t
+
+    for o, kind, org, act, cur, amt, usd, rank, n, depth in rows:
+        a = "0" if amt is ZERO_UNITS else _text(amt)
+        if usd is None:
+            u = NULL
+        elif usd == amt:
+            u = a
+        else:
+            u = _text(usd)
+        if rank is ZERO_UNITS:
+            r = "0"
+        elif rank is usd or rank == usd:
+            r = u
+        else:
+            r = _text(rank)
+        yield (f"{name(o)}\t{kind}\t{name(org)}\t{copy_text(act)}\t{NULL if cur is None else name(cur)}\t"
+               f"{a}\t{u}\t{r}\t{n}\t{depth}\n")
+
+
+def _text(acc: tuple[int, int]) -> str:
+    return str(Decimal(acc[0]).scaleb(acc[1]))
+
+
+def _as_dict(r: tuple) -> dict[str, Any]:
+    o, kind, org, act, cur, amt, usd, rank, n, depth = r
+    return _row(o, kind, org, act, cur, _dec(amt), None if usd is None else _dec(usd), _dec(rank),
+                n, depth)
 
 
 def _row(o: str, kind: str, org: str, act: str, cur: str | None, amount: Decimal,
@@ -180,22 +331,35 @@ def _sums(conn: Connection, originators: list[str] | None) -> None:
 
 
 def rebuild(conn: Connection, moves: list[Move] | None = None,
-            parts: dict[int, list[Part]] | None = None) -> dict[str, int]:
+            parts: dict[int, Parts] | None = None) -> dict[str, int]:
     """Rebuild the whole rollup: from the rebuild's own ``moves`` and ``parts`` when
     given, else from ``attribution`` in SQL."""
+    builds = prepare(conn)
+    if parts is not None and moves is not None:
+        n = load(conn, rows_from_parts(moves, parts))
+    else:
+        n = _write(conn, list(_detail_rows(conn, None)) if conn.dialect.name != "postgresql"
+                   else _detail_rows(conn, None))
+        _sums(conn, None)
+    builds.run()
+    return {"reach_rows": n}
+
+
+def prepare(conn: Connection) -> Rebuilds:
+    """Empty the rollup for a full rebuild; PostgreSQL: drop its indexes (returned, to build)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("TRUNCATE trail_reach"))
         conn.execute(text("SET LOCAL work_mem = '256MB'"))  # hash the groups in memory
     else:
         conn.execute(delete(Reach))
-    with indexes_after(conn, Reach.__table__):
-        if parts is not None and moves is not None:
-            n = _write(conn, rows_from_parts(moves, parts))
-        else:
-            n = _write(conn, list(_detail_rows(conn, None)) if conn.dialect.name != "postgresql"
-                       else _detail_rows(conn, None))
-        _sums(conn, None)
-    return {"reach_rows": n}
+    return drop_for_load(conn, Reach.__table__)
+
+
+def load(conn: Connection, rows: list[tuple]) -> int:
+    """Store rows of :func:`rows_from_parts` (PostgreSQL: one COPY stream)."""
+    if conn.dialect.name == "postgresql":
+        return copy_lines(conn, "trail_reach", ", ".join(COLS), _copy_lines(rows))
+    return _write(conn, map(_as_dict, rows))
 
 
 def update(conn: Connection, accounts: set[Account]) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 from sqlalchemy import Connection
@@ -12,21 +13,24 @@ from fundtrack.trail import attribution, funds, links, movements
 from fundtrack.trail.config import TrailConfig
 
 
-def recompute(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, float]:
+def recompute(conn: Connection, cfg: TrailConfig | None = None) -> dict[str, Any]:
     """Rebuild links, movements and attribution from the current ledger, in one transaction."""
     cfg = cfg or TrailConfig()
     lock_ledger(conn)  # no import or revert may change the ledger under the rebuild
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     t0 = time.perf_counter()
     out["funds_added"] = funds.seed(conn)
     attribution.clear(conn)  # first: deleting movements would cascade row by row
     out.update(links.rebuild(conn))
     t1 = time.perf_counter()
     rows: list = []
-    out.update(movements.rebuild(conn, cfg, keep=rows))
+    builds: list = []
+    out.update(movements.rebuild(conn, cfg, keep=rows, pending=builds))
     t2 = time.perf_counter()
-    out.update(attribution.rebuild(conn, cfg, attribution.moves_from_rows(rows, cfg)))
+    moves = attribution.moves_from_rows(rows, cfg)
     del rows
+    out.update(attribution.rebuild(conn, cfg, moves, movement_builds=builds[0]))
+    del moves
     t3 = time.perf_counter()
     out.update({"seconds_links": round(t1 - t0, 3), "seconds_movements": round(t2 - t1, 3),
                 "seconds_attribution": round(t3 - t2, 3)})
