@@ -11,7 +11,7 @@ its own writes. This module is the one place that choice is made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,7 +71,7 @@ class ApiContext:
 class ReplicaForQueries(SchemaExtension):
     """Let a query operation (never a mutation) read from the replica."""
 
-    def on_execute(self):  # type: ignore[no-untyped-def]
+    def on_execute(self) -> Iterator[None]:
         ec = self.execution_context
         if isinstance(ec.context, ApiContext) and ec.graphql_document is not None:
             try:
