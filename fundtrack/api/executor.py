@@ -26,11 +26,17 @@ from collections.abc import Callable
 from typing import Any
 
 from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
+    GraphQLString,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -41,7 +47,7 @@ MISSING: Any = object()
 _FAIL: Any = object()
 
 # Entry kinds of a plan.
-_LEAF, _OBJECT, _LIST_LEAF, _LIST_OBJECT, _TYPENAME = range(5)
+_LEAF, _OBJECT, _LIST_LEAF, _LIST_OBJECT, _TYPENAME, _AS_IS_STR, _AS_IS_BOOL = range(7)
 
 #: One field of a plan: (response name, kind, attribute, fast function, non-null,
 #: serialiser, sub-plan, items non-null).
@@ -50,6 +56,20 @@ Entry = tuple[str, int, str | None, Callable[[Any, Any], Any] | None, bool,
 #: A compiled selection: the object type's name (for ``__typename``), its ``is_type_of``
 #: check (strawberry's reads only the object) and its fields.
 Plan = tuple[str, Callable[[Any, Any], Any] | None, tuple[Entry, ...]]
+
+
+#: Built-in scalars whose serialiser returns a value of this exact Python type unchanged
+#: (graphql-core's ``serialize_string`` etc.); the plan skips the call for those.
+_AS_IS: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
+
+
+def _int_as_is(serialize: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def coerce(value: Any) -> Any:
+        if type(value) is int and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT:
+            return value
+        return serialize(value)
+
+    return coerce
 
 
 def fast(fn: Callable[[Any, Any], Any]) -> dict[str, Any]:
@@ -122,6 +142,10 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 t = item
             if isinstance(t, GraphQLScalarType | GraphQLEnumType):
                 serialize = t.coerce_output_value
+                if t is GraphQLInt:
+                    serialize = _int_as_is(serialize)
+                elif t in _AS_IS and kind == _LEAF:
+                    kind = _AS_IS_STR if _AS_IS[t] is str else _AS_IS_BOOL
             else:
                 sub = self._sub_plan(t, details)
                 if sub is None:
@@ -151,7 +175,10 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                     out[name] = None
                 elif value is MISSING:
                     return _FAIL
-                elif kind == _LEAF:
+                elif kind == _AS_IS_STR and type(value) is str \
+                        or kind == _AS_IS_BOOL and type(value) is bool:
+                    out[name] = value
+                elif kind == _LEAF or kind >= _AS_IS_STR:
                     v = serialize(value)  # type: ignore[misc]
                     if v is None:
                         return _FAIL
