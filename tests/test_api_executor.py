@@ -57,7 +57,7 @@ def _run(api: Api, query: str, monkeypatch: pytest.MonkeyPatch, *, fast_path: bo
     with monkeypatch.context() as mp:
         mp.setattr(FastExecutor, "execute_field", counting)
         if not fast_path:
-            mp.setattr(FastExecutor, "_plan", lambda *_a: None)
+            mp.setattr(FastExecutor, "_planned", lambda *_a: (None, None, None))
         out = api.raw(query)
     return out, calls
 

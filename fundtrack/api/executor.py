@@ -10,7 +10,9 @@ for each field, the attribute to read (strawberry fields without a resolver) or 
 ``fast`` function given in the field's metadata (relations already loaded for this
 request, see :func:`fast`), how to serialise it (the scalar's or enum's own
 ``coerce_output_value``, so output is identical), and the plan of its sub-selection.
-Objects and lists of objects whose selection compiles are then completed by a plain loop.
+Each plan becomes a straight-line Python function (generated once per distinct plan and
+shared by later requests for the same query); objects and lists of objects whose
+selection compiles are completed by calling it.
 
 Anything else takes graphql-core's path, unchanged: fields with arguments, directives,
 resolvers without a fast function, abstract types, middleware
@@ -22,7 +24,9 @@ errors with their paths exactly as before.
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from graphql import (
@@ -63,6 +67,7 @@ Plan = tuple[str, Callable[[Any, Any], Any] | None, tuple[Entry, ...]]
 _AS_IS: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
 
 
+@cache  # one wrapper per scalar, so plans stay equal across requests
 def _int_as_is(serialize: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def coerce(value: Any) -> Any:
         if type(value) is int and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT:
@@ -86,30 +91,42 @@ def _unwrap(t: Any) -> tuple[Any, bool]:
 
 
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor, with plain-loop completion for compilable selections."""
+    """graphql-core's executor; selections that compile are completed by their plan's
+    generated function, everything else by graphql-core."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         mm = self.middleware_manager
         self._enabled = not (mm is not None and mm.middlewares)
-        # id(grouped field set) -> (the set, kept alive so the id stays unique; its plan)
-        self._plans: dict[tuple[Any, int], tuple[Any, Plan | None]] = {}
+        # id(grouped field set) -> (the set, kept alive so the id stays unique; its plan
+        # and the plan's function)
+        self._plans: dict[tuple[Any, int], tuple[Any, Plan | None, Any]] = {}
 
     # -- compiling ---------------------------------------------------------------------
     def _plan(self, parent: GraphQLObjectType, grouped: Any) -> Plan | None:
+        return self._planned(parent, grouped)[1]
+
+    def _planned(self, parent: GraphQLObjectType, grouped: Any,
+                 ) -> tuple[Any, Plan | None, Callable[[Any, Any], Any] | None]:
+        """(grouped, plan, its function), once per request and selection."""
         key = (parent, id(grouped))
         hit = self._plans.get(key)
-        if hit is not None:
-            return hit[1]
-        plan = self._compile(parent, grouped) if self._enabled else None
-        self._plans[key] = (grouped, plan)
-        return plan
+        if hit is None:
+            plan = self._compile(parent, grouped) if self._enabled else None
+            hit = self._plans[key] = (grouped, plan, None if plan is None else _function(plan))
+        return hit
 
     def _sub_plan(self, obj: Any, details: Any) -> Plan | None:
         if not isinstance(obj, GraphQLObjectType):
             return None
         grouped, new_defers, *_ = self.collect_subfields(obj, details)
         return None if new_defers else self._plan(obj, grouped)
+
+    def _sub_function(self, obj: Any, details: Any) -> Callable[[Any, Any], Any] | None:
+        if not isinstance(obj, GraphQLObjectType):
+            return None
+        grouped, new_defers, *_ = self.collect_subfields(obj, details)
+        return None if new_defers else self._planned(obj, grouped)[2]
 
     def _compile(self, parent: GraphQLObjectType, grouped: Any) -> Plan | None:
         entries: list[Entry] = []
@@ -155,73 +172,13 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                             items_nonnull))
         return parent.name, parent.is_type_of, tuple(entries)
 
-    # -- running -----------------------------------------------------------------------
-    def _run(self, plan: Plan, source: Any) -> Any:
-        """The completed dict for ``source``, or ``_FAIL`` (then graphql-core redoes it)."""
-        ctx = self.context_value
-        parent_name, is_type_of, entries = plan
-        out: dict[str, Any] = {}
-        try:
-            if is_type_of is not None and is_type_of(source, None) is not True:
-                return _FAIL
-            for name, kind, attr, fast_fn, nonnull, serialize, sub, items_nonnull in entries:
-                if kind == _TYPENAME:
-                    out[name] = parent_name
-                    continue
-                value = getattr(source, attr) if attr is not None else fast_fn(source, ctx)
-                if value is None:
-                    if nonnull:
-                        return _FAIL
-                    out[name] = None
-                elif value is MISSING:
-                    return _FAIL
-                elif kind == _AS_IS_STR and type(value) is str \
-                        or kind == _AS_IS_BOOL and type(value) is bool:
-                    out[name] = value
-                elif kind == _LEAF or kind >= _AS_IS_STR:
-                    v = serialize(value)  # type: ignore[misc]
-                    if v is None:
-                        return _FAIL
-                    out[name] = v
-                elif kind == _OBJECT:
-                    v = self._run(sub, value)  # type: ignore[arg-type]
-                    if v is _FAIL:
-                        return _FAIL
-                    out[name] = v
-                else:
-                    v = self._run_list(kind, serialize, sub, items_nonnull, value)
-                    if v is _FAIL:
-                        return _FAIL
-                    out[name] = v
-        except Exception:  # noqa: BLE001 - graphql-core redoes it and reports the error
-            return _FAIL
-        return out
-
-    def _run_list(self, kind: int, serialize: Any, sub: Plan | None, items_nonnull: bool,
-                  values: Any) -> Any:
-        if not isinstance(values, list | tuple):
-            return _FAIL
-        out = []
-        for value in values:
-            if value is None:
-                if items_nonnull:
-                    return _FAIL
-                out.append(None)
-                continue
-            v = serialize(value) if kind == _LIST_LEAF else self._run(
-                sub, value)  # type: ignore[arg-type]
-            if v is None or v is _FAIL:
-                return _FAIL
-            out.append(v)
-        return out
-
     # -- hooks into graphql-core -------------------------------------------------------
     def execute_fields(self, parent_type: GraphQLObjectType, source_value: Any, path: Any,
                        grouped_field_set: Any, position_context: Any) -> Any:
         if position_context is None:
-            plan = self._plan(parent_type, grouped_field_set)
-            if plan is not None:
-                out = self._run(plan, source_value)
+            fn = self._planned(parent_type, grouped_field_set)[2]
+            if fn is not None:
+                out = fn(source_value, self.context_value)
                 if out is not _FAIL:
                     return out
         return super().execute_fields(parent_type, source_value, path, grouped_field_set,
@@ -232,11 +189,116 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         item, items_nonnull = _unwrap(return_type.of_type)
         if position_context is None and isinstance(result, list | tuple) and not any(
                 d.node.directives for d in field_details_list):
-            sub = self._sub_plan(item, field_details_list)
-            if sub is not None:
-                out = self._run_list(_LIST_OBJECT, None, sub, items_nonnull, result)
+            fn = self._sub_function(item, field_details_list)
+            if fn is not None:
+                try:
+                    out = _list_object(result, self.context_value, fn, items_nonnull)
+                except Exception:  # noqa: BLE001 - graphql-core redoes it and reports the error
+                    out = _FAIL
                 if out is not _FAIL:
                     return out
         return super().complete_list_value(return_type, field_details_list, info, path, result,
                                            position_context)
 
+
+# -- plans as Python functions ----------------------------------------------------------
+#: Plan -> its generated function. Plans are equal across requests for the same query and
+#: schema (their parts are the schema's own functions), so each is generated once.
+_FUNCTIONS: dict[Plan, Callable[[Any, Any], Any]] = {}
+
+
+def _function(plan: Plan) -> Callable[[Any, Any], Any]:
+    """``plan`` as a function ``(source, context) -> dict | _FAIL``.
+
+    A straight-line function per selection (one statement per field, no loop over entries,
+    no tuple unpacking) costs about half as much per field as interpreting the plan.
+    """
+    fn = _FUNCTIONS.get(plan)
+    if fn is None:
+        if len(_FUNCTIONS) >= 2048:  # bound the memory: many distinct ad-hoc queries
+            _FUNCTIONS.clear()
+        fn = _FUNCTIONS[plan] = _generate(plan)
+    return fn
+
+
+def _generate(plan: Plan) -> Callable[[Any, Any], Any]:
+    type_name, is_type_of, entries = plan
+    ns: dict[str, Any] = {"FAIL": _FAIL, "MISSING": MISSING, "is_type_of": is_type_of,
+                          "list_leaf": _list_leaf, "list_object": _list_object}
+    code = ["def run(src, ctx):", "    try:"]
+    if is_type_of is not None:
+        code.append("        if is_type_of(src, None) is not True: return FAIL")
+    code.append("        out = {}")
+    for i, (name, kind, attr, fast_fn, nonnull, serialize, sub, items_nonnull) in \
+            enumerate(entries):
+        key = repr(name)
+        if kind == _TYPENAME:
+            code.append(f"        out[{key}] = {type_name!r}")
+            continue
+        if attr is None:
+            ns[f"f{i}"] = fast_fn
+            code += [f"        v = f{i}(src, ctx)", "        if v is MISSING: return FAIL"]
+        elif attr.isidentifier() and not keyword.iskeyword(attr):
+            code.append(f"        v = src.{attr}")
+        else:
+            ns[f"a{i}"] = attr
+            code.append(f"        v = getattr(src, a{i})")
+        code += ["        if v is None:",
+                 "            return FAIL" if nonnull else f"            out[{key}] = None",
+                 "        else:"]
+        ns[f"s{i}"] = serialize
+        if kind in (_AS_IS_STR, _AS_IS_BOOL):
+            py = "str" if kind == _AS_IS_STR else "bool"
+            code += [f"            if type(v) is not {py}:", f"                v = s{i}(v)",
+                     "                if v is None: return FAIL"]
+        elif kind == _LEAF:
+            code += [f"            v = s{i}(v)", "            if v is None: return FAIL"]
+        elif kind == _OBJECT:
+            ns[f"r{i}"] = _function(sub)  # type: ignore[arg-type]
+            code += [f"            v = r{i}(v, ctx)", "            if v is FAIL: return FAIL"]
+        elif kind == _LIST_LEAF:
+            code += [f"            v = list_leaf(v, s{i}, {items_nonnull})",
+                     "            if v is FAIL: return FAIL"]
+        else:
+            ns[f"r{i}"] = _function(sub)  # type: ignore[arg-type]
+            code += [f"            v = list_object(v, ctx, r{i}, {items_nonnull})",
+                     "            if v is FAIL: return FAIL"]
+        code.append(f"            out[{key}] = v")
+    code += ["        return out", "    except Exception:", "        return FAIL"]
+    exec(compile("\n".join(code), f"<fundtrack plan for {type_name}>", "exec"), ns)  # noqa: S102
+    return ns["run"]
+
+
+def _list_leaf(values: Any, serialize: Callable[[Any], Any], items_nonnull: bool) -> Any:
+    if not isinstance(values, list | tuple):
+        return _FAIL
+    out = []
+    for value in values:
+        if value is None:
+            if items_nonnull:
+                return _FAIL
+            out.append(None)
+            continue
+        v = serialize(value)
+        if v is None:
+            return _FAIL
+        out.append(v)
+    return out
+
+
+def _list_object(values: Any, ctx: Any, run: Callable[[Any, Any], Any],
+                 items_nonnull: bool) -> Any:
+    if not isinstance(values, list | tuple):
+        return _FAIL
+    out = []
+    for value in values:
+        if value is None:
+            if items_nonnull:
+                return _FAIL
+            out.append(None)
+            continue
+        v = run(value, ctx)
+        if v is _FAIL:
+            return _FAIL
+        out.append(v)
+    return out

@@ -42,8 +42,11 @@ def _related(ctx: Any, how: str, loader: str, key: Any, build: Any) -> Any:
 
 def _relation(loader: str, attr: str, build_name: str, **field: Any) -> Any:
     """``strawberry.field`` arguments for a relation, with its fast path (field metadata)."""
-    def peek(source: Any, ctx: Any) -> Any:
-        return _related(ctx, "peek", loader, getattr(source, attr), globals()[build_name])
+    def peek(source: Any, ctx: Any) -> Any:  # _related(ctx, "peek", ...), inlined: per item
+        key = getattr(source, attr)
+        if key is None or key == "":
+            return None
+        return ctx.loaders.peek(loader, key, globals()[build_name])
 
     return strawberry.field(metadata=fast(peek), **field)
 
