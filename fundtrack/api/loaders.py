@@ -17,7 +17,8 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from strawberry.dataloader import DataLoader
 
 from fundtrack import models as m
@@ -43,11 +44,17 @@ class LoaderSpec:
         wanted = {k for k in keys if k is not None}
         if not wanted:
             return {}
+        if conn.dialect.name == "postgresql":
+            # One array parameter: the statement text is the same for any number of keys,
+            # so psycopg prepares it once (an IN list of n parameters is new text each time).
+            cond = col == any_(bindparam("keys", list(wanted), type_=ARRAY(col.type)))
+        else:
+            cond = col.in_(wanted)
         if not self.many:
-            rows = conn.execute(select(t).where(col.in_(wanted))).mappings()
+            rows = conn.execute(select(t).where(cond)).mappings()
             return {r[self.column]: r for r in rows}
         out: dict[Hashable, list[Any]] = defaultdict(list)
-        for r in conn.execute(select(t).where(col.in_(wanted)).order_by(t.c.id)).mappings():
+        for r in conn.execute(select(t).where(cond).order_by(t.c.id)).mappings():
             out[r[self.column]].append(r)
         return out
 
