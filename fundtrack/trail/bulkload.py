@@ -9,8 +9,9 @@ back with the rows. Other databases: nothing to do.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Table, text
@@ -27,23 +28,31 @@ def indexes_after(conn: Connection, table: Table) -> Iterator[None]:
 class Rebuilds:
     """Index and foreign-key builds left for after a bulk load, in this transaction.
 
-    :meth:`start` runs them on the connection in a thread, so the caller can compute
-    the next table in Python while the server builds indexes (two cores instead of one);
-    the caller must not use the connection until :meth:`join` returns.
+    :meth:`start` runs them on the connection in a thread (PostgreSQL), so the caller
+    can compute the next table in Python while the server builds indexes (two cores
+    instead of one); the caller must not use the connection until :meth:`join` returns.
+    :meth:`then` adds more server work to the same thread.
     """
 
     def __init__(self, conn: Connection, statements: list[str]) -> None:
         self.raw = conn.connection.dbapi_connection if statements else None
+        self.background = conn.dialect.name == "postgresql"
         self.statements = statements
+        self.after: list[Callable[[], object]] = []
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
+    def then(self, work: Callable[[], object]) -> Rebuilds:
+        self.after.append(work)
+        return self
+
     def run(self) -> None:
-        if self.raw is None:
-            return
-        with self.raw.cursor() as cur:  # type: ignore[union-attr]
-            for sql in self.statements:
-                cur.execute(sql)
+        if self.raw is not None:
+            with self.raw.cursor() as cur:  # type: ignore[union-attr]
+                for sql in self.statements:
+                    cur.execute(sql)
+        for work in self.after:
+            work()
 
     def _run_catching(self) -> None:
         try:
@@ -52,6 +61,9 @@ class Rebuilds:
             self.error = exc
 
     def start(self) -> Rebuilds:
+        if not self.background:  # SQLite: a connection stays in its thread
+            self.run()
+            return self
         self.thread = threading.Thread(target=self._run_catching, name="index-builds")
         self.thread.start()
         return self
@@ -126,3 +138,12 @@ def copy_dicts(conn: Connection, table: str, rows: list[dict], cols: list[str]) 
         for r in rows:
             yield "\t".join([f(r[c]) for c in cols]) + "\n"
     return copy_lines(conn, table, ", ".join(cols), lines())
+
+
+def units_text(units: int, exp: int) -> str:
+    """``str(Decimal(units).scaleb(exp))`` (what PostgreSQL is sent for that value, scale
+    included), with a shortcut for the common case: whole cents of at least 1.00."""
+    if exp == -2 and units >= 100:
+        s = str(units)
+        return f"{s[:-2]}.{s[-2:]}"
+    return str(Decimal(units).scaleb(exp))

@@ -162,11 +162,14 @@ class _Num:
 
     def __init__(self, mv: Move) -> None:
         self.a, self.a_exp = units_exp(mv.amount)
-        if mv.amount_usd is None:
+        usd = mv.amount_usd
+        if usd is None:
             self.u, self.u_exp = None, 0
+        elif usd is mv.amount:
+            self.u, self.u_exp = self.a, self.a_exp
         else:
-            self.u, self.u_exp = units_exp(mv.amount_usd)
-        self.same = mv.amount_usd == mv.amount
+            self.u, self.u_exp = units_exp(usd)
+        self.same = usd == mv.amount
         self.tag = _earmark_tag(mv.earmark)
 
 
@@ -450,7 +453,8 @@ def _outflow(mv: Move, n: _Num, native: bool, e: int, earmarked: dict, current: 
             earmarked[k] = u
         need -= got
     need -= _take(need, current, alloc)
-    need -= _take(need, carried, alloc)
+    if carried and need > 0:
+        need -= _take(need, carried, alloc)
     if need > 0:
         alloc[(UNTRACED, EXCESS)] = alloc.get((UNTRACED, EXCESS), 0) + need
     dget = depth.get

@@ -507,10 +507,11 @@ def new_ids(conn: Connection, table: str, n: int) -> list[int]:
     (safe: the batch transaction holds SQLite's write lock)."""
     if n == 0:
         return []
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":  # one row (an array): no Python row per id
+        seq = conn.execute(text(f"SELECT pg_get_serial_sequence('{table}', 'id')")).scalar_one()
         return list(conn.execute(text(
-            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
-            f"FROM generate_series(1, {int(n)})")).scalars())
+            "SELECT array_agg(nextval(CAST(:seq AS regclass))) FROM generate_series(1, :n)"),
+            {"seq": seq, "n": int(n)}).scalar_one())
     start = (conn.execute(text(f"SELECT max(id) FROM {table}")).scalar() or 0) + 1
     return list(range(start, start + n))
 

@@ -19,7 +19,7 @@ from sqlalchemy import union_all as sa_union_all
 
 from fundtrack.ledger import bulk_insert
 from fundtrack.money import Money, money_number, money_sum
-from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load
+from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load, units_text
 from fundtrack.trail.engine import ORIGINATOR, Account, Move, Parts, units_exp
 from fundtrack.trail_models import Attribution, Movement, Reach
 
@@ -84,40 +84,43 @@ def _addx(acc: list, i: int, units: int, exp: int) -> None:
 
 def _items(ps: Parts) -> list[tuple[str, int, int, int | None, int, int]]:
     """(donor, amount units, exponent, USD units or None, exponent, depth) of the donors'
-    parts; a computed part's 0 (a plain ``Decimal(0)``) has exponent 0, as in a sum."""
+    parts taken as given (``Decimal``)."""
     out = []
-    if ps.given is not None:
-        for p in ps.given:
-            if p.origin[0] == ORIGINATOR:
-                a, ae = units_exp(p.amount)
-                u, ue = (None, 0) if p.amount_usd is None else units_exp(p.amount_usd)
-                out.append((p.origin[1], a, ae, u, ue, p.depth))
-        return out
-    ae, ue = ps.a_exp, ps.u_exp
-    for (kind, o), a, u, d in ps.items:
-        if kind == ORIGINATOR:
-            out.append((o, a, ae if a else 0, u, ue if u else 0, d))
+    for p in ps.given or ():
+        if p.origin[0] == ORIGINATOR:
+            a, ae = units_exp(p.amount)
+            u, ue = (None, 0) if p.amount_usd is None else units_exp(p.amount_usd)
+            out.append((p.origin[1], a, ae, u, ue, p.depth))
     return out
 
 
-def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tuple]:
-    """Every rollup row, details and totals, from the parts a full rebuild has just
-    computed (still in memory, integer units): no pass over millions of stored rows.
-    The same rows as :func:`_detail_rows` and :func:`_sums` give from ``attribution``
-    (checked equal by the tests; incremental updates use the SQL). Rows are tuples in
-    :data:`COLS` order, amounts as [units, exponent]. Sums keep the scale ``Decimal`` and
-    NUMERIC sums have: the finest of their terms, never coarser than units."""
-    by_id = {mv.id: mv for mv in moves}
-    # per account, per donor: [in, in exp, out, out exp, movements out, depth]
-    acct: dict[Account, dict[str, list]] = {}
-    # per (account, currency), per donor: [amount, exp, usd, exp, parts with usd, parts, depth]
-    spent: dict[tuple[str, str, str | None], dict[str, list]] = {}
-    for mid, ps in parts.items():
-        mv = by_id[mid]
-        items = _items(ps)
+class Rollup:
+    """The rollup of a full rebuild, summed from the parts still in memory (integer
+    units): no pass over millions of stored rows. :meth:`add` takes each movement's parts
+    (the attribution's COPY calls it on its way), :meth:`rows` gives every row, details
+    and totals: the same rows as :func:`_detail_rows` and :func:`_sums` give from
+    ``attribution`` (checked equal by the tests; incremental updates use the SQL). Rows
+    are tuples in :data:`COLS` order, amounts as (units, exponent). Sums keep the scale
+    ``Decimal`` and NUMERIC sums have: the finest of their terms, never coarser than units.
+    """
+
+    def __init__(self) -> None:
+        # per account, per donor: [in, in exp, out, out exp, movements out, depth]
+        self.acct: dict[Account, dict[str, list]] = {}
+        # per (account, currency), per donor: [amount, exp, usd, exp, parts with usd, parts, depth]
+        self.spent: dict[tuple[str, str, str | None], dict[str, list]] = {}
+
+    def add(self, mv: Move, ps: Parts) -> None:
+        if ps.given is None:  # computed parts: one exponent per column; a 0 is Decimal(0)
+            items = ps.items
+            pae, pue = ps.a_exp, ps.u_exp
+        else:
+            items = _items(ps)
+            pae = None
         if not items:
-            continue
+            return
         src = mv.src
+        acct, spent = self.acct, self.spent
         outs = acct.get(src)
         if outs is None:
             outs = acct[src] = {}
@@ -131,8 +134,17 @@ def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tupl
             if there is None:
                 there = acct[mv.dst] = {}
         terminal = mv.terminal
-        for o, a, ae, u, ue, d in items:
-            o = o[:200]
+        for it in items:
+            if pae is None:
+                o, a, ae, u, ue, d = it
+            else:
+                (kind, o), a, u, d = it
+                if kind != ORIGINATOR:
+                    continue
+                ae = pae if a else 0
+                ue = pue if u else 0
+            if len(o) > 200:
+                o = o[:200]
             c = outs.get(o)
             if c is None:
                 c = outs[o] = [0, 0, 0, 0, 0, 0]
@@ -171,6 +183,21 @@ def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tupl
                         _addx(c, 0, u, ue)
                 if d > c[5]:
                     c[5] = d
+
+    def rows(self) -> list[tuple]:
+        return _rows(self.acct, self.spent)
+
+
+def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tuple]:
+    """Every rollup row from the parts a full rebuild computed (see :class:`Rollup`)."""
+    by_id = {mv.id: mv for mv in moves}
+    rollup = Rollup()
+    for mid, ps in parts.items():
+        rollup.add(by_id[mid], ps)
+    return rollup.rows()
+
+
+def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, list]]) -> list[tuple]:
     zero = ZERO_UNITS
     rows: list[tuple] = []
     # per donor: spent per currency [amount, exp, usd, exp, all usd, rows, depth], held
@@ -235,35 +262,33 @@ COLS = ("originator_ref", "kind", "org", "activity", "currency", "amount", "amou
 
 
 def _copy_lines(rows: list[tuple]) -> Iterator[str]:
-    """COPY text of rollup rows; the same amount is formatted once per row."""
+    """COPY text of rollup rows; the same amount is formatted once per row, the same
+    account once for its run of rows (they come account by account)."""
     names: dict[str, str] = {}
-
-    def name(v: str) -> str:
-        t = names.get(v)
-        if t is None:
-            t = names[v] = copy_text(v)
-        return t
-
+    last: tuple | None = None
+    where = ""
     for o, kind, org, act, cur, amt, usd, rank, n, depth in rows:
-        a = "0" if amt is ZERO_UNITS else _text(amt)
+        if (org, act, cur) != last:
+            last = (org, act, cur)
+            where = (f"{copy_text(org)}\t{copy_text(act)}\t"
+                     f"{NULL if cur is None else copy_text(cur)}")
+        name = names.get(o)
+        if name is None:
+            name = names[o] = copy_text(o)
+        a = "0" if amt is ZERO_UNITS else units_text(*amt)
         if usd is None:
             u = NULL
         elif usd == amt:
             u = a
         else:
-            u = _text(usd)
+            u = units_text(*usd)
         if rank is ZERO_UNITS:
             r = "0"
         elif rank is usd or rank == usd:
             r = u
         else:
-            r = _text(rank)
-        yield (f"{name(o)}\t{kind}\t{name(org)}\t{copy_text(act)}\t{NULL if cur is None else name(cur)}\t"
-               f"{a}\t{u}\t{r}\t{n}\t{depth}\n")
-
-
-def _text(acc: tuple[int, int]) -> str:
-    return str(Decimal(acc[0]).scaleb(acc[1]))
+            r = units_text(*rank)
+        yield f"{name}\t{kind}\t{where}\t{a}\t{u}\t{r}\t{n}\t{depth}\n"
 
 
 def _as_dict(r: tuple) -> dict[str, Any]:
@@ -355,10 +380,19 @@ def prepare(conn: Connection) -> Rebuilds:
     return drop_for_load(conn, Reach.__table__)
 
 
-def load(conn: Connection, rows: list[tuple]) -> int:
-    """Store rows of :func:`rows_from_parts` (PostgreSQL: one COPY stream)."""
+def text_rows(conn: Connection, rows: list[tuple]) -> list:
+    """PostgreSQL: the rows as COPY text lines, formatted ahead (while the server builds
+    the attribution's indexes); other databases: unchanged."""
     if conn.dialect.name == "postgresql":
-        return copy_lines(conn, "trail_reach", ", ".join(COLS), _copy_lines(rows))
+        return list(_copy_lines(rows))
+    return rows
+
+
+def load(conn: Connection, rows: list) -> int:
+    """Store rows of :meth:`Rollup.rows` (PostgreSQL: as :func:`text_rows` made them)."""
+    if conn.dialect.name == "postgresql":
+        return copy_lines(conn, "trail_reach", ", ".join(COLS),
+                          rows if rows and isinstance(rows[0], str) else _copy_lines(rows))
     return _write(conn, map(_as_dict, rows))
 
 
