@@ -34,6 +34,11 @@ class Settings:
     statement_timeout_ms: int = field(
         default_factory=lambda: int(os.environ.get("FUNDTRACK_STATEMENT_TIMEOUT_MS", 15000))
     )
+    #: Ledger writers (imports, reverts, recomputes) are not bound by the query timeout: an
+    #: import's derived-table refresh can take longer than any query should. 0 = no limit.
+    write_statement_timeout_ms: int = field(
+        default_factory=lambda: int(os.environ.get("FUNDTRACK_WRITE_STATEMENT_TIMEOUT_MS", 0))
+    )
 
 
 def get_settings() -> Settings:

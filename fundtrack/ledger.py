@@ -34,6 +34,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import aliased
 
 from fundtrack import models as m
+from fundtrack.config import get_settings
 from fundtrack.fx import to_usd
 from fundtrack.money import Money, to_text
 from fundtrack.records import (
@@ -62,8 +63,15 @@ def lock_ledger(conn: Connection) -> None:
     and two versions of one activity could both stay current. PostgreSQL: a transaction-
     scoped advisory lock (readers are never blocked). SQLite: the ``BEGIN IMMEDIATE`` that
     starts every write transaction already holds the database's write lock.
+
+    Writers also leave the API's statement timeout (set per connection for queries) for
+    ``FUNDTRACK_WRITE_STATEMENT_TIMEOUT_MS`` (default none) until the transaction ends, so
+    an upload through the API is not cancelled half-way through refreshing derived tables,
+    nor while it waits here for another writer.
     """
     if conn.dialect.name == "postgresql":
+        timeout = int(get_settings().write_statement_timeout_ms)
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {timeout}")
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK_KEY})
 
 

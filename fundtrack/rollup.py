@@ -137,38 +137,49 @@ def rebuild(conn: Connection) -> dict[str, int]:
     return {"rollup_rows": rows}
 
 
-def _years(conn: Connection, lo: int, hi: int, nulls: bool) -> dict[str, int]:
-    """Recompute the rollup rows of value years ``lo..hi`` (and of undated flows if ``nulls``)."""
+def _year_runs(years: list[int]) -> list[tuple[int, int]]:
+    """Sorted years as runs of consecutive years: [2019, 2020, 2023] -> [(2019, 2020), (2023, 2023)]."""
+    runs: list[tuple[int, int]] = []
+    for y in sorted(set(years)):
+        if runs and runs[-1][1] == y - 1:
+            runs[-1] = (runs[-1][0], y)
+        else:
+            runs.append((y, y))
+    return runs
+
+
+def _years(conn: Connection, years: list[int], nulls: bool) -> dict[str, int]:
+    """Recompute the rollup rows of exactly these value ``years`` (and of undated flows if ``nulls``).
+
+    Each run of consecutive years is one value-date range, so the flows' date index serves
+    it; a stray far date (year 9999 in a hostile file) adds one small range, not the span.
+    """
     r = FlowRollup.__table__
     f = m.Flow.value_date
-    in_range: Any = false()
-    flows_in: Any = false()
-    if lo <= hi:
-        in_range = and_(r.c.year >= lo, r.c.year <= hi)
-        flows_in = and_(f >= date(lo, 1, 1), f < date(hi + 1, 1, 1))
+    in_range: list[Any] = []
+    flows_in: list[Any] = []
+    for lo, hi in _year_runs(years):
+        in_range.append(and_(r.c.year >= lo, r.c.year <= hi))
+        flows_in.append(and_(f >= date(lo, 1, 1), f <= date(hi, 12, 31)))
     if nulls:
-        in_range, flows_in = or_(r.c.year.is_(None), in_range), or_(f.is_(None), flows_in)
-    conn.execute(delete(r).where(in_range))
+        in_range.append(r.c.year.is_(None))
+        flows_in.append(f.is_(None))
+    if not in_range:
+        return {"rollup_rows": 0}
+    conn.execute(delete(r).where(or_(false(), *in_range)))
     with _NoNestedLoops(conn):
-        rows = sum(_insert(conn, g, flows_in) for g in range(len(GRAINS)))
+        rows = sum(_insert(conn, g, or_(false(), *flows_in)) for g in range(len(GRAINS)))
     return {"rollup_rows": rows}
 
 
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     """Recompute the years of the flows the batch added or replaced (after the merge)."""
     f = m.Flow
-    lo, hi, undated = conn.execute(
-        select(func.min(f.value_date), func.max(f.value_date),
-               func.count() - func.count(f.value_date))
-        .where(or_(f.batch_id == batch_id, f.superseded_by == batch_id))).one()
-    if lo is None and not undated:
-        return {"rollup_rows": 0}
-    if isinstance(lo, str):  # SQLite may hand back ISO text for an aggregate of dates
-        lo, hi = date.fromisoformat(lo), date.fromisoformat(hi)
-    first, last = (lo.year, hi.year) if lo is not None else (1, 0)
-    if last >= 9999:
-        return rebuild(conn)
-    return _years(conn, first, last, bool(undated))
+    year = _year_int(conn.dialect.name)
+    touched = or_(f.batch_id == batch_id, f.superseded_by == batch_id)
+    found = conn.execute(select(year).where(touched).group_by(year)).scalars().all()
+    years = [y for y in found if y is not None]
+    return _years(conn, years, len(years) < len(found))
 
 
 def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:

@@ -276,3 +276,22 @@ def test_dirty_activities_are_kept_and_flagged(engine, tmp_path: Path):
     fixed.write_bytes(xml.replace(b"7</value>", b"8</value>").replace(
         b"<iati-identifier>XX-2-A</iati-identifier>", b"<iati-identifier>XX-2-C</iati-identifier>"))
     assert import_file(engine, fixed).counts["replaced_activities"] == 2
+
+
+def test_writers_are_not_bound_by_the_query_timeout(db_url: str, db_kind: str) -> None:
+    """The API's engine carries a per-connection statement timeout for queries; an upload
+    through it must not be cancelled half-way through its derived-table refresh."""
+    if db_kind != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no statement timeout")
+    from sqlalchemy import text
+
+    from fundtrack.db import make_engine
+
+    strict_queries = make_engine(db_url, statement_timeout_ms=1)
+    try:
+        result = import_file(strict_queries, SHARED / "iati-activity" / "MAEC_IATI_INDONESIA.xml")
+        assert result.status == "applied", result.summary()
+        with strict_queries.connect() as c:  # the query timeout is back after the batch
+            assert c.execute(text("SHOW statement_timeout")).scalar() == "1ms"
+    finally:
+        strict_queries.dispose()
