@@ -124,17 +124,6 @@ def split(total: int, weights: dict[Origin, int]) -> dict[Origin, int]:
     return {k: v for k, v in shares.items() if v}
 
 
-def _exp(*values: Decimal | None) -> int:
-    """The smallest exponent among values, never above -2 (cents)."""
-    e = -2
-    for v in values:
-        if v is not None:
-            ve = v.as_tuple().exponent
-            if isinstance(ve, int) and ve < e:
-                e = ve
-    return e
-
-
 def _units(v: Decimal, e: int) -> int:
     return int(v.scaleb(-e))
 
