@@ -7,9 +7,13 @@ import binascii
 
 from graphql import GraphQLError
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
 
 def encode_id(type_name: str, pk: int | str) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+    # base64.urlsafe_b64encode, spelt out: half the cost, and it runs for every object.
+    raw = binascii.b2a_base64(f"{type_name}:{pk}".encode(), newline=False)
+    return raw.translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def decode_id(gid: str) -> tuple[str, str]:

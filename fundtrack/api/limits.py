@@ -37,6 +37,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
+from fundtrack.api.memo import MISS, Lru, variables_key
 from fundtrack.api.paging import DEFAULT_PAGE
 from fundtrack.config import Settings
 
@@ -95,26 +96,42 @@ class CostLimiter(SchemaExtension):
         ec = self.execution_context
         doc = ec.graphql_document
         if doc is not None:
-            fragments = {d.name.value: d for d in doc.definitions
-                         if isinstance(d, FragmentDefinitionNode)}
-            schema = ec.schema._schema  # noqa: SLF001 - graphql-core schema for type lookups
-            for op in doc.definitions:
-                if not isinstance(op, OperationDefinitionNode):
-                    continue
-                if ec.operation_name and op.name and op.name.value != ec.operation_name:
-                    continue
-                root = schema.get_root_type(op.operation)
-                walker = _Walker(fragments, ec.variables or {}, schema)
-                cost = walker.cost(op.selection_set, root)
-                if walker.fields > self.max_fields:
-                    raise ApiError(f"query selects {walker.fields} fields, above the width "
-                                   f"limit of {self.max_fields}")
-                if cost > self.max_cost:
-                    raise ApiError(
-                        f"query cost {cost} is above the cost limit of {self.max_cost} "
-                        "(each field counts once per item of the pages it is in); "
-                        "ask for smaller pages or fewer fields")
+            fields, cost = self._measure(ec, doc)
+            if fields > self.max_fields:
+                raise ApiError(f"query selects {fields} fields, above the width "
+                               f"limit of {self.max_fields}")
+            if cost > self.max_cost:
+                raise ApiError(
+                    f"query cost {cost} is above the cost limit of {self.max_cost} "
+                    "(each field counts once per item of the pages it is in); "
+                    "ask for smaller pages or fewer fields")
         yield
+
+    @staticmethod
+    def _measure(ec: Any, doc: Any) -> tuple[int, int]:
+        """(fields, cost) of the operation to run, the largest over matching operations;
+        cached per schema, query text, operation name and variables."""
+        cache = ec.schema.__dict__.setdefault("_fundtrack_cost_cache", Lru(256))
+        vkey = variables_key(ec.variables)
+        key = (ec.query, ec.operation_name, vkey) if vkey is not None and ec.query else None
+        if key is not None and (found := cache.get(key)) is not MISS:
+            return found
+        fragments = {d.name.value: d for d in doc.definitions
+                     if isinstance(d, FragmentDefinitionNode)}
+        schema = ec.schema._schema  # noqa: SLF001 - graphql-core schema for type lookups
+        fields = cost = 0
+        for op in doc.definitions:
+            if not isinstance(op, OperationDefinitionNode):
+                continue
+            if ec.operation_name and op.name and op.name.value != ec.operation_name:
+                continue
+            root = schema.get_root_type(op.operation)
+            walker = _Walker(fragments, ec.variables or {}, schema)
+            op_cost = walker.cost(op.selection_set, root)
+            fields, cost = max(fields, walker.fields), max(cost, op_cost)
+        if key is not None:
+            cache.put(key, (fields, cost))
+        return fields, cost
 
 
 class _Walker:
