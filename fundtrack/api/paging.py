@@ -19,7 +19,7 @@ from sqlalchemy import Connection as SqlConnection
 from sqlalchemy import Select, func, select
 
 from fundtrack.api.context import ApiContext
-from fundtrack.api.prefetch import Tree, connection_node_tree, prefetch
+from fundtrack.api.prefetch import Tree, connection_node_tree, full_rows, narrow_columns, prefetch
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -106,6 +106,8 @@ class Connection(Generic[T]):
     #: GraphQL type of the nodes and what the client selected below them (for prefetch).
     _kind: strawberry.Private[str | None] = None
     _tree: strawberry.Private[Tree | None] = None
+    #: Set when the page reads only the selected fields' columns: every column -> None.
+    _blank: strawberry.Private[dict[str, None] | None] = None
     # Shared futures: nodes, edges and pageInfo selected together run one query.
     _count: strawberry.Private[asyncio.Future[int] | None] = None
     _page: strawberry.Private[asyncio.Future[_Page[T]] | None] = None
@@ -137,10 +139,11 @@ class Connection(Generic[T]):
         limit = max(end - start, 0)
         stmt = self._query.order_by(*self._order).offset(start).limit(limit + 1)
 
-        ctx, kind, tree = self._ctx, self._kind, self._tree
+        ctx, kind, tree, blank = self._ctx, self._kind, self._tree, self._blank
 
         def run(conn: SqlConnection) -> tuple[list[Any], Any]:
-            rows = list(conn.execute(stmt).mappings())
+            result = conn.execute(stmt)
+            rows = full_rows(result, blank) if blank is not None else list(result.mappings())
             if not (kind and tree and rows):
                 return rows, {}
             return rows, prefetch(conn, kind, rows[:limit], tree, ctx.loaders.cached_keys)
@@ -191,5 +194,8 @@ def connection(ctx: ApiContext, query: Select[Any], order: Sequence[Any],
     """
     args.validate()
     tree = connection_node_tree(info) if kind and info is not None else None
+    blank = None
+    if kind and tree is not None:
+        query, blank = narrow_columns(query, kind, tree)
     return Connection(_ctx=ctx, _query=query, _order=order, _build=build, _args=args,
-                      _kind=kind, _tree=tree)
+                      _kind=kind, _tree=tree, _blank=blank)

@@ -15,10 +15,12 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from fundtrack.api.loaders import SPECS
+from fundtrack.api.memo import MISS, Lru, variables_key
+from fundtrack.api.types import PAGE_COLUMNS
 
 #: A selection tree: field name -> the selection below it.
 Tree = dict[str, "Tree"]
@@ -66,14 +68,67 @@ def _merge(into: Tree, other: Tree) -> None:
         _merge(into.setdefault(k, {}), v)
 
 
+#: (ids of the field's AST nodes, variables) -> (those nodes, tree). The nodes are kept and
+#: compared by identity, so an id reused after a document left the parser cache never hits.
+_TREES = Lru(512)
+
+
 def connection_node_tree(info: Any) -> Tree:
-    """What a connection field's client selected under ``nodes`` and ``edges { node }``."""
+    """What a connection field's client selected under ``nodes`` and ``edges { node }``.
+
+    Cached per parsed document and variables (the parser cache hands out the same AST
+    nodes for a repeated query); the tree is shared, so it is never modified.
+    """
+    raw = info._raw_info  # noqa: SLF001 - graphql-core's info: the AST nodes and variables
+    nodes = raw.field_nodes
+    vkey = variables_key(raw.variable_values)
+    key = (tuple(map(id, nodes)), vkey) if vkey is not None else None
+    if key is not None:
+        found = _TREES.get(key)
+        if found is not MISS and all(a is b for a, b in zip(found[0], nodes, strict=True)):
+            return found[1]
+    tree = _node_tree(info)
+    if key is not None:
+        _TREES.put(key, (list(nodes), tree))
+    return tree
+
+
+def _node_tree(info: Any) -> Tree:
     tree = selection_tree(info.selected_fields)
     conn = next(iter(tree.values()), {})
     out: Tree = {}
     _merge(out, conn.get("nodes", {}))
     _merge(out, conn.get("edges", {}).get("node", {}))
     return out
+
+
+def narrow_columns(query: Select[Any], type_name: str, tree: Tree,
+                   ) -> tuple[Select[Any], dict[str, None] | None]:
+    """``query`` reading only the columns the selection ``tree`` needs (``PAGE_COLUMNS``).
+
+    Also returns every column name mapped to None: the builder reads every column, so each
+    narrowed row is filled up to a full dict (:func:`full_rows`); the executor only reads
+    the selected fields. ``(query, None)`` when the type has no column map or a selected
+    field is not in it.
+    """
+    fields = PAGE_COLUMNS.get(type_name)
+    if fields is None:
+        return query, None
+    wanted = {"id"}
+    for name in tree:
+        cols = fields.get(name)
+        if cols is None:
+            return query, None
+        wanted.update(cols)
+    columns = list(query.selected_columns)
+    return (query.with_only_columns(*[c for c in columns if c.name in wanted]),
+            dict.fromkeys(c.name for c in columns))
+
+
+def full_rows(result: Any, blank: dict[str, None]) -> list[dict[str, Any]]:
+    """The rows of a narrowed ``result`` as dicts holding every column (None if not read)."""
+    keys = list(result.keys())
+    return [{**blank, **dict(zip(keys, r, strict=True))} for r in result]
 
 
 def _subtree(tree: Tree, path: str) -> Tree | None:

@@ -264,6 +264,33 @@ class Flow(Node):
         return _related(info.context, "get", "batch_by_id", self.batch_pk, _batch)
 
 
+#: Flow's GraphQL fields -> the ``flow`` columns :meth:`Flow.from_row` reads for them. A page
+#: of flows reads only the columns of the fields its client selected (the rest come back as
+#: NULL constants, so ``from_row`` stays the one builder): 36 columns decoded for 100 rows
+#: cost ~0.7 ms on PostgreSQL, 11 cost ~0.2 ms. A selected field missing here makes the
+#: page read every column; ``tests/test_api_columns.py`` checks that every field is here.
+FLOW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("id",), "kind": ("kind",), "amount": ("amount",), "currency": ("currency",),
+    "valueDate": ("value_date",), "transactionDate": ("transaction_date",),
+    "amountUsd": ("amount_usd",), "usdRate": ("usd_rate",), "usdRateDate": ("usd_rate_date",),
+    "usdRateSource": ("usd_rate_source",), "reportingOrgRef": ("reporting_org_ref",),
+    "externalId": ("external_id",), "ref": ("ref",),
+    "provider": ("provider_ref", "provider_name", "provider_activity_id"),
+    "receiver": ("receiver_ref", "receiver_name", "receiver_activity_id"),
+    "sectorVocabulary": ("sector_vocabulary",), "sectorCode": ("sector_code",),
+    "recipientCountry": ("recipient_country",), "recipientRegion": ("recipient_region",),
+    "aidType": ("aid_type",), "earmarking": ("earmarking",), "flowType": ("flow_type",),
+    "financeType": ("finance_type",), "tiedStatus": ("tied_status",),
+    "humanitarian": ("humanitarian",), "description": ("description",),
+    "sourceLocation": ("source_location",), "current": ("superseded_by",),
+    "activity": ("activity_id",), "reportingOrg": ("reporting_org_ref",), "batch": ("batch_id",),
+    "__typename": (),
+}
+
+#: GraphQL type -> its field-to-column map, for the connections that narrow their page.
+PAGE_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {"Flow": FLOW_COLUMNS}
+
+
 @strawberry.type(description="A budget, planned disbursement or organisation budget line.")
 class Budget(Node):
     pk: strawberry.Private[int]
