@@ -295,3 +295,17 @@ def test_writers_are_not_bound_by_the_query_timeout(db_url: str, db_kind: str) -
             assert c.execute(text("SHOW statement_timeout")).scalar() == "1ms"
     finally:
         strict_queries.dispose()
+
+
+def test_sqlite_planner_statistics_follow_imports(engine, db_kind: str) -> None:
+    """SQLite gathers no statistics by itself; each import refreshes them (bounded)."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL's autovacuum analyses tables itself")
+    from sqlalchemy import text
+
+    import_file(engine, SHARED / "iati-activity" / "MAEC_IATI_INDONESIA.xml")
+    with engine.connect() as c:
+        rows = dict(c.execute(text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'flow'")).all())
+        flows = c.execute(select(func.count()).select_from(m.Flow)).scalar()
+    assert rows, "no statistics for the flow table after an import"
+    assert any(int(stat.split()[0]) == flows for stat in rows.values())
