@@ -89,7 +89,7 @@ def main(repeats: int = 30, analyze: bool = False) -> None:
     gm, sm, tm = statistics.median(g), statistics.median(s), statistics.median(t)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{engine.dialect.name}: page of 100 flows with provider, receiver, activity: "
-          f"GraphQL p50 {gm:.1f} ms, hand-written SQL p50 {sm:.1f} ms, ratio {gm / sm:.1f}x "
+          f"GraphQL p50 {gm:.2f} ms, hand-written SQL p50 {sm:.2f} ms, ratio {gm / sm:.2f}x "
           f"({repeats} runs each, alternating; load average {load})")
     # Context, not the target: the API runs its SQL in a worker thread (never on the event
     # loop); the same SQL through the same kind of hop shows what the hop costs at this load.

@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 
 
 
+def dict_rows(result: Any) -> list[dict[str, Any]]:
+    """A result's rows as plain dicts: built in C from the row tuples, and read by the
+    builders faster than SQLAlchemy's ``RowMapping`` (51 activities: 0.53 -> 0.41 ms)."""
+    keys = list(result.keys())
+    return [dict(zip(keys, r, strict=True)) for r in result]
+
+
 @dataclass(frozen=True)
 class LoaderSpec:
     """Rows of ``table`` whose ``column`` equals the key: one row, or a list (``many``)."""
@@ -51,10 +58,9 @@ class LoaderSpec:
         else:
             cond = col.in_(wanted)
         if not self.many:
-            rows = conn.execute(select(t).where(cond)).mappings()
-            return {r[self.column]: r for r in rows}
+            return {r[self.column]: r for r in dict_rows(conn.execute(select(t).where(cond)))}
         out: dict[Hashable, list[Any]] = defaultdict(list)
-        for r in conn.execute(select(t).where(cond).order_by(t.c.id)).mappings():
+        for r in dict_rows(conn.execute(select(t).where(cond).order_by(t.c.id))):
             out[r[self.column]].append(r)
         return out
 
