@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, any_, bindparam, select
+from sqlalchemy import Connection, Select, Table, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from strawberry.dataloader import DataLoader
 
@@ -46,26 +47,36 @@ class LoaderSpec:
 
     def fetch(self, conn: Connection, keys: Iterable[Any]) -> dict[Hashable, Any]:
         """One statement for all ``keys``: key -> row (or list of rows, in id order)."""
-        t: Table = m.Base.metadata.tables[self.table]  # type: ignore[assignment]
-        col = t.c[self.column]
         wanted = {k for k in keys if k is not None}
         if not wanted:
             return {}
-        if conn.dialect.name == "postgresql":
-            # One array parameter: the statement text is the same for any number of keys,
-            # so psycopg prepares it once (an IN list of n parameters is new text each time).
-            cond = col == any_(bindparam("keys", list(wanted), type_=ARRAY(col.type)))
-        else:
-            cond = col.in_(wanted)
+        stmt = _statement(self, conn.dialect.name == "postgresql")
+        rows = dict_rows(conn.execute(stmt, {"keys": list(wanted)}))
         if not self.many:
-            return {r[self.column]: r for r in dict_rows(conn.execute(select(t).where(cond)))}
+            return {r[self.column]: r for r in rows}
         out: dict[Hashable, list[Any]] = defaultdict(list)
-        for r in dict_rows(conn.execute(select(t).where(cond).order_by(t.c.id))):
+        for r in rows:
             out[r[self.column]].append(r)
         return out
 
     def result(self, found: dict[Hashable, Any], key: Any) -> Any:
         return found.get(key, [] if self.many else None)
+
+
+@cache
+def _statement(spec: LoaderSpec, postgres: bool) -> Select[Any]:
+    """The spec's statement, built once: SQLAlchemy then reuses its cache key and compiled
+    form instead of deriving them per request (~0.14 ms for the page's activities)."""
+    t: Table = m.Base.metadata.tables[spec.table]  # type: ignore[assignment]
+    col = t.c[spec.column]
+    if postgres:
+        # One array parameter: the statement text is the same for any number of keys,
+        # so psycopg prepares it once (an IN list of n parameters is new text each time).
+        cond = col == any_(bindparam("keys", type_=ARRAY(col.type)))
+    else:
+        cond = col.in_(bindparam("keys", expanding=True))
+    stmt = select(t).where(cond)
+    return stmt.order_by(t.c.id) if spec.many else stmt
 
 
 #: Loader name -> what it loads. Prefetch specs (:mod:`fundtrack.api.prefetch`) name these.
