@@ -9,11 +9,22 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, literal_column, text
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 from fundtrack.models import Base, BigId
 from fundtrack.money import Money
+
+
+def Ident(length: int) -> TypeEngine[str]:
+    """An identifier column of a derived table (organisation ref, activity id, donor):
+    compared for equality and sorted only for a stable order, so on PostgreSQL it
+    compares byte by byte (``COLLATE "C"``) instead of through the database locale's
+    ``strcoll`` (``C.UTF-8`` on libc): index builds over millions of rows sort several
+    times faster. UTF-8 byte order is code point order, the order SQLite uses too.
+    Never joined to ledger columns (their default collation would hide an index)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 class TrailLink(Base):
@@ -66,10 +77,10 @@ class Movement(Base):
         ForeignKey("flow.id", ondelete="CASCADE"), index=True)
     method: Mapped[str] = mapped_column(String(16))  # single | linked | amount-date | lump
     kind: Mapped[str] = mapped_column(String(16))    # transfer | expenditure
-    src_org: Mapped[str] = mapped_column(String(200))
-    src_activity: Mapped[str] = mapped_column(String(300))
-    dst_org: Mapped[str] = mapped_column(String(200))
-    dst_activity: Mapped[str] = mapped_column(String(300))
+    src_org: Mapped[str] = mapped_column(Ident(200))
+    src_activity: Mapped[str] = mapped_column(Ident(300))
+    dst_org: Mapped[str] = mapped_column(Ident(200))
+    dst_activity: Mapped[str] = mapped_column(Ident(300))
     amount: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str | None] = mapped_column(String(3))
     amount_usd: Mapped[Decimal | None] = mapped_column(Money)
@@ -94,7 +105,7 @@ class Attribution(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     movement_id: Mapped[int] = mapped_column(
         ForeignKey("movement.id", ondelete="CASCADE"), index=True)
-    originator_ref: Mapped[str | None] = mapped_column(String(200))
+    originator_ref: Mapped[str | None] = mapped_column(Ident(200))
     untraced_reason: Mapped[str | None] = mapped_column(String(40))
     amount: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str | None] = mapped_column(String(3))
@@ -111,27 +122,35 @@ class Reach(Base):
     what came in, ``rank`` what passed through; and the exact totals beside them:
     ``spent-sum`` per currency, ``held-sum``, ``account-sum`` (``n`` accounts, ``depth``
     the deepest part) and ``movement-sum`` (``n`` movements). ``rank`` orders lists
-    largest first by index.
+    largest first by index; ``amount`` orders only the accounts' held money, so its index
+    covers the account rows alone (half the rows: cheaper to build after each rebuild;
+    queries name the kind as a constant, :data:`HELD_ROWS`, so the index applies).
     """
 
     __tablename__ = "trail_reach"
     __table_args__ = (
         Index("ix_trail_reach_rank", "originator_ref", "kind", "rank"),
-        Index("ix_trail_reach_amount", "originator_ref", "kind", "amount"),
+        Index("ix_trail_reach_held", "originator_ref", "amount",
+              postgresql_where=text("kind = 'account'"), sqlite_where=text("kind = 'account'")),
         Index("ix_trail_reach_account", "org", "activity"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    originator_ref: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(12))
-    org: Mapped[str] = mapped_column(String(200))
-    activity: Mapped[str] = mapped_column(String(300))
+    originator_ref: Mapped[str] = mapped_column(Ident(200))
+    kind: Mapped[str] = mapped_column(Ident(12))
+    org: Mapped[str] = mapped_column(Ident(200))
+    activity: Mapped[str] = mapped_column(Ident(300))
     currency: Mapped[str | None] = mapped_column(String(3))
     amount: Mapped[Decimal] = mapped_column(Money)
     amount_usd: Mapped[Decimal | None] = mapped_column(Money)
     rank: Mapped[Decimal] = mapped_column(Money)
     n: Mapped[int] = mapped_column(Integer)
     depth: Mapped[int] = mapped_column(Integer)
+
+
+#: The predicate of ``ix_trail_reach_held``, as a constant in the SQL (a bound parameter
+#: would not prove a partial index's condition in a generic or SQLite plan).
+HELD_ROWS = Reach.__table__.c.kind == literal_column("'account'")
 
 
 class Fund(Base):

@@ -27,7 +27,7 @@ from fundtrack.trail.attribution import (
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail.engine import ORIGINATOR, Account, Part, attribute
 from fundtrack.trail.reach import SUM_KINDS
-from fundtrack.trail_models import Attribution, Movement, Reach
+from fundtrack.trail_models import HELD_ROWS, Attribution, Movement, Reach
 
 TRACED = "\x00traced"
 OTHER = "\x00other"
@@ -193,7 +193,7 @@ def _donor_reach(conn: Connection, org: str, max_depth: int, limit: int | None
                               "amount": amt, "amount_usd": usd})
     for o, a, amt in capped(
             select(r.c.org, r.c.activity, r.c.amount)
-            .where(*mine, r.c.kind == "account", money_number(r.c.amount) > 0)
+            .where(*mine, HELD_ROWS, money_number(r.c.amount) > 0)
             .order_by(money_number(r.c.amount).desc(), r.c.org, r.c.activity)):
         res.untraced.append({"reason": "not reported spent", "organization": o,
                              "activity": a or None, "currency": "USD", "amount": amt,
