@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Hashable
+from contextlib import suppress
 from typing import Any
 
 MISS = object()
@@ -26,14 +27,17 @@ class Lru:
     def get(self, key: Hashable) -> Any:
         value = self._data.get(key, MISS)
         if value is not MISS:
-            self._data.move_to_end(key)
+            with suppress(KeyError):  # evicted meanwhile by another thread's put
+                self._data.move_to_end(key)
         return value
 
     def put(self, key: Hashable, value: Any) -> None:
         self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
+        with suppress(KeyError):
+            self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            with suppress(KeyError):
+                self._data.popitem(last=False)
 
 
 def variables_key(variables: dict[str, Any] | None) -> str | None:
