@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import resource
 import statistics
 import tempfile
 import time
@@ -184,24 +183,18 @@ def _recompute(engine) -> None:
     t0 = time.perf_counter()
     with engine.begin() as c:
         backend = _backend_cpu(c)
-        cpu, kids = time.process_time(), _children_cpu()
+        cpu = time.process_time()
         out = recompute(c)
-        cpu, kids = time.process_time() - cpu, _children_cpu() - kids
+        cpu = time.process_time() - cpu
         backend = _backend_cpu(c) - backend
     phases = {k: v for k, v in out.items() if k.startswith("seconds_")}
     counts = {k: v for k, v in out.items() if not k.startswith("seconds_")}
     click.echo(f"full recompute: {time.perf_counter() - t0:.1f}s (load average before: "
                f"{' '.join(load)}, after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])})")
-    click.echo(f"  CPU seconds: this process {cpu:.1f} (its threads included), its child processes "
-               f"{kids:.1f}, its PostgreSQL backend {backend:.1f} (parallel index-build workers not counted)")
+    click.echo(f"  CPU seconds: this process {cpu:.1f} (its threads included), its PostgreSQL backend "
+               f"{backend:.1f} (parallel index-build workers not counted)")
     click.echo(f"  counts {counts}")
     click.echo("  phases " + ", ".join(f"{k[8:]} {v:.1f}" for k, v in phases.items()))
-
-
-def _children_cpu() -> float:
-    """CPU seconds of this process's finished children (the rollup's forked child)."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def _backend_cpu(conn) -> float:

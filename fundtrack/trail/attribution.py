@@ -216,39 +216,20 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
         if movement_builds is not None:
             movement_builds.join()
     t2 = time.perf_counter()
-    if reach.can_fork(conn):
-        # PostgreSQL: a child process makes the rollup's text while this one writes the
-        # parts, then the server builds the parts' indexes until the child is done
-        forked = reach.ForkedText(moves, parts)
-        try:
-            n = write(conn, parts, moves)
-            del parts
-            t3 = time.perf_counter()
-            builds.start()
-            try:
-                forked.wait()
-                t_sums = time.perf_counter()
-            finally:
-                builds.join()
-            t4 = time.perf_counter()
-            n_reach = forked.load(conn)
-        finally:
-            forked.close()
-    else:
-        rollup = reach.Rollup()
-        n = write(conn, parts, moves, rollup)  # the rollup is summed while the server parses
-        del parts
-        t3 = time.perf_counter()
-        builds.start()
-        try:
-            rows = reach.text_rows(conn, rollup.rows())
-            del rollup
-            t_sums = time.perf_counter()
-        finally:
-            builds.join()
-        t4 = time.perf_counter()
-        n_reach = reach.load(conn, rows)
-        del rows
+    rollup = reach.Rollup()
+    n = write(conn, parts, moves, rollup)  # the rollup is summed while the server parses
+    del parts
+    t3 = time.perf_counter()
+    builds.start()
+    try:
+        rows = reach.text_rows(conn, rollup.rows())
+        del rollup
+        t_sums = time.perf_counter()
+    finally:
+        builds.join()
+    t4 = time.perf_counter()
+    n_reach = reach.load(conn, rows)
+    del rows
     t5 = time.perf_counter()
     reach_builds.run()
     return {"attribution_parts": n, "reach_rows": n_reach,

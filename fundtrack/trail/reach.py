@@ -10,10 +10,6 @@ PostgreSQL, ``dsum`` on SQLite); the one subtraction (held = in - out) is done o
 
 from __future__ import annotations
 
-import os
-import signal
-import tempfile
-import traceback
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -390,70 +386,6 @@ def text_rows(conn: Connection, rows: list[tuple]) -> list:
     if conn.dialect.name == "postgresql":
         return list(_copy_lines(rows))
     return rows
-
-
-class ForkedText:
-    """The rollup's COPY text, made by a forked child from the parts of a full rebuild
-    while this process writes the parts themselves: the two biggest pieces of Python
-    work after the rule run on both cores. The child sees the parts as they were at the
-    fork (copy on write), sums them exactly as :class:`Rollup` does (same order, same
-    rows) and writes the lines to an unnamed temporary file; :meth:`load` waits for it
-    and streams the file into ``trail_reach``. POSIX only (see :func:`can_fork`)."""
-
-    def __init__(self, moves: list[Move], parts: dict[int, Parts]) -> None:
-        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by load() or close()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never returns, never touches the connection
-            code = 1
-            try:
-                with os.fdopen(os.dup(self.file.fileno()), "w", buffering=1 << 20) as out:
-                    buf: list[str] = []
-                    for line in _copy_lines(rows_from_parts(moves, parts)):
-                        buf.append(line)
-                        if len(buf) >= 50_000:
-                            out.write("".join(buf))
-                            buf = []
-                    out.write("".join(buf))
-                code = 0
-            except BaseException:  # noqa: BLE001 - reported to the parent by the exit status
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-
-    def wait(self) -> None:
-        """Block until the child has written every line; raise if it failed."""
-        if self.pid:
-            _, status = os.waitpid(self.pid, 0)
-            self.pid = 0
-            if os.waitstatus_to_exitcode(status) != 0:
-                self.file.close()
-                raise RuntimeError(f"the rollup's child process failed (status {status})")
-
-    def close(self) -> None:
-        """After an error in this process: stop the child (if still running), drop the file."""
-        if self.pid:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-            self.pid = 0
-        self.file.close()
-
-    def load(self, conn: Connection) -> int:
-        """COPY the child's lines into ``trail_reach``; returns the row count."""
-        self.wait()
-        n = 0
-        raw = conn.connection.dbapi_connection
-        with self.file, raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
-                f"COPY trail_reach ({', '.join(COLS)}) FROM STDIN") as copy:
-            self.file.seek(0)
-            while chunk := self.file.read(1 << 20):
-                n += chunk.count(b"\n")
-                copy.write(chunk)
-        return n
-
-
-def can_fork(conn: Connection) -> bool:
-    """A full rebuild on PostgreSQL where ``os.fork`` exists makes the rollup in a child."""
-    return conn.dialect.name == "postgresql" and hasattr(os, "fork")
 
 
 def load(conn: Connection, rows: list) -> int:
