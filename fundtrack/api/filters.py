@@ -478,6 +478,11 @@ FlowOrder, FlowOrderField = _order_input("FlowOrder", {
 _MONEY_COLUMNS = {"amount", "amount_usd"}
 
 
+def order_key(keys: list[Any] | None) -> tuple[tuple[str, str], ...]:
+    """All that :func:`order` takes from the client's keys, hashable (a statement cache key)."""
+    return tuple((k.field.value, k.direction.value) for k in keys or [])
+
+
 def order(keys: list[Any] | None, table: Table, default: str) -> list[Any]:
     """ORDER BY for the given keys (nulls last), always ending with the primary key."""
     out: list[Any] = []

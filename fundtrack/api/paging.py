@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy import Connection as SqlConnection
-from sqlalchemy import Select, func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 
 from fundtrack.api.context import ApiContext
+from fundtrack.api.memo import MISS, Lru
 from fundtrack.api.prefetch import Tree, connection_node_tree, full_rows, narrow_columns, prefetch
 
 DEFAULT_PAGE = 50
@@ -100,7 +101,9 @@ class Connection(Generic[T]):
 
     _ctx: strawberry.Private[ApiContext]
     _query: strawberry.Private[Select[Any]]
-    _order: strawberry.Private[Sequence[Any]]
+    #: The ordered page statement; offset and limit are the parameters ``page_offset`` and
+    #: ``page_limit``.
+    _stmt: strawberry.Private[Select[Any]]
     _build: strawberry.Private[Callable[[Any], T]]
     _args: strawberry.Private[PageArgs]
     #: GraphQL type of the nodes and what the client selected below them (for prefetch).
@@ -137,12 +140,11 @@ class Connection(Generic[T]):
             start = max(start, end - a.last)
         assert end is not None
         limit = max(end - start, 0)
-        stmt = self._query.order_by(*self._order).offset(start).limit(limit + 1)
-
+        stmt, window = self._stmt, {"page_offset": start, "page_limit": limit + 1}
         ctx, kind, tree, blank = self._ctx, self._kind, self._tree, self._blank
 
         def run(conn: SqlConnection) -> tuple[list[Any], Any]:
-            result = conn.execute(stmt)
+            result = conn.execute(stmt, window)
             rows = full_rows(result, blank) if blank is not None else list(result.mappings())
             if not (kind and tree and rows):
                 return rows, {}
@@ -184,18 +186,42 @@ class Connection(Generic[T]):
         )
 
 
+#: (caller's shape key, selected fields) -> (page statement, blank row): see :func:`connection`.
+_STATEMENTS = Lru(256)
+
+
 def connection(ctx: ApiContext, query: Select[Any], order: Sequence[Any],
                build: Callable[[Any], T], args: PageArgs, *, kind: str | None = None,
-               info: Any = None) -> Connection[T]:
+               info: Any = None, shape: Hashable | None = None) -> Connection[T]:
     """A lazy connection: SQL runs only for the parts the client selected.
 
     With ``kind`` (the node's GraphQL type) and the connection field's ``info``, the
     relations selected below the nodes are fetched together with the page.
+
+    ``shape``, when given, says that ``query`` and ``order`` hold no values of their own
+    (no filter): they are the same for every request with an equal ``shape``. The page
+    statement is then built once per shape and selection and reused, so SQLAlchemy finds
+    its cache key memoised instead of deriving it (building and keying cost ~0.1 ms).
     """
     args.validate()
     tree = connection_node_tree(info) if kind and info is not None else None
+    key = (shape, kind, frozenset(tree) if tree is not None else None)
+    found = _STATEMENTS.get(key) if shape is not None else MISS
+    if found is MISS:
+        found = _page_statement(query, order, kind, tree)
+        if shape is not None:
+            _STATEMENTS.put(key, found)
+    stmt, blank = found
+    return Connection(_ctx=ctx, _query=query, _stmt=stmt, _build=build, _args=args,
+                      _kind=kind, _tree=tree, _blank=blank)
+
+
+def _page_statement(query: Select[Any], order: Sequence[Any], kind: str | None,
+                    tree: Tree | None) -> tuple[Select[Any], dict[str, None] | None]:
+    """The ordered page of ``query`` (narrowed to the selected columns) and its blank row."""
     blank = None
     if kind and tree is not None:
         query, blank = narrow_columns(query, kind, tree)
-    return Connection(_ctx=ctx, _query=query, _order=order, _build=build, _args=args,
-                      _kind=kind, _tree=tree, _blank=blank)
+    stmt = query.order_by(*order).offset(bindparam("page_offset", type_=Integer)) \
+        .limit(bindparam("page_limit", type_=Integer))
+    return stmt, blank

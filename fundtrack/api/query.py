@@ -26,6 +26,13 @@ from fundtrack.api.types import (
 from fundtrack.auth import published
 
 
+def _shape(field: str, where: object, order_by: list[object] | None = None,
+           ) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """The page statement's cache key (:func:`~fundtrack.api.paging.connection`): only
+    unfiltered lists share a statement; a filter carries values, so it is built per request."""
+    return None if where is not None else (field, flt.order_key(order_by))
+
+
 @strawberry.type
 class LedgerQuery:
     @strawberry.field(description="Organisations in the registry.")
@@ -38,7 +45,8 @@ class LedgerQuery:
         q = select(t).where(flt.organization_where(where))
         return connection(info.context, q, flt.order(order_by, t, "ref"),
                           Organization.from_row, PageArgs(first, after, last, before),
-                          kind="Organization", info=info)
+                          kind="Organization", info=info,
+                          shape=_shape("organizations", where, order_by))
 
     @strawberry.field(description="Activities as currently reported (latest import of each).")
     def activities(self, info: Info, where: flt.ActivityWhere | None = None,
@@ -50,7 +58,8 @@ class LedgerQuery:
         q = select(t).where(t.c.superseded_by.is_(None), flt.activity_where(where))
         return connection(info.context, q, flt.order(order_by, t, "iati_identifier"),
                           Activity.from_row, PageArgs(first, after, last, before),
-                          kind="Activity", info=info)
+                          kind="Activity", info=info,
+                          shape=_shape("activities", where, order_by))
 
     @strawberry.field(description="Flows as currently reported (superseded rows are left out).")
     def flows(self, info: Info, where: flt.FlowWhere | None = None,
@@ -62,7 +71,7 @@ class LedgerQuery:
         q = select(t).where(t.c.superseded_by.is_(None), flt.flow_where(where))
         return connection(info.context, q, flt.order(order_by, t, "id"),
                           Flow.from_row, PageArgs(first, after, last, before),
-                          kind="Flow", info=info)
+                          kind="Flow", info=info, shape=_shape("flows", where, order_by))
 
     @strawberry.field(description="Budgets and planned disbursements as currently reported.")
     def budgets(self, info: Info, where: flt.BudgetWhere | None = None,
@@ -73,7 +82,7 @@ class LedgerQuery:
         q = select(t).where(t.c.superseded_by.is_(None), flt.budget_where(where))
         return connection(info.context, q, [t.c.id], Budget.from_row,
                           PageArgs(first, after, last, before),
-                          kind="Budget", info=info)
+                          kind="Budget", info=info, shape=_shape("budgets", where))
 
     @strawberry.field(description="Imported files, newest first.")
     def import_batches(self, info: Info, where: flt.ImportBatchWhere | None = None,
@@ -84,7 +93,8 @@ class LedgerQuery:
         q = select(t).where(flt.import_batch_where(where))
         return connection(info.context, q, [t.c.id.desc()], ImportBatch.from_row,
                           PageArgs(first, after, last, before),
-                          kind="ImportBatch", info=info)
+                          kind="ImportBatch", info=info,
+                          shape=_shape("import_batches", where))
 
     @strawberry.field(description="Grouped counts and exact sums of current flows, in SQL.")
     async def flows_aggregate(self, info: Info, where: flt.FlowWhere | None = None,
