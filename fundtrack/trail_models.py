@@ -21,8 +21,9 @@ def Ident(length: int) -> TypeEngine[str]:
     """An identifier column of a derived table (organisation ref, activity id, donor):
     compared for equality and sorted only for a stable order, so on PostgreSQL it
     compares byte by byte (``COLLATE "C"``) instead of through the database locale's
-    ``strcoll`` (``C.UTF-8`` on libc): index builds over millions of rows sort several
-    times faster. UTF-8 byte order is code point order, the order SQLite uses too.
+    ``strcoll`` (``C.UTF-8`` on libc): the rebuild's index builds sort a little faster
+    (about 10% each at 1M flows). UTF-8 byte order is code point order, the order SQLite
+    uses too.
     Never joined to ledger columns (their default collation would hide an index)."""
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
