@@ -169,6 +169,9 @@ from fundtrack.accounting.cli import classify_cmd, report_card_cmd  # noqa: E402
 
 main.add_command(report_card_cmd)
 main.add_command(classify_cmd)
+from fundtrack.sync.cli import sync_cmd  # noqa: E402
+
+main.add_command(sync_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

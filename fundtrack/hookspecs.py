@@ -34,3 +34,13 @@ def fundtrack_classifiers() -> list[Any]:
     and returning ``(dimension, rule_id)`` pairs, ``dimension`` being ``"scope"`` or
     ``"pillar:<name>"``. They add to the rules of ``rules.toml``; hand overrides still win.
     """
+
+
+@hookspec
+def fundtrack_sync_sources() -> list[Any]:
+    """Return the kinds of remote source ``fundtrack sync`` can keep current from.
+
+    Each is an object with ``type``, ``title``, ``whole_datasets``, ``check(options)`` and
+    ``documents(ctx)`` as described by :class:`fundtrack.sync.sources.SyncSource`. The
+    built-in IATI Registry, IATI Datastore and FTS sources use this hook too.
+    """

@@ -152,11 +152,16 @@ def import_file(
     options: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     registry: dict[str, Importer] | None = None,
+    source_url: str | None = None,
+    on_merge: Callable[[Connection, int], dict[str, int]] | None = None,
 ) -> ImportResult:
     """Import one file as one atomic batch and say what happened.
 
     ``allowed_publishers``: when given (a reporter's organisations), any record reported
-    by another organisation rejects the whole file.
+    by another organisation rejects the whole file. ``source_url``: where the file was
+    fetched from, kept on the batch. ``on_merge(conn, batch_id)``: called in the batch's
+    transaction after the merge, before derived tables are refreshed (``fundtrack sync``
+    retires what a dataset's new version no longer holds and records its state there).
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -164,7 +169,8 @@ def import_file(
             return import_file(engine, fh, filename=filename or path.name, fmt=fmt,
                                dry_run=dry_run, strict=strict, imported_by=imported_by,
                                allowed_publishers=allowed_publishers, options=options,
-                               progress=progress, registry=registry)
+                               progress=progress, registry=registry, source_url=source_url,
+                               on_merge=on_merge)
     stream = source
     name = filename or getattr(stream, "name", "upload")
     sha, size = file_digest(stream)
@@ -197,7 +203,8 @@ def import_file(
                             strict=strict, imported_by=imported_by,
                             allowed=set(allowed_publishers) if allowed_publishers is not None
                             else None,
-                            options=options or {}, progress=progress)
+                            options=options or {}, progress=progress,
+                            source_url=source_url, on_merge=on_merge)
         except FileRejected as exc:
             trans.rollback()
             result.status = "rejected"
@@ -223,13 +230,14 @@ def import_file(
 def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportResult, *,
          name: str, size: int, strict: bool, imported_by: str | None,
          allowed: set[str] | None, options: dict[str, Any],
-         progress: Callable[[int], None] | None) -> int:
+         progress: Callable[[int], None] | None, source_url: str | None = None,
+         on_merge: Callable[[Connection, int], dict[str, int]] | None = None) -> int:
     batch = m.ImportBatch.__table__
     batch_id = conn.execute(
         batch.insert().values(
             importer=importer.name, importer_version=importer.version, file_name=name,
             sha256=result.sha256, size_bytes=size, imported_by=imported_by,
-            created_at=datetime.now(UTC), status="applied", counts={},
+            created_at=datetime.now(UTC), status="applied", counts={}, source_url=source_url,
         ).returning(batch.c.id)
     ).scalar_one()
     writer = LedgerWriter(conn, batch_id)
@@ -292,6 +300,8 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
         writer.close()
     counts = writer.counts
     counts.update(supersede(conn, batch_id, writer.described_orgs))
+    if on_merge is not None:
+        counts.update(on_merge(conn, batch_id))
     counts["organisations"] = writer.upsert_organisations()
     counts.update(derived.after_import(conn, batch_id))
     issues.extend(writer.issues)

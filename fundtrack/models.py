@@ -80,6 +80,8 @@ class ImportBatch(Base):
     reverted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     publisher_ref: Mapped[str | None] = mapped_column(String(200))
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Where the file was fetched from (``fundtrack sync``); null for uploads and local files.
+    source_url: Mapped[str | None] = mapped_column(Text)
 
     issues: Mapped[list[BatchIssue]] = relationship(
         back_populates="batch", cascade="all, delete-orphan", order_by="BatchIssue.id"
@@ -307,3 +309,4 @@ from fundtrack import (  # noqa: E402, F401
     rollup_models,
     trail_models,
 )
+from fundtrack.sync import models as sync_models  # noqa: E402, F401
