@@ -25,8 +25,9 @@ from fundtrack.api.scalars import SCALAR_OVERRIDES
 from fundtrack.api.trace import TraceQuery
 from fundtrack.api.types import Activity, Budget, Flow, ImportBatch, Organization
 from fundtrack.config import Settings, get_settings
+from fundtrack.sync.api import SyncQuery
 
-QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery, FundQuery)
+QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery, FundQuery, SyncQuery)
 MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation)
 
 Query = merge_types("Query", QUERY_TYPES)

@@ -352,6 +352,8 @@ class ImportBatch(Node):
     reverted_at: datetime | None
     publisher_ref: str | None
     counts: strawberry.scalars.JSON
+    source_url: str | None = strawberry.field(
+        default=None, description="Where `fundtrack sync` fetched the file from (null for uploads).")
 
     @classmethod
     def from_row(cls, r: Any) -> ImportBatch:
@@ -360,7 +362,7 @@ class ImportBatch(Node):
                    file_name=r["file_name"], sha256=r["sha256"], size_bytes=r["size_bytes"],
                    imported_by=r["imported_by"], created_at=r["created_at"], status=r["status"],
                    reverted_at=r["reverted_at"], publisher_ref=r["publisher_ref"],
-                   counts=r["counts"] or {})
+                   counts=r["counts"] or {}, source_url=r.get("source_url"))
 
     @_relation("issues_by_batch", "pk", "_issues",
                description="Warnings and skipped records, with their location in the file.")

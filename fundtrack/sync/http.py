@@ -94,6 +94,16 @@ class _NoRedirectErrors(urllib.request.HTTPErrorProcessor):
     https_response = http_response
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: a listing must not lead us to ftp:// or file://."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"redirect to {newurl!r} refused "
+                                         "(http and https only)", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class HttpClient:
     """GET with conditional requests, retries, backoff and a per-host rate limit."""
 
@@ -103,7 +113,7 @@ class HttpClient:
         self.sleep = sleep
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._opener = urllib.request.build_opener(_NoRedirectErrors())
+        self._opener = urllib.request.build_opener(_NoRedirectErrors(), _HttpOnlyRedirects())
         self.requests = 0
         self.bytes = 0
 
@@ -130,6 +140,8 @@ class HttpClient:
             progress: Callable[[int], None] | None = None) -> Fetched:
         """Fetch ``url``; a 304 when the validators still hold. Raises :class:`FetchError`."""
         s = self.settings
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise FetchError(url, "only http and https URLs are fetched")
         last_error = "no attempt"
         status: int | None = None
         for attempt in range(1, s.retries + 2):

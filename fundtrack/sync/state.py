@@ -89,3 +89,8 @@ def batch_status(conn: Connection, batch_id: int | None) -> str | None:
         return None
     return conn.execute(select(m.ImportBatch.status).where(m.ImportBatch.id == batch_id)
                         ).scalar()
+
+
+def recent_runs(conn: Connection, limit: int = 50) -> list[RowMapping]:
+    """The newest sync runs, for the import-history page."""
+    return list(conn.execute(select(RUN).order_by(RUN.c.id.desc()).limit(limit)).mappings())

@@ -285,8 +285,12 @@ def _batches(conn: Connection, limit: int = 200) -> list[Any]:
 
 
 async def imports_page(request: Request) -> HTMLResponse:
+    from fundtrack.sync.state import recent_runs
+
     batches = await _read(request, _batches)
-    return render(request, "imports.html", title="Import history", flt=None, batches=batches)
+    sync_runs = await _read(request, recent_runs)
+    return render(request, "imports.html", title="Import history", flt=None, batches=batches,
+                  sync_runs=sync_runs)
 
 
 async def export_file(request: Request) -> Response:
