@@ -5,8 +5,9 @@ strong ``ETag`` and a ``Last-Modified`` and answers conditional requests with 30
 IATI publishers' web servers, the Registry's and FTS do. Faults are scripted per path: a
 queue of ``("status", 500)``, ``("status", 429, retry_after)``, ``("cut", n)`` (send the
 headers with the full Content-Length, n bytes of body, then close the connection) and
-``("hang", event)`` (block until the event is set: a process killed mid-download).
-Every request is logged with its status and how many body bytes were sent.
+``("hang", release, arrived)`` (set ``arrived``, block until ``release`` is set: a
+process killed mid-download).
+Every request is logged (before it is answered) with its status and body bytes.
 """
 
 from __future__ import annotations
@@ -65,33 +66,35 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items()}
         if action and action[0] == "status":
             extra = {"Retry-After": str(action[2])} if len(action) > 2 else {}
-            self._send(action[1], b"busy" if action[1] == 429 else b"error", extra)
             r.hits.append(Hit(url.path, query, headers, action[1], 0))
+            self._send(action[1], b"busy" if action[1] == 429 else b"error", extra)
             return
         if action and action[0] == "hang":
-            action[1].wait(60)
+            action[2].set()  # arrived
+            action[1].wait(60)  # released
             self.close_connection = True
             return
         if url.path in r.apis:
             status, payload = r.apis[url.path](query)
             body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            ctype = "application/xml" if isinstance(payload, bytes) else "application/json"
+            ctype = "application/json" if body[:1] in (b"{", b"[") else "application/xml"
         elif url.path in r.files:
             status, body = 200, r.files[url.path]
             ctype = "application/json" if url.path.endswith(".json") else "application/xml"
         else:
-            self._send(404, b"not found", {})
             r.hits.append(Hit(url.path, query, headers, 404, 0))
+            self._send(404, b"not found", {})
             return
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if status == 200 and (self.headers.get("If-None-Match") == etag
                               or (self.headers.get("If-Modified-Since") == r.last_modified
                                   and "If-None-Match" not in self.headers)):
-            self._send(304, b"", {"ETag": etag, "Last-Modified": r.last_modified})
             r.hits.append(Hit(url.path, query, headers, 304, 0))
+            self._send(304, b"", {"ETag": etag, "Last-Modified": r.last_modified})
             return
         extra = {"ETag": etag, "Last-Modified": r.last_modified, "Content-Type": ctype}
         if action and action[0] == "cut":
+            r.hits.append(Hit(url.path, query, headers, -200, action[1]))
             self.send_response(200)
             for k, v in extra.items():
                 self.send_header(k, v)
@@ -100,10 +103,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[:action[1]])
             self.wfile.flush()
             self.close_connection = True
-            r.hits.append(Hit(url.path, query, headers, -200, action[1]))
             return
-        self._send(status, body, extra)
         r.hits.append(Hit(url.path, query, headers, status, len(body)))
+        self._send(status, body, extra)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
