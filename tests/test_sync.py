@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, select
 
 from fundtrack import models as m
 from fundtrack.db import make_engine
-from fundtrack.importing import import_file, revert_batch
+from fundtrack.importing import import_file
 from fundtrack.sync.config import ConfigError, parse_config
 from fundtrack.sync.http import FetchError, HttpClient, HttpSettings
 from fundtrack.sync.models import SyncDocument, SyncRun
@@ -187,10 +187,17 @@ def test_changed_file_replaces_its_activities(engine, srv):
             SyncDocument.doc_key == al["id"])).scalar_one()
     assert len(amounts) == FLOWS["dfid-al"] - dropped_flows
     assert [v for v in amounts if v == Decimal(new_value)] == [Decimal(new_value)]
-    # the new version is a batch like any other: reverting it brings the old one back
-    revert_batch(engine, new_batch)
+    # the publisher puts the earlier file back: its batch is current again (the newer
+    # batch is reverted; nothing is imported twice)
+    srv.replay.files[_path(al)] = shared_file(
+        "iati-activity/dfid-albania-oipa-media/5e87f792-3d59-4f06-afcf-a8efa8523553.xml").read_bytes()
+    [s2] = run_sync(engine, registry_config(srv))
+    assert (s2.counts["downloaded"], s2.counts["unchanged"], s2.counts["imported"]) == (1, 1, 0)
     assert current(engine, a, a.reporting_org_ref == "GB-GOV-1") == 8
     assert current(engine, m.Flow) == 969
+    with engine.connect() as c:
+        assert c.execute(select(m.ImportBatch.status).where(
+            m.ImportBatch.id == new_batch)).scalar_one() == "reverted"
 
 
 def test_moved_url_is_the_same_dataset(engine, srv):
@@ -475,3 +482,48 @@ def test_source_options_are_checked_before_anything_is_fetched(engine):
         assert says in str(err.value)
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(SyncRun)).scalar_one() == 0
+
+
+def test_shipped_example_config_is_valid():
+    from fundtrack.sync.config import load_config
+    from fundtrack.sync.sources import source_types
+
+    config = load_config(REPO / "deploy" / "fundtrack-sync.toml")
+    types = source_types()
+    assert [(s.name, s.type) for s in config.sources] == [
+        ("registry-wps-donors", "iati-registry"), ("datastore-wps-afghanistan", "iati-datastore"),
+        ("fts-afghanistan", "fts")]
+    for s in config.sources:
+        types[s.type].check(s.options)
+    assert types["fts"].queries(config.sources[2].options) == [
+        {"locationid": "1", "year": "2024"}, {"locationid": "1", "year": "2025"}]
+
+
+def test_command_prints_a_summary_per_source_and_fails_on_failures(db_url, srv, tmp_path):
+    from click.testing import CliRunner
+
+    from fundtrack.cli import main
+
+    datasets = registry_site(srv)
+    cfg = tmp_path / "sync.toml"
+    cfg.write_text("[http]\nmin_interval_seconds = 0\nbackoff_seconds = 0.01\nretries = 1\n\n"
+                   "[[source]]\nname = \"registry\"\ntype = \"iati-registry\"\n"
+                   f"url = \"{srv.base}/api/3/action\"\npublishers = [\"usaid\", \"dfid\"]\n")
+    env = {"FUNDTRACK_DATABASE_URL": db_url}
+    out = CliRunner().invoke(main, ["sync", "--config", str(cfg), "--quiet"], env=env)
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith(
+        "registry (iati-registry): ok; 4 listed, 4 downloaded (")
+    assert out.output.rstrip().endswith(
+        "0 not modified, 0 unchanged, 4 imported, 0 withdrawn, 0 failed")
+    srv.replay.files.pop(_path(_by_name(datasets, "usaid-bo")))
+    srv.replay.files[_path(_by_name(datasets, "dfid-al"))] = b"<iati-activities><oops"
+    out = CliRunner().invoke(main, ["sync", "--config", str(cfg), "--quiet",
+                                    "--source", "registry"], env=env)
+    assert out.exit_code == 1
+    lines = out.output.splitlines()
+    assert lines[0] == ("registry (iati-registry): failed; 4 listed, 1 downloaded (22 bytes), "
+                        "2 not modified, 0 unchanged, 0 imported, 0 withdrawn, 2 failed")
+    assert "HTTP 404 Not Found" in lines[1] and "rejected:" in lines[2]
+    out = CliRunner().invoke(main, ["sync", "--config", str(cfg), "--source", "nope"], env=env)
+    assert out.exit_code == 1 and "no source named nope" in out.output

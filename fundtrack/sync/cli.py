@@ -11,8 +11,9 @@ import click
 
 @click.command("sync")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
-              default="fundtrack-sync.toml", show_default=True,
-              help="The sync configuration (TOML): sources, publishers, queries, plans, years.")
+              default="fundtrack-sync.toml", show_default=True, envvar="FUNDTRACK_SYNC_CONFIG",
+              help="The sync configuration (TOML): sources, publishers, queries, plans, years "
+                   "(or FUNDTRACK_SYNC_CONFIG).")
 @click.option("--source", "sources", multiple=True,
               help="Sync only this source (its `name` in the config); repeatable.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
