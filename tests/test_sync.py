@@ -527,3 +527,40 @@ def test_command_prints_a_summary_per_source_and_fails_on_failures(db_url, srv, 
     assert "HTTP 404 Not Found" in lines[1] and "rejected:" in lines[2]
     out = CliRunner().invoke(main, ["sync", "--config", str(cfg), "--source", "nope"], env=env)
     assert out.exit_code == 1 and "no source named nope" in out.output
+
+
+def test_sync_interrupted_inside_an_import_transaction_resumes_without_duplicates(
+        engine, db_factory, srv, monkeypatch):
+    """Ctrl-C while the third dataset's batch is being written (after its merge and its
+    state row, before the commit): nothing of it stays, and the resumed run equals a run
+    that was never interrupted."""
+    from fundtrack import derived
+
+    registry_site(srv)
+    whole_url = db_factory.new_url()
+    whole = make_engine(whole_url)
+    try:
+        run_sync(whole, registry_config(srv))
+        real, calls = derived.after_import, []
+
+        def after_import(conn, batch_id):
+            calls.append(batch_id)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return real(conn, batch_id)
+
+        monkeypatch.setattr(derived, "after_import", after_import)
+        with pytest.raises(KeyboardInterrupt):
+            run_sync(engine, registry_config(srv))
+        monkeypatch.setattr(derived, "after_import", real)
+        with engine.connect() as c:
+            assert c.execute(select(func.count()).select_from(m.ImportBatch)).scalar_one() == 2
+            assert c.execute(select(func.count()).select_from(SyncDocument).where(
+                SyncDocument.batch_id.is_not(None))).scalar_one() == 2
+            assert c.execute(select(SyncRun.status)).scalars().all() == ["interrupted"]
+        [s] = run_sync(engine, registry_config(srv))
+        assert (s.counts["not_modified"], s.counts["imported"]) == (2, 2)
+        assert snapshot(engine) == snapshot(whole)
+    finally:
+        whole.dispose()
+        db_factory.drop(whole_url)

@@ -115,9 +115,11 @@ class _Run:
             fetched = doc.fetched or self.fetch(doc.key, doc.url)
         except FetchError as exc:
             self.fail(doc.key, doc.url, str(exc))
-            state.put_now(self.engine, self.name, doc.key, scope=doc.scope, url=doc.url,
-                          name=doc.name, last_error=str(exc)[:2000],
-                          **({} if prev else {"status": "failed"}))
+            # A known document keeps its URL and validators (they describe its current
+            # batch); a new one is remembered as failed, to be tried again next run.
+            state.put_now(self.engine, self.name, doc.key, last_error=str(exc)[:2000],
+                          **({} if prev else {"status": "failed", "scope": doc.scope,
+                                              "url": doc.url, "name": doc.name}))
             return
         try:
             self._settle(doc, prev, fetched)
@@ -169,10 +171,12 @@ class _Run:
             state.put_now(self.engine, self.name, doc.key, **common, **validators,
                           batch_id=result.batch_id, status="current", last_error=None)
         else:
+            # The previous batch stays current and the state keeps describing it, so the
+            # file is fetched and tried again next run (and reported again).
             self.fail(doc.key, doc.url, f"rejected: {result.message}")
-            state.put_now(self.engine, self.name, doc.key, **common, sha256=fetched.sha256,
+            state.put_now(self.engine, self.name, doc.key,
                           last_error=f"rejected: {result.message}"[:2000],
-                          **({} if prev else {"status": "failed"}))
+                          **({} if prev else {**common, "status": "failed"}))
 
     # -- datasets that come and go -------------------------------------------------------
     def listed(self, item: ScopeListed) -> None:
