@@ -1,0 +1,39 @@
+"""import batches: reconciliation counts (found = imported + skipped) and the file's date
+
+Every import now accounts for every record: activities, flows (transactions, FTS flows,
+grants, CRS amounts), budgets and organisations found in the file = imported + skipped.
+The counts are stored as plain integer columns so the history page, the API and other
+tools can read and filter them without parsing JSON. ``file_generated`` keeps the
+file's own date (IATI ``@generated-datetime``) for the older-file policy.
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-06
+"""
+from typing import Sequence, Union
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '0012'
+down_revision: Union[str, None] = '0011'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+KINDS = ("activities", "flows", "budgets", "organisations")
+COUNTS = [f"{kind}_{what}" for kind in KINDS for what in ("found", "imported", "skipped")]
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("import_batch") as batch:
+        batch.add_column(sa.Column("file_generated", sa.String(length=40), nullable=True))
+        for name in COUNTS:
+            batch.add_column(sa.Column(name, sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("import_batch") as batch:
+        for name in reversed(COUNTS):
+            batch.drop_column(name)
+        batch.drop_column("file_generated")
