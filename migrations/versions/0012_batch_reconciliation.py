@@ -30,9 +30,23 @@ def upgrade() -> None:
         batch.add_column(sa.Column("file_generated", sa.String(length=40), nullable=True))
         for name in COUNTS:
             batch.add_column(sa.Column(name, sa.Integer(), nullable=True))
+    with op.batch_alter_table("trail_link") as batch:
+        batch.add_column(sa.Column("to_self", sa.Boolean(), server_default=sa.false(),
+                                   nullable=False))
+    op.execute(
+        "UPDATE trail_link SET to_self = TRUE WHERE kind IN ('provider-activity', "
+        "'receiver-activity') AND EXISTS (SELECT 1 FROM flow JOIN activity "
+        "ON activity.id = flow.activity_id WHERE flow.id = trail_link.flow_id "
+        "AND activity.iati_identifier = trail_link.target_ref)")
+    op.execute(
+        "UPDATE trail_link SET to_self = TRUE WHERE kind = 'related-activity' AND EXISTS "
+        "(SELECT 1 FROM activity WHERE activity.id = trail_link.activity_id "
+        "AND activity.iati_identifier = trail_link.target_ref)")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("trail_link") as batch:
+        batch.drop_column("to_self")
     with op.batch_alter_table("import_batch") as batch:
         for name in reversed(COUNTS):
             batch.drop_column(name)
