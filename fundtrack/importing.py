@@ -260,7 +260,10 @@ def import_file(
                         f"this file is reported by {', '.join(sorted(theirs)) or 'no organisation'}"
                         f", which is not one of yours ({', '.join(sorted(allowed)) or 'none'}); "
                         "file refused, nothing written")
-            if existing is not None and _still_current(conn, existing.id):
+            if existing is not None:
+                # The same bytes again: "unchanged", unless a newer file has replaced
+                # what they hold since (then refused as older, never "unchanged").
+                refuse_if_superseded_by_newer(conn, existing.id)
                 trans.rollback()
                 result.status = "unchanged"
                 result.batch_id = existing.id
@@ -400,18 +403,26 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
     return batch_id
 
 
-def _still_current(conn: Connection, batch_id: int) -> bool:
-    """Whether nothing batch ``batch_id`` wrote has been replaced by a later batch.
-
-    Only then is the same file again "unchanged"; an older file whose activities a
-    newer one has replaced is read again and meets the older-file policy.
-    """
-    for model in (m.Activity, m.Flow, m.Budget):
-        t = model.__table__
-        if conn.execute(select(exists().where(t.c.batch_id == batch_id,
-                                              t.c.superseded_by.is_not(None)))).scalar():
-            return False
-    return True
+def refuse_if_superseded_by_newer(conn: Connection, batch_id: int) -> None:
+    """The older-file policy for the same bytes as batch ``batch_id``: if a later file
+    has replaced its activities with newer versions, the file is refused as older."""
+    act = m.Activity.__table__
+    if not conn.execute(select(exists().where(act.c.batch_id == batch_id,
+                                              act.c.superseded_by.is_not(None)))).scalar():
+        return
+    cur = aliased(m.Activity)
+    batch, mine = m.ImportBatch.__table__, aliased(m.ImportBatch)
+    rows = conn.execute(
+        select(act.c.iati_identifier, cur.last_updated, cur.batch_id, act.c.last_updated,
+               batch.c.file_name, batch.c.file_generated, mine.file_generated)
+        .join(cur, (cur.iati_identifier == act.c.iati_identifier)
+              & (cur.reporting_org_ref == act.c.reporting_org_ref)
+              & cur.superseded_by.is_(None))
+        .join(batch, batch.c.id == cur.batch_id)
+        .join(mine, mine.id == act.c.batch_id)
+        .where(act.c.batch_id == batch_id, act.c.superseded_by.is_not(None))
+    ).all()
+    _refuse_older([r[:6] for r in rows], rows[0][6] if rows else None)
 
 
 def _moment(text: str | None) -> str | None:
@@ -452,6 +463,12 @@ def refuse_if_older(conn: Connection, batch_id: int, generated: str | None) -> N
         .join(batch, batch.c.id == act.c.batch_id)
         .where(act.c.superseded_by == batch_id)
     ).all()
+    _refuse_older(rows, generated)
+
+
+def _refuse_older(rows: Iterable[Any], generated: str | None) -> None:
+    """Raise if, for any (identifier, current last-updated, current batch, this file's
+    last-updated, current file name, current generated) row, this file is older."""
     mine = _moment(generated)
     for ident, old_updated, old_batch, new_updated, old_file, old_generated in rows:
         old_u, new_u = _moment(old_updated), _moment(new_updated)

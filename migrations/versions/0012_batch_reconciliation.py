@@ -26,13 +26,14 @@ COUNTS = [f"{kind}_{what}" for kind in KINDS for what in ("found", "imported", "
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("import_batch") as batch:
-        batch.add_column(sa.Column("file_generated", sa.String(length=40), nullable=True))
-        for name in COUNTS:
-            batch.add_column(sa.Column(name, sa.Integer(), nullable=True))
-    with op.batch_alter_table("trail_link") as batch:
-        batch.add_column(sa.Column("to_self", sa.Boolean(), server_default=sa.false(),
-                                   nullable=False))
+    # Plain ADD COLUMN (no table rebuild: SQLite would have to drop import_batch, which
+    # batch_issue and the ledger reference).
+    op.add_column("import_batch", sa.Column("file_generated", sa.String(length=40),
+                                            nullable=True))
+    for name in COUNTS:
+        op.add_column("import_batch", sa.Column(name, sa.Integer(), nullable=True))
+    op.add_column("trail_link", sa.Column("to_self", sa.Boolean(), server_default=sa.false(),
+                                          nullable=False))
     op.execute(
         "UPDATE trail_link SET to_self = TRUE WHERE kind IN ('provider-activity', "
         "'receiver-activity') AND EXISTS (SELECT 1 FROM flow JOIN activity "
@@ -45,9 +46,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("trail_link") as batch:
-        batch.drop_column("to_self")
-    with op.batch_alter_table("import_batch") as batch:
-        for name in reversed(COUNTS):
-            batch.drop_column(name)
-        batch.drop_column("file_generated")
+    # ALTER TABLE ... DROP COLUMN: PostgreSQL, and SQLite since 3.35.
+    op.execute("ALTER TABLE trail_link DROP COLUMN to_self")
+    for name in reversed(COUNTS):
+        op.execute(f"ALTER TABLE import_batch DROP COLUMN {name}")
+    op.execute("ALTER TABLE import_batch DROP COLUMN file_generated")
