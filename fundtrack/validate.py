@@ -147,7 +147,8 @@ def _too_long(record: Any, limits: dict[str, int], where: str, what: str,
             setattr(holder, name, value[:limit])
             issues.append(Issue(Severity.WARNING, f"{path} is {len(value):,} characters long, above "
                                 f"the limit of {limit} for this field; kept shortened to "
-                                f"{value[:limit]!r} (reported: {value[:60]!r}"
+                                f"{value[:min(limit, 60)]!r}{'...' if limit > 60 else ''} "
+                                f"(reported: {value[:60]!r}"
                                 f"{'...' if len(value) > 60 else ''})", where, "value-shortened"))
     return None
 

@@ -536,31 +536,35 @@ def plain_xml_error(exc: etree.XMLSyntaxError, stream: Any) -> tuple[str, str]:
     """(message, location) for a parse error, in words a reporter can act on.
 
     libxml2 appends "line L, column C" to its messages and the exception carries the
-    position again: the location is given once. When the error is on the file's last
-    line (the bytes ran out: a truncated download or upload), it says the file ends
-    early instead of naming the half-read attribute or tag libxml2 complains about.
+    position again: the location is given once. When the error is where the file's bytes
+    end (a truncated download or upload), it says the file ends early instead of naming
+    the half-read attribute or tag libxml2 complains about.
     """
     line, col = exc.position if exc.position else (exc.lineno, 0)
     msg = re.sub(r",?\s*line \d+, column \d+\s*$", "", (exc.msg or "").strip())
     where = f"line {line}, column {col}"
-    last = _last_line(stream)
-    if last is not None and line >= last:
+    end = _end_of_text(stream)
+    if end is not None and (line > end[0] or (line == end[0] and col >= end[1] - 1)):
         return "malformed XML: the file ends early (truncated?)", where
     return f"malformed XML: {msg}", where
 
 
-def _last_line(stream: Any) -> int | None:
-    """The number of the file's last non-blank line, or None if it cannot be re-read."""
+def _end_of_text(stream: Any) -> tuple[int, int] | None:
+    """(line, length) of the file's last non-blank line, or None if it cannot be re-read.
+
+    Reads in 1 MiB chunks: a file of one 100 MB line costs no more memory than any other.
+    """
     try:
         stream.seek(0)
-        line, last = 1, 0
+        line, length, last = 1, 0, (0, 0)
         while chunk := stream.read(1 << 20):
             pieces = chunk.split(b"\n")
             for i, piece in enumerate(pieces):
                 if i:
-                    line += 1
+                    line, length = line + 1, 0
+                length += len(piece)
                 if piece.strip():
-                    last = line
+                    last = (line, length - (len(piece) - len(piece.rstrip())))
         return last
     except (OSError, ValueError, AttributeError):
         return None
