@@ -220,3 +220,19 @@ def test_malformed_middle_is_not_called_truncated(engine, tmp_path: Path) -> Non
     assert out.status == "rejected" and "ends early" not in out.message
     assert out.message.startswith("malformed XML: ") and out.message.count("line ") == 1
     assert out.message.endswith("at line 48, column 19"), out.message
+
+
+def test_cli_says_where_a_truncated_file_ends_once(db_url: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fundtrack.cli import main
+
+    cut = tmp_path / "usaid-bo-cut.xml"
+    cut.write_bytes((SHARED / "iati-activity/usaid-bo.xml").read_bytes()[:200000])
+    monkeypatch.setenv("FUNDTRACK_DATABASE_URL", db_url)
+    out = CliRunner().invoke(main, ["import", "--quiet", str(cut)], catch_exceptions=False)
+    assert out.exit_code == 1
+    assert out.output.splitlines()[0] == ("usaid-bo-cut.xml: rejected - malformed XML: the file "
+                                          "ends early (truncated?) at line 4311, column 31")
+    assert out.output.count("line 4311") == 1, out.output
