@@ -181,6 +181,12 @@ class _Reader:
             self.warn(where, f"activity {identifier} has no reporting-org/@ref; imported "
                       "without a reporting organisation reference", "no-reporting-org")
         default_currency = (attr(el, "default-currency") or "").upper() or None
+        if default_currency and not (len(default_currency) == 3 and default_currency.isalpha()):
+            # Not a reason to lose the activity: its values without @currency are kept
+            # without a currency (no USD), as when no default is given.
+            self.warn(where, f"default-currency {default_currency[:20]!r} is not an ISO 4217 "
+                      "code; ignored", "bad-currency")
+            default_currency = None
         act = ActivityRecord(
             identifier=identifier,
             reporting_org=OrgRef(ref=rep_ref, name=text_of(rep) if rep is not None else None,

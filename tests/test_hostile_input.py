@@ -385,7 +385,6 @@ LONG = "X" * 10_000
 
 @pytest.mark.parametrize(("field", "xml"), [
     ("identifier", {"ident": LONG}),
-    ("default_currency", {"currency": LONG}),
 ])
 def test_10000_character_codes_are_refused(up: Uploads, field: str, xml: dict[str, str]) -> None:
     """An essential field longer than its column: the record is skipped, naming the field
@@ -395,6 +394,14 @@ def test_10000_character_codes_are_refused(up: Uploads, field: str, xml: dict[st
     msg = where(out)
     assert f"{field} is 10,000 characters long, above the limit of" in msg, msg
     assert "(line 2)" in msg
+
+
+def test_10000_character_default_currency_keeps_the_activity(up: Uploads) -> None:
+    """Not a currency code: ignored with a warning; the flow is kept without a currency."""
+    out = up.upload(activity(currency=LONG), "long-default-currency.xml")
+    assert out["status"] == "applied" and out["counts"]["flows"] == 1, out
+    assert [i["code"] for i in out["issues"]] == ["bad-currency", "no-currency", "no-usd-rate"]
+    up.alive()
 
 
 @pytest.mark.parametrize(("field", "xml", "limit"), [
