@@ -61,6 +61,11 @@ def _key(text: str) -> str:
     return _SEP.sub(" ", text.strip().lower()).strip()
 
 
+@lru_cache(maxsize=64)
+def _shipped(name: str) -> bool:
+    return (DATA / f"{name}.xml").exists()
+
+
 @lru_cache(maxsize=32)
 def _tree(name: str) -> etree._Element:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
@@ -77,7 +82,7 @@ def codes(name: str) -> frozenset[str]:
 def names(name: str) -> dict[str, str]:
     """Normalised English name (and 1.0x alias) -> code, for codelist ``name``."""
     out: dict[str, str] = {}
-    if (DATA / f"{name}.xml").exists():
+    if _shipped(name):
         for item in _tree(name).iter("codelist-item"):
             code = (item.findtext("code") or "").strip()
             el = item.find("name")
@@ -104,7 +109,7 @@ def legacy_code(name: str, value: str | None) -> tuple[str | None, bool]:
     v = value.strip()
     if not v:
         return None, True
-    if (DATA / f"{name}.xml").exists():
+    if _shipped(name):
         if v in codes(name):
             return v, True
     elif v.isdigit():
@@ -112,7 +117,7 @@ def legacy_code(name: str, value: str | None) -> tuple[str | None, bool]:
     mapped = names(name).get(_key(v))
     if mapped is not None:
         return mapped, True
-    if (DATA / f"{name}.xml").exists() and v.upper() in codes(name):
+    if _shipped(name) and v.upper() in codes(name):
         return v.upper(), True
     # A code-like value (``D03``, ``B031``, ``99``) not in our copy of the list may be
     # newer than it: kept without a warning. Text ("Bilateral agency") is warned about.
