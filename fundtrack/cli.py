@@ -89,10 +89,13 @@ def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: 
         if bar:
             bar.close()
         click.echo(result.summary())
-        for issue in result.issues[:20]:
+        # A refused file's reason is in the summary line already: not again below it.
+        shown = [i for i in result.issues if not (result.status == "rejected"
+                                                   and i.code == "rejected")]
+        for issue in shown[:20]:
             click.echo(f"  {issue}")
-        if len(result.issues) > 20:
-            click.echo(f"  ... and {len(result.issues) - 20} more issues (see the batch)")
+        if len(shown) > 20:
+            click.echo(f"  ... and {len(shown) - 20} more issues (see the batch)")
         if not result.ok:
             rejected += 1
     if rejected:

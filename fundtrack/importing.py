@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, exists, select, update
+from sqlalchemy.orm import aliased
 
 from fundtrack import derived
 from fundtrack import models as m
@@ -35,6 +36,12 @@ from fundtrack.records import (
 from fundtrack.validate import SKIPPED, Validator
 
 MAX_STORED_ISSUES = 5000
+#: Record kinds the reconciliation counts, in the order they are shown.
+KINDS = ("activities", "flows", "budgets", "organisations")
+#: Singular/plural words for a reconciliation line.
+KIND_WORDS = {"activities": ("activity", "activities"), "flows": ("flow", "flows"),
+              "budgets": ("budget", "budgets"),
+              "organisations": ("organisation", "organisations")}
 
 
 class NotPermitted(Exception):
@@ -53,14 +60,31 @@ class ImportResult:
     counts: dict[str, int] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
     message: str = ""
+    #: Reconciliation, per record kind (:data:`KINDS`): found = imported + skipped.
+    found: dict[str, int] = field(default_factory=dict)
+    imported: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.status != "rejected"
 
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def status_text(self) -> str:
+        """``applied``, or ``applied, N skipped`` when records were left out."""
+        return status_text(self.status, self.skipped_total)
+
+    def reconciliation(self) -> str:
+        """One line per record kind present: found = imported + skipped."""
+        return reconciliation_text(self.found, self.imported, self.skipped)
+
     def summary(self) -> str:
         c = self.counts
-        head = f"{self.file_name}: {self.status}"
+        head = f"{self.file_name}: {self.status_text}"
         if self.status in ("applied", "dry-run"):
             head += (f" (batch {self.batch_id}) " if self.batch_id else " ") + (
                 f"{c.get('activities', 0)} activities, {c.get('flows', 0)} flows, "
@@ -71,7 +95,45 @@ class ImportResult:
             )
         if self.message:
             head += f" - {self.message}"
+        if self.found:
+            head += "\n  " + self.reconciliation()
         return head
+
+
+def status_text(status: str, skipped: int | None) -> str:
+    """A batch's status as people read it: never a plain "applied" if anything was left out."""
+    if status in ("applied", "dry-run") and skipped:
+        return f"{status}, {skipped:,} skipped"
+    return status
+
+
+def reconciliation_text(found: dict[str, int], imported: dict[str, int],
+                        skipped: dict[str, int]) -> str:
+    """``found in file: 5 activities = 2 imported + 3 skipped; ...`` for kinds present."""
+    parts = []
+    for kind in KINDS:
+        if not found.get(kind):
+            continue
+        one, many = KIND_WORDS[kind]
+        n = found[kind]
+        parts.append(f"{n:,} {one if n == 1 else many} = {imported.get(kind, 0):,} imported"
+                     f" + {skipped.get(kind, 0):,} skipped")
+    return "found in file: " + ("; ".join(parts) if parts else "no records")
+
+
+def tally_skipped(issues: Iterable[Issue]) -> dict[str, int]:
+    """Records left out, by kind, from the issues that left them out.
+
+    An error without a ``skipped`` tally (plugins, older importers) left out one flow:
+    every importer's error-level issue is "this record skipped".
+    """
+    out = dict.fromkeys(KINDS, 0)
+    for issue in issues:
+        if issue.severity is not Severity.ERROR or issue.code == "rejected":
+            continue
+        for kind, n in (issue.skipped if issue.skipped is not None else {"flows": 1}).items():
+            out[kind] = out.get(kind, 0) + n
+    return out
 
 
 def file_digest(stream: BinaryIO) -> tuple[str, int]:
@@ -190,14 +252,29 @@ def import_file(
         try:
             lock_ledger(conn)
             existing = conn.execute(
-                select(m.ImportBatch.id).where(m.ImportBatch.sha256 == sha,
-                                               m.ImportBatch.status == "applied")
-            ).scalar()
+                select(m.ImportBatch.id, m.ImportBatch.publisher_ref)
+                .where(m.ImportBatch.sha256 == sha, m.ImportBatch.status == "applied")
+                .order_by(m.ImportBatch.id.desc())
+            ).first()
+            if existing is not None and allowed_publishers is not None:
+                # Permission first: another organisation's file is refused, whatever its
+                # bytes; "unchanged" would tell a stranger the file was imported.
+                allowed = set(allowed_publishers)
+                theirs = {p for p in (existing.publisher_ref or "").split(",") if p}
+                if not theirs or not theirs <= allowed:
+                    raise NotPermitted(
+                        f"this file is reported by {', '.join(sorted(theirs)) or 'no organisation'}"
+                        f", which is not one of yours ({', '.join(sorted(allowed)) or 'none'}); "
+                        "file refused, nothing written")
             if existing is not None:
+                # The same bytes again: "unchanged", unless a newer file has replaced
+                # what they hold since (then refused as older, never "unchanged").
+                refuse_if_superseded_by_newer(conn, existing.id)
                 trans.rollback()
                 result.status = "unchanged"
-                result.batch_id = existing
-                result.message = f"same file already imported as batch {existing}; nothing changed"
+                result.batch_id = existing.id
+                result.message = (f"same file already imported as batch {existing.id}; "
+                                  "nothing changed")
                 return result
             batch_id = _run(conn, importer, stream, result, name=str(name), size=size,
                             strict=strict, imported_by=imported_by,
@@ -263,6 +340,7 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
                 f"{where}: reported by {ref or 'no organisation'}, which is not one of yours "
                 f"({', '.join(sorted(allowed)) or 'none'}); file refused, nothing written")
 
+    first_seen: dict[tuple[str, str], str] = {}
     try:
         for item in _records(importer, reader, ctx):
             if isinstance(item, Issue):
@@ -275,13 +353,16 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
                 continue
             if isinstance(item, ActivityRecord):
                 check_publisher(item.reporting_org.ref, item.location)
-                key = (item.reporting_org.ref or "", item.identifier)
-                if key in seen_activities:
-                    # Both are kept, as the file says; a later file with this identifier
-                    # replaces both. Dropping one would silently lose reported money.
+                key = (item.reporting_org.ref or "", item.identifier[:300])
+                if key in first_seen:
+                    # Policy (docs/iati.md): every copy is kept, as the file says, and
+                    # reported; a later file with this identifier replaces all of them.
+                    # Dropping one would lose money the publisher reported.
                     note(Issue(Severity.WARNING, f"activity {item.identifier} appears more than "
-                               "once in this file; every copy is kept", item.location,
-                               "duplicate-activity"))
+                               f"once in this file (first at {first_seen[key]}); every copy is "
+                               "kept", item.location, "duplicate-activity"))
+                else:
+                    first_seen[key] = item.location
                 seen_activities.add(key)
                 writer.add_activity(item)
             elif isinstance(item, FlowRecord):
@@ -300,26 +381,120 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
         writer.close()
     counts = writer.counts
     counts.update(supersede(conn, batch_id, writer.described_orgs))
+    refuse_if_older(conn, batch_id, ctx.meta.get("generated"))
     if on_merge is not None:
         counts.update(on_merge(conn, batch_id))
     counts["organisations"] = writer.upsert_organisations()
     counts.update(derived.after_import(conn, batch_id))
     issues.extend(writer.issues)
-    counts["skipped"] = sum(1 for i in issues if i.severity is Severity.ERROR)
+    skipped = tally_skipped(issues)
+    imported = {kind: counts.get(kind, 0) for kind in KINDS}
+    found = {kind: imported[kind] + skipped.get(kind, 0) for kind in KINDS}
+    counts["skipped"] = sum(skipped.values())
     counts["warnings"] = sum(1 for i in issues if i.severity is Severity.WARNING)
-    if counts["activities"] + counts["flows"] + counts["budgets"] + counts["organisations"] == 0:
+    if sum(imported.values()) == 0:
         raise FileRejected("the file holds no records fundtrack can import"
                            + (f" ({counts['skipped']} skipped)" if counts["skipped"] else ""))
     result.counts = counts
+    result.found, result.imported, result.skipped = found, imported, skipped
     if issues:
         conn.execute(m.BatchIssue.__table__.insert(), [
             {"batch_id": batch_id, "severity": i.severity.value, "code": i.code,
              "location": i.location, "message": i.message}
             for i in issues[:MAX_STORED_ISSUES]
         ])
+    generated = ctx.meta.get("generated")
     conn.execute(update(m.ImportBatch).where(m.ImportBatch.id == batch_id).values(
-        counts=counts, publisher_ref=",".join(sorted(publishers))[:200] or None))
+        counts=counts, publisher_ref=",".join(sorted(publishers))[:200] or None,
+        file_generated=str(generated)[:40] if generated else None,
+        **{f"{kind}_{what}": n for what, tally in
+           (("found", found), ("imported", imported), ("skipped", skipped))
+           for kind, n in tally.items() if kind in KINDS}))
     return batch_id
+
+
+def refuse_if_superseded_by_newer(conn: Connection, batch_id: int) -> None:
+    """The older-file policy for the same bytes as batch ``batch_id``: if a later file
+    has replaced its activities with newer versions, the file is refused as older."""
+    act = m.Activity.__table__
+    if not conn.execute(select(exists().where(act.c.batch_id == batch_id,
+                                              act.c.superseded_by.is_not(None)))).scalar():
+        return
+    cur = aliased(m.Activity)
+    batch, mine = m.ImportBatch.__table__, aliased(m.ImportBatch)
+    rows = conn.execute(
+        select(act.c.iati_identifier, cur.last_updated, cur.batch_id, act.c.last_updated,
+               batch.c.file_name, batch.c.file_generated, mine.file_generated)
+        .join(cur, (cur.iati_identifier == act.c.iati_identifier)
+              & (cur.reporting_org_ref == act.c.reporting_org_ref)
+              & cur.superseded_by.is_(None))
+        .join(batch, batch.c.id == cur.batch_id)
+        .join(mine, mine.id == act.c.batch_id)
+        .where(act.c.batch_id == batch_id, act.c.superseded_by.is_not(None))
+    ).all()
+    _refuse_older([r[:6] for r in rows], rows[0][6] if rows else None)
+
+
+def _moment(text: str | None) -> str | None:
+    """An IATI datetime as a comparable ``YYYY-MM-DDTHH:MM:SS`` (time zone dropped),
+    or None if it is not one."""
+    if not text:
+        return None
+    t = text.strip().replace(" ", "T")
+    if len(t) < 10:
+        return None
+    try:
+        datetime.fromisoformat(t[:10])
+    except ValueError:
+        return None
+    t = t[:19]
+    return t + "T00:00:00"[len(t) - 10:] if len(t) < 19 else t
+
+
+def refuse_if_older(conn: Connection, batch_id: int, generated: str | None) -> None:
+    """Policy: a file older than what it would replace is refused, nothing written.
+
+    Older means: one of its activities carries a ``last-updated-datetime`` before that
+    of the current version it replaces, or the file's ``generated-datetime`` is before
+    that of a file whose activities it replaces. (Reinstating an older version is a
+    revert of the newer batch, which says what it brings back.) Dates missing on
+    either side are not compared. Runs after :func:`supersede`, over the rows it marked
+    (one statement with a join, whatever the number of activities).
+    """
+    act = m.Activity.__table__
+    new = aliased(m.Activity)
+    batch = m.ImportBatch.__table__
+    rows = conn.execute(
+        select(act.c.iati_identifier, act.c.last_updated, act.c.batch_id, new.last_updated,
+               batch.c.file_name, batch.c.file_generated)
+        .join(new, (new.iati_identifier == act.c.iati_identifier)
+              & (new.reporting_org_ref == act.c.reporting_org_ref)
+              & (new.batch_id == batch_id))
+        .join(batch, batch.c.id == act.c.batch_id)
+        .where(act.c.superseded_by == batch_id)
+    ).all()
+    _refuse_older(rows, generated)
+
+
+def _refuse_older(rows: Iterable[Any], generated: str | None) -> None:
+    """Raise if, for any (identifier, current last-updated, current batch, this file's
+    last-updated, current file name, current generated) row, this file is older."""
+    mine = _moment(generated)
+    for ident, old_updated, old_batch, new_updated, old_file, old_generated in rows:
+        old_u, new_u = _moment(old_updated), _moment(new_updated)
+        if old_u and new_u and new_u < old_u:
+            raise FileRejected(
+                f"this file is older than what is imported: activity {ident} was last updated "
+                f"{new_updated} in this file but {old_updated} in batch {old_batch} "
+                f"({old_file}); nothing written. To go back to the older version, revert "
+                f"batch {old_batch}")
+        theirs = _moment(old_generated)
+        if mine and theirs and mine < theirs:
+            raise FileRejected(
+                f"this file is older than what is imported: it was generated {generated}, "
+                f"batch {old_batch} ({old_file}) was generated {old_generated} and holds "
+                f"activity {ident}; nothing written. To go back to the older version, revert "
+                f"batch {old_batch}")
 
 
 def revert_batch(engine: Engine, batch_id: int) -> dict[str, int]:

@@ -82,6 +82,22 @@ class ImportBatch(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Where the file was fetched from (``fundtrack sync``); null for uploads and local files.
     source_url: Mapped[str | None] = mapped_column(Text)
+    #: The file's own date (IATI ``@generated-datetime``), for the older-file policy.
+    file_generated: Mapped[str | None] = mapped_column(String(40))
+    # Reconciliation (migration 0012): for every record kind, found in the file =
+    # imported + skipped. NULL for batches imported before 0012.
+    activities_found: Mapped[int | None] = mapped_column(Integer)
+    activities_imported: Mapped[int | None] = mapped_column(Integer)
+    activities_skipped: Mapped[int | None] = mapped_column(Integer)
+    flows_found: Mapped[int | None] = mapped_column(Integer)
+    flows_imported: Mapped[int | None] = mapped_column(Integer)
+    flows_skipped: Mapped[int | None] = mapped_column(Integer)
+    budgets_found: Mapped[int | None] = mapped_column(Integer)
+    budgets_imported: Mapped[int | None] = mapped_column(Integer)
+    budgets_skipped: Mapped[int | None] = mapped_column(Integer)
+    organisations_found: Mapped[int | None] = mapped_column(Integer)
+    organisations_imported: Mapped[int | None] = mapped_column(Integer)
+    organisations_skipped: Mapped[int | None] = mapped_column(Integer)
 
     issues: Mapped[list[BatchIssue]] = relationship(
         back_populates="batch", cascade="all, delete-orphan", order_by="BatchIssue.id"

@@ -28,6 +28,9 @@ class ImportContext:
 
     filename: str
     options: dict[str, Any] = field(default_factory=dict)
+    #: What the importer learns about the file as a whole, for the pipeline: e.g.
+    #: ``generated`` (IATI ``@generated-datetime``), used by the older-file policy.
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

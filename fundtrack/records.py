@@ -67,6 +67,10 @@ class Issue:
     message: str
     location: str = ""
     code: str = "invalid"
+    #: What this problem left out of the import, by record kind (``{"activities": 1,
+    #: "flows": 3}``): the pipeline adds these up so that, for every file, records found
+    #: = imported + skipped. ``None`` on an error means one record (a flow) was skipped.
+    skipped: dict[str, int] | None = None
 
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""

@@ -9,7 +9,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, literal_column, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    literal_column,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
@@ -34,7 +46,8 @@ class TrailLink(Base):
     ``kind``: provider-activity | receiver-activity (IATI transaction ids),
     related-activity (IATI parent/child/...; ``relation`` holds the type code),
     fts-parent (FTS parentFlowId), fund-contribution / fund-allocation (a flow into or
-    out of an organisation marked as a pooled fund). ``resolved`` false = broken link:
+    out of an organisation marked as a pooled fund). ``to_self``: the link names its own
+    activity (counted apart: it traces nothing). ``resolved`` false = broken link:
     the id names nothing anyone reported. Kept, counted per publisher, queryable.
     """
 
@@ -52,6 +65,10 @@ class TrailLink(Base):
     target_flow_id: Mapped[int | None] = mapped_column(BigId)
     publisher_ref: Mapped[str | None] = mapped_column(String(200))
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The link names the activity it is reported in (a transaction's provider- or
+    #: receiver-activity-id equal to its own iati-identifier, or a related-activity to
+    #: itself). It resolves by construction and traces nothing: counted apart (migration 0012).
+    to_self: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Movement(Base):

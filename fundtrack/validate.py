@@ -12,11 +12,15 @@ Hostile values, and what happens to them (``tests/test_hostile_input.py``):
   the flow or budget is skipped (PostgreSQL's NUMERIC would take 1e400, but no sum or
   USD conversion of it means anything, and the exact FX arithmetic would overflow);
 - ``-0`` is stored as ``0`` (SQLite would otherwise keep the text "-0");
-- a code longer than the ledger column it goes to (a 10,000-character currency, country,
-  status or vocabulary): error, the record is skipped, naming the field, its length and
-  the limit (PostgreSQL would refuse the value mid-batch; SQLite would keep it). Fields
-  the ledger shortens on purpose (identifiers, references, sector and policy-marker
-  codes: real files have long ones) are refused above :data:`MAX_CODE` characters.
+- a value longer than the ledger column it goes to (PostgreSQL would refuse it
+  mid-batch; SQLite would keep it): in an *essential* field (:data:`ESSENTIAL`: the
+  activity identifier, the reporting organisation, the currency: what keys, attributes
+  and converts the money) the record is skipped, naming the field, its length and the
+  limit; in any other field (a status, an organisation type, a vocabulary, a country
+  code ...) the value is shortened to fit and a warning names the field and what was
+  reported, so a non-essential attribute never costs an activity or its money.
+  Fields the ledger shortens on purpose (references, sector and policy-marker codes:
+  real files have long ones) are shortened here to :data:`MAX_CODE` characters.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ MAX_DECIMALS = 30
 MAX_INT = 2**31 - 1  # INTEGER columns (hierarchy, earmarking)
 #: Longer than any real code, identifier or reference (IATI identifiers are < 100).
 MAX_CODE = 1000
+#: Fields whose value identifies the record or its money: too long -> record skipped.
+ESSENTIAL = frozenset({"identifier", "reporting_org.ref", "default_currency", "currency",
+                       "external_id", "ref"})
 
 
 def _len(column: str) -> int:
@@ -108,13 +115,41 @@ def _values(obj: Any, path: str) -> Iterator[Any]:
         yield value
 
 
-def _too_long(record: Any, limits: dict[str, int], where: str, what: str) -> Issue | None:
+def _slots(obj: Any, path: str) -> Iterator[tuple[Any, str]]:
+    """(holder, attribute) for every value at ``path`` in ``obj``, to read or replace."""
+    head, _, rest = path.partition(".")
+    if head.endswith("[]"):
+        for item in getattr(obj, head[:-2], None) or ():
+            if rest:
+                yield from _slots(item, rest)
+        return
+    if not rest:
+        yield obj, head
+        return
+    value = getattr(obj, head, None)
+    if value is not None:
+        yield from _slots(value, rest)
+
+
+def _too_long(record: Any, limits: dict[str, int], where: str, what: str,
+              issues: list[Issue] | None = None) -> Issue | None:
+    """An error if an essential field is too long; other fields are cut to fit, with a
+    warning in ``issues``."""
     for path, limit in limits.items():
-        for value in _values(record, path):
-            if isinstance(value, str) and len(value) > limit:
+        for holder, name in _slots(record, path):
+            value = getattr(holder, name, None)
+            if not isinstance(value, str) or len(value) <= limit:
+                continue
+            if path in ESSENTIAL or issues is None:
                 return Issue(Severity.ERROR, f"{path} is {len(value):,} characters long, above the "
                              f"limit of {limit} for this field ({value[:20]!r}...); {what} skipped",
                              where, SKIPPED)
+            setattr(holder, name, value[:limit])
+            issues.append(Issue(Severity.WARNING, f"{path} is {len(value):,} characters long, above "
+                                f"the limit of {limit} for this field; kept shortened to "
+                                f"{value[:min(limit, 60)]!r}{'...' if limit > 60 else ''} "
+                                f"(reported: {value[:60]!r}"
+                                f"{'...' if len(value) > 60 else ''})", where, "value-shortened"))
     return None
 
 
@@ -131,17 +166,23 @@ class Validator:
         """
         issues: list[Issue] = []
         if isinstance(record, ActivityRecord):
-            bad = _too_long(record, ACTIVITY_TEXT, record.location, "activity")
+            bad = _too_long(record, ACTIVITY_TEXT, record.location, "activity", issues)
+            related = []
             for rtype, ref in record.related_activities:
-                if bad is None and (len(rtype or "") > RELATED_TYPE or len(ref) > MAX_CODE):
-                    bad = Issue(Severity.ERROR, "related-activity type or ref is too long "
-                                f"({len(rtype or '')}, {len(ref)} characters; limits "
-                                f"{RELATED_TYPE}, {MAX_CODE}); "
-                                "activity skipped", record.location, SKIPPED)
-            if bad is None and record.hierarchy is not None and not 0 <= record.hierarchy <= MAX_INT:
-                bad = Issue(Severity.ERROR, f"hierarchy {record.hierarchy} is out of range; "
-                            "activity skipped", record.location, SKIPPED)
+                if len(rtype or "") > RELATED_TYPE or len(ref) > MAX_CODE:
+                    issues.append(Issue(Severity.WARNING, "related-activity type or ref is too "
+                                        f"long ({len(rtype or '')}, {len(ref)} characters; limits "
+                                        f"{RELATED_TYPE}, {MAX_CODE}); kept shortened",
+                                        record.location, "value-shortened"))
+                related.append(((rtype or "")[:RELATED_TYPE], ref[:MAX_CODE]))
+            record.related_activities = related
+            if record.hierarchy is not None and not 0 <= record.hierarchy <= MAX_INT:
+                issues.append(Issue(Severity.WARNING, f"hierarchy {record.hierarchy} is out of "
+                                    "range; ignored", record.location, "bad-hierarchy"))
+                record.hierarchy = None
             if bad is not None:
+                bad.skipped = {"activities": 1, "flows": len(record.flows),
+                               "budgets": len(record.budgets)}
                 return [bad]
             for c in record.recipient_countries:
                 self._country(c.code, record.location, issues)
@@ -156,10 +197,12 @@ class Validator:
             record.budgets = [b for b in record.budgets if self._budget(b, issues)]
         elif isinstance(record, FlowRecord):
             if not self._flow(record, issues):
-                issues.append(Issue(Severity.ERROR, "flow skipped", record.location, SKIPPED))
+                issues.append(Issue(Severity.ERROR, "flow skipped", record.location, SKIPPED,
+                                    {}))  # the reason above already counted the flow
         elif isinstance(record, OrganisationRecord):
-            bad = _too_long(record, ORGANISATION_TEXT, record.location, "organisation")
+            bad = _too_long(record, ORGANISATION_TEXT, record.location, "organisation", issues)
             if bad is not None:
+                bad.skipped = {"organisations": 1, "budgets": len(record.budgets)}
                 return [bad]
             record.budgets = [b for b in record.budgets if self._budget(b, issues)]
         return issues
@@ -197,14 +240,15 @@ class Validator:
             issues.append(Issue(Severity.ERROR, f"flow kind {f.kind!r} is not a FlowKind; skipped",
                                 f.location, "bad-kind"))
             return False
-        bad = _too_long(f, FLOW_TEXT, f.location, "flow")
+        bad = _too_long(f, FLOW_TEXT, f.location, "flow", issues)
         if bad is not None:
+            bad.code = "too-long"  # this flow only; SKIPPED would leave out its activity
             issues.append(bad)
             return False
         if f.earmarking is not None and not 0 <= f.earmarking <= MAX_INT:
-            issues.append(Issue(Severity.ERROR, f"earmarking {f.earmarking} is out of range; "
-                                "skipped", f.location, "bad-earmarking"))
-            return False
+            issues.append(Issue(Severity.WARNING, f"earmarking {f.earmarking} is out of range; "
+                                "ignored", f.location, "bad-earmarking"))
+            f.earmarking = None
         for what in ("usd_amount", "usd_rate"):
             value = getattr(f, what)
             if value is not None and not self._amount(value, f.location, issues, what):
@@ -216,11 +260,14 @@ class Validator:
         return True
 
     def _budget(self, b: BudgetRecord, issues: list[Issue]) -> bool:
-        bad = _too_long(b, BUDGET_TEXT, b.location, "budget")
+        bad = _too_long(b, BUDGET_TEXT, b.location, "budget", issues)
         if bad is not None:
+            bad.code = "too-long"
+            bad.skipped = {"budgets": 1}
             issues.append(bad)
             return False
         if not self._money(b.amount, b.currency, b.location, issues):
+            issues[-1].skipped = {"budgets": 1}
             return False
         b.amount = _no_negative_zero(b.amount)
         return True

@@ -147,8 +147,9 @@ class _Builder:
             yield Issue(Severity.ERROR, "grant has no funding organisation identifier; skipped "
                         "(fundtrack keys re-imports on the funder)", where, "no-funder")
             return
-        funder = OrgRef(ref=funder_id, name=_text(v.get("funder_name")), activity_id=gid,
-                        role="1")
+        # No provider activity id: the grant id is this flow's own (external id and
+        # activity identifier), so a provider link to it could never reach anything else.
+        funder = OrgRef(ref=funder_id, name=_text(v.get("funder_name")), role="1")
         if g.extra_funders:
             yield Issue(Severity.WARNING, f"{g.extra_funders + 1} funding organisations; the "
                         "first is taken as provider", where, "several-funders")

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from lxml import etree
 
+from fundtrack.codelists import legacy_code
 from fundtrack.hookspecs import hookimpl
 from fundtrack.money import AmountError, parse_amount
 from fundtrack.plugins import ImportContext
@@ -48,11 +49,9 @@ DPORTAL_VERSION = "{http://d-portal.org/xmlns/iati-activities}version"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 ROOT_RE = re.compile(rb"<\s*iati-(activities|organisations)[\s>/]")
 
-LEGACY_ROLES = {"funding": "1", "accountable": "2", "extending": "3", "implementing": "4"}
-LEGACY_VOCABULARIES = {"dac": "1", "dac-3": "2"}
-LEGACY_DATE_TYPES = {
-    "start-planned": "1", "start-actual": "2", "end-planned": "3", "end-actual": "4",
-}
+#: Versions of the activity standard published since 2011 ("1.0" is how the US
+#: Government, the EU and IATI's own Datastore fixtures write 1.00).
+KNOWN_VERSIONS = re.compile(r"^(1|1\.0|1\.0[0-5]|2\.0[1-3])$")
 DATE_FIELDS = {"1": "start_planned", "2": "start_actual", "3": "end_planned", "4": "end_actual"}
 EARMARK_LETTERS = {
     **dict.fromkeys("ABC", 1), **dict.fromkeys("DEF", 2), **dict.fromkeys("GH", 3),
@@ -117,6 +116,20 @@ class _Reader:
     def warn(self, where: str, message: str, code: str = "invalid") -> None:
         self.issues.append(Issue(Severity.WARNING, message, where, code))
 
+    def code(self, codelist: str, value: str | None, where: str, what: str) -> str | None:
+        """``value`` as a code of ``codelist``: 1.0x text values and codelist names
+        ("Multilateral", "DAC", "Untied") mapped; anything else kept as reported and
+        warned about (never a reason to drop the record)."""
+        code, known = legacy_code(codelist, value)
+        if not known:
+            self.warn(where, f"{what} {value[:40]!r} is not in the IATI {codelist} codelist "
+                      "(nor a 1.0x name for one of its codes); kept as reported",
+                      "unknown-code")
+        return code
+
+    def org_type(self, el: Any, where: str, what: str) -> str | None:
+        return self.code("OrganisationType", attr(el, "type"), where, f"{what} type")
+
     def date_of(self, value: str | None, where: str) -> date | None:
         if not value:
             return None
@@ -150,13 +163,16 @@ class _Reader:
     # -- activities ----------------------------------------------------------------------
 
     def activity(self, el: Any, where: str) -> ActivityRecord | Issue:
-        version = el.get(DPORTAL_VERSION) or self.file_version or ""
-        legacy = version.startswith("1.")
+        version = (el.get(DPORTAL_VERSION) or attr(el, "version") or self.file_version
+                   or "").strip()
         ident_el = el.find("iati-identifier")
         identifier = (ident_el.text or "").strip() if ident_el is not None else ""
         if not identifier:
-            return Issue(Severity.ERROR, "activity has no iati-identifier; skipped", where,
-                         "no-identifier")
+            return Issue(Severity.ERROR, "activity has no iati-identifier; skipped with its "
+                         "transactions and budgets", where, "no-identifier",
+                         {"activities": 1, "flows": len(el.findall("transaction")),
+                          "budgets": len(el.findall("budget"))
+                          + len(el.findall("planned-disbursement"))})
         rep = el.find("reporting-org")
         rep_ref = attr(rep, "ref") if rep is not None else None
         if not rep_ref:
@@ -165,10 +181,17 @@ class _Reader:
             self.warn(where, f"activity {identifier} has no reporting-org/@ref; imported "
                       "without a reporting organisation reference", "no-reporting-org")
         default_currency = (attr(el, "default-currency") or "").upper() or None
+        if default_currency and not (len(default_currency) == 3 and default_currency.isalpha()):
+            # Not a reason to lose the activity: its values without @currency are kept
+            # without a currency (no USD), as when no default is given.
+            self.warn(where, f"default-currency {default_currency[:20]!r} is not an ISO 4217 "
+                      "code; ignored", "bad-currency")
+            default_currency = None
         act = ActivityRecord(
             identifier=identifier,
             reporting_org=OrgRef(ref=rep_ref, name=text_of(rep) if rep is not None else None,
-                                 type=attr(rep, "type") if rep is not None else None),
+                                 type=self.org_type(rep, where, "reporting-org")
+                                 if rep is not None else None),
             default_currency=default_currency,
             humanitarian=attr(el, "humanitarian") in ("1", "true"),
             last_updated=attr(el, "last-updated-datetime"),
@@ -196,10 +219,11 @@ class _Reader:
                 if act.description is None or attr(child, "type") in (None, "1", "general"):
                     act.description = act.description or text_of(child)
             elif tag == "activity-status":
-                act.status = attr(child, "code")
+                act.status = self.code("ActivityStatus", attr(child, "code") or text_of(child),
+                                       where, "activity-status")
             elif tag == "activity-date":
-                dtype = attr(child, "type") or ""
-                dtype = LEGACY_DATE_TYPES.get(dtype, dtype)
+                dtype = self.code("ActivityDateType", attr(child, "type"), where,
+                                  "activity-date type") or ""
                 fname = DATE_FIELDS.get(dtype)
                 if fname:
                     setattr(act, fname, self.date_of(attr(child, "iso-date"), where))
@@ -211,41 +235,46 @@ class _Reader:
             elif tag == "recipient-region":
                 code = attr(child, "code")
                 if code:
-                    act.recipient_regions.append(
-                        Coded(code, attr(child, "vocabulary") or "1", self.percentage(child, where)))
+                    act.recipient_regions.append(Coded(
+                        code, self.code("RegionVocabulary", attr(child, "vocabulary"), where,
+                                        "recipient-region vocabulary") or "1",
+                        self.percentage(child, where)))
             elif tag == "sector":
                 code = attr(child, "code")
                 if code:
-                    act.sectors.append(
-                        Coded(code, self.vocab(child), self.percentage(child, where)))
+                    act.sectors.append(Coded(code, self.vocab(child, "SectorVocabulary", where),
+                                             self.percentage(child, where)))
             elif tag == "policy-marker":
                 code = attr(child, "code")
                 if code:
-                    act.policy_markers.append(
-                        PolicyMarker(code, self.vocab(child), attr(child, "significance")))
+                    act.policy_markers.append(PolicyMarker(
+                        code, self.vocab(child, "PolicyMarkerVocabulary", where),
+                        attr(child, "significance")))
             elif tag == "participating-org":
-                role = attr(child, "role")
-                if role and legacy or (role and not role.isdigit()):
-                    role = LEGACY_ROLES.get(role.lower(), role)
                 act.participating_orgs.append(OrgRef(
-                    ref=attr(child, "ref"), name=text_of(child), type=attr(child, "type"),
-                    activity_id=attr(child, "activity-id"), role=role))
+                    ref=attr(child, "ref"), name=text_of(child),
+                    type=self.org_type(child, where, "participating-org"),
+                    activity_id=attr(child, "activity-id"),
+                    role=self.code("OrganisationRole", attr(child, "role"), where,
+                                   "participating-org role")))
             elif tag == "related-activity":
                 ref = attr(child, "ref")
                 if ref:
-                    act.related_activities.append((attr(child, "type") or "", ref))
+                    act.related_activities.append((self.code(
+                        "RelatedActivityType", attr(child, "type"), where,
+                        "related-activity type") or "", ref))
             elif tag == "tag":
                 code = attr(child, "code")
                 if code:
                     act.tags.append(Coded(code, attr(child, "vocabulary")))
             elif tag == "default-aid-type":
-                self.aid_type(child, defaults)
+                self.aid_type(child, defaults, where)
             elif tag == "default-flow-type":
-                defaults["flow_type"] = attr(child, "code")
+                defaults["flow_type"] = self.coded_child("FlowType", child, where)
             elif tag == "default-finance-type":
-                defaults["finance_type"] = attr(child, "code")
+                defaults["finance_type"] = self.coded_child("FinanceType", child, where)
             elif tag == "default-tied-status":
-                defaults["tied_status"] = attr(child, "code")
+                defaults["tied_status"] = self.coded_child("TiedStatus", child, where)
             elif tag in ("budget", "planned-disbursement"):
                 counters[tag] += 1
                 budgets.append((child, counters[tag], tag))
@@ -265,21 +294,23 @@ class _Reader:
                 act.budgets.append(budget)
         return act
 
-    @staticmethod
-    def vocab(el: Any) -> str:
+    def vocab(self, el: Any, codelist: str, where: str) -> str:
         v = attr(el, "vocabulary")
         if v is None:
             return "1"
-        return LEGACY_VOCABULARIES.get(v.lower(), v)
+        return self.code(codelist, v, where, f"{el.tag} vocabulary") or "1"
 
-    @staticmethod
-    def aid_type(el: Any, into: dict[str, Any]) -> None:
-        code = attr(el, "code")
+    def coded_child(self, codelist: str, el: Any, where: str) -> str | None:
+        """The code of a classification element (``@code``, or its text in 1.0x files)."""
+        return self.code(codelist, attr(el, "code") or text_of(el), where, el.tag)
+
+    def aid_type(self, el: Any, into: dict[str, Any], where: str) -> None:
+        code = attr(el, "code") or text_of(el)
         if not code:
             return
         vocab = attr(el, "vocabulary") or "1"
         if vocab == "1":
-            into["aid_type"] = code
+            into["aid_type"] = self.code("AidType", code, where, el.tag)
         elif vocab == "2" and code[:1].isdigit():
             into["earmarking"] = int(code[:1])
         elif vocab == "3":
@@ -289,8 +320,9 @@ class _Reader:
             elif head in EARMARK_LETTERS:
                 into["earmarking"] = EARMARK_LETTERS[head]
 
-    def org_ref(self, el: Any, activity_attr: str) -> OrgRef:
-        return OrgRef(ref=attr(el, "ref"), name=text_of(el), type=attr(el, "type"),
+    def org_ref(self, el: Any, activity_attr: str, where: str) -> OrgRef:
+        return OrgRef(ref=attr(el, "ref"), name=text_of(el),
+                      type=self.org_type(el, where, el.tag),
                       activity_id=attr(el, activity_attr))
 
     def transaction(self, tx: Any, where: str, act: ActivityRecord,
@@ -312,36 +344,39 @@ class _Reader:
         for child in tx:
             tag = child.tag
             if tag == "transaction-type":
-                kind_code = attr(child, "code")
+                kind_code = attr(child, "code") or text_of(child)
             elif tag == "value":
                 value_el = child
             elif tag == "transaction-date":
                 tx_date = attr(child, "iso-date")
             elif tag == "provider-org":
-                provider = self.org_ref(child, "provider-activity-id")
+                provider = self.org_ref(child, "provider-activity-id", where)
             elif tag == "receiver-org":
-                receiver = self.org_ref(child, "receiver-activity-id")
+                receiver = self.org_ref(child, "receiver-activity-id", where)
             elif tag == "description":
                 description = text_of(child)
             elif tag == "sector" and sector is None:
                 code = attr(child, "code")
                 if code:
-                    sector = Coded(code, self.vocab(child))
+                    sector = Coded(code, self.vocab(child, "SectorVocabulary", where))
             elif tag == "recipient-country":
                 country = (attr(child, "code") or "").upper() or None
             elif tag == "recipient-region":
                 region = attr(child, "code")
             elif tag == "aid-type":
-                self.aid_type(child, fields)
+                self.aid_type(child, fields, where)
             elif tag == "flow-type":
-                flow_type = attr(child, "code") or flow_type
+                flow_type = self.coded_child("FlowType", child, where) or flow_type
             elif tag == "finance-type":
-                finance_type = attr(child, "code") or finance_type
+                finance_type = self.coded_child("FinanceType", child, where) or finance_type
             elif tag == "tied-status":
-                tied = attr(child, "code") or tied
+                tied = self.coded_child("TiedStatus", child, where) or tied
             elif tag == "disbursement-channel":
-                channel = attr(child, "code")
+                channel = self.coded_child("DisbursementChannel", child, where)
         kind = flow_kind_from_code(kind_code)
+        if kind is None and kind_code:
+            named, known = legacy_code("TransactionType", kind_code)
+            kind = flow_kind_from_code(named) if known else None
         if kind is None:
             return Issue(Severity.ERROR, f"unknown transaction-type code {kind_code!r}; skipped",
                          where, "bad-transaction-type")
@@ -371,11 +406,13 @@ class _Reader:
                kind: str | None = None) -> BudgetRecord | Issue:
         value_el = el.find("value")
         if value_el is None:
-            return Issue(Severity.ERROR, f"{tag} has no value; skipped", where, "no-value")
+            return Issue(Severity.ERROR, f"{tag} has no value; skipped", where, "no-value",
+                         {"budgets": 1})
         try:
             amount = parse_amount(value_el.text)
         except AmountError as exc:
-            return Issue(Severity.ERROR, f"value: {exc}; skipped", where, "bad-amount")
+            return Issue(Severity.ERROR, f"value: {exc}; skipped", where, "bad-amount",
+                         {"budgets": 1})
         start = el.find("period-start")
         end = el.find("period-end")
         rec = BudgetRecord(
@@ -385,15 +422,15 @@ class _Reader:
             period_start=self.date_of(attr(start, "iso-date") if start is not None else None, where),
             period_end=self.date_of(attr(end, "iso-date") if end is not None else None, where),
             value_date=self.date_of(attr(value_el, "value-date"), where),
-            budget_type=attr(el, "type"),
-            status=attr(el, "status"),
+            budget_type=self.code("BudgetType", attr(el, "type"), where, f"{tag} type"),
+            status=self.code("BudgetStatus", attr(el, "status"), where, f"{tag} status"),
             location=where,
         )
         for child in el:
             if child.tag == "provider-org":
-                rec.provider = self.org_ref(child, "provider-activity-id")
+                rec.provider = self.org_ref(child, "provider-activity-id", where)
             elif child.tag in ("receiver-org", "recipient-org"):
-                rec.receiver = self.org_ref(child, "receiver-activity-id")
+                rec.receiver = self.org_ref(child, "receiver-activity-id", where)
             elif child.tag == "recipient-country":
                 rec.recipient_country = attr(child, "code")
             elif child.tag == "recipient-region":
@@ -412,15 +449,18 @@ class _Reader:
             ref = attr(rep, "ref") or ""
         if not ref:
             return Issue(Severity.ERROR, "organisation has no organisation-identifier; skipped",
-                         where, "no-identifier")
+                         where, "no-identifier",
+                         {"organisations": 1,
+                          "budgets": sum(1 for c in el if c.tag in ORG_BUDGET_KINDS)})
         currency = (attr(el, "default-currency") or "").upper() or None
         org = OrganisationRecord(
             ref=ref, name=text_of(el.find("name")), default_currency=currency, location=where,
-            reporting_org=OrgRef(ref=attr(rep, "ref"), name=text_of(rep), type=attr(rep, "type"))
+            reporting_org=OrgRef(ref=attr(rep, "ref"), name=text_of(rep),
+                                 type=self.org_type(rep, where, "reporting-org"))
             if rep is not None else None,
         )
-        if rep is not None and attr(rep, "ref") == ref:
-            org.type = attr(rep, "type")
+        if org.reporting_org is not None and org.reporting_org.ref == ref:
+            org.type = org.reporting_org.type
         counters: dict[str, int] = {}
         for child in el:
             kind = ORG_BUDGET_KINDS.get(child.tag)
@@ -456,8 +496,9 @@ class IatiImporter:
                 if event == "start":
                     if not root_seen:
                         root_seen = True
-                        self._check_root(el)
+                        self._check_root(el, reader)
                         reader.file_version = attr(el, "version")
+                        context.meta["generated"] = attr(el, "generated-datetime")
                     continue
                 if el.tag == "iati-activity":
                     n_act += 1
@@ -478,22 +519,61 @@ class IatiImporter:
                     while el.getprevious() is not None:
                         del parent[0]
         except etree.XMLSyntaxError as exc:
-            line, col = exc.position if exc.position else (exc.lineno, 0)
-            raise FileRejected(f"malformed XML: {exc.msg}", f"line {line}, column {col}") from None
+            raise FileRejected(*plain_xml_error(exc, stream)) from None
         if not root_seen:
             raise FileRejected("no <iati-activities> or <iati-organisations> root element", "")
 
     @staticmethod
-    def _check_root(el: Any) -> None:
+    def _check_root(el: Any, reader: _Reader) -> None:
         docinfo = el.getroottree().docinfo
         if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
             raise FileRejected(
                 "DOCTYPE declarations are not allowed in IATI files (entity and DTD attacks)",
                 "line 1")
-        version = attr(el, "version") or ""
-        if el.tag == "iati-activities" and version and not re.match(r"^[12]\.0\d$", version):
-            raise FileRejected(f"unsupported IATI version {version!r} (supported: 1.0x, 2.01-2.03)",
-                               f"line {el.sourceline}")
+        version = (attr(el, "version") or "").strip()
+        if version and not KNOWN_VERSIONS.match(version):
+            # Never a reason to refuse a file: read it by its major version and say so.
+            reader.warn(f"line {el.sourceline}", f"IATI version {version[:20]!r} is not one "
+                        "published (1.0, 1.01-1.05, 2.01-2.03); read as "
+                        + ("1.0x" if version.startswith("1") else "2.0x"), "unknown-version")
+
+
+def plain_xml_error(exc: etree.XMLSyntaxError, stream: Any) -> tuple[str, str]:
+    """(message, location) for a parse error, in words a reporter can act on.
+
+    libxml2 appends "line L, column C" to its messages and the exception carries the
+    position again: the location is given once. When the error is where the file's bytes
+    end (a truncated download or upload), it says the file ends early instead of naming
+    the half-read attribute or tag libxml2 complains about.
+    """
+    line, col = exc.position if exc.position else (exc.lineno, 0)
+    msg = re.sub(r",?\s*line \d+, column \d+\s*$", "", (exc.msg or "").strip())
+    where = f"line {line}, column {col}"
+    end = _end_of_text(stream)
+    if end is not None and (line > end[0] or (line == end[0] and col >= end[1] - 1)):
+        return "malformed XML: the file ends early (truncated?)", where
+    return f"malformed XML: {msg}", where
+
+
+def _end_of_text(stream: Any) -> tuple[int, int] | None:
+    """(line, length) of the file's last non-blank line, or None if it cannot be re-read.
+
+    Reads in 1 MiB chunks: a file of one 100 MB line costs no more memory than any other.
+    """
+    try:
+        stream.seek(0)
+        line, length, last = 1, 0, (0, 0)
+        while chunk := stream.read(1 << 20):
+            pieces = chunk.split(b"\n")
+            for i, piece in enumerate(pieces):
+                if i:
+                    line, length = line + 1, 0
+                length += len(piece)
+                if piece.strip():
+                    last = (line, length - (len(piece) - len(piece.rstrip())))
+        return last
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 IATI = IatiImporter()

@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from fundtrack import models as m
@@ -22,7 +23,7 @@ def test_import_stores_rate_date_and_source(engine, tmp_path: Path):
     body = "".join([
         tx("GBP", "2020-03-06"),   # a Friday: that day's rate
         tx("GBP", "2020-03-07"),   # a Saturday: Friday's rate, and the flow says so
-        tx("XOF", "2020-03-06"),   # no ECB rate for the CFA franc
+        tx("AFN", "2020-03-06"),   # no ECB rate for the afghani, and no fixed parity
         tx("EUR", "2099-01-01"),   # beyond the published rates
         tx("USD", "2020-03-06"),
     ])
@@ -33,17 +34,17 @@ def test_import_stores_rate_date_and_source(engine, tmp_path: Path):
     result = import_file(engine, f)
     assert result.counts["flows_without_usd"] == 2
     warned = [i.message for i in result.issues if i.code == "no-usd-rate"]
-    assert any("in XOF" in w for w in warned) and any("in EUR" in w for w in warned)
+    assert any("in AFN" in w for w in warned) and any("in EUR" in w for w in warned)
     with engine.connect() as c:
         rows = c.execute(select(m.Flow.currency, m.Flow.value_date, m.Flow.amount_usd,
                                 m.Flow.usd_rate, m.Flow.usd_rate_date, m.Flow.usd_rate_source)
                          .order_by(m.Flow.id)).all()
-    friday, saturday, xof, future, usd = rows
+    friday, saturday, afn, future, usd = rows
     assert friday.usd_rate_date == date(2020, 3, 6) and friday.usd_rate_source == ECB_SOURCE
     assert saturday.usd_rate_date == date(2020, 3, 6) and saturday.value_date == date(2020, 3, 7)
     assert saturday.usd_rate == friday.usd_rate
     assert friday.amount_usd == (Decimal("1000.00") * friday.usd_rate).quantize(Decimal("0.01"))
-    assert xof.amount_usd is None and xof.usd_rate is None and xof.usd_rate_source is None
+    assert afn.amount_usd is None and afn.usd_rate is None and afn.usd_rate_source is None
     assert future.amount_usd is None
     assert usd.amount_usd == Decimal("1000.00") and usd.usd_rate_source == "identity"
 
@@ -81,3 +82,44 @@ def test_reported_rate_and_amount_win_over_ecb():
     assert conv.amount_usd == Decimal("111.11") and conv.rate == Decimal("1.1111")
     assert to_usd(Decimal("100"), None, date(2020, 3, 6)) is None
     assert to_usd(Decimal("100"), "EUR", None) is None
+
+
+@pytest.mark.parametrize(("currency", "amount", "day", "usd", "source"), [
+    # 1,000,000 / 655.957 * 1.1336 (ECB USD per EUR, 2020-03-06) = 1728.1621... -> 1728.16
+    ("XOF", "1000000", "2020-03-06", "1728.16", "ECB via EUR fixed parity 655.957"),
+    # a Saturday: Friday's ECB rate; 655,957 XAF are exactly 1,000 EUR
+    ("XAF", "655957", "2020-03-07", "1133.60", "ECB via EUR fixed parity 655.957"),
+    ("KMF", "491967.75", "2020-03-06", "1133.60", "ECB via EUR fixed parity 491.96775"),
+    ("CVE", "110265", "2020-03-06", "1133.60", "ECB via EUR fixed parity 110.265"),
+    ("BAM", "1000", "2020-03-06", "579.60", "ECB via EUR fixed parity 1.95583"),
+    ("STD", "24500", "2017-06-01", "1.12", "ECB via EUR fixed parity 24500"),
+])
+def test_treaty_fixed_rates_go_through_the_euro(currency, amount, day, usd, source):
+    got = to_usd(Decimal(amount), currency, date.fromisoformat(day))
+    assert got is not None and got.amount_usd == Decimal(usd) and got.source == source
+    assert got.rate_date == date(2020, 3, 6) or day == "2017-06-01"
+
+
+def test_fixed_parity_only_from_its_start():
+    assert to_usd(Decimal("24.5"), "STN", date(2017, 6, 1)) is None  # STN exists from 2018
+    assert to_usd(Decimal(100), "XOF", date(1998, 12, 31)) is None
+
+
+def test_imported_cfa_flows_say_their_rate_source(engine):
+    """DFID-shaped 1.04 file: XOF and XAF flows, converted through the euro."""
+    from tests.test_iati_legacy import LEGACY
+
+    result = import_file(engine, LEGACY / "dfid-1.04-1.05-mixed.xml")
+    assert result.counts["flows_without_usd"] == 0
+    with engine.connect() as c:
+        rows = c.execute(select(m.Flow.currency, m.Flow.amount, m.Flow.amount_usd,
+                                m.Flow.usd_rate_date, m.Flow.usd_rate_source)
+                         .where(m.Flow.currency.in_(["XOF", "XAF"])).order_by(m.Flow.currency)
+                         ).all()
+    # 65,595,700 XOF = 100,000 EUR at 1.3884 USD (ECB, Friday 2014-03-14)
+    # 131,191,400 XAF = 200,000 EUR at 1.3702 USD (ECB, 2014-05-20)
+    assert [tuple(r) for r in rows] == [
+        ("XAF", Decimal("131191400"), Decimal("274040.00"), date(2014, 5, 20),
+         "ECB via EUR fixed parity 655.957"),
+        ("XOF", Decimal("65595700"), Decimal("138840.00"), date(2014, 3, 14),
+         "ECB via EUR fixed parity 655.957")]

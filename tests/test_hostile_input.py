@@ -385,22 +385,46 @@ LONG = "X" * 10_000
 
 @pytest.mark.parametrize(("field", "xml"), [
     ("identifier", {"ident": LONG}),
-    ("default_currency", {"currency": LONG}),
-    ("status", {"extra": f'<activity-status code="{LONG}"/>'}),
-    ("recipient_countries[].code", {"extra": f'<recipient-country code="{LONG}"/>'}),
-    ("sectors[].vocabulary", {"extra": f'<sector code="151" vocabulary="{LONG}"/>'}),
-    ("recipient_country", {"tx_extra": f'<recipient-country code="{LONG}"/>'}),
-    ("flow_type", {"tx_extra": f'<flow-type code="{LONG}"/>'}),
-    ("provider.ref", {"tx_extra": f'<provider-org ref="{LONG}"/>'}),
-    ("sector.code", {"tx_extra": f'<sector code="{LONG}"/>'}),
 ])
 def test_10000_character_codes_are_refused(up: Uploads, field: str, xml: dict[str, str]) -> None:
-    """A code longer than its column: the record is skipped, naming the field and limit
-    (PostgreSQL used to fail mid-COPY with an internal error; SQLite kept the value)."""
+    """An essential field longer than its column: the record is skipped, naming the field
+    and limit (PostgreSQL used to fail mid-COPY with an internal error; SQLite kept the
+    value). Here the file's one activity goes, so the file is refused."""
     out = up.refused(activity(**xml), f"long-{field}.xml")
     msg = where(out)
     assert f"{field} is 10,000 characters long, above the limit of" in msg, msg
     assert "(line 2)" in msg
+
+
+def test_10000_character_default_currency_keeps_the_activity(up: Uploads) -> None:
+    """Not a currency code: ignored with a warning; the flow is kept without a currency."""
+    out = up.upload(activity(currency=LONG), "long-default-currency.xml")
+    assert out["status"] == "applied" and out["counts"]["flows"] == 1, out
+    assert [i["code"] for i in out["issues"]] == ["bad-currency", "no-currency", "no-usd-rate"]
+    up.alive()
+
+
+@pytest.mark.parametrize(("field", "xml", "limit"), [
+    ("status", {"extra": f'<activity-status code="{LONG}"/>'}, 10),
+    ("recipient_countries[].code", {"extra": f'<recipient-country code="{LONG}"/>'}, 1000),
+    ("sectors[].vocabulary", {"extra": f'<sector code="151" vocabulary="{LONG}"/>'}, 10),
+    ("recipient_country", {"tx_extra": f'<recipient-country code="{LONG}"/>'}, 10),
+    ("flow_type", {"tx_extra": f'<flow-type code="{LONG}"/>'}, 10),
+    ("provider.ref", {"tx_extra": f'<provider-org ref="{LONG}"/>'}, 1000),
+    ("sector.code", {"tx_extra": f'<sector code="{LONG}"/>'}, 1000),
+])
+def test_10000_character_non_essential_values_are_kept_shortened(
+        up: Uploads, field: str, xml: dict[str, str], limit: int) -> None:
+    """A non-essential value longer than its column never costs the activity or its money
+    (issue 14): it is kept shortened to the limit, and a warning names field and limit."""
+    out = up.upload(activity(**xml), f"long-{field}.xml")
+    assert out["status"] == "applied" and out["counts"]["flows"] == 1, out
+    warned = [i for i in out["issues"] if i["code"] == "value-shortened"]
+    assert len(warned) == 1, out["issues"]
+    assert warned[0]["message"].startswith(
+        f"{field} is 10,000 characters long, above the limit of {limit} for this field; kept "
+        f"shortened to {'X' * min(limit, 60)!r}{'...' if limit > 60 else ''} "), warned
+    up.alive()
 
 
 def test_spreadsheet_year_0_and_huge_amounts_skip_the_row(up: Uploads) -> None:

@@ -175,8 +175,12 @@ def donor_card(conn: Connection, donor: str, year: int, method: str = "principal
     ci = CardItem("traceability", "Outgoing flows whose links resolve", unit="flows",
                   denominator=Decimal(len(paid)))
     if trace.links_available(conn):
-        ok = trace.resolved_link_flows(conn, {i.flow_id for i in paid})
+        ids = {i.flow_id for i in paid}
+        ok = trace.resolved_link_flows(conn, ids)
+        own = trace.self_link_flows(conn, ids) - ok
         ci.numerator = Decimal(len(ok))
+        ci.note = (f"{len(ok)} link to another activity; {len(own)} link only to their own "
+                   "activity (resolves by construction, traces nothing: not counted)")
         ci.value = _ratio(ci.numerator, ci.denominator)  # type: ignore[arg-type]
     else:
         ci.not_available = trace.NO_LINKS

@@ -62,7 +62,8 @@ def donor_parts(conn: Connection, donor: str, *, src_org: str | None = None,
 
 
 def resolved_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
-    """Of ``flow_ids``, those with at least one resolved link to the activity at the other end."""
+    """Of ``flow_ids``, those with at least one resolved link to another activity at the
+    other end (a link to the flow's own activity resolves by construction: not counted)."""
     from fundtrack.trail_models import TrailLink as L
 
     out: set[int] = set()
@@ -70,7 +71,19 @@ def resolved_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
     for i in range(0, len(ids), 500):
         out |= {r[0] for r in conn.execute(
             select(L.flow_id).where(L.flow_id.in_(ids[i:i + 500]), L.resolved.is_(True),
-                                    L.kind.in_(LINK_KINDS)))}
+                                    L.to_self.is_(False), L.kind.in_(LINK_KINDS)))}
+    return out
+
+
+def self_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
+    """Of ``flow_ids``, those with a link to their own activity (counted apart)."""
+    from fundtrack.trail_models import TrailLink as L
+
+    out: set[int] = set()
+    ids = sorted(flow_ids)
+    for i in range(0, len(ids), 500):
+        out |= {r[0] for r in conn.execute(
+            select(L.flow_id).where(L.flow_id.in_(ids[i:i + 500]), L.to_self.is_(True)))}
     return out
 
 

@@ -19,7 +19,7 @@ from strawberry.types import Info
 from fundtrack import models as m
 from fundtrack.api.ids import decode_int_id
 from fundtrack.api.limits import ApiError
-from fundtrack.api.types import BatchIssue, ImportBatch, Organization
+from fundtrack.api.types import BatchIssue, ImportBatch, Organization, RecordCount
 from fundtrack.auth import Viewer
 from fundtrack.importing import NotPermitted, import_file, revert_batch
 
@@ -57,6 +57,11 @@ class ImportReportInput:
 class ImportReportPayload:
     status: str = strawberry.field(
         description="applied | unchanged | dry-run | rejected | refused")
+    status_text: str = strawberry.field(description=(
+        'The status as people read it: "applied, 3 skipped" when records were left out.'))
+    reconciliation: list[RecordCount] = strawberry.field(description=(
+        "For every kind of record in the file: found = imported + skipped (empty when the "
+        "file was not read: rejected, refused, unchanged)."))
     message: str
     file_name: str
     sha256: str
@@ -127,7 +132,8 @@ class LedgerMutation:
         try:
             result = await run_in_threadpool(run)
         except NotPermitted as exc:
-            return ImportReportPayload(status="refused", message=str(exc), file_name=name,
+            return ImportReportPayload(status="refused", status_text="refused",
+                                       reconciliation=[], message=str(exc), file_name=name,
                                        sha256="", counts={}, issues=[], batch=None,
                                        errors=[UserError(code="NOT_PERMITTED", message=str(exc),
                                                          field="file")])
@@ -138,7 +144,11 @@ class LedgerMutation:
         errors = [] if result.ok else [UserError(code="REJECTED", message=result.message,
                                                   field="file")]
         return ImportReportPayload(
-            status=result.status, message=result.message or result.summary(),
+            status=result.status, status_text=result.status_text,
+            reconciliation=[RecordCount(kind=k, found=n, imported=result.imported.get(k, 0),
+                                        skipped=result.skipped.get(k, 0))
+                            for k, n in result.found.items() if n],
+            message=result.message or result.summary(),
             file_name=result.file_name, sha256=result.sha256, counts=result.counts,
             issues=[BatchIssue(severity=i.severity.value, code=i.code, location=i.location,
                                message=i.message) for i in result.issues],

@@ -26,6 +26,15 @@ from fundtrack.api.types import (
 from fundtrack.auth import published
 
 
+@strawberry.type(description="Activity links counted apart (see `linkSummary`).")
+class LinkSummary:
+    to_other_activities: int = strawberry.field(
+        description="Resolved links to another activity: the ones that trace money.")
+    to_own_activity: int = strawberry.field(
+        description="Links to the activity they are reported in (not traceability).")
+    broken: int = strawberry.field(description="Links naming an activity nobody reported.")
+
+
 def _shape(field: str, where: object, order_by: list[object] | None = None,
            ) -> tuple[str, tuple[tuple[str, str], ...]] | None:
     """The page statement's cache key (:func:`~fundtrack.api.paging.connection`): only
@@ -100,6 +109,20 @@ class LedgerQuery:
     async def flows_aggregate(self, info: Info, where: flt.FlowWhere | None = None,
                               group_by: list[FlowDimension] | None = None) -> FlowAggregate:
         return await flows_aggregate(info, flt.flow_where(where), group_by or [], where)
+
+    @strawberry.field(description=(
+        "Activity links (provider-/receiver-activity-id, related-activity) counted apart: "
+        "to another activity, to the activity the link is reported in (resolves by "
+        "construction, traces nothing), and broken (names nothing anyone reported). "
+        "`publisherRef`: one reporting organisation's links."))
+    async def link_summary(self, info: Info, publisher_ref: str | None = None) -> LinkSummary:
+        from fundtrack.trail.links import link_summary
+
+        if publisher_ref is not None and len(publisher_ref) > 200:
+            raise GraphQLError("`publisherRef` is longer than any organisation reference (200)")
+        got = await info.context.db(lambda c: link_summary(c, publisher_ref))
+        return LinkSummary(to_other_activities=got["to_other"], to_own_activity=got["to_self"],
+                           broken=got["broken"])
 
     @strawberry.field(description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:

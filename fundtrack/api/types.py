@@ -338,6 +338,27 @@ class BatchIssue:
     message: str
 
 
+@strawberry.type(description="Records of one kind in an imported file: found = imported + "
+                 "skipped. Kinds: activities, flows (IATI transactions, FTS flows, grants, "
+                 "CRS amounts, spreadsheet rows), budgets, organisations.")
+class RecordCount:
+    kind: str
+    found: int
+    imported: int
+    skipped: int
+
+
+def record_counts(get: Any) -> list[RecordCount] | None:
+    """The reconciliation of a batch row or result (``get(column)``); None before 0012."""
+    from fundtrack.importing import KINDS
+
+    if get("activities_found") is None:
+        return None
+    return [RecordCount(kind=k, found=get(f"{k}_found") or 0,
+                        imported=get(f"{k}_imported") or 0, skipped=get(f"{k}_skipped") or 0)
+            for k in KINDS if get(f"{k}_found")]
+
+
 @strawberry.type(description="One imported file: who, when, what, and what was wrong with it.")
 class ImportBatch(Node):
     pk: strawberry.Private[int]
@@ -352,17 +373,30 @@ class ImportBatch(Node):
     reverted_at: datetime | None
     publisher_ref: str | None
     counts: strawberry.scalars.JSON
+    reconciliation: list[RecordCount] | None = strawberry.field(description=(
+        "For every kind of record in the file: found = imported + skipped (each skip is an "
+        "issue with its reason and location). null for files imported before this was kept."))
+    skipped: int | None = strawberry.field(description="Records left out, all kinds together.")
+    status_text: str = strawberry.field(description=(
+        'The status as people read it: "applied, 3 skipped" when records were left out, '
+        "never a plain \"applied\"."))
     source_url: str | None = strawberry.field(
         default=None, description="Where `fundtrack sync` fetched the file from (null for uploads).")
 
     @classmethod
     def from_row(cls, r: Any) -> ImportBatch:
+        from fundtrack.importing import status_text
+
+        get = r.get if hasattr(r, "get") else (lambda k: getattr(r, k, None))
+        rec = record_counts(get)
+        skipped = None if rec is None else sum(c.skipped for c in rec)
         return cls(id=strawberry.ID(encode_id("ImportBatch", r["id"])), pk=r["id"],
                    importer=r["importer"], importer_version=r["importer_version"],
                    file_name=r["file_name"], sha256=r["sha256"], size_bytes=r["size_bytes"],
                    imported_by=r["imported_by"], created_at=r["created_at"], status=r["status"],
                    reverted_at=r["reverted_at"], publisher_ref=r["publisher_ref"],
-                   counts=r["counts"] or {}, source_url=r.get("source_url"))
+                   counts=r["counts"] or {}, reconciliation=rec, skipped=skipped,
+                   status_text=status_text(r["status"], skipped), source_url=r.get("source_url"))
 
     @_relation("issues_by_batch", "pk", "_issues",
                description="Warnings and skipped records, with their location in the file.")

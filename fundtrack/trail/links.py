@@ -27,23 +27,31 @@ from fundtrack.trail.funds import pooled_refs
 from fundtrack.trail_models import TrailLink
 
 ACTIVITY_KINDS = ("provider-activity", "receiver-activity", "related-activity")
-FLOW_LINK_COLUMNS = ("flow_id", "kind", "relation", "target_ref", "publisher_ref", "resolved")
+FLOW_LINK_COLUMNS = ("flow_id", "kind", "relation", "target_ref", "publisher_ref", "resolved",
+                     "to_self")
+ACTIVITY_LINK_COLUMNS = ["activity_id", "kind", "relation", "target_ref", "publisher_ref",
+                         "resolved", "to_self"]
 
 
 def _flow_links(batch_id: int | None) -> list[Select]:
-    f = m.Flow.__table__
+    f, a = m.Flow.__table__, m.Activity.__table__
     cond = [f.c.superseded_by.is_(None)]
     if batch_id is not None:
         cond.append(f.c.batch_id == batch_id)
     out = []
     for col, kind in ((f.c.provider_activity_id, "provider-activity"),
                       (f.c.receiver_activity_id, "receiver-activity")):
+        # A link to the activity the transaction is reported in (9,023 of 9,933 resolved
+        # provider-activity links in 128 real pages) is marked, to be counted apart.
+        own = func.coalesce(a.c.iati_identifier == col, False)
         out.append(select(f.c.id, literal(kind), literal(None), col, f.c.reporting_org_ref,
-                          literal(False))
+                          literal(False), own)
+                   .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
                    .where(*cond, col.is_not(None), col != ""))
     fp = m.FlowParent.__table__
     out.append(select(f.c.id, literal("fts-parent"), literal(None), fp.c.parent_external_id,
-                      f.c.reporting_org_ref, literal(False))
+                      f.c.reporting_org_ref, literal(False),
+                      func.coalesce(f.c.external_id == fp.c.parent_external_id, False))
                .select_from(fp.join(f, f.c.id == fp.c.flow_id)).where(*cond))
     return out
 
@@ -54,7 +62,7 @@ def _activity_links(batch_id: int | None) -> Select:
     if batch_id is not None:
         cond.append(a.c.batch_id == batch_id)
     return (select(ra.c.activity_id, literal("related-activity"), ra.c.type, ra.c.ref,
-                   a.c.reporting_org_ref, literal(False))
+                   a.c.reporting_org_ref, literal(False), a.c.iati_identifier == ra.c.ref)
             .select_from(ra.join(a, a.c.id == ra.c.activity_id)).where(*cond, ra.c.ref != ""))
 
 
@@ -69,7 +77,8 @@ def _fund_links(conn: Connection, batch_id: int | None) -> int:
     n = 0
     for col, kind in ((f.c.receiver_ref, "fund-contribution"), (f.c.provider_ref, "fund-allocation")):
         q = select(f.c.id, literal(kind), literal(None), col, f.c.reporting_org_ref,
-                   literal(True)).where(*cond, col.in_(funds), col != f.c.reporting_org_ref)
+                   literal(True), literal(False)).where(*cond, col.in_(funds),
+                                                        col != f.c.reporting_org_ref)
         n += conn.execute(insert(TrailLink).from_select(list(FLOW_LINK_COLUMNS), q)).rowcount
     return n
 
@@ -89,8 +98,8 @@ def _insert(conn: Connection, batch_id: int | None) -> dict[str, int]:
     n = 0
     for q in _flow_links(batch_id):
         n += conn.execute(insert(t).from_select(list(FLOW_LINK_COLUMNS), q)).rowcount
-    cols = ["activity_id", "kind", "relation", "target_ref", "publisher_ref", "resolved"]
-    n += conn.execute(insert(t).from_select(cols, _activity_links(batch_id))).rowcount
+    n += conn.execute(insert(t).from_select(ACTIVITY_LINK_COLUMNS,
+                                            _activity_links(batch_id))).rowcount
     _fund_links(conn, batch_id)
     resolve(conn, None, fresh=True)
     return {"links": conn.execute(select(func.count()).select_from(t)).scalar_one()}
@@ -136,8 +145,8 @@ def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     n = 0
     for q in _flow_links(batch_id):
         n += conn.execute(insert(t).from_select(list(FLOW_LINK_COLUMNS), q)).rowcount
-    cols = ["activity_id", "kind", "relation", "target_ref", "publisher_ref", "resolved"]
-    n += conn.execute(insert(t).from_select(cols, _activity_links(batch_id))).rowcount
+    n += conn.execute(insert(t).from_select(ACTIVITY_LINK_COLUMNS,
+                                            _activity_links(batch_id))).rowcount
     n += _fund_links(conn, batch_id)
     n = max(n, 0)  # some drivers report -1 for INSERT ... SELECT
     touched_acts = select(a.c.iati_identifier).where(
@@ -173,6 +182,23 @@ def counts_by_publisher(conn: Connection, kinds: tuple[str, ...] | None = None
     return out
 
 
+def link_summary(conn: Connection, publisher: str | None = None,
+                 kinds: tuple[str, ...] | None = ACTIVITY_KINDS) -> dict[str, int]:
+    """Links counted apart: ``to_other`` (resolved, to another activity), ``to_self`` (to
+    the activity the link is reported in: resolves by construction, traces nothing) and
+    ``broken`` (names nothing anyone reported)."""
+    t = TrailLink.__table__
+    q = select(t.c.to_self, t.c.resolved, func.count()).group_by(t.c.to_self, t.c.resolved)
+    if kinds:
+        q = q.where(t.c.kind.in_(kinds))
+    if publisher is not None:
+        q = q.where(t.c.publisher_ref == publisher)
+    out = {"to_other": 0, "to_self": 0, "broken": 0}
+    for to_self, resolved, n in conn.execute(q):
+        out["to_self" if to_self else "to_other" if resolved else "broken"] += n
+    return out
+
+
 def broken_links(conn: Connection, publisher: str | None = None, limit: int = 100
                  ) -> list[dict[str, object]]:
     """The broken links themselves, for a publisher's validation report."""
@@ -184,4 +210,5 @@ def broken_links(conn: Connection, publisher: str | None = None, limit: int = 10
     return [dict(r._mapping) for r in conn.execute(q.order_by(t.c.id).limit(limit))]
 
 
-__all__ = ["after_import", "broken_links", "counts_by_publisher", "exists", "rebuild", "resolve"]
+__all__ = ["after_import", "broken_links", "counts_by_publisher", "exists", "link_summary",
+           "rebuild", "resolve"]

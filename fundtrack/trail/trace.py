@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, case, func, null, or_, select, union_all
+from sqlalchemy import Connection, case, func, null, select, union_all
 
 from fundtrack import models as m
 from fundtrack.money import money_number, money_sum
 from fundtrack.trail.attribution import (
+    _touching,
     downstream_sql,
     load_moves,
     load_parts,
@@ -29,6 +30,10 @@ from fundtrack.trail.engine import ORIGINATOR, Account, Part, attribute
 from fundtrack.trail.reach import SUM_KINDS
 from fundtrack.trail_models import HELD_ROWS, Attribution, Movement, Reach
 
+#: Accounts per statement ((org, activity) IN (VALUES ...): two bound values each) and
+#: ids per IN list: every statement stays small whatever the organisation's size.
+ACCOUNT_CHUNK = 500
+ID_CHUNK = 1000
 TRACED = "\x00traced"
 OTHER = "\x00other"
 
@@ -287,29 +292,39 @@ def _upstream(conn: Connection, activity: str | None, organization: str | None,
     else:
         start = _accounts_of(conn, activity, organization)
         res.accounts = sorted(start)
-        cond = [((t.c.src_org == o) & (t.c.src_activity == act))
-                | ((t.c.dst_org == o) & (t.c.dst_activity == act)) for o, act in start]
-        rows = conn.execute(select(t.c.id, t.c.src_org, t.c.src_activity, t.c.dst_org,
-                                   t.c.dst_activity, t.c.kind).where(or_(*cond))).all() \
-            if cond else []
+        # Bounded statements whatever the number of accounts (UNDP: 1,220 activities;
+        # one OR term per account overflowed SQLite's expression depth of 1000): the
+        # accounts go in chunks of ACCOUNT_CHUNK pairs, (org, activity) IN (VALUES ...).
+        accs = sorted(start)
+        rows_by_id: dict[int, Any] = {}
+        for i in range(0, len(accs), ACCOUNT_CHUNK):
+            chunk = accs[i:i + ACCOUNT_CHUNK]
+            for side in ("src", "dst"):
+                for r in conn.execute(select(t.c.id, t.c.src_org, t.c.src_activity, t.c.dst_org,
+                                             t.c.dst_activity, t.c.kind)
+                                      .where(_touching(chunk, side))):
+                    rows_by_id[r.id] = r
+        rows = [rows_by_id[k] for k in sorted(rows_by_id)]
         inflow = [r.id for r in rows if r.kind == "transfer" and (r.dst_org, r.dst_activity)
                   in start and (r.src_org, r.src_activity) not in start]
         ids = inflow or [r.id for r in rows if (r.src_org, r.src_activity) in start]
     origin: dict = {}
     untraced: dict = {}
-    for r in conn.execute(select(at.c.originator_ref, at.c.untraced_reason, at.c.amount,
-                                 at.c.currency, at.c.amount_usd)
-                          .where(at.c.movement_id.in_(ids))):
-        if r.originator_ref is not None:
-            _add(origin, (r.originator_ref, r.currency), r.amount, r.amount_usd)
-        else:
-            _add(untraced, (r.untraced_reason, r.currency), r.amount, r.amount_usd)
+    for i in range(0, len(ids), ID_CHUNK):
+        for r in conn.execute(select(at.c.originator_ref, at.c.untraced_reason, at.c.amount,
+                                     at.c.currency, at.c.amount_usd)
+                              .where(at.c.movement_id.in_(ids[i:i + ID_CHUNK]))):
+            if r.originator_ref is not None:
+                _add(origin, (r.originator_ref, r.currency), r.amount, r.amount_usd)
+            else:
+                _add(untraced, (r.untraced_reason, r.currency), r.amount, r.amount_usd)
     res.originators = [{"organization": k[0], "currency": k[1], "amount": v[0],
                         "amount_usd": v[1] if v[2] else None} for k, v in sorted(origin.items())]
     res.untraced = [{"reason": k[0], "currency": k[1], "amount": v[0],
                      "amount_usd": v[1] if v[2] else None} for k, v in sorted(untraced.items())]
-    res.movements = [dict(r._mapping) for r in conn.execute(
-        select(t).where(t.c.id.in_(ids)).order_by(t.c.sort_key))]
+    found = [dict(r._mapping) for i in range(0, len(ids), ID_CHUNK)
+             for r in conn.execute(select(t).where(t.c.id.in_(ids[i:i + ID_CHUNK])))]
+    res.movements = sorted(found, key=lambda mv: (mv["sort_key"], mv["id"]))
     return res
 
 

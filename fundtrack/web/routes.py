@@ -284,10 +284,24 @@ def _batches(conn: Connection, limit: int = 200) -> list[Any]:
     return list(conn.execute(select(b).order_by(b.c.id.desc()).limit(limit)).mappings())
 
 
+def _with_reconciliation(row: Any) -> dict[str, Any]:
+    """A batch row plus its reconciliation (found = imported + skipped, per kind) and the
+    status as people read it ("applied, 3 skipped")."""
+    from fundtrack.importing import KINDS, status_text
+
+    b = dict(row)
+    known = b.get("activities_found") is not None
+    b["kinds"] = [(k, b[f"{k}_found"] or 0, b[f"{k}_imported"] or 0, b[f"{k}_skipped"] or 0)
+                  for k in KINDS if known and b.get(f"{k}_found")]
+    b["skipped_total"] = sum(k[3] for k in b["kinds"]) if known else None
+    b["status_text"] = status_text(b["status"], b["skipped_total"])
+    return b
+
+
 async def imports_page(request: Request) -> HTMLResponse:
     from fundtrack.sync.state import recent_runs
 
-    batches = await _read(request, _batches)
+    batches = [_with_reconciliation(r) for r in await _read(request, _batches)]
     sync_runs = await _read(request, recent_runs)
     return render(request, "imports.html", title="Import history", flt=None, batches=batches,
                   sync_runs=sync_runs)
