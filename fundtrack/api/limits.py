@@ -208,6 +208,10 @@ class _Inputs:
 
     def check(self, value: Any, arg: str, field: str) -> None:
         where = f"`{arg}` of `{field}`"
+        if not isinstance(value, dict | list):  # a page size, a year, an id: no input cost
+            if isinstance(value, str):
+                _check_text(value, where)
+            return
         self._walk(value, where, 0)
         if self.terms > MAX_FILTER_TERMS:
             raise ApiError(
