@@ -27,13 +27,22 @@ def api(loaded_url: str) -> Api:
     return Api(loaded_url)
 
 
+class SqlSent(Exception):
+    """Raised by the listener: a request that must be refused before SQL sent some."""
+
+
 @contextmanager
 def sql_statements() -> Iterator[list[str]]:
-    """Every SQL statement any engine sends while the block runs (a real listener)."""
+    """Every SQL statement any engine tries to send while the block runs (a real listener).
+
+    The statement is stopped, not sent: if a limit ever breaks, the hostile query still
+    never reaches the database (the shared PostgreSQL server must not get it).
+    """
     seen: list[str] = []
 
     def listen(_conn, _cursor, statement, *_a) -> None:  # noqa: ANN001
         seen.append(statement)
+        raise SqlSent(statement[:200])
 
     event.listen(Engine, "before_cursor_execute", listen)
     try:
@@ -305,3 +314,11 @@ def test_field_suggestions_are_off_without_introspection(loaded_url: str, api: A
     closed = Api(loaded_url, introspection=False)
     msg = closed.error(query, variables)
     assert "Did you mean" not in msg and "'amount'" not in msg and "YEAR" not in msg, msg
+
+
+def test_json_nested_beyond_the_recursion_limit_is_a_400(api: Api) -> None:
+    body = b'{"query": "query($w: FlowWhere) { flows(where: $w) { totalCount } }", ' \
+        b'"variables": {"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    r = api.post(content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.text, r.text[:300]
+    _alive(api)
