@@ -2,7 +2,7 @@
 against ``fundtrack serve`` on a PRIVATE, memory-capped PostgreSQL cluster. Loopback only.
 
     python bench/bench_abuse_load.py [--seconds 60] [--clients 6] [--files 12]
-                                     [--as-limit-mb 1024] [--json out.json]
+                                     [--as-limit-mb 1024] [--no-hostile] [--json out.json]
 
 What it does:
 
@@ -195,8 +195,9 @@ def is_server_error(r: httpx.Response) -> bool:
     return "Internal error" in r.text or "unavailable" in r.text
 
 
-async def run_load(base: str, seconds: float, clients: int) -> dict[str, Any]:
-    bad = hostile()
+async def run_load(base: str, seconds: float, clients: int, with_hostile: bool = True,
+                   ) -> dict[str, Any]:
+    bad = hostile() if with_hostile else {}
     stats: dict[str, dict[str, Any]] = {}
     latencies: list[float] = []
     problems: list[str] = []
@@ -253,6 +254,8 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=12, help="shared IATI files to import")
     ap.add_argument("--as-limit-mb", type=int, default=1024,
                     help="address-space cap of every PostgreSQL process (prlimit --as)")
+    ap.add_argument("--no-hostile", action="store_true",
+                    help="ordinary traffic only (the baseline to compare with)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not (PG_BIN / "initdb").exists():
@@ -298,7 +301,7 @@ def main() -> int:
         pm_before = cluster.postmaster()
         sampler = Sampler(cluster, server.pid)
         sampler.start()
-        out = asyncio.run(run_load(base, args.seconds, args.clients))
+        out = asyncio.run(run_load(base, args.seconds, args.clients, not args.no_hostile))
         # still answering after the load
         after = httpx.post(f"{base}/graphql", json=ORDINARY["flows_page"], timeout=60)
         sampler.stop_flag.set()

@@ -322,3 +322,12 @@ def test_json_nested_beyond_the_recursion_limit_is_a_400(api: Api) -> None:
     r = api.post(content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "nested too deeply" in r.text, r.text[:300]
     _alive(api)
+
+
+@pytest.mark.parametrize("value", ["1e999999999", "-1e999999999", "1e-999999999"])
+def test_a_decimal_beyond_any_amount_is_a_clear_client_error(api: Api, value: str) -> None:
+    with sql_statements() as seen:
+        msg = api.error(COUNT, {"w": {"amount": {"_gt": value}}})
+    assert "out of range" in msg and "Internal error" not in msg, msg
+    assert seen == []
+    assert _total(api, {"amount": {"_gt": "1e90"}}) == 0
