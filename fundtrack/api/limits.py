@@ -187,6 +187,10 @@ class CostLimiter(SchemaExtension):
         return fields, cost, input_cost
 
 
+#: Filter terms counted exactly; beyond, the walk stops (the request is refused anyway).
+_COUNT_UP_TO = 10 * MAX_FILTER_TERMS
+
+
 class _Inputs:
     """Counts and checks the input of a request's arguments (issue 18, item 2 and 8).
 
@@ -214,8 +218,10 @@ class _Inputs:
             return
         self._walk(value, where, 0)
         if self.terms > MAX_FILTER_TERMS:
+            counted = f"more than {_COUNT_UP_TO}" if self.terms > _COUNT_UP_TO \
+                else str(self.terms)
             raise ApiError(
-                f"{where} brings the request to {self.terms} filter terms, above the limit "
+                f"{where} brings the request to {counted} filter terms, above the limit "
                 f"of {MAX_FILTER_TERMS} filter terms (every field given in an input object "
                 "counts, `_and`/`_or`/`_not` and nested filters included); use `_in` "
                 "lists or several requests")
@@ -232,7 +238,7 @@ class _Inputs:
                                f"{MAX_INPUT_DEPTH} deep, above the limit of "
                                f"{MAX_INPUT_DEPTH} (`_and`/`_or`/`_not` count)")
             self.terms += len(value) or 1
-            if self.terms > 10 * MAX_FILTER_TERMS:
+            if self.terms > _COUNT_UP_TO:
                 return  # refused anyway; the exact count is not worth the walk
             for v in value.values():
                 self._walk(v, where, depth)
