@@ -1,7 +1,7 @@
 """Small bounded caches for work that depends only on the parsed query and its variables.
 
 Why: a client repeats the same query (often with the same variables); the parser and the
-validation are cached already (``ParserCache``, ``ValidationCache``), and the per-request
+validation are cached already (:mod:`fundtrack.api.limits`), and the per-request
 walks over the same document (the cost estimate, a connection's look-ahead) cost ~0.1 ms
 each for a page of 100 flows.
 
