@@ -70,7 +70,7 @@ MAX_QUERY_BODY_BYTES = 512 * 1024
 #: Fields given in input objects over all arguments of a request (``_and``/``_or``/``_not``
 #: and every nested filter count): each compiles to SQL conditions or subqueries.
 MAX_FILTER_TERMS = 200
-#: Input objects and lists nested inside one argument.
+#: Input objects nested inside one argument (lists between them do not count).
 MAX_INPUT_DEPTH = 10
 #: Items of one list argument (``_in``, ``_nin``, ``ids``, ``groupBy`` ...).
 MAX_LIST_ITEMS = 1000
