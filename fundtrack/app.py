@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cross_web import HTTPException
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,6 +38,14 @@ class GraphQLApp(GraphQL):
         self.engine = engine
         self.replica = replica
         self.settings = settings
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON nested beyond Python's recursion limit is the client's mistake (issue 18: a
+        body of 100,000 ``[`` was a 500)."""
+        try:
+            return super().decode_json(data)
+        except RecursionError:
+            raise HTTPException(400, "request body is JSON nested too deeply") from None
 
     async def get_context(self, request: Any, response: Any) -> ApiContext:  # type: ignore[override]
         viewer = request.scope.get("state", {}).get("viewer", ANONYMOUS_VIEWER)

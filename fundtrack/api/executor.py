@@ -44,7 +44,7 @@ from graphql import (
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from fundtrack.api.memo import MISS, Lru, variables_key
+from fundtrack.api.memo import MISS, QUERY_CACHE_BYTES, Lru, node_weight, variables_key
 
 #: Key in ``strawberry.field(metadata=...)`` for a resolver's fast path (see :func:`fast`).
 FAST = "fundtrack.fast"
@@ -93,8 +93,9 @@ def _unwrap(t: Any) -> tuple[Any, bool]:
 
 
 #: (schema, type, response names, ids of the AST nodes, variables) -> (schema, nodes, plan,
-#: function): see :meth:`FastExecutor._compiled`.
-_COMPILED = Lru(512)
+#: function): see :meth:`FastExecutor._compiled`. The nodes keep their document alive, so
+#: the cache is bounded by the documents' estimated bytes too.
+_COMPILED = Lru(512, maxbytes=QUERY_CACHE_BYTES)
 
 
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -145,7 +146,8 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         plan = self._compile(parent, grouped)
         fn = None if plan is None else _function(plan)
         if key is not None:
-            _COMPILED.put(key, (self.schema, nodes, plan, fn))
+            _COMPILED.put(key, (self.schema, nodes, plan, fn),
+                          node_weight(nodes[0]) if nodes else 0)
         return plan, fn
 
     def _sub_plan(self, obj: Any, details: Any) -> Plan | None:
@@ -231,6 +233,16 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                     return out
         return super().complete_list_value(return_type, field_details_list, info, path, result,
                                            position_context)
+
+
+class QuietFastExecutor(FastExecutor):
+    """:class:`FastExecutor` whose variable errors carry no suggestions ("Did you mean
+    'amount'?"): with introspection off they would enumerate the schema (issue 18)."""
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        kwargs["hide_suggestions"] = True
+        return super().build(*args, **kwargs)
 
 
 # -- plans as Python functions ----------------------------------------------------------

@@ -1,7 +1,10 @@
 """HTTP guards in front of the GraphQL view: body size, CSRF, bearer tokens.
 
 - Bodies above ``Settings.max_upload_bytes`` are answered 413, whether the client
-  declared a Content-Length or streamed chunks.
+  declared a Content-Length or streamed chunks; a body that cannot carry a file (anything
+  but multipart/form-data: a query and its variables) is held to
+  :data:`fundtrack.api.limits.MAX_QUERY_BODY_BYTES` (issue 18: a 1 MB filter took a
+  database down, a 10 MB comment filled the caches).
 - A POST whose content type a browser may send cross-site without a preflight
   (multipart/form-data, x-www-form-urlencoded, text/plain) must carry a non-simple header
   (``GraphQL-Preflight: 1``, ``Apollo-Require-Preflight`` or ``X-Fundtrack-CSRF``).
@@ -18,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
-from fundtrack.api.limits import database_error_message
+from fundtrack.api.limits import MAX_QUERY_BODY_BYTES, database_error_message
 from fundtrack.auth import ANONYMOUS_VIEWER, viewer_for_secret
 from fundtrack.config import Settings
 
@@ -52,19 +55,21 @@ class GraphQLGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
         limit = self.settings.max_upload_bytes
+        if ctype.lower() != "multipart/form-data":
+            limit = min(limit, MAX_QUERY_BODY_BYTES)
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_error(send, 413, f"request body of {int(declared)} bytes is above "
                               f"the limit of {limit} bytes")
             return
-        if scope["method"] == "POST":
-            ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
-            if ctype.lower() in SIMPLE_TYPES and not any(h in headers for h in CSRF_HEADERS):
-                await _send_error(send, 400, "this request needs a non-simple header such as "
-                                  "`GraphQL-Preflight: 1` (protection against cross-site "
-                                  "request forgery)")
-                return
+        if scope["method"] == "POST" and ctype.lower() in SIMPLE_TYPES and not any(
+                h in headers for h in CSRF_HEADERS):
+            await _send_error(send, 400, "this request needs a non-simple header such as "
+                              "`GraphQL-Preflight: 1` (protection against cross-site "
+                              "request forgery)")
+            return
         viewer = ANONYMOUS_VIEWER
         auth = headers.get(b"authorization", b"").decode("latin-1").strip()
         if auth:

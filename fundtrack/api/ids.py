@@ -16,18 +16,36 @@ def encode_id(type_name: str, pk: int | str) -> str:
     return raw.translate(_URLSAFE).rstrip(b"=").decode()
 
 
+#: Largest primary key (PostgreSQL BIGINT): a larger one was a database error.
+MAX_PK = 2**63 - 1
+
+
 def decode_id(gid: str) -> tuple[str, str]:
     """``(type name, primary key)`` of a global id; a clear error if it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(gid + "=" * (-len(gid) % 4)).decode()
         type_name, pk = raw.split(":", 1)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+    except (binascii.Error, UnicodeError, ValueError):
         raise GraphQLError(f"not a valid id: {gid[:60]!r}") from None
     return type_name, pk
 
 
+def int_pk(pk: str) -> int | None:
+    """The integer primary key ``pk`` spells in ASCII digits, or None.
+
+    ``str.isdigit`` also accepts "²" and "١٢", which ``int`` then refuses or reads
+    (issue 18: an id like ``Flow:²`` was an internal error); above :data:`MAX_PK` no row
+    can match and PostgreSQL would refuse the parameter.
+    """
+    if not (pk.isascii() and pk.isdigit()) or len(pk) > 19:
+        return None
+    value = int(pk)
+    return value if value <= MAX_PK else None
+
+
 def decode_int_id(gid: str, expected: str) -> int:
     type_name, pk = decode_id(gid)
-    if type_name != expected or not pk.isdigit():
+    value = int_pk(pk)
+    if type_name != expected or value is None:
         raise GraphQLError(f"id {gid[:60]!r} is not a {expected} id")
-    return int(pk)
+    return value

@@ -19,6 +19,7 @@ from sqlalchemy import Connection as SqlConnection
 from sqlalchemy import Integer, Select, bindparam, func, select
 
 from fundtrack.api.context import ApiContext
+from fundtrack.api.ids import int_pk
 from fundtrack.api.memo import MISS, Lru
 from fundtrack.api.prefetch import Tree, connection_node_tree, full_rows, narrow_columns, prefetch
 
@@ -36,11 +37,12 @@ def decode_cursor(cursor: str, arg: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         tag, offset = raw.split(":", 1)
-        if tag != "o" or not offset.isdigit():
+        value = int_pk(offset)  # ASCII digits only: "o:²" was an internal error
+        if tag != "o" or value is None:
             raise ValueError
-    except ValueError:
+    except ValueError:  # binascii.Error and UnicodeError are ValueErrors
         raise GraphQLError(f"`{arg}` is not a valid cursor: {cursor[:60]!r}") from None
-    return int(offset)
+    return value
 
 
 def check_page_size(value: int | None, arg: str) -> None:

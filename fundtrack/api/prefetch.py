@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Select
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from fundtrack.api.loaders import SPECS
-from fundtrack.api.memo import MISS, Lru, variables_key
+from fundtrack.api.memo import MISS, QUERY_CACHE_BYTES, Lru, node_weight, variables_key
 from fundtrack.api.types import PAGE_COLUMNS
 
 #: A selection tree: field name -> the selection below it.
@@ -70,7 +70,7 @@ def _merge(into: Tree, other: Tree) -> None:
 
 #: (ids of the field's AST nodes, variables) -> (those nodes, tree). The nodes are kept and
 #: compared by identity, so an id reused after a document left the parser cache never hits.
-_TREES = Lru(512)
+_TREES = Lru(512, maxbytes=QUERY_CACHE_BYTES)
 
 
 def connection_node_tree(info: Any) -> Tree:
@@ -89,7 +89,7 @@ def connection_node_tree(info: Any) -> Tree:
             return found[1]
     tree = _node_tree(info)
     if key is not None:
-        _TREES.put(key, (list(nodes), tree))
+        _TREES.put(key, (list(nodes), tree), node_weight(nodes[0]) if nodes else 0)
     return tree
 
 

@@ -12,7 +12,7 @@ from strawberry.types import Info
 from fundtrack import models as m
 from fundtrack.api import filters as flt
 from fundtrack.api.aggregate import FlowAggregate, FlowDimension, flows_aggregate
-from fundtrack.api.ids import decode_id
+from fundtrack.api.ids import decode_id, int_pk
 from fundtrack.api.paging import MAX_PAGE, Connection, PageArgs, connection
 from fundtrack.api.types import (
     NODE_TYPES,
@@ -139,9 +139,10 @@ async def _nodes(info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
     wanted = []
     for gid in ids:
         type_name, pk = decode_id(gid)
-        if type_name not in NODE_TYPES or not pk.isdigit():
+        value = int_pk(pk)
+        if type_name not in NODE_TYPES or value is None:
             raise GraphQLError(f"id {gid[:60]!r} does not name an object of this API")
-        wanted.append((NODE_TYPES[type_name], int(pk)))
+        wanted.append((NODE_TYPES[type_name], value))
     # gather, so ids of one type are fetched by one batched statement
     rows = await asyncio.gather(*[getattr(info.context.loaders, loader).load(pk)
                                   for (_, loader), pk in wanted])

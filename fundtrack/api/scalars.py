@@ -13,6 +13,10 @@ def _serialize(value: Any) -> str:
     return format(value if isinstance(value, Decimal) else Decimal(str(value)), "f")
 
 
+#: Largest power of ten a decimal argument may have, either way.
+MAX_EXPONENT = 100
+
+
 def _parse(value: Any) -> Decimal:
     try:
         d = Decimal(str(value))
@@ -20,6 +24,11 @@ def _parse(value: Any) -> Decimal:
         raise GraphQLError(f"not a decimal number: {str(value)[:40]!r}") from None
     if not d.is_finite():
         raise GraphQLError(f"not a finite decimal: {str(value)[:40]!r}")
+    if d and not -MAX_EXPONENT <= d.adjusted() <= MAX_EXPONENT:
+        # PostgreSQL refused 1e999999999 ("value overflows numeric format"): an internal
+        # error before; no amount is anywhere near (the ledger stores below 10^18).
+        raise GraphQLError(f"decimal {str(value)[:40]!r} is out of range (at most "
+                           f"{MAX_EXPONENT} digits before or after the point)")
     return d
 
 

@@ -17,7 +17,7 @@ import strawberry
 from strawberry.tools import merge_types
 
 from fundtrack.api.accounting import AccountingQuery
-from fundtrack.api.executor import FastExecutor
+from fundtrack.api.executor import FastExecutor, QuietFastExecutor
 from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
@@ -46,7 +46,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=[Organization, Activity, Flow, Budget, ImportBatch],
         scalar_overrides=SCALAR_OVERRIDES,
         extensions=[*schema_extensions(settings), ReplicaForQueries],
-        execution_context_class=FastExecutor,
+        # no "Did you mean ...?" in variable errors when the schema is not to be enumerated
+        execution_context_class=FastExecutor if settings.introspection else QuietFastExecutor,
     )
 
 

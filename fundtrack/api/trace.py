@@ -17,7 +17,7 @@ from graphql import GraphQLError
 from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
-from fundtrack.api.ids import decode_id
+from fundtrack.api.ids import decode_id, int_pk
 
 MAX_TRACE_DEPTH = 12
 DEFAULT_FIRST = 50
@@ -260,12 +260,14 @@ def _limit(info: Info) -> int:
 
 
 def _flow_pk(gid: str) -> int:
-    if gid.isdigit():
-        return int(gid)
+    plain = int_pk(gid)
+    if plain is not None:
+        return plain
     type_name, pk = decode_id(gid)
-    if type_name != "Flow" or not pk.isdigit():
+    value = int_pk(pk)
+    if type_name != "Flow" or value is None:
         raise GraphQLError(f"id {gid[:60]!r} is not a Flow id")
-    return int(pk)
+    return value
 
 
 @strawberry.type
