@@ -126,7 +126,8 @@ def plugins_cmd() -> None:
 
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=int, envvar="FUNDTRACK_PORT",
+              help="Port (or FUNDTRACK_PORT).")
 @click.option("--workers", default=1, show_default=True, type=int)
 def serve_cmd(host: str, port: int, workers: int) -> None:
     """Serve the GraphQL API (and web pages) with uvicorn."""
@@ -140,7 +141,8 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
 @click.option("--serve/--no-serve", default=True, show_default=True,
               help="Start the server after loading.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=int, envvar="FUNDTRACK_PORT",
+              help="Port (or FUNDTRACK_PORT).")
 def demo_cmd(serve: bool, host: str, port: int) -> None:
     """Create the database, load the bundled real demo files, and serve."""
     from fundtrack.importing import import_file
