@@ -89,6 +89,8 @@ def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: 
         if bar:
             bar.close()
         click.echo(result.summary())
+        if result.status == "rejected" and "format not recognised" in result.message:
+            click.echo("  Name the format with --format NAME (see `fundtrack plugins`).")
         for issue in result.issues[:20]:
             click.echo(f"  {issue}")
         if len(result.issues) > 20:

@@ -279,8 +279,19 @@ async def card_page(request: Request) -> HTMLResponse:
                   flt=flt)
 
 
+def upload_formats() -> list[tuple[str, str]]:
+    """(name, title) of every installed importer, as ``fundtrack plugins`` lists them."""
+    from fundtrack.plugins import importers
+
+    return [(name, imp.title) for name, imp in sorted(importers().items())]
+
+
 async def upload_page(request: Request) -> HTMLResponse:
-    return render(request, "upload.html", title="Upload a report", flt=None)
+    from importers.spreadsheet import SHIPPED
+
+    mappings = sorted(p.stem for p in SHIPPED.glob("*.toml"))
+    return render(request, "upload.html", title="Upload a report", flt=None,
+                  formats=upload_formats(), mappings=mappings)
 
 
 def _batches(conn: Connection, limit: int = 200) -> list[Any]:
