@@ -133,3 +133,17 @@ def _has_flow(api: Api, reporter: str, receiver_name: str, provider_ref: str) ->
         "reportingOrgRef": {"_eq": reporter}, "receiverName": {"_eq": receiver_name},
         "kind": {"_eq": "DISBURSEMENT"}}})["flows"]
     return got["totalCount"] > 0 and all(n["provider"]["ref"] == provider_ref for n in got["nodes"])
+
+
+def test_pooled_fund_trace_example_accounts_for_every_grant(api: Api) -> None:
+    """CERF's trace: every dollar it disbursed reaches an agency (untraced there)."""
+    q = next(x for x in QUERIES if 'trace(from: {organization: "XM-OCHA-CERF"}' in x)
+    trace = api.query(q)["trace"]
+    paid = api.query("""{ flowsAggregate(where: {reportingOrgRef: {_eq: "XM-OCHA-CERF"},
+        kind: {_eq: DISBURSEMENT}}) { groups { sumUsd } } }""")["flowsAggregate"]["groups"]
+    assert [Decimal(t["amountUsd"]) for t in trace["untracedTotal"]] == [
+        Decimal(paid[0]["sumUsd"])] == [Decimal("258419567")]
+    assert trace["untracedCount"] == 17 and trace["movementsCount"] == 154
+    assert trace["untraced"][0] == {"organization": {"ref": "XM-DAC-41122"},  # UNICEF
+                                    "amount": "69577433.10", "currency": "USD",
+                                    "reason": "not reported spent"}
