@@ -210,3 +210,21 @@ def test_undated_flows_are_not_blamed_on_the_ecb(engine, doc_importer: Any) -> N
     warnings = [i.message for i in result.issues if i.code == "no-usd-rate"]
     assert warnings == ["97 flow(s) in GBP have no value date, so no exchange rate could be "
                         "looked up (and the report gives none); their USD amount is left empty"]
+
+
+def test_the_docs_fundtrack_plugins_sample_is_the_real_output() -> None:
+    from click.testing import CliRunner
+
+    from fundtrack.cli import main
+
+    text = DOC.read_text("utf-8")
+    sample = text.split("$ fundtrack plugins\n", 1)[1].split("```", 1)[0]
+    out = CliRunner().invoke(main, ["plugins"])
+    assert out.exit_code == 0, out.output
+    assert out.stdout == sample
+
+
+def test_docs_say_a_failing_plugin_is_reported_and_fundtrack_carries_on() -> None:
+    text = " ".join(DOC.read_text("utf-8").split())
+    assert "A module that fails to import does not stop fundtrack" in text
+    assert "stops fundtrack from starting" not in text
