@@ -1,18 +1,21 @@
 """The ASGI application: ``fundtrack serve`` runs ``create_app()`` with uvicorn.
 
-Routes: ``/graphql`` (API and GraphiQL) and ``/healthz``. The web front adds its routes
-to :func:`routes`.
+Routes: ``/graphql`` (API and GraphiQL), ``/healthz`` (readiness: templates, static
+files and the database answer) and ``/livez`` (liveness: the process answers). The web
+front adds its routes to :func:`routes`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from cross_web import HTTPException
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Route
 from strawberry.asgi import GraphQL
 
@@ -21,6 +24,8 @@ from fundtrack.api.http import GraphQLGuard
 from fundtrack.auth import ANONYMOUS_VIEWER
 from fundtrack.config import Settings, get_settings
 from fundtrack.db import make_engine
+
+logger = logging.getLogger(__name__)
 
 
 class GraphQLApp(GraphQL):
@@ -47,21 +52,68 @@ class GraphQLApp(GraphQL):
         except RecursionError:
             raise HTTPException(400, "request body is JSON nested too deeply") from None
 
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:  # type: ignore[override]
+        """GraphiQL from our own template and vendored assets: works offline, no CDN."""
+        from fundtrack.web.routes import env
+
+        return HTMLResponse(env().get_template("graphiql.html").render())
+
     async def get_context(self, request: Any, response: Any) -> ApiContext:  # type: ignore[override]
         viewer = request.scope.get("state", {}).get("viewer", ANONYMOUS_VIEWER)
         return ApiContext(engine=self.engine, settings=self.settings, viewer=viewer,
                           request=request, response=response, replica=self.replica)
 
 
-async def healthz(_request: Request) -> PlainTextResponse:
+async def livez(_request: Request) -> PlainTextResponse:
+    """Liveness: the process answers (it touches nothing else)."""
     return PlainTextResponse("ok")
+
+
+def readiness_problems(engine: Engine) -> list[str]:
+    """What would stop a page from rendering: templates, static files, the database.
+
+    Why: a container built from a wheel without templates used to answer every page with
+    500 while ``/healthz`` said 200; the health check must fail exactly when pages do.
+    """
+    from sqlalchemy import select
+
+    from fundtrack.models import ImportBatch
+    from fundtrack.web.routes import PAGE_TEMPLATES, STATIC, env
+
+    problems: list[str] = []
+    try:
+        for name in PAGE_TEMPLATES:
+            env().get_template(name)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        problems.append(f"templates: {type(exc).__name__}: {exc}")
+    missing = [n for n in ("app.css", "graphiql/graphiql.min.js") if not (STATIC / n).is_file()]
+    if missing:
+        problems.append("static files missing: " + ", ".join(missing))
+    try:
+        with engine.connect() as conn:
+            conn.execute(select(ImportBatch.id).limit(1)).all()
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"database: {type(exc).__name__}")
+    return problems
+
+
+def healthz_endpoint(engine: Engine) -> Any:
+    """Readiness for Docker and balancers: 200 only if a page could be served now."""
+    async def healthz(_request: Request) -> PlainTextResponse:
+        problems = await run_in_threadpool(readiness_problems, engine)
+        if problems:
+            logger.warning("health check failed: %s", "; ".join(problems))
+            return PlainTextResponse("not ready: " + "; ".join(problems), status_code=503)
+        return PlainTextResponse("ok")
+    return healthz
 
 
 def routes(engine: Engine, settings: Settings, replica: Engine | None = None) -> list[BaseRoute]:
     graphql = GraphQLGuard(GraphQLApp(engine, settings, replica), engine, settings)
     return [
         Route("/graphql", graphql, methods=["GET", "POST"]),
-        Route("/healthz", healthz),
+        Route("/healthz", healthz_endpoint(engine)),
+        Route("/livez", livez),
     ]
 
 

@@ -89,6 +89,8 @@ def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: 
         if bar:
             bar.close()
         click.echo(result.summary())
+        if result.status == "rejected" and "format not recognised" in result.message:
+            click.echo("  Name the format with --format NAME (see `fundtrack plugins`).")
         # A refused file's reason is in the summary line already: not again below it.
         shown = [i for i in result.issues if not (result.status == "rejected"
                                                    and i.code == "rejected")]
@@ -129,7 +131,8 @@ def plugins_cmd() -> None:
 
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=int, envvar="FUNDTRACK_PORT",
+              help="Port (or FUNDTRACK_PORT).")
 @click.option("--workers", default=1, show_default=True, type=int)
 def serve_cmd(host: str, port: int, workers: int) -> None:
     """Serve the GraphQL API (and web pages) with uvicorn."""
@@ -143,7 +146,8 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
 @click.option("--serve/--no-serve", default=True, show_default=True,
               help="Start the server after loading.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=int, envvar="FUNDTRACK_PORT",
+              help="Port (or FUNDTRACK_PORT).")
 def demo_cmd(serve: bool, host: str, port: int) -> None:
     """Create the database, load the bundled real demo files, and serve."""
     from fundtrack.importing import import_file

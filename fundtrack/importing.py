@@ -168,7 +168,6 @@ def choose_importer(head: bytes, filename: str, fmt: str | None,
         raise FileRejected(
             "format not recognised; known formats: "
             + "; ".join(f"{n} ({registry[n].title})" for n in sorted(registry))
-            + ". Name one with --format."
         )
     return registry[best[1]]
 

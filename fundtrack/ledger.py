@@ -218,6 +218,8 @@ class LedgerWriter:
         self.org_records: dict[str, OrganisationRecord] = {}
         self.described_orgs: set[str] = set()
         self.no_rate: Counter[str] = Counter()
+        #: Flows without a value date: no ECB rate can be looked up (not the ECB's fault).
+        self.undated: Counter[str] = Counter()
         self.issues: list[Issue] = []
 
     # -- records -> rows -----------------------------------------------------------------
@@ -293,7 +295,10 @@ class LedgerWriter:
         conv = to_usd(f.amount, f.currency, f.value_date, f.usd_rate, f.usd_amount)
         if conv is None:
             self.counts["flows_without_usd"] += 1
-            self.no_rate[f.currency or "(none)"] += 1
+            if f.value_date is None and f.usd_rate is None and f.usd_amount is None:
+                self.undated[f.currency or "(none)"] += 1
+            else:
+                self.no_rate[f.currency or "(none)"] += 1
         fid = self.ids.take("flow")
         self._add(m.Flow.__table__, {
             "id": fid, "batch_id": self.batch_id, "superseded_by": None,
@@ -400,7 +405,14 @@ class LedgerWriter:
                 f"{n} flow(s) in {currency} have no USD rate (no rate in the report and no ECB "
                 "reference rate for that currency and date); their USD amount is left empty",
                 "", "no-usd-rate"))
+        for currency, n in sorted(self.undated.items()):
+            self.issues.append(Issue(
+                Severity.WARNING,
+                f"{n} flow(s) in {currency} have no value date, so no exchange rate could be "
+                "looked up (and the report gives none); their USD amount is left empty",
+                "", "no-usd-rate"))
         self.no_rate.clear()
+        self.undated.clear()
 
     def upsert_organisations(self) -> int:
         """Add organisations first seen in this batch; update those it describes itself."""

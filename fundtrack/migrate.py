@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
 
 import migrations
 from fundtrack.db import make_engine, normalise_url
@@ -50,11 +51,27 @@ def crossed(before: str | None, after: str | None) -> list[str]:
     return list(reversed(revs))
 
 
-def upgrade(url: str, revision: str = "head") -> list[str]:
+def url_of(target: str | Engine) -> str:
+    """A database URL from a URL or an Engine (plugin tests hold an Engine).
+
+    Migrations open their own connections, so an in-memory SQLite engine (each
+    connection its own empty database) cannot be migrated: use a file.
+    """
+    if isinstance(target, Engine):
+        if target.dialect.name == "sqlite" and target.url.database in (None, "", ":memory:"):
+            raise ValueError("cannot migrate an in-memory SQLite engine; use a file "
+                             "(sqlite:///path/test.db) or fundtrack.testing.migrated_engine()")
+        return target.url.render_as_string(hide_password=False)
+    return target
+
+
+def upgrade(url: str | Engine, revision: str = "head") -> list[str]:
     """Migrate, then rebuild the derived tables the crossed revisions ask for.
 
-    Returns the names of the derived tables rebuilt (none on an empty ledger).
+    ``url`` is a database URL or an ``Engine``. Returns the names of the derived tables
+    rebuilt (none on an empty ledger).
     """
+    url = url_of(url)
     before = current_revision(url)
     command.upgrade(alembic_config(url), revision)
     after = current_revision(url)

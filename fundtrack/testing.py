@@ -16,7 +16,12 @@ own test suite, not in a donor's upload:
 - **never touches the database** (nor the network): SQLAlchemy engines, ``sqlite3``,
   ``psycopg`` and sockets are guarded while ``parse`` runs;
 - **yields only canonical records** whose fields have the documented types (exact
-  ``Decimal`` amounts, ``FlowKind``, ``datetime.date`` dates, ISO currency codes).
+  ``Decimal`` amounts, ``FlowKind``, ``datetime.date`` dates, ISO currency codes);
+- **stand-alone flows can be replaced**: a ``FlowRecord`` yielded on its own has a date,
+  an ``external_id`` and a ``reporting_org`` with a ``ref`` (the key a corrected
+  re-upload replaces it by).
+
+:func:`migrated_database` gives an end-to-end test a migrated database to import into.
 
 Use :func:`check_importer` from any test, or subclass :class:`ImporterContract` in a
 pytest module (see ``docs/plugins.md``).
@@ -268,6 +273,28 @@ def record_problems(obj: Any, where: str = "") -> list[str]:
     return problems
 
 
+def standalone_flow_problems(flow: FlowRecord) -> list[str]:
+    """Why a flow yielded on its own (not inside an ``ActivityRecord``) cannot be kept.
+
+    Such a flow is replaced on re-upload by (``reporting_org.ref``, ``external_id``): without
+    both, a corrected file duplicates every flow instead of replacing it. Without a date it
+    cannot be converted to USD (the ECB rate is looked up by value date) nor counted in a
+    year.
+    """
+    label = f"stand-alone FlowRecord at {flow.location or '?'}"
+    problems: list[str] = []
+    if not (flow.external_id or "").strip():
+        problems.append(f"{label}: no external_id (a stable id per flow, so a corrected "
+                        "file replaces it instead of adding a duplicate)")
+    if flow.reporting_org is None or not (flow.reporting_org.ref or "").strip():
+        problems.append(f"{label}: no reporting_org with a ref (who reports it; with "
+                        "external_id, the key a re-upload replaces by)")
+    if flow.value_date is None and flow.transaction_date is None:
+        problems.append(f"{label}: no value_date or transaction_date (needed for the USD "
+                        "rate and the year)")
+    return problems
+
+
 def issue_problems(issue: Issue) -> list[str]:
     problems = []
     if not isinstance(issue.severity, Severity):
@@ -408,6 +435,9 @@ def check_sample(importer: Importer, path: Path, report: ContractReport, *,
     if len(records) < min_records:
         fail(f"{path.name}: only {len(records)} record(s); expected at least {min_records}")
     for problem in [p for r in records for p in record_problems(r)][:20]:
+        fail(f"{path.name}: {problem}")
+    for problem in [p for r in records if isinstance(r, FlowRecord)
+                    for p in standalone_flow_problems(r)][:20]:
         fail(f"{path.name}: {problem}")
     for problem in [p for i in issues for p in issue_problems(i)][:20]:
         fail(f"{path.name}: {problem}")
@@ -551,6 +581,41 @@ class ImporterContract:
         self._run(run)
 
 
+# -- a migrated database for end-to-end tests ------------------------------------------
+
+
+@contextmanager
+def migrated_database(url: str | None = None) -> Iterator[Any]:
+    """A migrated database for an end-to-end import test; yields an ``Engine``.
+
+    Without ``url``: a new SQLite file in a temp dir, deleted afterwards. With ``url``
+    (for example a PostgreSQL test database, ``postgresql://postgres@127.0.0.1/test``):
+    that database is migrated to the latest schema (``fundtrack db upgrade``) and kept.
+    Why a helper: the ledger, derived tables and triggers come from fundtrack's Alembic
+    migrations, not from ``metadata.create_all()``; this is the same upgrade the CLI runs.
+
+    .. code-block:: python
+
+        @pytest.fixture
+        def engine():
+            with migrated_database() as engine:
+                yield engine
+    """
+    import tempfile
+
+    from fundtrack.db import make_engine
+    from fundtrack.migrate import upgrade
+
+    with ExitStack() as stack:
+        if url is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fundtrack-test-"))
+            url = f"sqlite:///{Path(tmp) / 'test.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        yield engine
+
+
 __all__ = [
     "ContractError",
     "ContractReport",
@@ -564,9 +629,11 @@ __all__ = [
     "check_sample",
     "check_sniff",
     "check_truncated",
+    "migrated_database",
     "no_database",
     "one_way_stream",
     "parse_all",
     "record_problems",
     "sniff_score",
+    "standalone_flow_problems",
 ]

@@ -715,7 +715,7 @@ class SpreadsheetImporter:
 
     name = "spreadsheet"
     version = "1.0.0"
-    title = "Spreadsheet (XLSX or CSV) with a column mapping (TOML; --mapping FILE)"
+    title = "Spreadsheet (XLSX or CSV) with a column mapping (a TOML file)"
 
     def sniff(self, head: bytes, filename: str) -> float | None:
         """Claim a file only when a shipped mapping's ``[match] headers`` are all in it."""
@@ -811,7 +811,8 @@ def _choose(tables: list[Table]) -> Mapping:
             return mp
     names = ", ".join(p.stem for p in sorted(SHIPPED.glob("*.toml")))
     raise FileRejected("no mapping given and no shipped mapping matches this file's headers; "
-                       f"write one (docs/mappings.md) and pass --mapping FILE (shipped: {names})",
+                       f"write one (docs/mappings.md) and import the file with it: the mapping "
+                       f"field of the upload page, or --mapping FILE (shipped: {names})",
                        "header")
 
 

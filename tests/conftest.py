@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import tempfile
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,53 @@ from fundtrack.migrate import upgrade
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "fundtrack-example-plugin"
+
+
+def locate_example_plugin(tmp: Path) -> bool:
+    """Make the example plugin findable as a third party without installing it.
+
+    The README's test command must pass with nothing else typed, and the example plugin is
+    its own distribution (tests check that fundtrack finds it through its entry point, as
+    it would find any plugin). When it is not installed, we do what an editable install
+    does, but in a temp dir instead of the venv: a ``.dist-info`` (name, version and entry
+    points read from the example's own ``pyproject.toml``) and the source folder, both put
+    on ``sys.path`` and on ``PYTHONPATH`` for subprocesses. Nothing is downloaded and the
+    venv is not changed; an installed copy (``pip install -e examples/...``) wins.
+    Returns True when it located the plugin here.
+    """
+    from importlib.metadata import entry_points
+
+    meta = tomllib.loads((EXAMPLE_PLUGIN / "pyproject.toml").read_text("utf-8"))["project"]
+    groups: dict[str, dict[str, str]] = meta.get("entry-points", {})
+    if any(ep.name in groups.get(ep.group, {}) for group in groups
+           for ep in entry_points(group=group)):
+        return False
+    dist = tmp / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n", "utf-8")
+    (dist / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+        for group, eps in groups.items()), "utf-8")
+    paths = [str(tmp), str(EXAMPLE_PLUGIN)]
+    sys.path[:0] = paths
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [*paths, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="fundtrack-example-plugin-"))
+    config._fundtrack_example_tmp = tmp  # type: ignore[attr-defined]
+    if not locate_example_plugin(tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    tmp = getattr(config, "_fundtrack_example_tmp", None)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def shared_file(rel: str) -> Path:

@@ -62,6 +62,7 @@ def test_unknown_format_lists_known_formats(run, tmp_path: Path):
     out = run("import", "--quiet", str(f))
     assert out.exit_code == 1
     assert "format not recognised" in out.output and "iati" in out.output
+    assert "Name the format with --format NAME" in out.output  # the CLI's own hint
 
 
 def test_plugins_lists_the_iati_importer(run):

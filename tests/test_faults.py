@@ -293,7 +293,9 @@ def test_database_restart_gives_clean_errors_then_recovers(cluster: PrivateClust
     assert "psycopg" not in down.text and str(cluster.port) not in down.text
     authed = api.post({"query": q}, headers={"Authorization": f"Bearer {token}"})
     assert authed.status_code == 503 and "unavailable" in authed.text
-    assert api.get("/healthz").status_code == 200  # the process itself is alive
+    assert api.get("/livez").status_code == 200  # the process itself is alive
+    health = api.get("/healthz")  # but it could not serve a page: not ready
+    assert health.status_code == 503 and "database" in health.text
 
     # back up: the same app object answers again, and the cut upload left nothing
     cluster.start()

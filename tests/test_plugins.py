@@ -3,7 +3,8 @@
 - every hook in ``fundtrack/hookspecs.py`` is documented in ``docs/plugins.md`` with its
   exact signature, and every canonical-record field in ``schema/canonical-record.md``
   (both ways: nothing documented that does not exist);
-- the example plugin (its own package under ``examples/``, installed by ``.ci/run``) is
+- the example plugin (its own package under ``examples/``; located by ``tests/conftest.py``
+  when it is not installed) is
   found through its entry point, listed by ``fundtrack plugins``, and imports a real file
   end to end into the ledger; its own test suite passes;
 - ``fundtrack.testing`` catches each broken promise it claims to check.

@@ -222,7 +222,7 @@ def test_unmatched_sheet_without_mapping_names_the_option():
     path = shared_file("fts-json/hdx-derived-csv/fts_incoming_funding_afg.csv")
     with path.open("rb") as fh, pytest.raises(FileRejected) as exc:
         list(SPREADSHEET.parse(fh, ImportContext(filename=path.name)))
-    assert "--mapping" in exc.value.message
+    assert "--mapping" in exc.value.message and "upload page" in exc.value.message
 
 
 def test_shipped_mappings_load_and_docs_cover_every_field():

@@ -8,6 +8,9 @@ including registry edits (organisations, and pooled funds: ``isPooledFund: true`
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import strawberry
@@ -37,6 +40,19 @@ def _require_token(viewer: Viewer, what: str) -> None:
                        "anonymous callers may only read")
 
 
+def _save_mapping(upload: Any, folder: Path) -> str:
+    """Write an uploaded mapping where the spreadsheet importer reads it (a path, as with
+    ``fundtrack import --mapping FILE``), under its own base name so errors name it."""
+    data = upload.file.read(MAX_MAPPING_BYTES + 1)
+    if len(data) > MAX_MAPPING_BYTES:
+        raise ApiError(f"the mapping is larger than {MAX_MAPPING_BYTES // 1024} KiB; "
+                       "a column mapping is a short TOML file")
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(getattr(upload, "filename", "") or "").name)
+    path = folder / (base.strip("._") or "mapping.toml")
+    path.write_bytes(data)
+    return str(path)
+
+
 def _require_admin(viewer: Viewer, what: str) -> None:
     _require_token(viewer, what)
     if not viewer.is_admin:
@@ -51,6 +67,13 @@ class ImportReportInput:
     dry_run: bool = strawberry.field(default=False,
                                      description="Read and validate, write nothing.")
     strict: bool = strawberry.field(default=False, description="Reject the file on any error.")
+    mapping: Upload | None = strawberry.field(
+        default=None, description="A TOML column mapping for a spreadsheet (docs/mappings.md), "
+        "uploaded with it; the format is then `spreadsheet` unless another is named.")
+
+
+#: A mapping is a short TOML file; anything bigger is not one.
+MAX_MAPPING_BYTES = 256 * 1024
 
 
 @strawberry.type
@@ -124,10 +147,15 @@ class LedgerMutation:
         allowed = None if viewer.is_admin else sorted(viewer.orgs)
 
         def run() -> Any:
-            return import_file(ctx.engine, upload.file, filename=name, fmt=input.format,
-                               dry_run=input.dry_run, strict=input.strict,
-                               imported_by=f"token:{viewer.token_id} {viewer.label or ''}".strip(),
-                               allowed_publishers=allowed)
+            with tempfile.TemporaryDirectory(prefix="fundtrack-mapping-") as tmp:
+                options, fmt = None, input.format
+                if input.mapping is not None:
+                    options = {"mapping": _save_mapping(input.mapping, Path(tmp))}
+                    fmt = fmt or "spreadsheet"
+                return import_file(ctx.engine, upload.file, filename=name, fmt=fmt,
+                                   dry_run=input.dry_run, strict=input.strict,
+                                   imported_by=f"token:{viewer.token_id} {viewer.label or ''}".strip(),
+                                   allowed_publishers=allowed, options=options)
 
         try:
             result = await run_in_threadpool(run)

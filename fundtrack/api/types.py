@@ -362,6 +362,9 @@ def record_counts(get: Any) -> list[RecordCount] | None:
 @strawberry.type(description="One imported file: who, when, what, and what was wrong with it.")
 class ImportBatch(Node):
     pk: strawberry.Private[int]
+    number: int = strawberry.field(description=(
+        "The batch number, as `fundtrack import` prints it, `fundtrack revert` takes it and "
+        "the import history page lists it (`id` is the API's global id of the same batch)."))
     importer: str
     importer_version: str
     file_name: str
@@ -391,7 +394,7 @@ class ImportBatch(Node):
         rec = record_counts(get)
         skipped = None if rec is None else sum(c.skipped for c in rec)
         return cls(id=strawberry.ID(encode_id("ImportBatch", r["id"])), pk=r["id"],
-                   importer=r["importer"], importer_version=r["importer_version"],
+                   number=r["id"], importer=r["importer"], importer_version=r["importer_version"],
                    file_name=r["file_name"], sha256=r["sha256"], size_bytes=r["size_bytes"],
                    imported_by=r["imported_by"], created_at=r["created_at"], status=r["status"],
                    reverted_at=r["reverted_at"], publisher_ref=r["publisher_ref"],

@@ -150,7 +150,11 @@ def trace(conn: Connection, *, activity: str | None = None, organization: str | 
         fast = _donor_reach(conn, organization, max_depth, limit)
         if fast is not None:
             return fast
-        return _finish(_donor_downstream(conn, organization, max_depth), limit)
+        donor = _donor_downstream(conn, organization, max_depth)
+        # No stored parts although money leaves it (a pooled fund such as CERF whose
+        # grants the attribution does not start from): follow its movements instead.
+        if donor.movements or donor.accounts:
+            return _finish(donor, limit)
     return _finish(_downstream(conn, activity, organization, flow, max_depth), limit)
 
 

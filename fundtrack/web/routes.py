@@ -4,7 +4,8 @@ Pages read the database with the API's own statements (:mod:`fundtrack.web.data`
 upload and revert screens call the GraphQL API from the browser (multipart
 ``importReport`` with the bearer token and the CSRF header), so they obey exactly the
 API's access rules. Nothing is fetched from a CDN: plotly's JavaScript is served from
-the installed ``plotly`` package, gzip-compressed once and cached by the browser.
+the installed ``plotly`` package, GraphiQL and React from ``static/graphiql/`` (vendored,
+see its LICENSES.md), gzip-compressed once and cached by the browser.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from fundtrack.web.filters import GENDER_CHOICES, FilterError, FlowFilter, pilla
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
+#: Every template a page renders; ``/healthz`` loads each (fundtrack.app).
+PAGE_TEMPLATES = ("base.html", "overview.html", "sankey.html", "activity.html", "card.html",
+                  "upload.html", "imports.html", "graphiql.html")
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 NAV = (("/", "Overview"), ("/sankey", "Money flows"), ("/activity", "Activities and traces"),
@@ -77,8 +81,8 @@ def _static_file(name: str) -> tuple[bytes, bytes, str]:
 
         path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     else:
-        path = STATIC / name
-        if path.parent != STATIC or not path.is_file():
+        path = (STATIC / name).resolve()
+        if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
             raise FileNotFoundError(name)
     raw = path.read_bytes()
     return raw, gzip.compress(raw, 9, mtime=0), hashlib.sha256(raw).hexdigest()[:12]
@@ -275,8 +279,19 @@ async def card_page(request: Request) -> HTMLResponse:
                   flt=flt)
 
 
+def upload_formats() -> list[tuple[str, str]]:
+    """(name, title) of every installed importer, as ``fundtrack plugins`` lists them."""
+    from fundtrack.plugins import importers
+
+    return [(name, imp.title) for name, imp in sorted(importers().items())]
+
+
 async def upload_page(request: Request) -> HTMLResponse:
-    return render(request, "upload.html", title="Upload a report", flt=None)
+    from importers.spreadsheet import SHIPPED
+
+    mappings = sorted(p.stem for p in SHIPPED.glob("*.toml"))
+    return render(request, "upload.html", title="Upload a report", flt=None,
+                  formats=upload_formats(), mappings=mappings)
 
 
 def _batches(conn: Connection, limit: int = 200) -> list[Any]:
@@ -332,5 +347,5 @@ def web_routes() -> Mount:
         Route("/upload", upload_page),
         Route("/imports", imports_page),
         Route("/export.{ext}", export_file),
-        Route("/static/{name}", static),
+        Route("/static/{name:path}", static),
     ]))

@@ -8,6 +8,7 @@ Also measures page weight and load time (cold cache, and on an emulated slow lin
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,16 @@ def test_upload_dry_run_then_import_then_revert(live: dict[str, Any], page: Any,
     issues = page.eval_on_selector_all("#issues tbody tr", "rs => rs.map(r => r.innerText)")
     assert len(issues) == 1 and "bad-amount" in issues[0]
     assert "transaction[2]" in issues[0] and "(line 10)" in issues[0]
+    assert "record skipped" in issues[0]
+    # plain language: what would be imported, replaced and skipped; no internal counters
+    assert page.inner_text("#upload-status").startswith(
+        "Checked browser-report.xml: it can be imported. Nothing has been written yet")
+    summary = page.inner_text("#upload-summary")
+    assert "Would import: 1 activity and 2 flows of money" in summary
+    assert "Would replace: nothing" in summary
+    assert "Skipped: 1 record that could not be read" in summary
+    assert not any(w in page.inner_text("#result") for w in
+                   ("attribution", "reach rows", "reattributed", "dry-run", "--"))
     page.screenshot(path=str(artifacts / "upload-dry-run.png"), full_page=True)
     # nothing written by the dry run
     probe = '{ flowsAggregate(where: {reportingOrgRef: {_eq: "XX-BROWSER"}}) { count } }'
@@ -141,6 +152,10 @@ def test_upload_dry_run_then_import_then_revert(live: dict[str, Any], page: Any,
     assert page.inner_text("[data-count='flows']") == "2"
     assert page.inner_text("[data-count='activities']") == "1"
     assert "is applied" in page.inner_text("#batch-summary")
+    status = page.inner_text("#upload-status")
+    number = re.fullmatch(r"Imported browser-report\.xml as batch (\d+)\.", status).group(1)
+    # one id for one batch: the number the history lists, nothing else
+    assert re.findall(r"batch (\d+)", page.inner_text("#result"), flags=re.I) == [number, number]
     page.screenshot(path=str(artifacts / "upload-applied.png"), full_page=True)
     agg = graphql(live, '{ flowsAggregate(where: {reportingOrgRef: {_eq: "XX-BROWSER"}}) '
                   '{ count groups { sum } } }')["flowsAggregate"]
@@ -151,6 +166,7 @@ def test_upload_dry_run_then_import_then_revert(live: dict[str, Any], page: Any,
     page.click("#token-form button[type=submit]")
     row = page.locator("#batches tbody tr").first
     assert "browser-report.xml" in row.inner_text()
+    assert row.get_attribute("data-batch") == number
     page.once("dialog", lambda d: d.accept())
     row.locator("button.revert").click()
     page.wait_for_selector("#revert-status:has-text('reverted')")

@@ -19,11 +19,19 @@
     },
     // The GraphQL multipart request spec: operations, map, then the file.
     upload: function (query, variables, path, file) {
+      var files = {};
+      files[path] = file;
+      return api.uploadFiles(query, variables, files);
+    },
+    // Several files: {"variables.input.file": file, "variables.input.mapping": other}.
+    uploadFiles: function (query, variables, files) {
       var form = new FormData();
       form.append("operations", JSON.stringify({query: query, variables: variables}));
-      var map = {0: [path]};
+      var paths = Object.keys(files);
+      var map = {};
+      paths.forEach(function (path, i) { map[i] = [path]; });
       form.append("map", JSON.stringify(map));
-      form.append("0", file, file.name);
+      paths.forEach(function (path, i) { form.append(String(i), files[path], files[path].name); });
       return fetch("/graphql", {method: "POST", headers: api.headers(), body: form}).then(api.body);
     },
     body: function (r) {
