@@ -31,11 +31,11 @@ import psycopg
 from sqlalchemy import text
 
 from fundtrack import rollup
-from fundtrack.api import aggregate
-from fundtrack.api.aggregate import FlowDimension, aggregate_statement
 from fundtrack.api.filters import FlowWhere
 from fundtrack.api.testing import Api
 from fundtrack.migrate import upgrade
+from fundtrack.query import aggregate
+from fundtrack.query.aggregate import FlowDimension, aggregate_statement
 
 QUERY = """{ flowsAggregate(groupBy: [YEAR, RECIPIENT_COUNTRY]) {
   groups { year recipientCountry count sum sumUsd countWithoutUsd } } }"""

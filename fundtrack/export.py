@@ -31,8 +31,8 @@ from xml.sax.saxutils import escape, quoteattr
 from sqlalchemy import Engine, func, select
 
 from fundtrack import models as m
-from fundtrack.api.aggregate import FlowDimension, dimension_expr
 from fundtrack.money import to_text
+from fundtrack.query.aggregate import FlowDimension, dimension_expr
 from fundtrack.web.filters import FlowFilter
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json",

@@ -16,7 +16,7 @@ activity's children, which an import never changes, so after an import only the 
 the flows it added or replaced change; they are recomputed set-based (DELETE + INSERT ...
 SELECT ... GROUP BY) inside the batch transaction. A revert rebuilds everything (reverts
 are rare; the rows it removed are gone by then). The dimension rules are those of
-:func:`fundtrack.api.aggregate.dimension_expr`: one place for each rule.
+:func:`fundtrack.query.aggregate.dimension_expr`: one place for each rule.
 """
 
 from __future__ import annotations
@@ -40,33 +40,9 @@ from sqlalchemy import (
 
 from fundtrack import models as m
 from fundtrack.money import money_sum
+from fundtrack.query.aggregate import FlowDimension, dimension_expr, joins
+from fundtrack.query.rollup import DIMENSION_COLUMNS, GRAINS
 from fundtrack.rollup_models import FlowRollup
-
-#: Rollup column for each ``FlowDimension`` value (they match except the org refs).
-DIMENSION_COLUMNS = {
-    "kind": "kind", "currency": "currency", "year": "year",
-    "recipient_country": "recipient_country", "sector": "sector",
-    "gender_significance": "gender_significance", "earmarking": "earmarking",
-    "reporting_org": "reporting_org_ref", "provider": "provider_ref", "receiver": "receiver_ref",
-}
-
-GRAINS: tuple[tuple[str, ...], ...] = (
-    ("kind", "currency", "year", "recipient_country"),
-    ("kind", "currency", "year", "sector", "gender_significance", "earmarking"),
-    ("kind", "currency", "year", "recipient_country", "sector", "gender_significance",
-     "earmarking", "reporting_org_ref", "provider_ref", "receiver_ref"),
-    ("currency", "year", "recipient_country"),
-)
-#: Grain numbers, narrowest first (the number is stored, so new grains are appended).
-PREFERENCE = (3, 0, 1, 2)
-
-
-def grain_for(columns: set[str]) -> int | None:
-    """The narrowest grain holding all ``columns``, or None."""
-    for i in PREFERENCE:
-        if columns <= set(GRAINS[i]):
-            return i
-    return None
 
 
 def _year_int(dialect: str) -> Any:
@@ -77,13 +53,11 @@ def _year_int(dialect: str) -> Any:
 
 
 def _insert(conn: Connection, grain: int, condition: Any) -> int:
-    from fundtrack.api.aggregate import FlowDimension, _joins, dimension_expr
-
     dialect = conn.dialect.name
     by_column = {c: FlowDimension(d) for d, c in DIMENSION_COLUMNS.items()}
     columns = GRAINS[grain]
     dims = [by_column[c] for c in columns]
-    joined = _joins(dims)
+    joined = joins(dims)
     keys = [_year_int(dialect) if c == "year" else dimension_expr(d, dialect, joined)
             for c, d in zip(columns, dims, strict=True)]
     f = m.Flow

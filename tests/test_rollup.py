@@ -12,10 +12,10 @@ from lxml import etree
 from sqlalchemy import Engine, select
 
 from fundtrack import rollup
-from fundtrack.api import aggregate
-from fundtrack.api import rollup as api_rollup
 from fundtrack.api.testing import Api
 from fundtrack.importing import import_file, revert_batch
+from fundtrack.query import aggregate
+from fundtrack.query import rollup as api_rollup
 from fundtrack.rollup_models import FlowRollup
 from tests.conftest import SHARED
 
@@ -170,7 +170,7 @@ def test_any_filter_the_rollup_does_not_know_takes_the_base_path():
     import dataclasses
 
     from fundtrack.api.filters import FlowWhere
-    from fundtrack.api.rollup import _COMBINATORS, rollup_statement
+    from fundtrack.query.rollup import _COMBINATORS, rollup_statement
 
     handled = {"kind", "currency", "reporting_org_ref", "provider_ref", "receiver_ref",
                "earmarking", "reporting_org", "provider", "receiver", "value_date",

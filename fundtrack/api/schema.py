@@ -22,10 +22,10 @@ from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
 from fundtrack.api.scalars import SCALAR_OVERRIDES
+from fundtrack.api.sync import SyncQuery
 from fundtrack.api.trace import TraceQuery
 from fundtrack.api.types import Activity, Budget, Flow, ImportBatch, Organization
 from fundtrack.config import Settings, get_settings
-from fundtrack.sync.api import SyncQuery
 
 QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery, FundQuery, SyncQuery)
 MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation)

@@ -15,13 +15,11 @@ from strawberry.types import Info
 
 from fundtrack.api.executor import fast
 from fundtrack.api.ids import encode_id
+from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
 from fundtrack.records import FlowKind as _FlowKind
 
 FlowKind = strawberry.enum(_FlowKind, description="What a flow is (IATI transaction types 1-13).")
 
-#: The OECD DAC gender equality policy marker: IATI policy-marker vocabulary 1, code 1.
-GENDER_VOCABULARY, GENDER_CODE = "1", "1"
-VALID_SIGNIFICANCE = ("0", "1", "2", "3", "4")
 
 
 def gender_significance(markers: list[Any]) -> int | None:

@@ -1,7 +1,7 @@
 """What the pages show, read with the API's own aggregate statement.
 
 Every total on the overview and every Sankey band is one group of
-:func:`fundtrack.api.aggregate.aggregate_statement` (the SQL behind ``flowsAggregate``)
+:func:`fundtrack.query.aggregate.aggregate_statement` (the SQL behind ``flowsAggregate``)
 under a :class:`~fundtrack.web.filters.FlowFilter`, so a figure on screen equals what
 ``flowsAggregate(where: <the filter's graphql()>, groupBy: [...])`` returns.
 """
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, select
 
 from fundtrack import models as m
-from fundtrack.api.aggregate import FlowDimension, aggregate_statement
+from fundtrack.query.aggregate import FlowDimension, aggregate_statement
 from fundtrack.records import FlowKind
 from fundtrack.web.filters import FlowFilter
 

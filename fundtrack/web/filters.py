@@ -1,9 +1,10 @@
 """The filters people pick on the pages and in ``fundtrack export --where``.
 
 One small vocabulary (``year=2021 gender=2 pillar=protection donor=XM-DAC-41114 ...``) is turned into the
-API's own ``FlowWhere`` input, so the pages, the exports and the GraphQL API select flows
-with the same SQL (:func:`fundtrack.api.filters.flow_where`). :meth:`FlowFilter.graphql`
-gives the same filter as GraphQL variables: the pages print it, the tests send it.
+same filter object the GraphQL ``FlowWhere`` input compiles from, so the pages, the exports
+and the GraphQL API select flows with the same SQL (:func:`fundtrack.query.filters.flow_where`).
+:meth:`FlowFilter.graphql` gives the same filter as GraphQL variables: the pages print it,
+the tests send it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement
 
-from fundtrack.api import filters as flt
+from fundtrack.query import filters as flt
+from fundtrack.query.filters import Where
 from fundtrack.records import FlowKind
 
 #: gender choice -> (label, IntComparison kwargs). DAC gender marker (vocabulary 1, code 1).
@@ -112,30 +114,30 @@ class FlowFilter:
                "pillar": self.pillar or "", "activity": self.activity or ""}
         return {k: v for k, v in out.items() if v}
 
-    def where(self) -> flt.FlowWhere:
-        """The API's ``FlowWhere`` input for this filter."""
+    def where(self) -> Where:
+        """This filter in the shape of the API's ``FlowWhere`` input."""
         kw: dict[str, Any] = {}
         if self.kinds:
-            kw["kind"] = flt.FlowKindComparison(in_=list(self.kinds))
+            kw["kind"] = Where(in_=list(self.kinds))
         if self.year:
-            kw["value_date"] = flt.DateComparison(gte=date(self.year, 1, 1),
+            kw["value_date"] = Where(gte=date(self.year, 1, 1),
                                                   lte=date(self.year, 12, 31))
         if self.donor:
-            kw["provider_ref"] = flt.StringComparison(eq=self.donor)
+            kw["provider_ref"] = Where(eq=self.donor)
         if self.reporting_org:
-            kw["reporting_org_ref"] = flt.StringComparison(eq=self.reporting_org)
+            kw["reporting_org_ref"] = Where(eq=self.reporting_org)
         if self.country:
-            kw["recipient_country"] = flt.StringComparison(eq=self.country)
+            kw["recipient_country"] = Where(eq=self.country)
         if GENDER_CHOICES[self.gender][1]:
-            kw["gender_significance"] = flt.IntComparison(**GENDER_CHOICES[self.gender][1])
+            kw["gender_significance"] = Where(**GENDER_CHOICES[self.gender][1])
         if self.pillar:
-            kw["pillar"] = flt.PillarComparison(eq=self.pillar)
+            kw["pillar"] = Where(eq=self.pillar)
         if self.activity:
-            kw["activity"] = flt.ActivityWhere(iati_identifier=flt.StringComparison(eq=self.activity))
-        return flt.FlowWhere(**kw)
+            kw["activity"] = Where(iati_identifier=Where(eq=self.activity))
+        return Where(**kw)
 
     def clause(self) -> ColumnElement[bool]:
-        """The SQL condition, compiled by the API's own filter compiler."""
+        """The SQL condition, compiled by the one filter compiler (the API's too)."""
         return flt.flow_where(self.where())
 
     def graphql(self) -> dict[str, Any]:

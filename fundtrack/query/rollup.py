@@ -1,4 +1,4 @@
-"""``flowsAggregate`` answered from ``flow_rollup`` (see :mod:`fundtrack.rollup`).
+"""``flowsAggregate`` answered from ``flow_rollup`` (maintained by :mod:`fundtrack.rollup`).
 
 :func:`rollup_statement` returns None whenever the question is not exactly answerable from
 the rollup; the caller then runs the statement over the flows. A ``where`` translates only
@@ -31,11 +31,38 @@ from sqlalchemy import (
     true,
 )
 
-from fundtrack.api import filters as flt
-from fundtrack.api.types import VALID_SIGNIFICANCE
 from fundtrack.money import money_sum
-from fundtrack.rollup import DIMENSION_COLUMNS, GRAINS, grain_for
+from fundtrack.query import filters as flt
+from fundtrack.query.vocabulary import VALID_SIGNIFICANCE
 from fundtrack.rollup_models import FlowRollup
+
+#: Rollup column for each ``FlowDimension`` value (they match except the org refs).
+DIMENSION_COLUMNS = {
+    "kind": "kind", "currency": "currency", "year": "year",
+    "recipient_country": "recipient_country", "sector": "sector",
+    "gender_significance": "gender_significance", "earmarking": "earmarking",
+    "reporting_org": "reporting_org_ref", "provider": "provider_ref", "receiver": "receiver_ref",
+}
+
+GRAINS: tuple[tuple[str, ...], ...] = (
+    ("kind", "currency", "year", "recipient_country"),
+    ("kind", "currency", "year", "sector", "gender_significance", "earmarking"),
+    ("kind", "currency", "year", "recipient_country", "sector", "gender_significance",
+     "earmarking", "reporting_org_ref", "provider_ref", "receiver_ref"),
+    ("currency", "year", "recipient_country"),
+)
+#: Grain numbers, narrowest first (the number is stored, so new grains are appended).
+PREFERENCE = (3, 0, 1, 2)
+
+
+def grain_for(columns: set[str]) -> int | None:
+    """The narrowest grain holding all ``columns``, or None."""
+    for i in PREFERENCE:
+        if columns <= set(GRAINS[i]):
+            return i
+    return None
+
+
 
 _PLAIN = {"kind": "kind", "currency": "currency", "reporting_org_ref": "reporting_org_ref",
           "provider_ref": "provider_ref", "receiver_ref": "receiver_ref",
