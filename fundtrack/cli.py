@@ -7,6 +7,7 @@ modules and are added to :data:`main` at the bottom of this file.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -163,15 +164,26 @@ def demo_cmd(serve: bool, host: str, port: int) -> None:
         click.echo(f"GraphQL at http://{host}:{port}/graphql")
         serve_cmd.callback(host=host, port=port, workers=1)  # type: ignore[misc]
 
+@main.command("recompute")
+def recompute_cmd() -> None:
+    """Rebuild every derived table (money trail, classification, rollup) from the ledger."""
+    from fundtrack import derived
+
+    engine = make_engine(statement_timeout_ms=0)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        out = derived.rebuild(conn)
+    click.echo(", ".join(f"{k}={v}" for k, v in out.items())
+               + f"; total {time.perf_counter() - started:.1f}s")
+    engine.dispose()
+
+
 from fundtrack.auth import token_group  # noqa: E402
 
 main.add_command(token_group)
 from fundtrack.export import export_cli  # noqa: E402
 
 main.add_command(export_cli())
-from fundtrack.trail.recompute import recompute_cmd  # noqa: E402
-
-main.add_command(recompute_cmd)
 from fundtrack.accounting.cli import classify_cmd, report_card_cmd  # noqa: E402
 
 main.add_command(report_card_cmd)

@@ -8,10 +8,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 import migrations
+from fundtrack import derived
 from fundtrack.db import make_engine, normalise_url
+from fundtrack.ledger import lock_ledger
+from fundtrack.models import Flow
 
 SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
 
@@ -30,7 +33,6 @@ REBUILD_AFTER: dict[str, str] = {
     "0003": "trail", "0006": "trail", "0007": "classification", "0008": "rollup",
     "0009": "rollup", "0010": "trail",
 }
-REBUILD_ORDER = ("trail", "classification", "rollup")
 
 
 def current_revision(url: str) -> str | None:
@@ -78,28 +80,19 @@ def upgrade(url: str | Engine, revision: str = "head") -> list[str]:
     wanted = {REBUILD_AFTER[r] for r in crossed(before, after) if r in REBUILD_AFTER}
     if before is None or not wanted:
         return []
-    return rebuild_derived(url, [name for name in REBUILD_ORDER if name in wanted])
+    return rebuild_derived(url, [name for name in derived.NAMES if name in wanted])
 
 
 def rebuild_derived(url: str, names: list[str]) -> list[str]:
-    """Rebuild the named derived tables in one transaction, if the ledger holds flows."""
-    from sqlalchemy import select
-
-    from fundtrack import rollup
-    from fundtrack.accounting import stored
-    from fundtrack.ledger import lock_ledger
-    from fundtrack.models import Flow
-    from fundtrack.trail.recompute import recompute
-
-    steps = {"trail": recompute, "classification": stored.rebuild, "rollup": rollup.rebuild}
+    """Rebuild the named derived steps (:data:`fundtrack.derived.STEPS`) in one
+    transaction, if the ledger holds flows."""
     engine = make_engine(url, statement_timeout_ms=0)
     try:
         with engine.begin() as conn:
             lock_ledger(conn)
             if conn.execute(select(Flow.id).limit(1)).first() is None:
                 return []
-            for name in names:
-                steps[name](conn)
+            derived.rebuild(conn, names)
     finally:
         engine.dispose()
     return names

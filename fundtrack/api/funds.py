@@ -15,12 +15,12 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from strawberry.types import Info
 
+from fundtrack import registry
 from fundtrack.api.filters import StringComparison, compare
 from fundtrack.api.ids import encode_id
 from fundtrack.api.mutations import UserError, _require_admin
 from fundtrack.api.paging import Connection, PageArgs, connection
 from fundtrack.api.types import Node, Organization, _organization
-from fundtrack.trail import funds as registry
 from fundtrack.trail_models import Fund as FundRow
 
 
@@ -109,12 +109,9 @@ class FundMutation:
         fields = {k: getattr(input, k) for k in ("acronym", "administrative_agent_ref",
                                                  "administrative_agent_name", "aliases",
                                                  "note") if getattr(input, k) is not None}
-        t = FundRow.__table__
-
         def run() -> Any:
             with ctx.engine.begin() as conn:
-                registry.upsert_fund(conn, ref, name, **fields)
-                return conn.execute(select(t).where(t.c.organisation_ref == ref)).mappings().one()
+                return registry.upsert_fund(conn, ref, name, **fields)
 
         return FundPayload(fund=Fund.from_row(await run_in_threadpool(run)), errors=[])
 

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import strawberry
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from strawberry.file_uploads import Upload
 from strawberry.types import Info
 
 from fundtrack import models as m
+from fundtrack import registry
 from fundtrack.api.ids import decode_int_id
 from fundtrack.api.limits import ApiError
 from fundtrack.api.types import BatchIssue, ImportBatch, Organization, RecordCount
@@ -218,23 +219,12 @@ class LedgerMutation:
         if not ref:
             return OrganizationPayload(organization=None, created=False, errors=[
                 UserError(code="INVALID", message="ref must not be empty", field="ref")])
-        values = {k: getattr(input, k) for k in ("name", "type", "country", "default_currency",
-                                                 "is_womens_rights_org", "is_pooled_fund")
+        values = {k: getattr(input, k) for k in registry.ORGANISATION_FIELDS
                   if getattr(input, k) is not None}
-        t = m.Organisation.__table__
 
         def run() -> tuple[Any, bool]:
             with ctx.engine.begin() as conn:
-                pk = conn.execute(select(t.c.id).where(t.c.ref == ref)).scalar()
-                created = pk is None
-                if created:
-                    values.setdefault("is_womens_rights_org", False)
-                    values.setdefault("is_pooled_fund", False)
-                    pk = conn.execute(insert(t).values(ref=ref, **values)
-                                      .returning(t.c.id)).scalar_one()
-                elif values:
-                    conn.execute(update(t).where(t.c.id == pk).values(**values))
-                return conn.execute(select(t).where(t.c.id == pk)).mappings().one(), created
+                return registry.upsert_organization(conn, ref, **values)
 
         row, created = await run_in_threadpool(run)
         return OrganizationPayload(organization=Organization.from_row(row), created=created,

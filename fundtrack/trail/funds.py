@@ -3,8 +3,10 @@
 References: CERF publishes to IATI as ``XM-OCHA-CERF``, which is what reports use. The
 other funds publish through their administrators, so reports name them in many ways;
 they get a stable registry reference (``FT-FUND-...``) and the names and codes seen in
-real reports as aliases. An operator can edit a fund or add one with :func:`upsert_fund`
-(``fundtrack funds add``), and mark any organisation as a pooled fund.
+real reports as aliases. An admin edits a fund or adds one with the ``upsertFund``
+mutation, and marks any organisation as a pooled fund with ``upsertOrganization``
+(``isPooledFund``); both go through :mod:`fundtrack.registry`, which takes the ledger lock
+and rebuilds the money trail (attribution reads pooled-fund status).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import click
 from sqlalchemy import Connection
 
 from fundtrack.ledger import lock_ledger
@@ -74,19 +73,3 @@ def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     out.update(attribution.update(conn, touched, cfg))
     return out
 
-
-@click.command("recompute")
-def recompute_cmd() -> None:
-    """Rebuild links, canonical movements and attribution from the whole ledger."""
-    from fundtrack import rollup
-    from fundtrack.accounting.stored import rebuild as rebuild_classification
-    from fundtrack.db import make_engine
-
-    engine = make_engine(statement_timeout_ms=0)
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        out = recompute(conn)
-        out.update(rollup.rebuild(conn))
-        out.update(rebuild_classification(conn))
-    click.echo(", ".join(f"{k}={v}" for k, v in out.items())
-               + f"; total {time.perf_counter() - started:.1f}s")
