@@ -59,6 +59,20 @@ def pct(v: Any) -> str:
     return f"{(Decimal(str(v)) * 100).quantize(Decimal('0.1'))}%"
 
 
+#: Characters that may not appear raw in JSON inside an HTML ``<script>`` element: ``<``
+#: (``</script>``, ``<!--`` would end or re-mode the element: a name like
+#: ``USAID<!--<script>`` swallowed the rest of the page), ``>`` and ``&`` (for good
+#: measure), and U+2028/2029 (line terminators in older JavaScript).
+_HTML_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                            "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def html_json(value: Any) -> str:
+    """JSON safe to place inside ``<script type="application/json">``; ``JSON.parse``
+    gives back exactly ``value``."""
+    return json.dumps(value, ensure_ascii=False).translate(_HTML_JSON)
+
+
 @lru_cache(maxsize=1)
 def env() -> Environment:
     e = Environment(loader=FileSystemLoader(HERE / "templates"),
@@ -163,7 +177,7 @@ async def sankey_page(request: Request) -> HTMLResponse:
               "exact": [exact(lk["value"]) for lk in sk.links]}
     return render(request, "sankey.html", title="Money flows", flt=flt, error=error, sk=sk,
                   basis=basis, bases=data.SANKEY_BASES, years=years,
-                  figure_json=json.dumps(figure).replace("</", "<\\/"))
+                  figure_json=html_json(figure))
 
 
 def _years(conn: Connection) -> list[int]:
