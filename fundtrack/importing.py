@@ -247,12 +247,12 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
             raise FileRejected(f"strict mode: {issue.message}", issue.location)
         issues.append(issue)
 
-    def check_publisher(ref: str | None, where: str) -> None:
+    def check_publisher(ref: str | None, where: str, verb: str = "reported by") -> None:
         if ref:
             publishers.add(ref)
         if allowed is not None and ref not in allowed:
             raise NotPermitted(
-                f"{where}: reported by {ref or 'no organisation'}, which is not one of yours "
+                f"{where}: {verb} {ref or 'no organisation'}, which is not one of yours "
                 f"({', '.join(sorted(allowed)) or 'none'}); file refused, nothing written")
 
     try:
@@ -281,8 +281,12 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
                                 item.location)
                 writer.add_flow(item, None)
             elif isinstance(item, OrganisationRecord):
-                check_publisher(item.reporting_org.ref if item.reporting_org else item.ref,
-                                item.location)
+                # The writer changes the organisation the file describes (its
+                # organisation-identifier): that one must be the importer's, whatever
+                # the file's reporting-org says.
+                if item.reporting_org and item.reporting_org.ref:
+                    check_publisher(item.reporting_org.ref, item.location)
+                check_publisher(item.ref.strip(), item.location, "describes organisation")
                 writer.add_organisation(item)
             else:
                 raise FileRejected(f"importer {importer.name} yielded an unknown record "
@@ -307,9 +311,18 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
              "location": i.location, "message": i.message}
             for i in issues[:MAX_STORED_ISSUES]
         ])
+    if publishers:
+        conn.execute(m.BatchPublisher.__table__.insert(),
+                     [{"batch_id": batch_id, "org_ref": ref[:200]} for ref in sorted(publishers)])
     conn.execute(update(m.ImportBatch).where(m.ImportBatch.id == batch_id).values(
-        counts=counts, publisher_ref=",".join(sorted(publishers))[:200] or None))
+        counts=counts, publisher_ref=",".join(sorted(publishers)) or None))
     return batch_id
+
+
+def batch_publishers(conn: Connection, batch_id: int) -> set[str]:
+    """Every organisation whose reports the batch holds (what revert permission reads)."""
+    t = m.BatchPublisher.__table__
+    return set(conn.execute(select(t.c.org_ref).where(t.c.batch_id == batch_id)).scalars())
 
 
 def revert_batch(engine: Engine, batch_id: int) -> dict[str, int]:
