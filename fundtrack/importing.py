@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from fundtrack import derived
 from fundtrack import models as m
+from fundtrack.issuelog import MAX_STORED_ISSUES, IssueLog
 from fundtrack.ledger import LedgerWriter, lock_ledger, supersede
 from fundtrack.plugins import SNIFF_BYTES, ImportContext, Importer, importers
 from fundtrack.records import (
@@ -34,7 +35,6 @@ from fundtrack.records import (
 )
 from fundtrack.validate import SKIPPED, Validator
 
-MAX_STORED_ISSUES = 5000
 
 
 class NotPermitted(Exception):
@@ -51,7 +51,8 @@ class ImportResult:
     importer: str | None = None
     batch_id: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
-    issues: list[Issue] = field(default_factory=list)
+    #: The first issues in full and every issue counted (``issues.total``, ``.kinds()``).
+    issues: IssueLog = field(default_factory=IssueLog)
     message: str = ""
 
     @property
@@ -137,6 +138,9 @@ def _records(importer: Importer, stream: BinaryIO, ctx: ImportContext) -> Iterat
         raise
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise FileRejected(f"{importer.name} could not read the file: {exc}") from exc
+    except RecursionError:
+        raise FileRejected(f"{importer.name} could not read the file: it is nested too deeply"
+                           ) from None
 
 
 def import_file(
@@ -172,7 +176,7 @@ def import_file(
     try:
         importer = choose_importer(stream.read(SNIFF_BYTES), str(name), fmt, registry)
     except FileRejected as exc:
-        result.issues.append(exc.as_issue())
+        result.issues.insert(0, exc.as_issue())
         result.message = exc.message
         return result
     finally:
@@ -202,7 +206,7 @@ def import_file(
             trans.rollback()
             result.status = "rejected"
             result.batch_id = None
-            result.issues.append(exc.as_issue())
+            result.issues.insert(0, exc.as_issue())  # what refused the file comes first
             result.message = exc.message + (f" at {exc.location}" if exc.location else "")
             return result
         except BaseException:
@@ -299,8 +303,8 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
     counts["organisations"] = writer.upsert_organisations()
     counts.update(derived.after_import(conn, batch_id))
     issues.extend(writer.issues)
-    counts["skipped"] = sum(1 for i in issues if i.severity is Severity.ERROR)
-    counts["warnings"] = sum(1 for i in issues if i.severity is Severity.WARNING)
+    counts["skipped"] = issues.count_severity(Severity.ERROR)
+    counts["warnings"] = issues.count_severity(Severity.WARNING)
     if counts["activities"] + counts["flows"] + counts["budgets"] + counts["organisations"] == 0:
         raise FileRejected("the file holds no records fundtrack can import"
                            + (f" ({counts['skipped']} skipped)" if counts["skipped"] else ""))
@@ -311,6 +315,8 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
              "location": i.location, "message": i.message}
             for i in issues[:MAX_STORED_ISSUES]
         ])
+    if issues.dropped:
+        counts["issues_not_stored"] = issues.dropped
     if publishers:
         conn.execute(m.BatchPublisher.__table__.insert(),
                      [{"batch_id": batch_id, "org_ref": ref[:200]} for ref in sorted(publishers)])

@@ -22,6 +22,7 @@ from fundtrack.api.limits import ApiError
 from fundtrack.api.types import BatchIssue, ImportBatch, Organization
 from fundtrack.auth import Viewer
 from fundtrack.importing import NotPermitted, batch_publishers, import_file, revert_batch
+from fundtrack.issuelog import ISSUES_IN_ANSWER, MAX_STORED_ISSUES
 
 
 @strawberry.type(description="Why a mutation did not do what was asked.")
@@ -53,6 +54,13 @@ class ImportReportInput:
     strict: bool = strawberry.field(default=False, description="Reject the file on any error.")
 
 
+@strawberry.type(description="How many issues of one kind an import found.")
+class IssueCount:
+    severity: str
+    code: str
+    count: int
+
+
 @strawberry.type
 class ImportReportPayload:
     status: str = strawberry.field(
@@ -62,7 +70,11 @@ class ImportReportPayload:
     sha256: str
     counts: strawberry.scalars.JSON
     issues: list[BatchIssue] = strawberry.field(
-        description="Every problem found, with its location in the file.")
+        description=f"The first {ISSUES_IN_ANSWER} problems found, with their location in the "
+        f"file (the batch stores the first {MAX_STORED_ISSUES}); issueCounts counts them all.")
+    issues_total: int = strawberry.field(description="How many problems were found in all.")
+    issue_counts: list[IssueCount] = strawberry.field(
+        description="Every problem found, counted by severity and code (most frequent first).")
     batch: ImportBatch | None
     errors: list[UserError]
 
@@ -137,7 +149,8 @@ class LedgerMutation:
             result = await run_in_threadpool(run)
         except NotPermitted as exc:
             return ImportReportPayload(status="refused", message=str(exc), file_name=name,
-                                       sha256="", counts={}, issues=[], batch=None,
+                                       sha256="", counts={}, issues=[], issues_total=0,
+                                       issue_counts=[], batch=None,
                                        errors=[UserError(code="NOT_PERMITTED", message=str(exc),
                                                          field="file")])
         batch = None
@@ -150,7 +163,9 @@ class LedgerMutation:
             status=result.status, message=result.message or result.summary(),
             file_name=result.file_name, sha256=result.sha256, counts=result.counts,
             issues=[BatchIssue(severity=i.severity.value, code=i.code, location=i.location,
-                               message=i.message) for i in result.issues],
+                               message=i.message) for i in result.issues[:ISSUES_IN_ANSWER]],
+            issues_total=result.issues.total,
+            issue_counts=[IssueCount(**k) for k in result.issues.kinds()],
             batch=batch, errors=errors)
 
     @strawberry.mutation(description="Undo an import batch, restoring what it replaced.")

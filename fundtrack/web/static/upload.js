@@ -3,7 +3,7 @@
   "use strict";
   var api = window.fundtrackApi;
   var MUTATION = "mutation($input: ImportReportInput!) { importReport(input: $input) { " +
-    "status message fileName sha256 counts issues { severity code location message } " +
+    "status message fileName sha256 counts issues { severity code location message } issuesTotal " +
     "batch { id importer fileName status publisherRef counts } errors { code message field } } }";
   var form = document.getElementById("upload-form");
   var result = document.getElementById("result");
@@ -58,7 +58,9 @@
       result.appendChild(b);
     }
     var issues = p.issues || [];
-    var h = api.el("h3", {}, issues.length + (issues.length === 1 ? " issue" : " issues"));
+    var total = p.issuesTotal || issues.length;
+    var h = api.el("h3", {}, total + (total === 1 ? " issue" : " issues") +
+                   (total > issues.length ? " (the first " + issues.length + " are listed)" : ""));
     result.appendChild(h);
     if (issues.length) {
       var table = api.el("table", {id: "issues"});
