@@ -36,7 +36,6 @@ from fundtrack.records import (
 from fundtrack.validate import SKIPPED, Validator
 
 
-
 class NotPermitted(Exception):
     """The importing user may not write this report (not their organisation)."""
 
