@@ -136,6 +136,17 @@ class LedgerMutation:
         viewer: Viewer = ctx.viewer
         _require_token(viewer, "importReport")
         upload = input.file
+        if not callable(getattr(getattr(upload, "file", None), "read", None)):
+            # A multipart part without a file name arrives as a string, as does a JSON
+            # string variable: say so instead of failing on it.
+            got = ("a string: a part with an empty file name, or a plain value"
+                   if isinstance(upload, str) else f"a {type(upload).__name__}")
+            message = (f"`file` must be a file sent as a multipart part with a file name "
+                       f"(got {got}); nothing was imported")
+            return ImportReportPayload(status="rejected", message=message, file_name="",
+                                       sha256="", counts={}, issues=[], issues_total=0,
+                                       issue_counts=[], batch=None, errors=[UserError(
+                                           code="INVALID", message=message, field="file")])
         name = getattr(upload, "filename", None) or "upload"
         allowed = None if viewer.is_admin else sorted(viewer.orgs)
 
