@@ -318,6 +318,64 @@ class FtsImporter:
         return f"this FTS response holds no flows (data has {', '.join(sorted(body)[:6])})"
 
 
+def _as_utf8(stream: BinaryIO) -> BinaryIO:
+    """The stream as UTF-8 (JSON may be UTF-16 or UTF-32, RFC 8259's older forms; the
+    streaming parser reads UTF-8 only), recoded chunk by chunk."""
+    import codecs
+    import io
+
+    head = stream.read(4)
+    boms = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+            (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+    enc = next((name for bom, name in boms if head.startswith(bom)), None)
+    if enc is None:
+        # no BOM: the pattern of NUL bytes around the first character (RFC 4627, 3)
+        nul = tuple(i < len(head) and head[i] == 0 for i in range(4))
+        enc = {(True, True, True, False): "utf-32-be", (False, True, True, True): "utf-32-le",
+               (True, False, True, False): "utf-16-be", (False, True, False, True): "utf-16-le",
+               }.get(nul)
+    if enc is None:
+        return io.BufferedReader(_Chain(head, stream))  # type: ignore[arg-type]
+    decoder = codecs.getincrementaldecoder(enc)("strict")
+
+    def chunks() -> Iterator[bytes]:
+        yield decoder.decode(head).encode()
+        while data := stream.read(64 * 1024):
+            yield decoder.decode(data).encode()
+        yield decoder.decode(b"", final=True).encode()
+
+    return io.BufferedReader(_Chain(b"", chunks()))  # type: ignore[arg-type]
+
+
+class _Chain:
+    """A raw reader over some first bytes and then a stream or an iterator of chunks."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self.buf = head
+        self.rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    closed = False
+
+    def readinto(self, b: Any) -> int:
+        while not self.buf:
+            if hasattr(self.rest, "read"):
+                self.buf = self.rest.read(len(b))
+                if not self.buf:
+                    return 0
+            else:
+                chunk = next(self.rest, None)  # a chunk may be empty: only None ends
+                if chunk is None:
+                    return 0
+                self.buf = chunk
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
 #: Deeper than any FTS response (a flow is about 5 levels deep); deeper is refused.
 MAX_JSON_DEPTH = 64
 
@@ -351,10 +409,6 @@ class _Walk:
                 if data and walk.read == 0 and data.startswith(b"\xef\xbb\xbf"):
                     data = data[3:]  # a UTF-8 byte-order mark
                     walk.read = 3
-                if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:1] == b"\0" or \
-                        data[1:2] == b"\0":
-                    raise FileRejected("FTS JSON must be UTF-8 (this looks like UTF-16 or 32)",
-                                       "byte 0")
                 nl = data.rfind(b"\n")
                 if nl >= 0:
                     walk.newlines += data.count(b"\n")
@@ -369,6 +423,8 @@ class _Walk:
 
     def flows(self, stream: BinaryIO) -> Iterator[Any]:
         import ijson
+
+        stream = _as_utf8(stream)
 
         depth = 0
         builder: Any = None

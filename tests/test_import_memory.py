@@ -190,3 +190,24 @@ def test_a_string_where_the_file_goes_is_refused_with_a_message(admin: tuple[Api
     assert out["status"] == "rejected" and out["errors"][0]["code"] == "INVALID"
     assert out["errors"][0]["field"] == "file"
     assert "got a string" in out["message"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32-le"])
+def test_streamed_fts_json_reads_every_unicode_encoding_as_json_loads_did(
+        engine: Engine, tmp_path: Path, encoding: str) -> None:
+    """The streaming parser reads UTF-8 only; UTF-16/32 files (which ``json.loads``
+    accepted) are recoded on the way in, chunk by chunk."""
+    f = tmp_path / "enc.json"
+    f.write_bytes(json.dumps({"data": {"flows": [
+        {"id": 7, "status": "paid", "amountUSD": 5.25, "originalAmount": 5, "originalCurrency": "EUR",
+         "destinationObjects": [{"type": "Organization", "id": 3, "name": "Fundación Ré"}]}]}},
+        ensure_ascii=False).encode(encoding))
+    from fundtrack.importing import import_file
+
+    r = import_file(engine, f, fmt="fts")
+    assert r.status == "applied", r.message
+    with engine.connect() as c:
+        row = c.execute(select(m.Flow.amount, m.Flow.currency, m.Flow.amount_usd,
+                               m.Flow.receiver_name)).one()
+    assert (str(row.amount), row.currency, str(row.amount_usd), row.receiver_name) == \
+        ("5", "EUR", "5.25", "Fundación Ré")
