@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from fundtrack.codelists import legacy_code
+from fundtrack.filesafety import xml_without_doctype
 from fundtrack.hookspecs import hookimpl
 from fundtrack.money import AmountError, parse_amount
 from fundtrack.plugins import ImportContext
@@ -491,6 +492,7 @@ class IatiImporter:
         tags = ("iati-activities", "iati-activity", "iati-organisations", "iati-organisation")
         n_act = n_org = 0
         root_seen = False
+        stream = xml_without_doctype(stream)  # before libxml2 sees a byte of a DTD
         try:
             for event, el in secure_iterparse(stream, tags):
                 if event == "start":
