@@ -171,7 +171,8 @@ class LedgerMutation:
                    if isinstance(upload, str) else f"a {type(upload).__name__}")
             message = (f"`file` must be a file sent as a multipart part with a file name "
                        f"(got {got}); nothing was imported")
-            return ImportReportPayload(status="rejected", message=message, file_name="",
+            return ImportReportPayload(status="rejected", status_text="rejected",
+                                       reconciliation=[], message=message, file_name="",
                                        sha256="", counts={}, issues=[], issues_total=0,
                                        issue_counts=[], batch=None, errors=[UserError(
                                            code="INVALID", message=message, field="file")])
