@@ -141,10 +141,14 @@ def token_list() -> None:
         orgs: dict[int, list[str]] = {}
         for tid, ref in conn.execute(select(ApiTokenOrg.token_id, ApiTokenOrg.org_ref)):
             orgs.setdefault(tid, []).append(ref)
-        for t in conn.execute(select(ApiToken).order_by(ApiToken.id)).scalars():
+        # Rows, not ``.scalars()``: on a Core connection that would give the first column
+        # (the id) alone.
+        for t in conn.execute(select(ApiToken.id, ApiToken.role, ApiToken.revoked_at,
+                                     ApiToken.created_at, ApiToken.label)
+                              .order_by(ApiToken.id)):
             state = "revoked" if t.revoked_at else "active"
-            click.echo(f"{t.id:5} {t.role:9} {state:8} {','.join(sorted(orgs.get(t.id, [])))} "
-                       f"{t.label or ''}".rstrip())
+            refs = ",".join(sorted(orgs.get(t.id, []))) or "-"
+            click.echo(f"{t.id:5} {t.role:9} {state:8} {refs} {t.label or ''}".rstrip())
 
 
 @token_group.command("revoke")

@@ -97,8 +97,10 @@ def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: 
                                                    and i.code == "rejected")]
         for issue in shown[:20]:
             click.echo(f"  {issue}")
-        if len(shown) > 20:
-            click.echo(f"  ... and {len(shown) - 20} more issues (see the batch)")
+        if result.issues.total > 20:
+            kinds = ", ".join(f"{k['count']:,} {k['code']}" for k in result.issues.kinds()[:5])
+            click.echo(f"  ... and {result.issues.total - 20:,} more issues (see the batch); "
+                       f"by kind: {kinds}")
         if not result.ok:
             rejected += 1
     if rejected:

@@ -115,6 +115,118 @@ def _too_big(size: int, limit: int) -> FileRejected:
         "max_file_bytes import option if you trust it", "file")
 
 
+# -- XML: no DOCTYPE, decided before any parser sees a byte --------------------------------
+
+#: A prolog (declaration, comments, processing instructions) longer than this is refused:
+#: real files start their root element within a few hundred bytes.
+MAX_PROLOG_BYTES = 1 * MiB
+DOCTYPE_REFUSED = ("DOCTYPE declarations are not allowed in IATI files (entity and DTD "
+                   "attacks); the file is refused before any XML parser reads it")
+_XML_FAMILIES: tuple[tuple[bytes, str, int], ...] = (
+    # (first bytes, codec, bytes of byte-order mark to skip); the longer marks first
+    (codecs.BOM_UTF32_LE, "utf-32-le", 4), (codecs.BOM_UTF32_BE, "utf-32-be", 4),
+    (b"<\0\0\0", "utf-32-le", 0), (b"\0\0\0<", "utf-32-be", 0),
+    (codecs.BOM_UTF8, "utf-8", 3),
+    (codecs.BOM_UTF16_LE, "utf-16-le", 2), (codecs.BOM_UTF16_BE, "utf-16-be", 2),
+    (b"<\0?\0", "utf-16-le", 0), (b"\0<\0?", "utf-16-be", 0),
+    (b"<\0", "utf-16-le", 0), (b"\0<", "utf-16-be", 0),
+)
+_EBCDIC_XML = b"\x4c\x6f\xa7\x94"  # "<?xm" in EBCDIC
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read from a stream, then the rest of it (no seeking needed)."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head = head
+        self.rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def xml_without_doctype(stream: BinaryIO, what: str = DOCTYPE_REFUSED) -> BinaryIO:
+    """The same XML stream, after refusing any ``<!DOCTYPE`` (or other ``<!`` declaration)
+    in its prolog; raises :class:`FileRejected` with ``what``.
+
+    The prolog is read and scanned here, in Python, so a hostile DTD (billion laughs,
+    quadratic blowup, external entities) never reaches libxml2, whatever its version and
+    amplification guards. The encoding family comes from the byte-order mark or the first
+    bytes (XML 1.0 appendix F): UTF-8 and other ASCII-compatible encodings, UTF-16 and
+    UTF-32 in either byte order; EBCDIC is refused.
+    """
+    head = b""
+    while len(head) < 4:
+        chunk = stream.read(4 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    if head.startswith(_EBCDIC_XML):
+        raise FileRejected("EBCDIC-encoded XML is not supported; save the file as UTF-8", "line 1")
+    codec, skip = "latin-1", 0  # ASCII-compatible: every markup byte is itself
+    for start, name, bom in _XML_FAMILIES:
+        if head.startswith(start):
+            codec, skip = name, bom
+            break
+    decoder = codecs.getincrementaldecoder(codec)("replace")
+    raw = head
+    text = decoder.decode(head[skip:])
+    pos = 0
+    while True:
+        verdict, pos = _scan_prolog(text, pos)
+        if verdict == "root":
+            break
+        if verdict == "refuse":
+            raise FileRejected(what, f"line {text.count(chr(10), 0, pos) + 1}")
+        if len(raw) > MAX_PROLOG_BYTES:
+            raise FileRejected(f"the XML prolog (before the root element) is longer than "
+                               f"{MAX_PROLOG_BYTES:,} bytes; refused", "line 1")
+        chunk = stream.read(64 * 1024)
+        if not chunk:
+            break  # no root element: the parser says so in its own words
+        raw += chunk
+        text += decoder.decode(chunk)
+    return io.BufferedReader(_Prefixed(raw, stream), 1 << 16)  # type: ignore[return-value]
+
+
+def _scan_prolog(text: str, pos: int) -> tuple[str, int]:
+    """("root" | "refuse" | "more", where to resume) for the prolog in ``text`` from ``pos``."""
+    n = len(text)
+    while True:
+        while pos < n and text[pos] in " \t\r\n\ufeff":
+            pos += 1
+        if pos >= n:
+            return "more", pos
+        if text[pos] != "<":
+            return "root", pos  # not markup: not a prolog; the parser will refuse it
+        if text.startswith("<?", pos):
+            end = text.find("?>", pos + 2)
+            if end < 0:
+                return "more", pos
+            pos = end + 2
+        elif text.startswith("<!--", pos):
+            end = text.find("-->", pos + 4)
+            if end < 0:
+                return "more", pos
+            pos = end + 3
+        elif n - pos < 4 and "<!--".startswith(text[pos:]):
+            return "more", pos
+        elif text.startswith("<!", pos):
+            return "refuse", pos
+        else:
+            return "root", pos
+
+
 # -- XLSX: checks before opening ----------------------------------------------------------
 
 DOCTYPE_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
@@ -478,5 +590,6 @@ __all__ = [
     "seekable_copy",
     "xlsx_head_text",
     "xlsx_rows",
+    "xml_without_doctype",
     "zip_head_parts",
 ]

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 
 from fundtrack import derived
 from fundtrack import models as m
+from fundtrack.issuelog import MAX_STORED_ISSUES, IssueLog
 from fundtrack.ledger import LedgerWriter, lock_ledger, supersede
 from fundtrack.plugins import SNIFF_BYTES, ImportContext, Importer, importers
 from fundtrack.records import (
@@ -35,7 +36,6 @@ from fundtrack.records import (
 )
 from fundtrack.validate import SKIPPED, Validator
 
-MAX_STORED_ISSUES = 5000
 #: Record kinds the reconciliation counts, in the order they are shown.
 KINDS = ("activities", "flows", "budgets", "organisations")
 #: Singular/plural words for a reconciliation line.
@@ -58,7 +58,8 @@ class ImportResult:
     importer: str | None = None
     batch_id: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
-    issues: list[Issue] = field(default_factory=list)
+    #: The first issues in full and every issue counted (``issues.total``, ``.kinds()``).
+    issues: IssueLog = field(default_factory=IssueLog)
     message: str = ""
     #: Reconciliation, per record kind (:data:`KINDS`): found = imported + skipped.
     found: dict[str, int] = field(default_factory=dict)
@@ -119,21 +120,6 @@ def reconciliation_text(found: dict[str, int], imported: dict[str, int],
         parts.append(f"{n:,} {one if n == 1 else many} = {imported.get(kind, 0):,} imported"
                      f" + {skipped.get(kind, 0):,} skipped")
     return "found in file: " + ("; ".join(parts) if parts else "no records")
-
-
-def tally_skipped(issues: Iterable[Issue]) -> dict[str, int]:
-    """Records left out, by kind, from the issues that left them out.
-
-    An error without a ``skipped`` tally (plugins, older importers) left out one flow:
-    every importer's error-level issue is "this record skipped".
-    """
-    out = dict.fromkeys(KINDS, 0)
-    for issue in issues:
-        if issue.severity is not Severity.ERROR or issue.code == "rejected":
-            continue
-        for kind, n in (issue.skipped if issue.skipped is not None else {"flows": 1}).items():
-            out[kind] = out.get(kind, 0) + n
-    return out
 
 
 def file_digest(stream: BinaryIO) -> tuple[str, int]:
@@ -198,6 +184,9 @@ def _records(importer: Importer, stream: BinaryIO, ctx: ImportContext) -> Iterat
         raise
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise FileRejected(f"{importer.name} could not read the file: {exc}") from exc
+    except RecursionError:
+        raise FileRejected(f"{importer.name} could not read the file: it is nested too deeply"
+                           ) from None
 
 
 def import_file(
@@ -239,7 +228,7 @@ def import_file(
     try:
         importer = choose_importer(stream.read(SNIFF_BYTES), str(name), fmt, registry)
     except FileRejected as exc:
-        result.issues.append(exc.as_issue())
+        result.issues.insert(0, exc.as_issue())
         result.message = exc.message
         return result
     finally:
@@ -285,7 +274,7 @@ def import_file(
             trans.rollback()
             result.status = "rejected"
             result.batch_id = None
-            result.issues.append(exc.as_issue())
+            result.issues.insert(0, exc.as_issue())  # what refused the file comes first
             result.message = exc.message + (f" at {exc.location}" if exc.location else "")
             return result
         except BaseException:
@@ -331,12 +320,12 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
             raise FileRejected(f"strict mode: {issue.message}", issue.location)
         issues.append(issue)
 
-    def check_publisher(ref: str | None, where: str) -> None:
+    def check_publisher(ref: str | None, where: str, verb: str = "reported by") -> None:
         if ref:
             publishers.add(ref)
         if allowed is not None and ref not in allowed:
             raise NotPermitted(
-                f"{where}: reported by {ref or 'no organisation'}, which is not one of yours "
+                f"{where}: {verb} {ref or 'no organisation'}, which is not one of yours "
                 f"({', '.join(sorted(allowed)) or 'none'}); file refused, nothing written")
 
     first_seen: dict[tuple[str, str], str] = {}
@@ -369,8 +358,12 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
                                 item.location)
                 writer.add_flow(item, None)
             elif isinstance(item, OrganisationRecord):
-                check_publisher(item.reporting_org.ref if item.reporting_org else item.ref,
-                                item.location)
+                # The writer changes the organisation the file describes (its
+                # organisation-identifier): that one must be the importer's, whatever
+                # the file's reporting-org says.
+                if item.reporting_org and item.reporting_org.ref:
+                    check_publisher(item.reporting_org.ref, item.location)
+                check_publisher(item.ref.strip(), item.location, "describes organisation")
                 writer.add_organisation(item)
             else:
                 raise FileRejected(f"importer {importer.name} yielded an unknown record "
@@ -386,11 +379,11 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
     counts["organisations"] = writer.upsert_organisations()
     counts.update(derived.after_import(conn, batch_id))
     issues.extend(writer.issues)
-    skipped = tally_skipped(issues)
+    skipped = {kind: issues.skipped.get(kind, 0) for kind in KINDS}
     imported = {kind: counts.get(kind, 0) for kind in KINDS}
-    found = {kind: imported[kind] + skipped.get(kind, 0) for kind in KINDS}
+    found = {kind: imported[kind] + skipped[kind] for kind in KINDS}
     counts["skipped"] = sum(skipped.values())
-    counts["warnings"] = sum(1 for i in issues if i.severity is Severity.WARNING)
+    counts["warnings"] = issues.count_severity(Severity.WARNING)
     if sum(imported.values()) == 0:
         raise FileRejected("the file holds no records fundtrack can import"
                            + (f" ({counts['skipped']} skipped)" if counts["skipped"] else ""))
@@ -402,14 +395,25 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
              "location": i.location, "message": i.message}
             for i in issues[:MAX_STORED_ISSUES]
         ])
+    if issues.dropped:
+        counts["issues_not_stored"] = issues.dropped
+    if publishers:
+        conn.execute(m.BatchPublisher.__table__.insert(),
+                     [{"batch_id": batch_id, "org_ref": ref[:200]} for ref in sorted(publishers)])
     generated = ctx.meta.get("generated")
     conn.execute(update(m.ImportBatch).where(m.ImportBatch.id == batch_id).values(
-        counts=counts, publisher_ref=",".join(sorted(publishers))[:200] or None,
+        counts=counts, publisher_ref=",".join(sorted(publishers)) or None,
         file_generated=str(generated)[:40] if generated else None,
         **{f"{kind}_{what}": n for what, tally in
            (("found", found), ("imported", imported), ("skipped", skipped))
            for kind, n in tally.items() if kind in KINDS}))
     return batch_id
+
+
+def batch_publishers(conn: Connection, batch_id: int) -> set[str]:
+    """Every organisation whose reports the batch holds (what revert permission reads)."""
+    t = m.BatchPublisher.__table__
+    return set(conn.execute(select(t.c.org_ref).where(t.c.batch_id == batch_id)).scalars())
 
 
 def refuse_if_superseded_by_newer(conn: Connection, batch_id: int) -> None:

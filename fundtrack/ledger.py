@@ -429,6 +429,21 @@ class LedgerWriter:
             for r in refs if r not in existing
         ]
         bulk_insert(self.conn, org, new_rows)
+        # What the registry held before, so a revert can put it back (or remove what
+        # this batch added).
+        changes = [{"batch_id": self.batch_id, "org_ref": r, "existed": False, "name": None,
+                    "type": None, "default_currency": None, "prior_batch_id": None}
+                   for r in refs if r not in existing]
+        described = sorted(set(self.org_records) & existing)
+        for i in range(0, len(described), 500):
+            for row in self.conn.execute(
+                    select(org.c.ref, org.c.name, org.c.type, org.c.default_currency,
+                           org.c.batch_id).where(org.c.ref.in_(described[i:i + 500]))):
+                changes.append({"batch_id": self.batch_id, "org_ref": row.ref, "existed": True,
+                                "name": row.name, "type": row.type,
+                                "default_currency": row.default_currency,
+                                "prior_batch_id": row.batch_id})
+        bulk_insert(self.conn, m.BatchOrgChange.__table__, changes)
         for ref, rec in self.org_records.items():
             values = {"batch_id": self.batch_id}
             if rec.name:
@@ -517,5 +532,73 @@ def revert(conn: Connection, batch_id: int) -> dict[str, int]:
                                       budget.c.activity_id.is_(None)).values(superseded_by=None))
     conn.execute(update(m.ImportBatch.__table__).where(m.ImportBatch.id == batch_id).values(
         status="reverted", reverted_at=datetime.now(UTC)))
+    registry = revert_registry(conn, batch_id)
     return {"deleted_activities": deleted_acts, "deleted_flows": deleted_flows,
-            "restored_activities": restored}
+            "restored_activities": restored, **registry}
+
+
+#: Columns that name an organisation: one still named anywhere keeps its registry entry.
+ORG_REF_COLUMNS = (("activity", "reporting_org_ref"), ("participating_org", "ref"),
+                   ("flow", "reporting_org_ref"), ("flow", "provider_ref"),
+                   ("flow", "receiver_ref"), ("budget", "organisation_ref"),
+                   ("budget", "provider_ref"), ("budget", "receiver_ref"),
+                   ("fund", "organisation_ref"))
+
+
+def revert_registry(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Put back the registry fields (name, type, currency) of organisations the batch
+    described, and remove organisations it added that nothing names any more.
+
+    Run after the batch's rows are deleted and its status is ``reverted``. An organisation
+    a later batch has described since keeps that description. When the description before
+    this batch came from a batch that is itself reverted, the one before that is used.
+    """
+    org, ch = m.Organisation.__table__, m.BatchOrgChange.__table__
+    batch = m.ImportBatch.__table__
+    reverted = set(conn.execute(select(batch.c.id).where(batch.c.status == "reverted")).scalars())
+    restored = 0
+    gone: list[str] = []
+    rows = conn.execute(select(ch).where(ch.c.batch_id == batch_id).order_by(ch.c.id)).all()
+    current = {}
+    refs = [r.org_ref for r in rows]
+    for i in range(0, len(refs), 500):
+        current.update(conn.execute(select(org.c.ref, org.c.batch_id)
+                                    .where(org.c.ref.in_(refs[i:i + 500]))).all())
+    for row in rows:
+        if row.org_ref not in current or current[row.org_ref] not in (batch_id, None):
+            continue  # gone already, or a later batch describes it now
+        if current[row.org_ref] is None and row.existed:
+            continue  # only named, not described, by this batch: nothing to put back
+        prior = row
+        while prior.existed and prior.prior_batch_id in reverted:
+            earlier = conn.execute(select(ch).where(ch.c.batch_id == prior.prior_batch_id,
+                                                    ch.c.org_ref == row.org_ref)).first()
+            if earlier is None:
+                break
+            prior = earlier
+        if prior.existed:
+            conn.execute(update(org).where(org.c.ref == row.org_ref).values(
+                name=prior.name, type=prior.type, default_currency=prior.default_currency,
+                batch_id=prior.prior_batch_id))
+            restored += 1
+        else:
+            if current[row.org_ref] is not None:
+                # it did not exist before its description: if something still names it,
+                # it stays, but without the reverted description
+                conn.execute(update(org).where(org.c.ref == row.org_ref).values(
+                    name=None, type=None, default_currency=None, batch_id=None))
+                restored += 1
+            gone.append(row.org_ref)
+    removed = 0
+    tables = m.Base.metadata.tables
+    for i in range(0, len(gone), 500):
+        chunk = gone[i:i + 500]
+        # kept when an admin edited it, or when any row (current or replaced) names it
+        stmt = delete(org).where(org.c.ref.in_(chunk), org.c.is_pooled_fund.is_(False),
+                                 org.c.is_womens_rights_org.is_(False), org.c.country.is_(None))
+        for t, c in ORG_REF_COLUMNS:
+            if t in tables:
+                col = tables[t].c[c]
+                stmt = stmt.where(~org.c.ref.in_(select(col).where(col.in_(chunk))))
+        removed += conn.execute(stmt).rowcount
+    return {"restored_organisations": restored, "removed_organisations": removed}

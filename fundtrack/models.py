@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -78,7 +79,11 @@ class ImportBatch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16))  # applied | reverted
     reverted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    publisher_ref: Mapped[str | None] = mapped_column(String(200))
+    # Every publisher of the batch, comma-joined, for display (``publisherRef``); the
+    # permission checks read :class:`BatchPublisher`, which holds each one as a row.
+    # TEXT on PostgreSQL; SQLite never enforces the declared length (and its table cannot
+    # be altered in place while other tables refer to it).
+    publisher_ref: Mapped[str | None] = mapped_column(String(200).with_variant(Text(), "postgresql"))
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Where the file was fetched from (``fundtrack sync``); null for uploads and local files.
     source_url: Mapped[str | None] = mapped_column(Text)
@@ -117,6 +122,37 @@ class BatchIssue(Base):
     message: Mapped[str] = mapped_column(Text)
 
     batch: Mapped[ImportBatch] = relationship(back_populates="issues")
+
+
+class BatchPublisher(Base):
+    """One organisation whose reports a batch holds: every one, in full (the revert
+    permission check reads this; a joined string cut at 200 characters let a reporter
+    revert a batch that also held another organisation's rows)."""
+
+    __tablename__ = "batch_publisher"
+    __table_args__ = (UniqueConstraint("batch_id", "org_ref"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id", ondelete="CASCADE"),
+                                          index=True)
+    org_ref: Mapped[str] = mapped_column(String(200))
+
+
+class BatchOrgChange(Base):
+    """A registry organisation as it was before a batch changed or created it, so that
+    reverting the batch puts back its name, type and currency (or removes it again)."""
+
+    __tablename__ = "batch_org_change"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id", ondelete="CASCADE"),
+                                          index=True)
+    org_ref: Mapped[str] = mapped_column(String(200))
+    existed: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(String(10))
+    default_currency: Mapped[str | None] = mapped_column(String(3))
+    prior_batch_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Activity(Base):

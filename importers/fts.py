@@ -39,7 +39,6 @@ are refused as a whole with a message saying what they are.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import date
@@ -272,40 +271,11 @@ class FtsImporter:
         return None
 
     def parse(self, stream: BinaryIO, context: ImportContext) -> Iterator[Record | Issue]:
-        data = stream.read()
-        try:
-            doc = json.loads(data, parse_float=Decimal)
-        except json.JSONDecodeError as exc:
-            raise FileRejected(f"malformed JSON: {exc.msg}",
-                               f"line {exc.lineno}, column {exc.colno}") from None
-        except UnicodeDecodeError as exc:
-            raise FileRejected(f"not UTF-8/16/32 JSON text: {exc.reason}",
-                               f"byte {exc.start}") from None
-        body = doc.get("data") if isinstance(doc, dict) else None
-        if isinstance(body, list):
-            raise FileRejected("this is an FTS list response (locations, organisations, plans ...), "
-                               "not a flow search", "data")
-        if not isinstance(body, dict):
-            raise FileRejected("not an FTS flow search: no data object", "data")
-        if "flows" not in body:
-            raise FileRejected(self._what(body) + "; fundtrack imports FTS flow searches "
-                               "(/v1/public/fts/flow?... or custom-search without groupby)", "data")
-        flows = body["flows"]
-        if not isinstance(flows, list):
-            raise FileRejected("data.flows is not a list", "data.flows")
-        if not flows:
-            raise FileRejected("this FTS flow search holds no flows (data.flows is empty)",
-                               "data.flows")
-        meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
-        next_link = _text(meta.get("nextLink"))
-        if next_link:
-            yield Issue(Severity.WARNING,
-                        f"this file is one page of a longer search ({len(flows)} of "
-                        f"{_text(meta.get('count')) or '?'} flows); import the other pages too "
-                        f"(next: {next_link})", "meta.nextLink", "partial-search")
+        """Stream the flows one at a time (``ijson``): memory does not grow with the file."""
+        state = _Walk()
         reader = _FlowReader()
         seen: set[str] = set()
-        for i, raw in enumerate(flows):
+        for i, raw in enumerate(state.flows(stream)):
             item = reader.flow(raw, i)
             yield from reader.issues
             reader.issues.clear()
@@ -317,15 +287,188 @@ class FtsImporter:
                     continue
                 seen.add(item.external_id)
             yield item
+        if state.body_kind == "list":
+            raise FileRejected("this is an FTS list response (locations, organisations, plans ...), "
+                               "not a flow search", "data")
+        if state.body_kind != "map":
+            raise FileRejected("not an FTS flow search: no data object", "data")
+        if state.flows_kind is None:
+            raise FileRejected(self._what(state.data_keys) + "; fundtrack imports FTS flow "
+                               "searches (/v1/public/fts/flow?... or custom-search without "
+                               "groupby)", "data")
+        if state.flows_kind != "list":
+            raise FileRejected("data.flows is not a list", "data.flows")
+        if not state.n_flows:
+            raise FileRejected("this FTS flow search holds no flows (data.flows is empty)",
+                               "data.flows")
+        next_link = _text(state.meta.get("nextLink"))
+        if next_link:
+            yield Issue(Severity.WARNING,
+                        f"this file is one page of a longer search ({state.n_flows} of "
+                        f"{_text(state.meta.get('count')) or '?'} flows); import the other pages "
+                        f"too (next: {next_link})", "meta.nextLink", "partial-search")
 
     @staticmethod
-    def _what(body: dict[str, Any]) -> str:
+    def _what(body: set[str]) -> str:
         if "report3" in body or "requirements" in body:
             return ("this is an FTS grouped (groupby) response: funding and requirement totals by "
                     "cluster, not individual flows")
         if "plans" in body or "totals" in body:
             return "this is an FTS plan overview/progress response: plan totals, not flows"
         return f"this FTS response holds no flows (data has {', '.join(sorted(body)[:6])})"
+
+
+def _as_utf8(stream: BinaryIO) -> BinaryIO:
+    """The stream as UTF-8 (JSON may be UTF-16 or UTF-32, RFC 8259's older forms; the
+    streaming parser reads UTF-8 only), recoded chunk by chunk."""
+    import codecs
+    import io
+
+    head = stream.read(4)
+    boms = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+            (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+    enc = next((name for bom, name in boms if head.startswith(bom)), None)
+    if enc is None:
+        # no BOM: the pattern of NUL bytes around the first character (RFC 4627, 3)
+        nul = tuple(i < len(head) and head[i] == 0 for i in range(4))
+        enc = {(True, True, True, False): "utf-32-be", (False, True, True, True): "utf-32-le",
+               (True, False, True, False): "utf-16-be", (False, True, False, True): "utf-16-le",
+               }.get(nul)
+    if enc is None:
+        return io.BufferedReader(_Chain(head, stream))  # type: ignore[arg-type]
+    decoder = codecs.getincrementaldecoder(enc)("strict")
+
+    def chunks() -> Iterator[bytes]:
+        yield decoder.decode(head).encode()
+        while data := stream.read(64 * 1024):
+            yield decoder.decode(data).encode()
+        yield decoder.decode(b"", final=True).encode()
+
+    return io.BufferedReader(_Chain(b"", chunks()))  # type: ignore[arg-type]
+
+
+class _Chain:
+    """A raw reader over some first bytes and then a stream or an iterator of chunks."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self.buf = head
+        self.rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    closed = False
+
+    def readinto(self, b: Any) -> int:
+        while not self.buf:
+            if hasattr(self.rest, "read"):
+                self.buf = self.rest.read(len(b))
+                if not self.buf:
+                    return 0
+            else:
+                chunk = next(self.rest, None)  # a chunk may be empty: only None ends
+                if chunk is None:
+                    return 0
+                self.buf = chunk
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+#: Deeper than any FTS response (a flow is about 5 levels deep); deeper is refused.
+MAX_JSON_DEPTH = 64
+
+
+class _Walk:
+    """One pass over the JSON events: yields each ``data.flows`` item as a Python value and
+    notes what else the document holds (the shape of ``data``, ``meta``'s scalars).
+
+    Nothing but one flow at a time is built, so a 200 MB file costs no more memory than
+    its largest flow. Nesting deeper than :data:`MAX_JSON_DEPTH` is refused (the standard
+    ``json`` module raised RecursionError on a deeply nested file: an internal error).
+    """
+
+    def __init__(self) -> None:
+        self.top_kind: str | None = None
+        self.body_kind: str | None = None
+        self.flows_kind: str | None = None
+        self.data_keys: set[str] = set()
+        self.meta: dict[str, Any] = {}
+        self.n_flows = 0
+        self.read = 0
+        self.newlines = 0
+        self.last_newline = 0
+
+    def _counting(self, stream: BinaryIO) -> Any:
+        walk = self
+
+        class Counting:
+            def read(self, n: int = -1) -> bytes:
+                data = stream.read(n)
+                if data and walk.read == 0 and data.startswith(b"\xef\xbb\xbf"):
+                    data = data[3:]  # a UTF-8 byte-order mark
+                    walk.read = 3
+                nl = data.rfind(b"\n")
+                if nl >= 0:
+                    walk.newlines += data.count(b"\n")
+                    walk.last_newline = walk.read + nl + 1
+                walk.read += len(data)
+                return data
+        return Counting()
+
+    def where(self) -> str:
+        """Where reading had got to (the parser reads ahead by up to 16 KiB)."""
+        return f"line {self.newlines + 1}, column {self.read - self.last_newline + 1}"
+
+    def flows(self, stream: BinaryIO) -> Iterator[Any]:
+        import ijson
+
+        stream = _as_utf8(stream)
+
+        depth = 0
+        builder: Any = None
+        try:
+            for prefix, event, value in ijson.parse(self._counting(stream), buf_size=16 * 1024):
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                    if depth > MAX_JSON_DEPTH:
+                        raise FileRejected(f"JSON nested more than {MAX_JSON_DEPTH} levels deep; "
+                                           "no FTS response is, so the file is refused",
+                                           f"{self.where()} ({(prefix or 'top level')[:60]})")
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
+                if builder is not None:
+                    builder.event(event, value)
+                    if depth == 3:  # the flow is complete (top, data, flows)
+                        yield builder.value
+                        self.n_flows += 1
+                        builder = None
+                    continue
+                kind = {"start_map": "map", "start_array": "list"}.get(event, "scalar")
+                if prefix == "data.flows.item":
+                    builder = ijson.ObjectBuilder()
+                    builder.event(event, value)
+                    if kind == "scalar":
+                        yield builder.value
+                        self.n_flows += 1
+                        builder = None
+                elif prefix == "" and event != "map_key" and self.top_kind is None:
+                    self.top_kind = kind
+                elif prefix == "data" and event == "map_key":
+                    if len(self.data_keys) < 100:
+                        self.data_keys.add(value)
+                elif prefix == "data" and self.body_kind is None and event != "map_key":
+                    self.body_kind = kind if self.top_kind == "map" else None
+                elif prefix == "data.flows" and self.flows_kind is None and event != "map_key":
+                    self.flows_kind = kind if self.body_kind == "map" else None
+                elif (prefix.startswith("meta.") and prefix.count(".") == 1 and kind == "scalar"
+                      and self.top_kind == "map" and len(self.meta) < 20):
+                    self.meta[prefix[5:]] = value
+        except ijson.JSONError as exc:
+            reason = str(exc).split("\n", 1)[0].removeprefix("b'")
+            raise FileRejected(f"malformed JSON: {reason}", self.where()) from None
+
 
 
 FTS = FtsImporter()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -357,6 +358,12 @@ class _JsonStream:
         while True:
             try:
                 val, end = self.json.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                # the json module recurses per level; deeply nested input is refused
+                # instead of surfacing as an internal error
+                raise FileRejected(f"{what} is nested too deeply (more than about "
+                                   f"{sys.getrecursionlimit():,} levels); no 360Giving file "
+                                   "is", self.where()) from None
             except json.JSONDecodeError as exc:
                 if len(self.buf) - self.pos > self.MAX_VALUE:
                     raise FileRejected(f"{what} is larger than {self.MAX_VALUE:,} characters",

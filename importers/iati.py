@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from fundtrack.codelists import legacy_code
+from fundtrack.filesafety import xml_without_doctype
 from fundtrack.hookspecs import hookimpl
 from fundtrack.money import AmountError, parse_amount
 from fundtrack.plugins import ImportContext
@@ -491,8 +492,11 @@ class IatiImporter:
         tags = ("iati-activities", "iati-activity", "iati-organisations", "iati-organisation")
         n_act = n_org = 0
         root_seen = False
+        # Before libxml2 sees a byte of a DTD. The original (seekable) stream is kept to say
+        # where the file ends when the parser stops early.
+        checked = xml_without_doctype(stream)
         try:
-            for event, el in secure_iterparse(stream, tags):
+            for event, el in secure_iterparse(checked, tags):
                 if event == "start":
                     if not root_seen:
                         root_seen = True

@@ -124,3 +124,21 @@ def test_classify_overrides_by_hand_and_is_cited(run, db_url: str):
     assert rows() == []
     bad = run("classify", "nonsense", "scope", "in")
     assert bad.exit_code != 0 and "activity:<identifier>" in bad.output
+
+
+def test_token_list_shows_every_token_with_role_state_orgs_and_label(run):
+    """``fundtrack token list`` used to crash on every call ('int' object has no attribute
+    'revoked_at'); operators need it to find the token to revoke. Secrets never appear."""
+    made = run("token", "create", "--role", "reporter", "--org", "XM-DAC-46004",
+               "--org", "GB-GOV-1", "--label", "ADB upload robot")
+    assert made.exit_code == 0, made.output
+    secret = made.output.strip().splitlines()[-1]
+    assert run("token", "create", "--role", "admin", "--label", "ops").exit_code == 0
+    assert run("token", "revoke", "2").exit_code == 0
+    out = run("token", "list")
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines() == [
+        "    1 reporter  active   GB-GOV-1,XM-DAC-46004 ADB upload robot",
+        "    2 admin     revoked  - ops",
+    ]
+    assert secret not in out.output

@@ -121,7 +121,8 @@ def test_world_bank_ida_totals_written_down(engine):
     assert ledger_org(engine, "44002")["groups"] == exp
     with engine.connect() as c:
         publisher = c.execute(select(m.ImportBatch.publisher_ref)).scalar_one()
-    assert publisher == "44000"
+    # the reporting organisation, and the organisation the file describes (and changes)
+    assert publisher == "44000,44002"
 
 
 def test_reimport_is_unchanged_and_a_new_version_replaces_the_old(engine, tmp_path: Path):

@@ -93,6 +93,7 @@ SPECS: dict[str, LoaderSpec] = {
     "regions_by_activity": LoaderSpec("activity_region", "activity_id", many=True),
     "participants_by_activity": LoaderSpec("participating_org", "activity_id", many=True),
     "issues_by_batch": LoaderSpec("batch_issue", "batch_id", many=True),
+    "publishers_by_batch": LoaderSpec("batch_publisher", "batch_id", many=True),
 }
 
 
@@ -119,6 +120,7 @@ class Loaders:
     regions_by_activity: DataLoader[int, list[Any]]
     participants_by_activity: DataLoader[int, list[Any]]
     issues_by_batch: DataLoader[int, list[Any]]
+    publishers_by_batch: DataLoader[int, list[Any]]
 
     def __init__(self, ctx: ApiContext) -> None:
         for name, spec in SPECS.items():

@@ -25,7 +25,8 @@ from fundtrack.api.ids import decode_int_id
 from fundtrack.api.limits import ApiError
 from fundtrack.api.types import BatchIssue, ImportBatch, Organization, RecordCount
 from fundtrack.auth import Viewer
-from fundtrack.importing import NotPermitted, import_file, revert_batch
+from fundtrack.importing import NotPermitted, batch_publishers, import_file, revert_batch
+from fundtrack.issuelog import ISSUES_IN_ANSWER, MAX_STORED_ISSUES
 
 
 @strawberry.type(description="Why a mutation did not do what was asked.")
@@ -77,6 +78,13 @@ class ImportReportInput:
 MAX_MAPPING_BYTES = 256 * 1024
 
 
+@strawberry.type(description="How many issues of one kind an import found.")
+class IssueCount:
+    severity: str
+    code: str
+    count: int
+
+
 @strawberry.type
 class ImportReportPayload:
     status: str = strawberry.field(
@@ -91,7 +99,11 @@ class ImportReportPayload:
     sha256: str
     counts: strawberry.scalars.JSON
     issues: list[BatchIssue] = strawberry.field(
-        description="Every problem found, with its location in the file.")
+        description=f"The first {ISSUES_IN_ANSWER} problems found, with their location in the "
+        f"file (the batch stores the first {MAX_STORED_ISSUES}); issueCounts counts them all.")
+    issues_total: int = strawberry.field(description="How many problems were found in all.")
+    issue_counts: list[IssueCount] = strawberry.field(
+        description="Every problem found, counted by severity and code (most frequent first).")
     batch: ImportBatch | None
     errors: list[UserError]
 
@@ -135,6 +147,15 @@ def _batch_row(engine: Any, batch_id: int) -> Any:
         return row
 
 
+def _publishers(engine: Any, batch_id: int) -> set[str]:
+    """The batch's publishers, every one (the ``batch_publisher`` table, never a cut string)."""
+    with engine.connect().execution_options(readonly=True) as c:
+        try:
+            return batch_publishers(c, batch_id)
+        finally:
+            c.rollback()
+
+
 @strawberry.type
 class LedgerMutation:
     @strawberry.mutation(description="Upload a report file (IATI XML, spreadsheet, ...) "
@@ -144,6 +165,18 @@ class LedgerMutation:
         viewer: Viewer = ctx.viewer
         _require_token(viewer, "importReport")
         upload = input.file
+        if not callable(getattr(getattr(upload, "file", None), "read", None)):
+            # A multipart part without a file name arrives as a string, as does a JSON
+            # string variable: say so instead of failing on it.
+            got = ("a string: a part with an empty file name, or a plain value"
+                   if isinstance(upload, str) else f"a {type(upload).__name__}")
+            message = (f"`file` must be a file sent as a multipart part with a file name "
+                       f"(got {got}); nothing was imported")
+            return ImportReportPayload(status="rejected", status_text="rejected",
+                                       reconciliation=[], message=message, file_name="",
+                                       sha256="", counts={}, issues=[], issues_total=0,
+                                       issue_counts=[], batch=None, errors=[UserError(
+                                           code="INVALID", message=message, field="file")])
         name = getattr(upload, "filename", None) or "upload"
         allowed = None if viewer.is_admin else sorted(viewer.orgs)
 
@@ -163,7 +196,8 @@ class LedgerMutation:
         except NotPermitted as exc:
             return ImportReportPayload(status="refused", status_text="refused",
                                        reconciliation=[], message=str(exc), file_name=name,
-                                       sha256="", counts={}, issues=[], batch=None,
+                                       sha256="", counts={}, issues=[], issues_total=0,
+                                       issue_counts=[], batch=None,
                                        errors=[UserError(code="NOT_PERMITTED", message=str(exc),
                                                          field="file")])
         batch = None
@@ -180,7 +214,9 @@ class LedgerMutation:
             message=result.message or result.summary(),
             file_name=result.file_name, sha256=result.sha256, counts=result.counts,
             issues=[BatchIssue(severity=i.severity.value, code=i.code, location=i.location,
-                               message=i.message) for i in result.issues],
+                               message=i.message) for i in result.issues[:ISSUES_IN_ANSWER]],
+            issues_total=result.issues.total,
+            issue_counts=[IssueCount(**k) for k in result.issues.kinds()],
             batch=batch, errors=errors)
 
     @strawberry.mutation(description="Undo an import batch, restoring what it replaced.")
@@ -194,7 +230,7 @@ class LedgerMutation:
             return RevertImportPayload(batch=None, counts=None, errors=[UserError(
                 code="NOT_FOUND", message=f"no import batch {input.id}", field="id")])
         if not viewer.is_admin:
-            publishers = set(filter(None, (row["publisher_ref"] or "").split(",")))
+            publishers = await run_in_threadpool(_publishers, ctx.engine, batch_id)
             if not publishers or not publishers <= viewer.orgs:
                 return RevertImportPayload(batch=ImportBatch.from_row(row), counts=None, errors=[
                     UserError(code="NOT_PERMITTED", field="id", message=(

@@ -46,7 +46,8 @@ RELATIONS: dict[str, dict[str, tuple[str, str, str | None]]] = {
         "batch": ("batch_by_id", "batch_id", "ImportBatch"),
     },
     "Budget": {"activity": ("activity_by_id", "activity_id", "Activity")},
-    "ImportBatch": {"issues": ("issues_by_batch", "id", None)},
+    "ImportBatch": {"issues": ("issues_by_batch", "id", None),
+                    "publishers": ("publishers_by_batch", "id", None)},
     "Organization": {},
 }
 

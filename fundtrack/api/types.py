@@ -404,6 +404,12 @@ class ImportBatch(Node):
     def issues(self, info: Info) -> list[BatchIssue]:
         return _related(info.context, "get", "issues_by_batch", self.pk, _issues)
 
+    @_relation("publishers_by_batch", "pk", "_publishers",
+               description="Every organisation whose reports this batch holds, in full "
+               "(publisherRef is the same list joined with commas).")
+    def publishers(self, info: Info) -> list[str]:
+        return _related(info.context, "get", "publishers_by_batch", self.pk, _publishers)
+
 
 #: Global id type name -> (object type, loader attribute on ``Loaders``).
 NODE_TYPES: dict[str, tuple[Any, str]] = {
@@ -450,6 +456,10 @@ def _regions(rows: list[Any]) -> list[RegionShare]:
 def _participants(rows: list[Any]) -> list[ParticipatingOrg]:
     return [ParticipatingOrg(ref=r["ref"], name=r["name"], role=r["role"], type=r["type"],
                              activity_id=r["activity_ref"]) for r in rows]
+
+
+def _publishers(rows: list[Any]) -> list[str]:
+    return sorted(r["org_ref"] for r in rows)
 
 
 def _issues(rows: list[Any]) -> list[BatchIssue]:

@@ -44,6 +44,28 @@ class FilterError(ValueError):
     """A filter value that cannot be understood; the message says which and why."""
 
 
+#: Longer than any reference, identifier or code a filter takes (refs are at most 200).
+MAX_VALUE_CHARS = 300
+
+
+def check_text(key: str, value: str) -> None:
+    """Refuse control characters (a NUL cannot even reach PostgreSQL) and absurd lengths."""
+    if any(ch < " " or ch == "\x7f" for ch in value):
+        bad = next(ch for ch in value if ch < " " or ch == "\x7f")
+        raise FilterError(f"{key} must not contain control characters (found U+{ord(bad):04X})")
+    if len(value) > MAX_VALUE_CHARS:
+        raise FilterError(f"{key} is {len(value):,} characters long; the limit is {MAX_VALUE_CHARS}")
+
+
+def parse_year(value: str) -> int:
+    """A year of 1900-2200 written in ASCII digits (``"²".isdigit()`` is true in Python, and
+    ``int("99999999999999999999")`` is no year)."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 4
+            and 1900 <= int(value) <= 2200):
+        raise FilterError(f"year must be a year such as 2021 (1900-2200), not {value[:30]!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class FlowFilter:
     year: int | None = None
@@ -66,10 +88,9 @@ class FlowFilter:
             value = (raw or "").strip()
             if not value or key not in KEYS:
                 continue
+            check_text(key, value)
             if key == "year":
-                if not value.isdigit() or not 1900 <= int(value) <= 2200:
-                    raise FilterError(f"year must be a year such as 2021, not {value!r}")
-                values["year"] = int(value)
+                values["year"] = parse_year(value)
             elif key == "kind":
                 for part in value.split(","):
                     name = part.strip().upper().replace("-", "_")

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -22,6 +25,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
@@ -29,9 +33,19 @@ from starlette.routing import Mount, Route, Router
 
 from fundtrack import models as m
 from fundtrack.api.ids import encode_id
+from fundtrack.api.limits import database_error_message
 from fundtrack.export import EXTENSIONS, FORMATS, stream
 from fundtrack.web import data
-from fundtrack.web.filters import GENDER_CHOICES, FilterError, FlowFilter, pillar_choices
+from fundtrack.web.filters import (
+    GENDER_CHOICES,
+    FilterError,
+    FlowFilter,
+    check_text,
+    parse_year,
+    pillar_choices,
+)
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -61,6 +75,20 @@ def pct(v: Any) -> str:
     if v is None:
         return "–"
     return f"{(Decimal(str(v)) * 100).quantize(Decimal('0.1'))}%"
+
+
+#: Characters that may not appear raw in JSON inside an HTML ``<script>`` element: ``<``
+#: (``</script>``, ``<!--`` would end or re-mode the element: a name like
+#: ``USAID<!--<script>`` swallowed the rest of the page), ``>`` and ``&`` (for good
+#: measure), and U+2028/2029 (line terminators in older JavaScript).
+_HTML_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                            "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def html_json(value: Any) -> str:
+    """JSON safe to place inside ``<script type="application/json">``; ``JSON.parse``
+    gives back exactly ``value``."""
+    return json.dumps(value, ensure_ascii=False).translate(_HTML_JSON)
 
 
 @lru_cache(maxsize=1)
@@ -139,6 +167,43 @@ async def _read(request: Request, fn: Any) -> Any:
     return await run_in_threadpool(data.read, engine, fn)
 
 
+class BadRequest(Exception):
+    """A client mistake in the request; answered 400 with this message."""
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _error_page(request: Request, status: int, message: str, plain: bool) -> Response:
+    if plain:
+        return Response(message, status_code=status, media_type="text/plain; charset=utf-8")
+    title = "Bad request" if status == 400 else "Service unavailable"
+    return render(request, "error.html", status=status, title=title, flt=None, error=message)
+
+
+def guarded(handler: Handler, plain: bool = False) -> Handler:
+    """Client mistakes answer 400 saying what was wrong, a database outage 503 with a page.
+
+    Every query parameter is checked first (no control characters: a NUL makes
+    PostgreSQL refuse the statement; no absurd lengths). ``plain``: text answers (exports).
+    """
+    async def run(request: Request) -> Response:
+        try:
+            for key, value in request.query_params.multi_items():
+                check_text(key, value)
+                check_text(f"parameter name {key[:30]!r}", key)
+            return await handler(request)
+        except (BadRequest, FilterError) as exc:
+            return _error_page(request, 400, str(exc), plain)
+        except DBAPIError as exc:
+            message = database_error_message(exc)
+            if message is None:
+                raise
+            log.warning("web page %s: database error: %s", request.url.path, exc.orig)
+            return _error_page(request, 503, message, plain)
+    return run
+
+
 # --- pages ----------------------------------------------------------------------------
 
 async def overview_page(request: Request) -> HTMLResponse:
@@ -150,8 +215,9 @@ async def overview_page(request: Request) -> HTMLResponse:
     for r in ov.by_gender:
         gender.setdefault(r["gender_significance"], {})[r["kind"]] = r
     biggest = max((r["sum_usd"] or 0 for r in ov.by_year), default=0) or 1
-    return render(request, "overview.html", title="Overview", flt=flt, error=error, ov=ov,
-                  kinds=kinds, cells=cells, gender=gender, biggest=biggest)
+    return render(request, "overview.html", status=400 if error else 200, title="Overview",
+                  flt=flt, error=error, ov=ov, kinds=kinds, cells=cells, gender=gender,
+                  biggest=biggest)
 
 
 async def sankey_page(request: Request) -> HTMLResponse:
@@ -165,9 +231,10 @@ async def sankey_page(request: Request) -> HTMLResponse:
               "target": [lk["target"] for lk in sk.links],
               "value": [float(lk["value"]) for lk in sk.links],
               "exact": [exact(lk["value"]) for lk in sk.links]}
-    return render(request, "sankey.html", title="Money flows", flt=flt, error=error, sk=sk,
+    return render(request, "sankey.html", status=400 if error else 200, title="Money flows",
+                  flt=flt, error=error, sk=sk,
                   basis=basis, bases=data.SANKEY_BASES, years=years,
-                  figure_json=json.dumps(figure).replace("</", "<\\/"))
+                  figure_json=html_json(figure))
 
 
 def _years(conn: Connection) -> list[int]:
@@ -254,7 +321,10 @@ async def card_page(request: Request) -> HTMLResponse:
     ref = request.query_params.get("ref", "").strip()
     method = request.query_params.get("method", "principal")
     year_raw = request.query_params.get("year", "").strip()
-    year = int(year_raw) if year_raw.isdigit() else date.today().year - 1
+    try:
+        year = parse_year(year_raw) if year_raw else date.today().year - 1
+    except FilterError as exc:
+        raise BadRequest(str(exc)) from None
     choices = await _read(request, lambda c: _card_choices(c, kind))
     card = error = None
     methods: list[str] = []
@@ -332,20 +402,24 @@ async def export_file(request: Request) -> Response:
     except FilterError as exc:
         return Response(str(exc), status_code=400, media_type="text/plain")
     name = f"fundtrack-flows.{ext}"
-    return StreamingResponse(stream(_engine(request), fmt, flt), media_type=FORMATS[fmt],
+    chunks = stream(_engine(request), fmt, flt)
+    # The first chunk is made before the answer starts: the query runs then, so a database
+    # error is a 503 here rather than a 200 whose stream breaks off.
+    first = await run_in_threadpool(next, chunks, "")
+    return StreamingResponse(itertools.chain([first], chunks), media_type=FORMATS[fmt],
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def web_routes() -> Mount:
     """Everything the web front serves, mounted at ``/`` after the API's own routes."""
     return Mount("/", app=Router(routes=[
-        Route("/", overview_page),
-        Route("/sankey", sankey_page),
-        Route("/activity", activity_page),
-        Route("/donor", card_page),
-        Route("/fund", card_page),
-        Route("/upload", upload_page),
-        Route("/imports", imports_page),
-        Route("/export.{ext}", export_file),
+        Route("/", guarded(overview_page)),
+        Route("/sankey", guarded(sankey_page)),
+        Route("/activity", guarded(activity_page)),
+        Route("/donor", guarded(card_page)),
+        Route("/fund", guarded(card_page)),
+        Route("/upload", guarded(upload_page)),
+        Route("/imports", guarded(imports_page)),
+        Route("/export.{ext}", guarded(export_file, plain=True)),
         Route("/static/{name:path}", static),
     ]))

@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,19 @@ def live(chromium_path: str, loaded_url: str, tmp_path_factory: pytest.TempPathF
     db_url = f"sqlite:///{dst}"
     engine = make_engine(db_url)
     _, token = create_token(engine, "admin", label="browser tests")
+    try:
+        with serve(db_url, tmp_path_factory.getbasetemp() / "uvicorn.log") as url:
+            yield {"url": url, "db_url": db_url, "token": token, "engine": engine}
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def serve(db_url: str, log_path: Path) -> Iterator[str]:
+    """uvicorn running ``create_app`` over ``db_url`` on a free loopback port; its URL."""
     port = _free_port()
     env = {**os.environ, "FUNDTRACK_DATABASE_URL": db_url}
-    log = (tmp_path_factory.getbasetemp() / "uvicorn.log").open("w")
+    log = log_path.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "fundtrack.app:create_app",
                              "--factory", "--host", "127.0.0.1", "--port", str(port),
                              "--log-level", "warning"], env=env, stdout=log, stderr=log)
@@ -88,7 +99,7 @@ def live(chromium_path: str, loaded_url: str, tmp_path_factory: pytest.TempPathF
             time.sleep(0.2)
         else:
             raise RuntimeError("uvicorn did not answer /healthz in 30 s")
-        yield {"url": url, "db_url": db_url, "token": token, "engine": engine}
+        yield url
     finally:
         proc.terminate()
         try:
@@ -96,7 +107,6 @@ def live(chromium_path: str, loaded_url: str, tmp_path_factory: pytest.TempPathF
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")

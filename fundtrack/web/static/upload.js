@@ -4,7 +4,7 @@
   "use strict";
   var api = window.fundtrackApi;
   var MUTATION = "mutation($input: ImportReportInput!) { importReport(input: $input) { " +
-    "status message fileName counts issues { severity code location message } " +
+    "status message fileName counts issues { severity code location message } issuesTotal " +
     "batch { number importer status publisherRef } errors { code message field } } }";
   var form = document.getElementById("upload-form");
   var result = document.getElementById("result");
@@ -120,9 +120,11 @@
       result.appendChild(b);
     }
     var issues = p.issues || [];
-    if (!issues.length && !ok) { return; }
-    var h = api.el("h3", {}, issues.length ? plural(issues.length, "problem", "problems") + " found"
-                                          : "No problems found");
+    var total = p.issuesTotal || issues.length;
+    if (!total && !ok) { return; }
+    var h = api.el("h3", {}, total ? plural(total, "problem", "problems") + " found" +
+                   (total > issues.length ? " (the first " + issues.length + " are listed)" : "")
+                                   : "No problems found");
     result.appendChild(h);
     if (issues.length) {
       var table = api.el("table", {id: "issues"});
