@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fundtrack.models import Base, BigId
+from fundtrack.db.base import Base, BigId
 from fundtrack.money import Money
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fundtrack.models import Base, BigId
+from fundtrack.db.base import Base, BigId
 
 
 class ApiToken(Base):

@@ -31,6 +31,8 @@ from xml.sax.saxutils import escape, quoteattr
 from sqlalchemy import Engine, func, select
 
 from fundtrack import models as m
+from fundtrack.db.base import current
+from fundtrack.db.metadata import metadata
 from fundtrack.money import to_text
 from fundtrack.query.aggregate import FlowDimension, dimension_expr
 from fundtrack.web.filters import FlowFilter
@@ -63,7 +65,7 @@ def _flow_rows(engine: Engine, flt: FlowFilter) -> Iterator[dict[str, Any]]:
         stmt = (select(f, a.c.iati_identifier.label("activity"),
                        gender.label("gender_significance"))
                 .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
-                .where(f.c.superseded_by.is_(None), flt.clause()).order_by(f.c.id))
+                .where(current(f), flt.clause()).order_by(f.c.id))
         result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(stmt)
         for row in result.mappings():
             yield dict(row)
@@ -160,7 +162,7 @@ def _org(tag: str, ref: str | None, name: str | None, type_: str | None = None,
 
 
 def _children(conn: Any, table: str, ids: list[int]) -> dict[int, list[Any]]:
-    t = m.Base.metadata.tables[table]
+    t = metadata.tables[table]
     out: dict[int, list[Any]] = defaultdict(list)
     for row in conn.execute(select(t).where(t.c.activity_id.in_(ids)).order_by(t.c.id)).mappings():
         out[row["activity_id"]].append(row)
@@ -170,7 +172,7 @@ def _children(conn: Any, table: str, ids: list[int]) -> dict[int, list[Any]]:
 def _current_children(conn: Any, table: Any, ids: list[int], order: Any) -> dict[int, list[Any]]:
     out: dict[int, list[Any]] = defaultdict(list)
     for row in conn.execute(select(table).where(table.c.activity_id.in_(ids),
-                                                table.c.superseded_by.is_(None))
+                                                current(table))
                             .order_by(order)).mappings():
         out[row["activity_id"]].append(row)
     return out
@@ -284,14 +286,14 @@ def stream_iati(engine: Engine, flt: FlowFilter) -> Iterator[str]:
     with engine.connect().execution_options(readonly=True) as conn:
         flow_ok = flt.clause()
         if filtered:
-            wanted = select(f.c.activity_id).where(f.c.superseded_by.is_(None), flow_ok,
+            wanted = select(f.c.activity_id).where(current(f), flow_ok,
                                                    f.c.activity_id.is_not(None))
             act_where = a.c.id.in_(wanted)
         else:
-            act_where = a.c.superseded_by.is_(None)
+            act_where = current(a)
         orphans = conn.execute(select(func.count()).select_from(f).where(
-            f.c.superseded_by.is_(None), flow_ok, f.c.activity_id.is_(None))).scalar_one()
-        ids = list(conn.execute(select(a.c.id).where(act_where, a.c.superseded_by.is_(None))
+            current(f), flow_ok, f.c.activity_id.is_(None))).scalar_one()
+        ids = list(conn.execute(select(a.c.id).where(act_where, current(a))
                                 .order_by(a.c.id)).scalars())
         now = datetime.now(UTC).isoformat(timespec="seconds")
         yield ('<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -308,7 +310,7 @@ def stream_iati(engine: Engine, flt: FlowFilter) -> Iterator[str]:
             kids["budget"] = _current_children(conn, b, chunk, b.c.id)
             flows: dict[int, list[Any]] = defaultdict(list)
             for row in conn.execute(select(f).where(f.c.activity_id.in_(chunk),
-                                                    f.c.superseded_by.is_(None), flow_ok)
+                                                    current(f), flow_ok)
                                     .order_by(f.c.id)).mappings():
                 flows[row["activity_id"]].append(row)
             yield "".join(_activity(act, kids, flows.get(act["id"], [])) for act in acts)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 
 from fundtrack import derived
 from fundtrack import models as m
+from fundtrack.db.base import current
 from fundtrack.issuelog import MAX_STORED_ISSUES, IssueLog
 from fundtrack.ledger import LedgerWriter, lock_ledger, supersede
 from fundtrack.plugins import SNIFF_BYTES, ImportContext, Importer, importers
@@ -430,7 +431,7 @@ def refuse_if_superseded_by_newer(conn: Connection, batch_id: int) -> None:
                batch.c.file_name, batch.c.file_generated, mine.file_generated)
         .join(cur, (cur.iati_identifier == act.c.iati_identifier)
               & (cur.reporting_org_ref == act.c.reporting_org_ref)
-              & cur.superseded_by.is_(None))
+              & current(cur))
         .join(batch, batch.c.id == cur.batch_id)
         .join(mine, mine.id == act.c.batch_id)
         .where(act.c.batch_id == batch_id, act.c.superseded_by.is_not(None))

@@ -35,6 +35,8 @@ from sqlalchemy.orm import aliased
 
 from fundtrack import models as m
 from fundtrack.config import get_settings
+from fundtrack.db.base import current
+from fundtrack.db.metadata import metadata
 from fundtrack.fx import to_usd
 from fundtrack.money import Money, to_text
 from fundtrack.records import (
@@ -101,8 +103,8 @@ class IdAllocator:
             return pool.pop()
         if table not in self.next_id:
             with self.lock:
-                current = self.conn.execute(text(f"SELECT max(id) FROM {table}")).scalar()
-            self.next_id[table] = (current or 0) + 1
+                top = self.conn.execute(text(f"SELECT max(id) FROM {table}")).scalar()
+            self.next_id[table] = (top or 0) + 1
         value = self.next_id[table]
         self.next_id[table] = value + 1
         return value
@@ -469,7 +471,7 @@ def supersede(conn: Connection, batch_id: int, described_orgs: set[str]) -> dict
     new = aliased(m.Activity)
     replaced = conn.execute(
         update(act).where(
-            act.c.superseded_by.is_(None), act.c.batch_id != batch_id,
+            current(act), act.c.batch_id != batch_id,
             exists().where(new.batch_id == batch_id,
                            new.iati_identifier == act.c.iati_identifier,
                            new.reporting_org_ref == act.c.reporting_org_ref),
@@ -477,22 +479,22 @@ def supersede(conn: Connection, batch_id: int, described_orgs: set[str]) -> dict
     ).rowcount
     gone = select(act.c.id).where(act.c.superseded_by == batch_id)
     replaced_flows = conn.execute(
-        update(flow).where(flow.c.superseded_by.is_(None), flow.c.activity_id.in_(gone))
+        update(flow).where(current(flow), flow.c.activity_id.in_(gone))
         .values(superseded_by=batch_id)).rowcount
-    conn.execute(update(budget).where(budget.c.superseded_by.is_(None),
+    conn.execute(update(budget).where(current(budget),
                                       budget.c.activity_id.in_(gone))
                  .values(superseded_by=batch_id))
     newf = aliased(m.Flow)
     replaced_flows += conn.execute(
         update(flow).where(
-            flow.c.superseded_by.is_(None), flow.c.batch_id != batch_id,
+            current(flow), flow.c.batch_id != batch_id,
             flow.c.activity_id.is_(None), flow.c.external_id.is_not(None),
             exists().where(newf.batch_id == batch_id, newf.external_id == flow.c.external_id,
                            newf.reporting_org_ref == flow.c.reporting_org_ref),
         ).values(superseded_by=batch_id)).rowcount
     if described_orgs:
         conn.execute(update(budget).where(
-            budget.c.superseded_by.is_(None), budget.c.batch_id != batch_id,
+            current(budget), budget.c.batch_id != batch_id,
             budget.c.activity_id.is_(None), budget.c.organisation_ref.in_(sorted(described_orgs)),
         ).values(superseded_by=batch_id))
     return {"replaced_activities": replaced, "replaced_flows": replaced_flows}
@@ -512,17 +514,17 @@ def revert(conn: Connection, batch_id: int) -> dict[str, int]:
     cur = aliased(m.Activity)
     restored = conn.execute(update(act).where(
         act.c.superseded_by == batch_id,
-        ~exists().where(cur.superseded_by.is_(None),
+        ~exists().where(current(cur),
                         cur.iati_identifier == act.c.iati_identifier,
                         cur.reporting_org_ref == act.c.reporting_org_ref),
     ).values(superseded_by=None)).rowcount
-    live = select(act.c.id).where(act.c.superseded_by.is_(None))
+    live = select(act.c.id).where(current(act))
     conn.execute(update(flow).where(flow.c.superseded_by == batch_id,
                                     flow.c.activity_id.in_(live)).values(superseded_by=None))
     curf = aliased(m.Flow)
     conn.execute(update(flow).where(
         flow.c.superseded_by == batch_id, flow.c.activity_id.is_(None),
-        ~exists().where(and_(curf.superseded_by.is_(None),
+        ~exists().where(and_(current(curf),
                              curf.external_id == flow.c.external_id,
                              curf.reporting_org_ref == flow.c.reporting_org_ref)),
     ).values(superseded_by=None))
@@ -559,15 +561,15 @@ def revert_registry(conn: Connection, batch_id: int) -> dict[str, int]:
     restored = 0
     gone: list[str] = []
     rows = conn.execute(select(ch).where(ch.c.batch_id == batch_id).order_by(ch.c.id)).all()
-    current = {}
+    described_by = {}
     refs = [r.org_ref for r in rows]
     for i in range(0, len(refs), 500):
-        current.update(conn.execute(select(org.c.ref, org.c.batch_id)
+        described_by.update(conn.execute(select(org.c.ref, org.c.batch_id)
                                     .where(org.c.ref.in_(refs[i:i + 500]))).all())
     for row in rows:
-        if row.org_ref not in current or current[row.org_ref] not in (batch_id, None):
+        if row.org_ref not in described_by or described_by[row.org_ref] not in (batch_id, None):
             continue  # gone already, or a later batch describes it now
-        if current[row.org_ref] is None and row.existed:
+        if described_by[row.org_ref] is None and row.existed:
             continue  # only named, not described, by this batch: nothing to put back
         prior = row
         while prior.existed and prior.prior_batch_id in reverted:
@@ -582,7 +584,7 @@ def revert_registry(conn: Connection, batch_id: int) -> dict[str, int]:
                 batch_id=prior.prior_batch_id))
             restored += 1
         else:
-            if current[row.org_ref] is not None:
+            if described_by[row.org_ref] is not None:
                 # it did not exist before its description: if something still names it,
                 # it stays, but without the reverted description
                 conn.execute(update(org).where(org.c.ref == row.org_ref).values(
@@ -590,7 +592,7 @@ def revert_registry(conn: Connection, batch_id: int) -> dict[str, int]:
                 restored += 1
             gone.append(row.org_ref)
     removed = 0
-    tables = m.Base.metadata.tables
+    tables = metadata.tables
     for i in range(0, len(gone), 500):
         chunk = gone[i:i + 500]
         # kept when an admin edited it, or when any row (current or replaced) names it

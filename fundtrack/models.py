@@ -2,7 +2,9 @@
 
 Rows written by an import carry ``batch_id``; rows replaced by a later import carry
 ``superseded_by`` (that batch's id) and are kept so a revert can restore them. Every
-read of "the ledger as it stands" filters ``superseded_by IS NULL``.
+read of "the ledger as it stands" filters ``superseded_by IS NULL``
+(:func:`fundtrack.db.base.current`). The tables of other areas live beside their code;
+:mod:`fundtrack.db.metadata` gathers them all.
 """
 
 from __future__ import annotations
@@ -21,30 +23,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from fundtrack.db.base import Base, BigId
 from fundtrack.money import Money
 from fundtrack.records import FlowKind
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-# BIGINT ids on PostgreSQL, INTEGER (the rowid alias) on SQLite.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Organisation(Base):
@@ -351,14 +338,3 @@ class Budget(Base):
     recipient_country: Mapped[str | None] = mapped_column(String(10))
     recipient_region: Mapped[str | None] = mapped_column(String(20))
     source_location: Mapped[str | None] = mapped_column(Text)
-
-
-# Tables of other areas live in their own modules; importing them here registers them on
-# Base.metadata, so Alembic and the drift test see one schema.
-from fundtrack import (  # noqa: E402, F401
-    accounting_models,
-    auth_models,
-    rollup_models,
-    trail_models,
-)
-from fundtrack.sync import models as sync_models  # noqa: E402, F401

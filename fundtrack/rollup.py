@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 
 from fundtrack import models as m
+from fundtrack.db.base import current
 from fundtrack.money import money_sum
 from fundtrack.query.aggregate import FlowDimension, dimension_expr, joins
 from fundtrack.query.rollup import DIMENSION_COLUMNS, GRAINS
@@ -67,7 +68,7 @@ def _insert(conn: Connection, grain: int, condition: Any) -> int:
     sel = (select(literal(grain), *keys, func.count(), func.count() - func.count(f.amount_usd),
                   money_sum(f.amount), money_sum(f.amount_usd), func.min(f.value_date),
                   func.max(f.value_date))
-           .select_from(source).where(f.superseded_by.is_(None), condition)
+           .select_from(source).where(current(f), condition)
            .group_by(*keys))
     r = FlowRollup.__table__
     target = [r.c.grain, *[r.c[c] for c in columns], r.c.flows, r.c.flows_without_usd,

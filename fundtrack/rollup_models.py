@@ -13,7 +13,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, Date, Enum, Index, Integer, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fundtrack.models import Base, BigId
+from fundtrack.db.base import Base, BigId
 from fundtrack.money import Money
 from fundtrack.records import FlowKind
 

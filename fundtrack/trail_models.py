@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
-from fundtrack.models import Base, BigId
+from fundtrack.db.base import Base, BigId
 from fundtrack.money import Money
 
 

@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from fundtrack import models as m
 from fundtrack.codelists import codes
+from fundtrack.db.metadata import metadata
 from fundtrack.records import (
     ActivityRecord,
     BudgetRecord,
@@ -57,7 +57,7 @@ ESSENTIAL = frozenset({"identifier", "reporting_org.ref", "default_currency", "c
 
 def _len(column: str) -> int:
     table, col = column.split(".")
-    return m.Base.metadata.tables[table].c[col].type.length  # type: ignore[attr-defined]
+    return metadata.tables[table].c[col].type.length  # type: ignore[attr-defined]
 
 
 def _limits(exact: dict[str, str], cut: list[str]) -> dict[str, int]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import context
 
 from fundtrack.db import make_engine
-from fundtrack.models import Base
+from fundtrack.db.metadata import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations_offline() -> None:

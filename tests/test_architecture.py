@@ -136,23 +136,12 @@ def _is_package_parent(a: str, b: str) -> bool:
     return b.startswith(a + ".") or a.startswith(b + ".")
 
 
-#: Cycles still to undo, each with where it is undone. The storage modules import each other
-#: in a circle (``models.py`` imports the other tables at its bottom so ``Base.metadata``
-#: holds them all; they import ``Base`` from it): issue 12's step 3 (``fundtrack/db/``,
-#: tables beside their code) removes it, and this list must then be emptied. Any other
-#: cycle, or this one growing, fails.
-KNOWN_CYCLES: list[list[str]] = [
-    ["fundtrack.accounting_models", "fundtrack.auth_models", "fundtrack.models",
-     "fundtrack.rollup_models", "fundtrack.sync.models", "fundtrack.trail_models"],
-]
-
-
 def test_no_import_cycle_between_modules() -> None:
     graph = _graph()
     # A package's __init__ re-exporting its own submodules is loading, not a cycle: drop the
     # edges between a package and the modules inside it.
     graph = {v: {w for w in ws if not _is_package_parent(v, w)} for v, ws in graph.items()}
-    cycles = [c for c in _cycles(graph) if c not in KNOWN_CYCLES]
+    cycles = _cycles(graph)
     assert cycles == [], "import cycles (module-level imports): " + "; ".join(
         " <-> ".join(c) for c in cycles)
 

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from fundtrack.db import make_engine
-from fundtrack.models import Base
+from fundtrack.db.metadata import metadata
 
 
 def test_autogenerate_finds_no_drift(db_url: str):
@@ -15,7 +15,7 @@ def test_autogenerate_finds_no_drift(db_url: str):
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True,
                                                      "render_as_batch": True})
-        diff = compare_metadata(ctx, Base.metadata)
+        diff = compare_metadata(ctx, metadata)
     engine.dispose()
     assert diff == [], diff
 
@@ -24,7 +24,7 @@ def test_every_model_table_exists(db_url: str):
     engine = make_engine(db_url)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert set(Base.metadata.tables) <= tables
+    assert set(metadata.tables) <= tables
 
 
 def test_upgrade_rebuilds_derived_tables_with_installed_code(db_url: str):

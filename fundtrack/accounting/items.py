@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, and_, select
 
 from fundtrack import models as m
 from fundtrack.accounting.markers import Marker, activity_marker, effective_marker
+from fundtrack.db.base import current
 from fundtrack.records import FlowKind
 
 CHUNK = 500
@@ -54,7 +55,7 @@ def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> li
     q = (select(f, a.c.iati_identifier, a.c.title, a.c.description.label("a_description"),
                 b.c.created_at.label("batch_created"))
          .select_from(f.outerjoin(a, a.c.id == f.c.activity_id).join(b, b.c.id == f.c.batch_id))
-         .where(f.c.superseded_by.is_(None)))
+         .where(current(f)))
     if where is not None:
         q = q.where(where)
     rows = list(conn.execute(q.order_by(f.c.id)).mappings())

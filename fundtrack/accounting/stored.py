@@ -31,6 +31,7 @@ from fundtrack.accounting.classify import (
 )
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting_models import ClassificationOverride, FlowClassification
+from fundtrack.db.base import current
 from fundtrack.ledger import bulk_insert
 
 #: Flows classified per round trip (bounds memory on a full rebuild).
@@ -79,7 +80,7 @@ def _write(conn: Connection, flow_ids: list[int]) -> int:
 
 def _current_ids(conn: Connection, where: ColumnElement[bool]) -> list[int]:
     f = m.Flow.__table__
-    return list(conn.execute(select(f.c.id).where(f.c.superseded_by.is_(None), where)
+    return list(conn.execute(select(f.c.id).where(current(f), where)
                              .order_by(f.c.id)).scalars())
 
 
@@ -126,7 +127,7 @@ def _subject_flows(conn: Connection, subject: str) -> list[int]:
     kind, _, key = subject.partition(":")
     if kind == "activity":
         return _current_ids(conn, f.c.activity_id.in_(
-            select(a.c.id).where(a.c.iati_identifier == key, a.c.superseded_by.is_(None))))
+            select(a.c.id).where(a.c.iati_identifier == key, current(a))))
     if kind == "flow":
         cond = f.c.external_id == key
         if key.isdigit():

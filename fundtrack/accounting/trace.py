@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, inspect, select
 
 from fundtrack.accounting.items import Item, load_items, year_between
+from fundtrack.db.metadata import metadata
 
 NO_ATTRIBUTION = "not available: attribution not computed"
 NO_LINKS = "not available: links not computed"
@@ -22,9 +23,8 @@ LINK_KINDS = ("receiver-activity", "fund-contribution", "fund-allocation")
 def _has_rows(conn: Connection, table: str) -> bool:
     if not inspect(conn).has_table(table):
         return False
-    from fundtrack.models import Base
 
-    t = Base.metadata.tables.get(table)
+    t = metadata.tables.get(table)
     if t is None:
         return False
     return bool(conn.execute(select(func.count()).select_from(t)).scalar())

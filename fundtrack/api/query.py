@@ -24,6 +24,7 @@ from fundtrack.api.types import (
     Organization,
 )
 from fundtrack.auth import published
+from fundtrack.db.base import current
 
 
 @strawberry.type(description="Activity links counted apart (see `linkSummary`).")
@@ -64,7 +65,7 @@ class LedgerQuery:
                    last: int | None = None, before: str | None = None,
                    ) -> Connection[Activity]:
         t = m.Activity.__table__
-        q = select(t).where(t.c.superseded_by.is_(None), flt.activity_where(where))
+        q = select(t).where(current(t), flt.activity_where(where))
         return connection(info.context, q, flt.order(order_by, t, "iati_identifier"),
                           Activity.from_row, PageArgs(first, after, last, before),
                           kind="Activity", info=info,
@@ -77,7 +78,7 @@ class LedgerQuery:
               last: int | None = None, before: str | None = None,
               ) -> Connection[Flow]:
         t = m.Flow.__table__
-        q = select(t).where(t.c.superseded_by.is_(None), flt.flow_where(where))
+        q = select(t).where(current(t), flt.flow_where(where))
         return connection(info.context, q, flt.order(order_by, t, "id"),
                           Flow.from_row, PageArgs(first, after, last, before),
                           kind="Flow", info=info, shape=_shape("flows", where, order_by))
@@ -88,7 +89,7 @@ class LedgerQuery:
                 last: int | None = None, before: str | None = None,
                 ) -> Connection[Budget]:
         t = m.Budget.__table__
-        q = select(t).where(t.c.superseded_by.is_(None), flt.budget_where(where))
+        q = select(t).where(current(t), flt.budget_where(where))
         return connection(info.context, q, [t.c.id], Budget.from_row,
                           PageArgs(first, after, last, before),
                           kind="Budget", info=info, shape=_shape("budgets", where))

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import String, and_, case, cast, func, literal_column, select
 
 from fundtrack import models as m
+from fundtrack.db.base import current
 from fundtrack.money import money_sum
 from fundtrack.query import rollup
 from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
@@ -147,7 +148,7 @@ def aggregate_statement(where_clause: Any, dims: list[FlowDimension], dialect: s
     source: Any = m.Flow.__table__
     for sub in joined.values():
         source = source.outerjoin(sub, sub.c.activity_id == f.activity_id)
-    stmt = select(*cols).select_from(source).where(and_(f.superseded_by.is_(None), where_clause))
+    stmt = select(*cols).select_from(source).where(and_(current(f), where_clause))
     if keys:
         # Positions, not names: a label like "currency" would mean the raw column in GROUP BY.
         positions = [literal_column(str(i + 1)) for i in range(len(keys))]

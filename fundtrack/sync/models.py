@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fundtrack.models import Base, BigId
+from fundtrack.db.base import Base, BigId
 
 
 class SyncDocument(Base):

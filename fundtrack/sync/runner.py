@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, RowMapping, select, update
 
 from fundtrack import __version__, derived
 from fundtrack import models as m
+from fundtrack.db.base import current
 from fundtrack.importing import import_file, revert_batch
 from fundtrack.ledger import lock_ledger
 from fundtrack.sync import state
@@ -245,7 +246,7 @@ def _retire_all(conn: Connection, old_batch: int, by_batch: int) -> dict[str, in
     for key, t in (("withdrawn_activities", act), ("withdrawn_flows", flow),
                    ("withdrawn_budgets", budget)):
         out[key] = conn.execute(update(t).where(t.c.batch_id == old_batch,
-                                                t.c.superseded_by.is_(None))
+                                                current(t))
                                 .values(superseded_by=by_batch)).rowcount
     return out
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, text, tuple_
 
 from fundtrack import models as m
+from fundtrack.db.base import current
 from fundtrack.ledger import bulk_insert
 from fundtrack.trail import reach
 from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load, units_text
@@ -89,13 +90,13 @@ def source_reasons(conn: Connection, accounts: Iterable[Account]) -> dict[Accoun
     for i in range(0, len(idents), 1000):  # only the activities these accounts name
         chunk = idents[i:i + 1000]
         for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
-                                       .where(a.c.superseded_by.is_(None),
+                                       .where(current(a),
                                               a.c.iati_identifier.in_(chunk))):
             reported[ident].add(org)
         funded |= {tuple(r) for r in conn.execute(
             select(a.c.reporting_org_ref, a.c.iati_identifier).distinct()
             .select_from(p.join(a, a.c.id == p.c.activity_id))
-            .where(a.c.superseded_by.is_(None), a.c.iati_identifier.in_(chunk),
+            .where(current(a), a.c.iati_identifier.in_(chunk),
                    p.c.role == "1", p.c.ref.is_not(None), p.c.ref != a.c.reporting_org_ref,
                    a.c.reporting_org_type.is_(None)
                    | a.c.reporting_org_type.not_in(ORIGINATOR_TYPES))).all()}

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import Select
 
 from fundtrack import models as m
+from fundtrack.db.base import current
 from fundtrack.trail.bulkload import indexes_after
 from fundtrack.trail.funds import pooled_refs
 from fundtrack.trail_models import TrailLink
@@ -35,7 +36,7 @@ ACTIVITY_LINK_COLUMNS = ["activity_id", "kind", "relation", "target_ref", "publi
 
 def _flow_links(batch_id: int | None) -> list[Select]:
     f, a = m.Flow.__table__, m.Activity.__table__
-    cond = [f.c.superseded_by.is_(None)]
+    cond = [current(f)]
     if batch_id is not None:
         cond.append(f.c.batch_id == batch_id)
     out = []
@@ -58,7 +59,7 @@ def _flow_links(batch_id: int | None) -> list[Select]:
 
 def _activity_links(batch_id: int | None) -> Select:
     a, ra = m.Activity.__table__, m.RelatedActivity.__table__
-    cond = [a.c.superseded_by.is_(None)]
+    cond = [current(a)]
     if batch_id is not None:
         cond.append(a.c.batch_id == batch_id)
     return (select(ra.c.activity_id, literal("related-activity"), ra.c.type, ra.c.ref,
@@ -71,7 +72,7 @@ def _fund_links(conn: Connection, batch_id: int | None) -> int:
     if not funds:
         return 0
     f = m.Flow.__table__
-    cond = [f.c.superseded_by.is_(None)]
+    cond = [current(f)]
     if batch_id is not None:
         cond.append(f.c.batch_id == batch_id)
     n = 0
@@ -118,13 +119,13 @@ def resolve(conn: Connection, targets: Select | None, *, fresh: bool = False) ->
         conn.execute(update(t).where(t.c.kind.in_(ACTIVITY_KINDS + ("fts-parent",)), *scope)
                      .values(target_activity_id=None, target_flow_id=None))
     acts = (select(a.c.iati_identifier.label("ref"), func.min(a.c.id).label("id"))
-            .where(a.c.superseded_by.is_(None), *(
+            .where(current(a), *(
                 [] if targets is None else [a.c.iati_identifier.in_(targets)]))
             .group_by(a.c.iati_identifier).subquery())
     conn.execute(update(t).where(t.c.kind.in_(ACTIVITY_KINDS), t.c.target_ref == acts.c.ref)
                  .values(target_activity_id=acts.c.id))
     flws = (select(f.c.external_id.label("ref"), func.min(f.c.id).label("id"))
-            .where(f.c.superseded_by.is_(None), f.c.external_id.is_not(None), *(
+            .where(current(f), f.c.external_id.is_not(None), *(
                 [] if targets is None else [f.c.external_id.in_(targets)]))
             .group_by(f.c.external_id).subquery())
     conn.execute(update(t).where(t.c.kind == "fts-parent", t.c.target_ref == flws.c.ref)

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, text
 
 from fundtrack import models as m
+from fundtrack.db.base import current
 from fundtrack.ledger import bulk_insert
 from fundtrack.records import FlowKind
 from fundtrack.trail.bulkload import Rebuilds, copy_dicts, drop_for_load
@@ -70,7 +71,7 @@ def reported_activities(conn: Connection) -> dict[str, str]:
     a = m.Activity.__table__
     out: dict[str, str] = {}
     for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
-                                   .where(a.c.superseded_by.is_(None))):
+                                   .where(current(a))):
         if ident not in out or org < out[ident]:
             out[ident] = org
     return out
@@ -92,7 +93,7 @@ class ActivityOrgs(dict[str, str]):
         for k in range(0, len(todo), 500):
             for ident, org in self.conn.execute(
                     select(a.c.iati_identifier, a.c.reporting_org_ref).where(
-                        a.c.superseded_by.is_(None), a.c.iati_identifier.in_(todo[k:k + 500]))):
+                        current(a), a.c.iati_identifier.in_(todo[k:k + 500]))):
                 if ident not in self or org < self[ident]:
                     self[ident] = org
 
@@ -102,7 +103,7 @@ class ActivityOrgs(dict[str, str]):
         found: set[str] = set()
         for k in range(0, len(orgs), 500):
             found.update(self.conn.execute(select(a.c.iati_identifier).distinct().where(
-                a.c.superseded_by.is_(None), a.c.reporting_org_ref.in_(orgs[k:k + 500])))
+                current(a), a.c.reporting_org_ref.in_(orgs[k:k + 500])))
                 .scalars())
         self.ensure(found)
         wanted = set(orgs)
@@ -126,7 +127,7 @@ def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
     q = (select(*(f.c[c] for c in _FLOW_COLS), a.c.iati_identifier,
                 a.c.reporting_org_ref.label("act_org"))
          .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
-         .where(f.c.superseded_by.is_(None), f.c.kind.in_(CASH)))
+         .where(current(f), f.c.kind.in_(CASH)))
     if where is not None:
         q = q.where(where)
     if isinstance(acts, ActivityOrgs):  # look up only the activities these flows name
@@ -600,7 +601,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
     for i in range(0, len(idents), 500):
         chunk = idents[i:i + 500]
         cur_acts = select(a.c.id).where(a.c.iati_identifier.in_(chunk),
-                                        a.c.superseded_by.is_(None))
+                                        current(a))
         for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
                                   | f.c.receiver_activity_id.in_(chunk)
                                   | f.c.activity_id.in_(cur_acts)):

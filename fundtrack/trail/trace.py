@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, null, select, union_all
 
 from fundtrack import models as m
+from fundtrack.db.base import current
 from fundtrack.money import money_number, money_sum
 from fundtrack.trail.attribution import (
     _touching,
@@ -122,7 +123,7 @@ def _accounts_of(conn: Connection, activity: str | None, organization: str | Non
             out.add((do, da))
         return out
     orgs = set(conn.execute(select(a.c.reporting_org_ref).where(
-        a.c.iati_identifier == activity, a.c.superseded_by.is_(None))).scalars())
+        a.c.iati_identifier == activity, current(a))).scalars())
     if not orgs:  # an activity only named by others (a broken link): look it up by name
         orgs = set(conn.execute(select(t.c.dst_org).distinct().where(
             t.c.dst_activity == activity)).scalars())
@@ -413,7 +414,7 @@ def donor_summary(conn: Connection, organization: str) -> dict[str, list[dict[st
     gender = dict(conn.execute(
         select(a.c.iati_identifier, pm.c.significance).select_from(
             pm.join(a, a.c.id == pm.c.activity_id))
-        .where(a.c.superseded_by.is_(None), pm.c.vocabulary == "1", pm.c.code == "1")).all())
+        .where(current(a), pm.c.vocabulary == "1", pm.c.code == "1")).all())
     out: dict[str, dict] = {k: {} for k in ("fund", "recipient", "country", "gender", "kind")}
     q = (select(t.c.kind, t.c.src_org, t.c.src_activity, t.c.recipient_country, at.c.amount,
                 at.c.amount_usd)

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, select
 
 from fundtrack import models as m
+from fundtrack.db.base import current
+from fundtrack.db.metadata import metadata
 from fundtrack.query.aggregate import FlowDimension, aggregate_statement
 from fundtrack.records import FlowKind
 from fundtrack.web.filters import FlowFilter
@@ -104,7 +106,7 @@ def overview(conn: Connection, flt: FlowFilter) -> Overview:
                             [FlowDimension.PROVIDER]), 15)
     ov.agencies = _top(groups(conn, flt.with_kinds((FlowKind.DISBURSEMENT, FlowKind.EXPENDITURE)),
                               [FlowDimension.REPORTING_ORG]), 15)
-    funds = m.Base.metadata.tables["fund"]
+    funds = metadata.tables["fund"]
     fund_rows = list(conn.execute(select(funds.c.organisation_ref, funds.c.name, funds.c.acronym)
                                   .order_by(funds.c.name)).mappings())
     out = {r["reporting_org"]: r for r in groups(
@@ -119,7 +121,7 @@ def overview(conn: Connection, flt: FlowFilter) -> Overview:
                          | {r["reporting_org"] for r in ov.agencies})
     ov.flows = sum(r["count"] for r in ov.by_year)
     ov.activities = conn.execute(select(func.count()).select_from(m.Activity.__table__).where(
-        m.Activity.superseded_by.is_(None))).scalar_one()
+        current(m.Activity))).scalar_one()
     ov.batches = conn.execute(select(func.count()).select_from(m.ImportBatch.__table__).where(
         m.ImportBatch.status == "applied")).scalar_one()
     return ov

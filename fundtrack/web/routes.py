@@ -34,6 +34,8 @@ from starlette.routing import Mount, Route, Router
 from fundtrack import models as m
 from fundtrack.api.ids import encode_id
 from fundtrack.api.limits import database_error_message
+from fundtrack.db.base import current
+from fundtrack.db.metadata import metadata
 from fundtrack.export import EXTENSIONS, FORMATS, stream
 from fundtrack.web import data
 from fundtrack.web.filters import (
@@ -240,7 +242,7 @@ async def sankey_page(request: Request) -> HTMLResponse:
 def _years(conn: Connection) -> list[int]:
     f = m.Flow.__table__
     lo, hi = conn.execute(select(func.min(f.c.value_date), func.max(f.c.value_date)).where(
-        f.c.superseded_by.is_(None))).one()
+        current(f))).one()
     if not lo:
         return []
     return list(range(hi.year, lo.year - 1, -1))
@@ -250,7 +252,7 @@ def _activity_search(conn: Connection, q: str) -> list[Any]:
     a = m.Activity.__table__
     pattern = f"%{q}%"
     return list(conn.execute(select(a.c.iati_identifier, a.c.title, a.c.reporting_org_ref).where(
-        a.c.superseded_by.is_(None),
+        current(a),
         a.c.iati_identifier.ilike(pattern) | a.c.title.ilike(pattern)
         | a.c.reporting_org_ref.ilike(pattern)).order_by(a.c.iati_identifier).limit(50)).mappings())
 
@@ -258,11 +260,11 @@ def _activity_search(conn: Connection, q: str) -> list[Any]:
 def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
     a = m.Activity.__table__
     f = m.Flow.__table__
-    act = conn.execute(select(a).where(a.c.superseded_by.is_(None), a.c.iati_identifier == ident)
+    act = conn.execute(select(a).where(current(a), a.c.iati_identifier == ident)
                        .order_by(a.c.id)).mappings().first()
     if act is None:
         return None
-    flows = list(conn.execute(select(f).where(f.c.superseded_by.is_(None),
+    flows = list(conn.execute(select(f).where(current(f),
                                               f.c.activity_id == act["id"])
                               .order_by(f.c.value_date, f.c.id).limit(500)).mappings())
     out: dict[str, Any] = {"activity": act, "flows": flows, "trace": None, "trace_error": None}
@@ -303,7 +305,7 @@ def _card(kind: str, ref: str, year: int, method: str) -> Any:
 
 def _card_choices(conn: Connection, kind: str) -> list[Any]:
     if kind == "fund":
-        t = m.Base.metadata.tables["fund"]
+        t = metadata.tables["fund"]
         return [(r.organisation_ref, r.name) for r in conn.execute(
             select(t.c.organisation_ref, t.c.name).order_by(t.c.name))]
     f = m.Flow.__table__
