@@ -32,7 +32,7 @@ from fundtrack.accounting import nap, reportcard, stipulations, trace
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.methods import count, get_method
-from fundtrack.accounting_models import (
+from fundtrack.accounting.tables import (
     ClassificationOverride,
     FundTarget,
     NapLine,

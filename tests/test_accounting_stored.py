@@ -20,7 +20,7 @@ from fundtrack import models as m
 from fundtrack.accounting import stored
 from fundtrack.accounting.classify import classify_all, pillars
 from fundtrack.accounting.items import load_items
-from fundtrack.accounting_models import FlowClassification
+from fundtrack.accounting.tables import FlowClassification
 from fundtrack.api.testing import Api
 from fundtrack.importing import import_file, revert_batch
 

@@ -100,7 +100,7 @@ def test_classify_overrides_by_hand_and_is_cited(run, db_url: str):
     """A hand decision puts an activity's flows in a pillar and says so; --remove undoes it."""
     from sqlalchemy import select
 
-    from fundtrack.accounting_models import FlowClassification
+    from fundtrack.accounting.tables import FlowClassification
     from fundtrack.db import make_engine
 
     f = str(SHARED / "iati-activity/wri-521257057-strategic-plan-2023-2027.xml")

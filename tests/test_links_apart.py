@@ -15,7 +15,7 @@ from fundtrack.accounting import reportcard
 from fundtrack.api.testing import Api
 from fundtrack.importing import import_file
 from fundtrack.trail import links
-from fundtrack.trail_models import TrailLink
+from fundtrack.trail.tables import TrailLink
 from tests.conftest import SHARED
 
 PAGES = sorted((SHARED / "iati-activity" / "dportal-covid19-2021").glob("*.xml"))

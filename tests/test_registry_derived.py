@@ -13,7 +13,7 @@ from fundtrack import derived
 from fundtrack.api.testing import Api
 from fundtrack.auth import create_token
 from fundtrack.importing import import_file
-from fundtrack.trail_models import TrailLink
+from fundtrack.trail.tables import TrailLink
 from tests import trail_scenario
 from tests.test_trail_scenario import snapshot
 

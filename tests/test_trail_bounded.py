@@ -15,8 +15,8 @@ from fundtrack.api.testing import Api
 from fundtrack.importing import import_file
 from fundtrack.trail import reach
 from fundtrack.trail.recompute import recompute
+from fundtrack.trail.tables import Reach
 from fundtrack.trail.trace import _donor_downstream, _finish, trace
-from fundtrack.trail_models import Reach
 from tests import trail_scenario
 
 D = Decimal

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from fundtrack import models as m
 from fundtrack.importing import import_file
 from fundtrack.trail import links
-from fundtrack.trail_models import Movement, TrailLink
+from fundtrack.trail.tables import Movement, TrailLink
 from tests.conftest import SHARED
 
 FTS = SHARED / "fts-json"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from fundtrack import models as m
 from fundtrack.trail import funds
-from fundtrack.trail_models import Fund
+from fundtrack.trail.tables import Fund
 
 MIGRATION = Path(__file__).parents[1] / "migrations" / "versions" / "0003_money_trail.py"
 

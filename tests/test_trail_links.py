@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from fundtrack.importing import import_file
 from fundtrack.trail import links
+from fundtrack.trail.tables import Movement
 from fundtrack.trail.trace import trace
-from fundtrack.trail_models import Movement
 from tests.conftest import SHARED
 
 PAGES = SHARED / "iati-activity" / "dportal-covid19-2021"
@@ -92,7 +92,7 @@ def test_related_activity_links_counted(engine):
 def _content(c) -> tuple[list, list]:
     """Movements and attribution keyed by content (flow provenance), never by ids."""
     from fundtrack import models as m
-    from fundtrack.trail_models import Attribution
+    from fundtrack.trail.tables import Attribution
 
     t, a, f = Movement.__table__, Attribution.__table__, m.Flow.__table__
     loc = dict(c.execute(select(f.c.id, f.c.source_location)).all())

@@ -34,8 +34,8 @@ from fundtrack.records import FlowKind
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail.movements import CashFlow, build_rows, split_exact
 from fundtrack.trail.recompute import recompute
+from fundtrack.trail.tables import Attribution, Movement
 from fundtrack.trail.trace import trace
-from fundtrack.trail_models import Attribution, Movement
 from tests.trail_scenario import HEAD, activity, tx
 
 D = Decimal

@@ -29,8 +29,8 @@ from sqlalchemy import select
 
 from fundtrack.importing import import_file
 from fundtrack.trail.recompute import recompute
+from fundtrack.trail.tables import Attribution, Movement
 from fundtrack.trail.trace import donor_summary, trace
-from fundtrack.trail_models import Attribution, Movement
 from tests import trail_scenario
 
 D = Decimal

@@ -105,7 +105,7 @@ def subject_of(it: Item) -> str:
 
 
 def load_overrides(conn: Connection) -> dict[str, dict[str, tuple[str, int]]]:
-    from fundtrack.accounting_models import ClassificationOverride as O
+    from fundtrack.accounting.tables import ClassificationOverride as O
 
     out: dict[str, dict[str, tuple[str, int]]] = {}
     for r in conn.execute(select(O.id, O.subject, O.dimension, O.value)):

@@ -44,7 +44,7 @@ def get_method(name: str) -> Method:
 
 
 def reported_shares(conn: Connection) -> dict[str, Decimal]:
-    from fundtrack.accounting_models import ReportedShare as R
+    from fundtrack.accounting.tables import ReportedShare as R
 
     return {r.activity_identifier: r.share
             for r in conn.execute(select(R.activity_identifier, R.share))}

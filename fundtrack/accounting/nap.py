@@ -93,7 +93,7 @@ def _flows(conn: Connection, country: str, start: Any, end: Any) -> list[Item]:
 
 
 def coverage(conn: Connection, nap_id: int | None = None) -> list[PlanCoverage]:
-    from fundtrack.accounting_models import NapLine, NapLink, NationalActionPlan
+    from fundtrack.accounting.tables import NapLine, NapLink, NationalActionPlan
 
     q = select(NationalActionPlan.__table__).order_by(NationalActionPlan.id)
     if nap_id is not None:

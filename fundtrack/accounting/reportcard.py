@@ -221,7 +221,7 @@ def _day(v: Any) -> date:
 def fund_scorecard(conn: Connection, fund: str, year: int) -> Card:
     """Share of a fund's allocations (disbursements) to gender-principal projects, against
     the 15% benchmark and against the fund's own registered target."""
-    from fundtrack.accounting_models import FundTarget
+    from fundtrack.accounting.tables import FundTarget
 
     card = Card(fund, year, "principal", fingerprint(),
                 api_filter(fund, year, FlowKind.DISBURSEMENT))

@@ -85,7 +85,7 @@ def evaluate(res: StipulationResult, parts: list[tuple[Decimal | None, Item]],
 def check(conn: Connection, donor: str | None = None, year: int | None = None,
           ) -> list[StipulationResult]:
     """Every stipulation (of ``donor``, applying to ``year``) with whether it was met."""
-    from fundtrack.accounting_models import Stipulation as S
+    from fundtrack.accounting.tables import Stipulation as S
 
     q = select(S.__table__).order_by(S.id)
     if donor is not None:

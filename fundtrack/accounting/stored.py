@@ -30,7 +30,7 @@ from fundtrack.accounting.classify import (
     subject_of,
 )
 from fundtrack.accounting.items import load_items
-from fundtrack.accounting_models import ClassificationOverride, FlowClassification
+from fundtrack.accounting.tables import ClassificationOverride, FlowClassification
 from fundtrack.db.base import current
 from fundtrack.ledger import bulk_insert
 

@@ -42,8 +42,8 @@ def donor_parts(conn: Connection, donor: str, *, src_org: str | None = None,
                 year: int | None = None, min_depth: int = 1) -> list[tuple[Decimal | None, Item]]:
     """(USD attributed to ``donor``, the movement's canonical flow as an Item) for every
     movement carrying the donor's money, optionally leaving ``src_org``, in ``year``."""
-    from fundtrack.trail_models import Attribution as A
-    from fundtrack.trail_models import Movement as M
+    from fundtrack.trail.tables import Attribution as A
+    from fundtrack.trail.tables import Movement as M
 
     q = (select(A.amount_usd, M.flow_id).join(M, M.id == A.movement_id)
          .where(A.originator_ref == donor, A.depth >= min_depth))
@@ -64,7 +64,7 @@ def donor_parts(conn: Connection, donor: str, *, src_org: str | None = None,
 def resolved_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
     """Of ``flow_ids``, those with at least one resolved link to another activity at the
     other end (a link to the flow's own activity resolves by construction: not counted)."""
-    from fundtrack.trail_models import TrailLink as L
+    from fundtrack.trail.tables import TrailLink as L
 
     out: set[int] = set()
     ids = sorted(flow_ids)
@@ -77,7 +77,7 @@ def resolved_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
 
 def self_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
     """Of ``flow_ids``, those with a link to their own activity (counted apart)."""
-    from fundtrack.trail_models import TrailLink as L
+    from fundtrack.trail.tables import TrailLink as L
 
     out: set[int] = set()
     ids = sorted(flow_ids)

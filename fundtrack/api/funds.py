@@ -21,7 +21,7 @@ from fundtrack.api.ids import encode_id
 from fundtrack.api.mutations import UserError, _require_admin
 from fundtrack.api.paging import Connection, PageArgs, connection
 from fundtrack.api.types import Node, Organization, _organization
-from fundtrack.trail_models import Fund as FundRow
+from fundtrack.trail.tables import Fund as FundRow
 
 
 @strawberry.type(description="A pooled fund in the registry (editable by admins).")

@@ -185,7 +185,7 @@ def activity_where(w: Any, table: Any = None) -> ColumnElement[bool]:
 
 def _classified(flow_id: Any, dimensions: list[str]) -> ColumnElement[bool]:
     """The flow is in one of these dimensions (stored table ``flow_classification``)."""
-    from fundtrack.accounting_models import FlowClassification
+    from fundtrack.accounting.tables import FlowClassification
 
     t = FlowClassification.__table__
     return exists(select(t.c.flow_id).where(t.c.flow_id == flow_id,
@@ -211,7 +211,7 @@ def scope_condition(flow_id: Any, in_scope: bool) -> ColumnElement[bool]:
 def mirror_condition(flow_id: Any, is_mirror: bool) -> ColumnElement[bool]:
     """The flow is the second report of money another flow already reports (a recipient's
     incoming funds matched to the donor's disbursement, see docs/methodology.md)."""
-    from fundtrack.trail_models import Movement
+    from fundtrack.trail.tables import Movement
 
     mv = Movement.__table__
     has = exists(select(mv.c.id).where(mv.c.mirror_flow_id == flow_id))

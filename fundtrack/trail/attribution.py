@@ -31,7 +31,7 @@ from fundtrack.trail.engine import (
     given_parts,
 )
 from fundtrack.trail.funds import pooled_refs
-from fundtrack.trail_models import Attribution, Movement
+from fundtrack.trail.tables import Attribution, Movement
 
 NO_INCOMING = "no incoming funds reported"
 BROKEN = "broken link"

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from fundtrack import models as m
-from fundtrack.trail_models import Fund
+from fundtrack.trail.tables import Fund
 
 MPTFO_REF = "FT-ORG-MPTFO"
 MPTFO_NAME = "UN Multi-Partner Trust Fund Office (MPTF Office)"

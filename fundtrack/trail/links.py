@@ -25,7 +25,7 @@ from fundtrack import models as m
 from fundtrack.db.base import current
 from fundtrack.trail.bulkload import indexes_after
 from fundtrack.trail.funds import pooled_refs
-from fundtrack.trail_models import TrailLink
+from fundtrack.trail.tables import TrailLink
 
 ACTIVITY_KINDS = ("provider-activity", "receiver-activity", "related-activity")
 FLOW_LINK_COLUMNS = ("flow_id", "kind", "relation", "target_ref", "publisher_ref", "resolved",

@@ -35,7 +35,7 @@ from fundtrack.ledger import bulk_insert
 from fundtrack.records import FlowKind
 from fundtrack.trail.bulkload import Rebuilds, copy_dicts, drop_for_load
 from fundtrack.trail.config import TrailConfig
-from fundtrack.trail_models import Movement
+from fundtrack.trail.tables import Movement
 
 CASH = (FlowKind.INCOMING_FUNDS, FlowKind.DISBURSEMENT, FlowKind.EXPENDITURE)
 

@@ -21,7 +21,7 @@ from fundtrack.ledger import bulk_insert
 from fundtrack.money import Money, money_number, money_sum
 from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load, units_text
 from fundtrack.trail.engine import ORIGINATOR, Account, Move, Parts, units_exp
-from fundtrack.trail_models import Attribution, Movement, Reach
+from fundtrack.trail.tables import Attribution, Movement, Reach
 
 SUM_KINDS = ("spent-sum", "held-sum", "account-sum", "movement-sum")
 ZERO = Decimal(0)

@@ -29,7 +29,7 @@ from fundtrack.trail.attribution import (
 from fundtrack.trail.config import TrailConfig
 from fundtrack.trail.engine import ORIGINATOR, Account, Part, attribute
 from fundtrack.trail.reach import SUM_KINDS
-from fundtrack.trail_models import HELD_ROWS, Attribution, Movement, Reach
+from fundtrack.trail.tables import HELD_ROWS, Attribution, Movement, Reach
 
 #: Accounts per statement ((org, activity) IN (VALUES ...): two bound values each) and
 #: ids per IN list: every statement stays small whatever the organisation's size.
