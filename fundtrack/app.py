@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from fundtrack.api.http import GraphQLGuard
 from fundtrack.api.view import GraphQLApp
-from fundtrack.config import Settings, get_settings
+from fundtrack.config import Settings, configure_logging, get_settings
 from fundtrack.db import make_engine
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     (see :mod:`fundtrack.api.context`); everything else uses the primary ``engine``.
     """
     settings = settings or get_settings()
+    configure_logging(settings)
     engine = engine or make_engine(settings.database_url,
                                    statement_timeout_ms=settings.statement_timeout_ms)
     replica = make_engine(settings.read_database_url,

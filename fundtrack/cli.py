@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from fundtrack import __version__
-from fundtrack.config import get_settings
+from fundtrack.config import configure_logging, get_settings
 from fundtrack.db import make_engine
 
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
@@ -26,6 +26,7 @@ def main() -> None:
 
     The database is FUNDTRACK_DATABASE_URL (default: sqlite:///fundtrack.db here).
     """
+    configure_logging()
 
 
 @main.group()

@@ -1,7 +1,8 @@
-"""Settings from the environment, read in one place."""
+"""Settings from the environment, read in one place; logging configured in one place."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -39,7 +40,38 @@ class Settings:
     write_statement_timeout_ms: int = field(
         default_factory=lambda: int(os.environ.get("FUNDTRACK_WRITE_STATEMENT_TIMEOUT_MS", 0))
     )
+    #: ``flowsAggregate`` answers from ``flow_rollup`` when it can; 0 turns that off.
+    aggregate_rollup: bool = field(default_factory=lambda: _bool("FUNDTRACK_AGGREGATE_ROLLUP", True))
+    #: The money trail's matching and periods (fundtrack.trail.config, docs/methodology.md).
+    match_tolerance: str = field(
+        default_factory=lambda: os.environ.get("FUNDTRACK_MATCH_TOLERANCE", "0.02"))
+    match_window_days: int = field(
+        default_factory=lambda: int(os.environ.get("FUNDTRACK_MATCH_WINDOW_DAYS", "90")))
+    attribution_period: str = field(
+        default_factory=lambda: os.environ.get("FUNDTRACK_ATTRIBUTION_PERIOD", "year"))
+    #: Folder of the 1325 accounting data (rules, NAPs); empty: the one shipped.
+    accounting_data: str | None = field(
+        default_factory=lambda: os.environ.get("FUNDTRACK_ACCOUNTING_DATA") or None)
+    log_level: str = field(default_factory=lambda: os.environ.get("FUNDTRACK_LOG_LEVEL", "WARNING"))
 
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def secret_from_env(name: str) -> str | None:
+    """A secret kept in the environment variable a config file names (e.g. a sync
+    source's ``api_key_env``), never in the file itself."""
+    return os.environ.get(name) or None
+
+
+def configure_logging(settings: Settings | None = None) -> None:
+    """Send fundtrack's log records to stderr at ``FUNDTRACK_LOG_LEVEL`` (default
+    WARNING), once per process (the CLI and the web app call this; a host application
+    that configured logging itself is left alone)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    level = (settings or get_settings()).log_level.upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

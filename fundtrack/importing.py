@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from fundtrack.records import (
     Severity,
 )
 from fundtrack.validate import SKIPPED, Validator
+
+log = logging.getLogger(__name__)
 
 #: Record kinds the reconciliation counts, in the order they are shown.
 KINDS = ("activities", "flows", "budgets", "organisations")
@@ -148,6 +151,8 @@ def choose_importer(head: bytes, filename: str, fmt: str | None,
         try:
             score = imp.sniff(head, filename)
         except Exception:  # a plugin's bad sniff must not break the others
+            log.warning("importer %r: sniff raised; it is skipped for %s", name, filename,
+                        exc_info=True)
             score = None
         if score and (best is None or score > best[0]):
             best = (score, name)

@@ -6,6 +6,7 @@ for built-ins (``importers/``) and third-party packages.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ import pluggy
 
 from fundtrack import hookspecs
 from fundtrack.records import Issue, Record
+
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fundtrack.importers"
 SNIFF_BYTES = 64 * 1024
@@ -70,6 +73,7 @@ def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
                 plugin = ep.load()
             except Exception as exc:  # report, keep going
                 LOAD_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+                log.warning("fundtrack plugin %r failed to load", ep.name, exc_info=True)
                 warnings.warn(f"fundtrack plugin {ep.name!r} failed to load: {exc}",
                               RuntimeWarning, stacklevel=2)
                 continue

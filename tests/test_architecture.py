@@ -149,3 +149,15 @@ def test_no_import_cycle_between_modules() -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_settings_are_read_from_the_environment_only_in_config() -> None:
+    offenders = []
+    for name, path in MODULES.items():
+        if name == "fundtrack.config":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") \
+                    and isinstance(node.value, ast.Name) and node.value.id == "os":
+                offenders.append(f"{name}:{node.lineno}")
+    assert offenders == [], f"environment read outside fundtrack/config.py: {offenders}"

@@ -376,3 +376,28 @@ def test_no_database_guard_is_inert_outside():
         sqlite3.connect(":memory:")
     assert touched == ["sqlite3.connect(':memory:',)"]
     sqlite3.connect(":memory:").close()  # outside the block nothing is guarded
+
+
+def test_a_plugin_sniff_that_raises_is_logged_and_skipped(caplog):
+    """A broken sniff must not stop the others, and must not vanish silently (issue 12)."""
+    import logging
+
+    from fundtrack.importing import choose_importer
+
+    class Broken:
+        name, version, title = "broken", "0", "Broken"
+
+        def sniff(self, head, filename):
+            raise RuntimeError("sniff bug")
+
+    class Fine:
+        name, version, title = "fine", "0", "Fine"
+
+        def sniff(self, head, filename):
+            return 0.5
+
+    with caplog.at_level(logging.WARNING, logger="fundtrack.importing"):
+        chosen = choose_importer(b"x,y\n", "f.csv", None, {"broken": Broken(), "fine": Fine()})
+    assert chosen.name == "fine"
+    [record] = [r for r in caplog.records if r.name == "fundtrack.importing"]
+    assert "'broken'" in record.getMessage() and record.exc_info[1].args == ("sniff bug",)

@@ -7,17 +7,18 @@ the same file names), so a watchdog can publish its own rules and reproduce its 
 from __future__ import annotations
 
 import hashlib
-import os
 import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fundtrack.config import get_settings
+
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "accounting"
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("FUNDTRACK_ACCOUNTING_DATA") or DEFAULT_DIR)
+    return Path(get_settings().accounting_data or DEFAULT_DIR)
 
 
 @cache

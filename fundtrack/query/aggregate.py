@@ -9,12 +9,12 @@ says how many flows of the group had no USD rate and are therefore missing from 
 from __future__ import annotations
 
 import enum
-import os
 from typing import Any
 
 from sqlalchemy import String, and_, case, cast, func, literal_column, select
 
 from fundtrack import models as m
+from fundtrack.config import get_settings
 from fundtrack.db.base import current
 from fundtrack.money import money_sum
 from fundtrack.query import rollup
@@ -22,7 +22,7 @@ from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIG
 
 #: Answer from ``flow_rollup`` when it can (fundtrack.query.rollup); tests switch it off to
 #: compare both paths. FUNDTRACK_AGGREGATE_ROLLUP=0 turns it off for a server.
-USE_ROLLUP = os.environ.get("FUNDTRACK_AGGREGATE_ROLLUP", "1") != "0"
+USE_ROLLUP = get_settings().aggregate_rollup
 _NO_WHERE_GIVEN: Any = object()
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
+
+from fundtrack.config import configure_logging
 
 
 @click.command("sync")
@@ -34,8 +35,7 @@ def sync_cmd(config_path: Path, sources: tuple[str, ...], quiet: bool, list_type
         for name, src in sorted(source_types().items()):
             click.echo(f"{name:16} {src.title}")
         return
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         config = load_config(config_path)
         engine = make_engine()

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from fundtrack.config import secret_from_env
 from fundtrack.hookspecs import hookimpl
 from fundtrack.sync.config import ConfigError
 from fundtrack.sync.http import Fetched, FetchError, HttpClient
@@ -310,7 +310,7 @@ def api_key_headers(options: dict[str, Any]) -> dict[str, str]:
     env = options.get("api_key_env")
     if env is None:
         env = "IATI_DATASTORE_KEY"
-    key = os.environ.get(str(env))
+    key = secret_from_env(str(env))
     return {"Ocp-Apim-Subscription-Key": key} if key else {}
 
 

@@ -1,10 +1,12 @@
-"""Settings of the money trail, from the environment, documented in docs/methodology.md."""
+"""Settings of the money trail (read by :mod:`fundtrack.config`), documented in
+docs/methodology.md."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from fundtrack.config import get_settings
 
 
 @dataclass(frozen=True)
@@ -18,9 +20,7 @@ class TrailConfig:
     ``period``: ``year`` (calendar year of the value date) or ``all`` (one period).
     """
 
-    match_tolerance: Decimal = field(default_factory=lambda: Decimal(
-        os.environ.get("FUNDTRACK_MATCH_TOLERANCE", "0.02")))
-    match_window_days: int = field(default_factory=lambda: int(
-        os.environ.get("FUNDTRACK_MATCH_WINDOW_DAYS", "90")))
-    period: str = field(default_factory=lambda: os.environ.get(
-        "FUNDTRACK_ATTRIBUTION_PERIOD", "year"))
+    match_tolerance: Decimal = field(
+        default_factory=lambda: Decimal(get_settings().match_tolerance))
+    match_window_days: int = field(default_factory=lambda: get_settings().match_window_days)
+    period: str = field(default_factory=lambda: get_settings().attribution_period)
