@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import date
 from decimal import Decimal
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import strawberry
 
@@ -73,22 +73,20 @@ def _comparison(name: str, py_type: Any, *, ordered: bool = True, text: bool = F
                             "value; all given conditions must hold.")
 
 
-StringComparison = _comparison("StringComparison", str, text=True)
-
-
-IntComparison = _comparison("IntComparison", int)
-
-
-DecimalComparison = _comparison("DecimalComparison", Decimal)
-
-
-DateComparison = _comparison("DateComparison", date)
-
-
-BooleanComparison = _comparison("BooleanComparison", bool, ordered=False)
-
-
-FlowKindComparison = _comparison("FlowKindComparison", FlowKind, ordered=False)
+if TYPE_CHECKING:  # built at run time; to a type checker they are any input object
+    StringComparison = Any
+    IntComparison = Any
+    DecimalComparison = Any
+    DateComparison = Any
+    BooleanComparison = Any
+    FlowKindComparison = Any
+else:
+    StringComparison = _comparison("StringComparison", str, text=True)
+    IntComparison = _comparison("IntComparison", int)
+    DecimalComparison = _comparison("DecimalComparison", Decimal)
+    DateComparison = _comparison("DateComparison", date)
+    BooleanComparison = _comparison("BooleanComparison", bool, ordered=False)
+    FlowKindComparison = _comparison("FlowKindComparison", FlowKind, ordered=False)
 
 
 def _logic_fields(cls: Any) -> Any:
