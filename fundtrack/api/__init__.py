@@ -6,8 +6,8 @@ Module map (each small, named for what it does):
 - :mod:`fundtrack.api.loaders`   batched loads (organisations, activities, sectors ...)
 - :mod:`fundtrack.api.types`     Organization, Activity, Flow, Budget, ImportBatch (Relay nodes)
 - :mod:`fundtrack.api.paging`    connections: first/after/last/before, caps, totalCount
-- :mod:`fundtrack.api.filters`   Hasura-style ``where`` inputs compiled to SQL
-- :mod:`fundtrack.api.aggregate` ``flowsAggregate``
+- :mod:`fundtrack.api.filters`   Hasura-style ``where`` inputs (compiled by :mod:`fundtrack.query.filters`)
+- :mod:`fundtrack.api.aggregate` ``flowsAggregate`` (its SQL: :mod:`fundtrack.query.aggregate`)
 - :mod:`fundtrack.api.query`     the root query fields
 - :mod:`fundtrack.api.mutations` uploads, reverts, registry edits
 - :mod:`fundtrack.api.limits`    depth/alias/token/cost limits, error masking
