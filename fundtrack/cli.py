@@ -1,7 +1,7 @@
 """The ``fundtrack`` command line.
 
-Commands from other areas (tokens, recompute, report cards ...) live in their own
-modules and are added to :data:`main` at the bottom of this file.
+Commands from other areas (tokens, exports, report cards, sync) live in their own
+modules and are added to :data:`main` at the bottom of this file (no late imports).
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ from pathlib import Path
 import click
 
 from fundtrack import __version__
+from fundtrack.accounting.cli import classify_cmd, report_card_cmd
+from fundtrack.auth import token_group
 from fundtrack.config import configure_logging, get_settings
 from fundtrack.db import make_engine
+from fundtrack.export import export_cli
+from fundtrack.sync.cli import sync_cmd
 
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
 
@@ -181,18 +185,10 @@ def recompute_cmd() -> None:
     engine.dispose()
 
 
-from fundtrack.auth import token_group  # noqa: E402
-
 main.add_command(token_group)
-from fundtrack.export import export_cli  # noqa: E402
-
 main.add_command(export_cli())
-from fundtrack.accounting.cli import classify_cmd, report_card_cmd  # noqa: E402
-
 main.add_command(report_card_cmd)
 main.add_command(classify_cmd)
-from fundtrack.sync.cli import sync_cmd  # noqa: E402
-
 main.add_command(sync_cmd)
 
 
