@@ -134,8 +134,9 @@ _XML_FAMILIES: tuple[tuple[bytes, str, int], ...] = (
 _EBCDIC_XML = b"\x4c\x6f\xa7\x94"  # "<?xm" in EBCDIC
 
 
-class _Prefixed(io.RawIOBase):
-    """The bytes already read from a stream, then the rest of it (no seeking needed)."""
+class Prefixed(io.RawIOBase):
+    """The bytes already read from a stream (to sniff or scan it), then the rest of it:
+    no seeking needed, so it works on uploads and pipes too."""
 
     def __init__(self, head: bytes, rest: BinaryIO) -> None:
         self.head = head
@@ -196,7 +197,7 @@ def xml_without_doctype(stream: BinaryIO, what: str = DOCTYPE_REFUSED) -> Binary
             break  # no root element: the parser says so in its own words
         raw += chunk
         text += decoder.decode(chunk)
-    return io.BufferedReader(_Prefixed(raw, stream), 1 << 16)  # type: ignore[return-value]
+    return io.BufferedReader(Prefixed(raw, stream), 1 << 16)  # type: ignore[return-value]
 
 
 def _scan_prolog(text: str, pos: int) -> tuple[str, int]:

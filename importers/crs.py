@@ -68,6 +68,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, BinaryIO
 
+from fundtrack.filesafety import Prefixed
 from fundtrack.hookspecs import hookimpl
 from fundtrack.money import SUM_CONTEXT, AmountError, parse_amount
 from fundtrack.plugins import SNIFF_BYTES, ImportContext
@@ -185,27 +186,6 @@ def detect_encoding(head: bytes, explicit: str | None = None) -> tuple[str, str 
                            "name the encoding with the 'encoding' option if names look wrong")
     return "cp1252", ("no byte-order mark and not UTF-8: read as Windows-1252 (Latin-1 "
                       "family); name the encoding with the 'encoding' option if names look wrong")
-
-
-class _Rejoined(io.RawIOBase):
-    """The bytes already read for detection, then the rest of the stream."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self.head = head
-        self.rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        if self.head:
-            n = min(len(b), len(self.head))
-            b[:n] = self.head[:n]
-            self.head = self.head[n:]
-            return n
-        data = self.rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 def _clean(text: str) -> str:
@@ -454,7 +434,7 @@ class CrsImporter:
         encoding, guess = detect_encoding(head, options.get("encoding"))
         if guess:
             yield Issue(Severity.WARNING, guess, "line 1", "encoding-guessed")
-        raw = io.BufferedReader(_Rejoined(head, stream), 1 << 16)
+        raw = io.BufferedReader(Prefixed(head, stream), 1 << 16)
         text = io.TextIOWrapper(raw, encoding=encoding, newline="")
         line = 0
         try:
