@@ -53,8 +53,11 @@ def groups(conn: Connection, flt: FlowFilter, dims: list[FlowDimension]) -> list
         if not r["count"]:
             continue
         row = {d.value: r[d.value] for d in dims}
-        if "year" in row and row["year"] is not None:
-            row["year"] = int(Decimal(str(row["year"])))
+        # SQLite hands some integer dimensions back as text ('2'): the pages look them up
+        # by number, so both databases give ints here.
+        for dim in ("year", "gender_significance"):
+            if row.get(dim) is not None:
+                row[dim] = int(Decimal(str(row[dim])))
         row["count"] = r["count"]
         row["sum_usd"] = None if r["sum_usd"] is None else Decimal(str(r["sum_usd"]))
         row["count_without_usd"] = r["count_without_usd"]
