@@ -21,6 +21,7 @@ from fundtrack.plugins import SNIFF_BYTES, ImportContext, importers
 from fundtrack.records import FileRejected, FlowKind
 from importers.spreadsheet import FIELDS, SHIPPED, SPREADSHEET, load_mapping, shipped_mappings
 from tests.conftest import shared_file
+from tests.mappings_example import docs_mapping, ministry_sheet
 
 FIX = Path(__file__).parent / "fixtures" / "spreadsheet"
 MPTF = FIX / "mptf_pbf_gateway.xlsx"
@@ -234,22 +235,9 @@ def test_shipped_mappings_load_and_docs_cover_every_field():
 
 def test_the_worked_example_in_the_docs_runs(engine, tmp_path):
     """The complete mapping in docs/mappings.md imports the sheet it describes."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "mappings.md").read_text(encoding="utf-8")
-    example = doc.split("The complete file:", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
     mapping = tmp_path / "ministry-grants.toml"
-    mapping.write_text(example, encoding="utf-8")
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "Expenditure"
-    ws.append(["Grants paid by the Ministry, 2024"])
-    ws.append([])
-    ws.append(["Grant no.", "Partner", "Country", "Date paid", "Amount (EUR)", "Purpose"])
-    ws.append(["G-2024-001", "Women's Peace Network", "CO", "15/02/2024", "120,000.00",
-               "Mediation training"])
-    ws.append(["G-2024-002", "UN Women", "ML", "03/04/2024", 250000, "Participation in peace talks"])
-    ws.append(["Total", None, None, None, "=SUM(E4:E5)", None])
-    sheet = tmp_path / "grants.xlsx"
-    wb.save(sheet)
+    mapping.write_text(docs_mapping(), encoding="utf-8")
+    sheet = ministry_sheet(tmp_path / "grants.xlsx")
     result = import_file(engine, sheet, options={"mapping": str(mapping)}, fmt="spreadsheet")
     assert result.status == "applied", result.summary()
     assert not result.issues

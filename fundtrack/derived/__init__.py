@@ -69,20 +69,20 @@ def steps(names: Iterable[str] | None = None) -> list[Step]:
 
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     """Update derived tables for a newly merged batch; return counts for the batch."""
-    counts: dict[str, int] = {}
-    for step in STEPS:
-        out = step.after_import(conn, batch_id)
-        if step.reports_counts:
-            counts |= out
-    refresh_statistics(conn)
-    return counts
+    return _after_batch(conn, batch_id, "after_import")
 
 
 def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:
     """Update derived tables after a batch was reverted."""
+    return _after_batch(conn, batch_id, "after_revert")
+
+
+def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
+    """Run every step's ``hook`` for the batch, in :data:`STEPS` order; gather the counts of
+    the steps that report them; refresh planner statistics once at the end."""
     counts: dict[str, int] = {}
     for step in STEPS:
-        out = step.after_revert(conn, batch_id)
+        out = getattr(step, hook)(conn, batch_id)
         if step.reports_counts:
             counts |= out
     refresh_statistics(conn)
