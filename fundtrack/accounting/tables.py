@@ -85,11 +85,15 @@ class FundTarget(Base):
 
 
 class NationalActionPlan(Base):
-    """A National Action Plan on UNSCR 1325: country, period (years inclusive)."""
+    """A National Action Plan on UNSCR 1325: country, period (years inclusive).
+
+    ``code`` names the plan in CSV files, the CLI and URLs (``GE-2018``); plans stored
+    before it existed got ``<country>-<id>`` (migration h16d_wps_data)."""
 
     __tablename__ = "nap"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str | None] = mapped_column(String(60), unique=True, index=True)
     country: Mapped[str] = mapped_column(String(10), index=True)
     title: Mapped[str] = mapped_column(Text)
     period_start: Mapped[date] = mapped_column(Date)
@@ -98,11 +102,16 @@ class NationalActionPlan(Base):
 
 
 class NapLine(Base):
-    """A costed line of a plan under one pillar; ``rule`` links flows to it automatically:
-    ``{"sectors": [...], "keywords": [...]}`` matched on flows to the plan's country in
-    its period."""
+    """A costed line of a plan under one pillar; ``rule`` links movements to it
+    automatically (:func:`fundtrack.accounting.nap.line_matches`: sector codes, sector
+    ranges or donors' own codes, optionally narrowed by keywords; never keywords alone).
+
+    The cost as the plan states it is ``costed_amount`` in ``costed_currency``;
+    ``costed_usd`` is the figure coverage divides by (given, or converted at the ECB
+    rate of the plan's first day; see docs/wps-data.md)."""
 
     __tablename__ = "nap_line"
+    __table_args__ = (Index("ix_nap_line_nap_code", "nap_id", "code", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     nap_id: Mapped[int] = mapped_column(ForeignKey("nap.id", ondelete="CASCADE"), index=True)
@@ -111,6 +120,50 @@ class NapLine(Base):
     title: Mapped[str | None] = mapped_column(Text)
     costed_usd: Mapped[Decimal | None] = mapped_column(Money)
     rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    costed_amount: Mapped[Decimal | None] = mapped_column(Money)
+    costed_currency: Mapped[str | None] = mapped_column(String(3))
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class NapBudgetLine(Base):
+    """A domestic budget line: what the plan's own government allocated to it in a
+    (fiscal) ``year``, by ``institution``, optionally for one costed line
+    (``nap_line_code``). Shown beside donors' money, never added to it."""
+
+    __tablename__ = "nap_budget_line"
+    __table_args__ = (Index("ix_nap_budget_line_key", "nap_id", "code", "year", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    nap_id: Mapped[int] = mapped_column(ForeignKey("nap.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(60))
+    year: Mapped[int] = mapped_column(Integer)
+    institution: Mapped[str | None] = mapped_column(Text)
+    nap_line_code: Mapped[str | None] = mapped_column(String(60))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_usd: Mapped[Decimal | None] = mapped_column(Money)
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class WpsChange(Base):
+    """Who changed which WPS record, when, and from what to what (``before``/``after``:
+    the row as JSON, null on create/delete). Kept when the record is deleted; ``nap_id``
+    (no foreign key, on purpose) lets a plan's page list its history."""
+
+    __tablename__ = "wps_change"
+    __table_args__ = (Index("ix_wps_change_entity", "entity", "entity_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(16))   # create | update | delete
+    entity: Mapped[str] = mapped_column(String(24))   # nap | nap_line | nap_budget_line ...
+    entity_id: Mapped[int | None] = mapped_column(BigId)
+    entity_key: Mapped[str] = mapped_column(String(300))
+    nap_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    via: Mapped[str | None] = mapped_column(Text)     # api | cli | csv:<file> (sha256)
 
 
 class NapLink(Base):
