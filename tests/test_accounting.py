@@ -303,28 +303,37 @@ def test_fund_scorecard_by_hand(fx):
 # ---- (7) NAPs ---------------------------------------------------------------------------
 
 def test_nap_coverage_by_hand(fx):
+    """Counted by hand from the fixture: LR movements in 2019-2022 are A4's 100k
+    disbursement, the donor's 300k to P1 (A2 names no country, P1's incoming-funds report
+    of the same money is in LR: two reports, one movement) and P1's 120k and 180k."""
     from datetime import date
     with fx.begin() as c:
         nid = c.execute(insert(NationalActionPlan).values(
-            country="LR", title="Liberia NAP II", period_start=date(2019, 1, 1),
+            code="LR-TEST", country="LR", title="Liberia NAP II", period_start=date(2019, 1, 1),
             period_end=date(2022, 12, 31), source="test").returning(NationalActionPlan.id)).scalar()
         l1 = c.execute(insert(NapLine).values(
             nap_id=nid, code="1.1", pillar="participation", title="women in politics",
-            costed_usd=D(400000), rule={"keywords": ["political participation"]})
+            costed_usd=D(400000),
+            rule={"sectors": ["15220"], "keywords": ["political participation"]})
             .returning(NapLine.id)).scalar()
         l2 = c.execute(insert(NapLine).values(
             nap_id=nid, code="2.1", pillar="protection", costed_usd=D(250000),
             rule={"sectors": ["15180"]}).returning(NapLine.id)).scalar()
+        # a rule of keywords alone (as stored before code-gating) links nothing
         c.execute(insert(NapLine).values(nap_id=nid, code="3.1", pillar="prevention",
-                                         costed_usd=D(350000)))
+                                         costed_usd=D(350000), rule={"keywords": ["women"]}))
         c.execute(insert(NapLink).values(nap_line_id=l2, activity_identifier="XM-DONOR-A4"))
     with fx.connect() as c:
         (plan,) = nap.coverage(c)
-    # LR disbursements in period: A4 100k (hand -> 2.1), P1 120k + 180k (rule -> 1.1)
-    assert plan.costed_usd == D(1000000) and plan.funded_usd == D(400000)
-    assert plan.coverage == D("0.4")
+    assert (plan.movements, plan.reports) == (4, 5)
+    assert plan.costed_usd == D(1000000) and plan.funded_usd == D(700000)
+    assert plan.coverage == D("0.7")
     lines = {ln.code: ln for ln in plan.lines}
-    assert (lines["1.1"].funded_usd, lines["1.1"].coverage) == (D(300000), D("0.75"))
+    assert (lines["1.1"].funded_usd, lines["1.1"].coverage) == (D(600000), D("1.5"))
+    assert sorted(D(f["amount_usd"]) for f in lines["1.1"].flows) == [
+        D(120000), D(180000), D(300000)]
+    (both,) = [f for f in lines["1.1"].flows if len(f["reports"]) == 2]
+    assert D(both["amount_usd"]) == D(300000)
     assert (lines["2.1"].funded_usd, lines["2.1"].coverage) == (D(100000), D("0.4"))
     assert lines["3.1"].funded_usd == 0 and lines["2.1"].flows[0]["linked_by"] == "hand"
     assert plan.pillars()["prevention"]["coverage"] == 0

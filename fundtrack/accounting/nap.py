@@ -1,24 +1,59 @@
-"""National Action Plans on UNSCR 1325: costed lines, flows linked to them, coverage.
+"""National Action Plans on UNSCR 1325: costed lines, the money linked to them, coverage.
 
-A disbursement counts towards a plan when it goes to the plan's country and is dated in
-its period. It is linked to one line: a hand link (``nap_link``, by activity identifier)
-first, else the first line (in id order) whose rule matches (same matching as
-``rules.toml``: sectors, sector_ranges, keywords, tags). Coverage = funded / costed.
+What counts: **movements** (``movement``, the money trail's one row per piece of cash,
+whoever reported it) of kind transfer, dated in the plan's period, that either of their
+reports (the sender's disbursement, the receiver's incoming funds) places in the plan's
+country (the flow's recipient country, else its activity's). A disbursement and the
+receiver's report of the same money are one movement, counted once; a receiver's report
+alone (the sender did not publish) counts too. Expenditure is not a transfer and is left
+out. An onward transfer (an implementer passing money to a partner in the country) is a
+movement of its own and counts as well: see docs/wps-data.md.
+
+Which line: a hand link (``nap_link``, by the activity identifier of either report)
+first, else the first line (in code order) whose rule matches either report
+(:func:`line_matches`); otherwise the movement is reported as unlinked.
+Coverage = funded / costed (USD), per line, pillar and plan; "not costed" when the plan
+states no cost. Domestic budget lines are shown beside, never added to funded.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, exists, or_, select
 
 from fundtrack import models as m
-from fundtrack.accounting.classify import _rule_matches
+from fundtrack.accounting.classify import _keyword_re, _rule_matches
 from fundtrack.accounting.items import Item, load_items
+from fundtrack.accounting.wps import RULE_CODE_KEYS
+from fundtrack.db.base import current
 from fundtrack.money import SUM_CONTEXT, exact_sum
-from fundtrack.records import FlowKind
+
+#: The rule that decides which line a movement funds, as people read it.
+MATCHING = ("a hand link by activity identifier first; else the first line, in code order, "
+            "with a DAC sector, sector range or donor code of either report (keywords, "
+            "if any, must also appear in its title or description)")
+COUNTING = ("movements of the money trail (transfers) in the plan's period that either "
+            "report places in the country, each counted once however many reports it has")
+
+
+def line_matches(rule: dict[str, Any] | None, it: Item) -> bool:
+    """Whether a line's rule matches one report. The one place NAP lines meet flows.
+
+    Code-gated: a sector code, a sector range or a donor's own code must match (the
+    classifier's matcher does that part); keywords only narrow such a match. A rule with
+    keywords alone (stored before this rule existed) matches nothing.
+    """
+    if not rule:
+        return False
+    codes = {k: rule[k] for k in RULE_CODE_KEYS if rule.get(k)}
+    if not codes or not _rule_matches(codes, it):
+        return False
+    rx = _keyword_re(tuple(rule.get("keywords", [])))
+    return rx is None or bool(it.text and rx.search(it.text))
 
 
 @dataclass
@@ -28,6 +63,10 @@ class LineCoverage:
     pillar: str
     title: str | None
     costed_usd: Decimal | None
+    costed_amount: Decimal | None = None
+    costed_currency: str | None = None
+    rule: dict[str, Any] | None = None
+    source: str | None = None
     funded_usd: Decimal = Decimal(0)
     flows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -45,8 +84,14 @@ class PlanCoverage:
     period_end: Any
     source: str | None
     lines: list[LineCoverage]
+    code: str | None = None
     unlinked_usd: Decimal = Decimal(0)
     unlinked_flows: int = 0
+    movements: int = 0
+    reports: int = 0
+    movements_without_usd: int = 0
+    budget_lines: list[dict[str, Any]] = field(default_factory=list)
+    funders: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def costed_usd(self) -> Decimal:
@@ -59,6 +104,10 @@ class PlanCoverage:
     @property
     def coverage(self) -> Decimal | None:
         return self.funded_usd / self.costed_usd if self.costed_usd else None
+
+    @property
+    def domestic_budget_usd(self) -> Decimal:
+        return exact_sum(b["amount_usd"] for b in self.budget_lines)
 
     def pillars(self) -> dict[str, dict[str, Decimal | None]]:
         out: dict[str, dict[str, Any]] = {}
@@ -73,11 +122,13 @@ class PlanCoverage:
     def as_dict(self) -> dict[str, Any]:
         s = lambda v: None if v is None else str(v)  # noqa: E731
         return {
-            "id": self.id, "country": self.country, "title": self.title,
+            "id": self.id, "code": self.code, "country": self.country, "title": self.title,
             "period_start": str(self.period_start), "period_end": str(self.period_end),
             "source": self.source, "costed_usd": s(self.costed_usd),
             "funded_usd": s(self.funded_usd), "coverage": s(self.coverage),
             "unlinked_usd": s(self.unlinked_usd), "unlinked_flows": self.unlinked_flows,
+            "movements": self.movements, "reports": self.reports,
+            "domestic_budget_usd": s(self.domestic_budget_usd),
             "pillars": {k: {kk: s(vv) for kk, vv in v.items()} for k, v in self.pillars().items()},
             "lines": [{"code": ln.code, "pillar": ln.pillar, "title": ln.title,
                        "costed_usd": s(ln.costed_usd), "funded_usd": s(ln.funded_usd),
@@ -85,44 +136,108 @@ class PlanCoverage:
         }
 
 
-def _flows(conn: Connection, country: str, start: Any, end: Any) -> list[Item]:
-    f = m.Flow.__table__.c
-    items = load_items(conn, and_(f.kind == FlowKind.DISBURSEMENT, f.value_date >= start,
-                                  f.value_date <= end))
-    return [it for it in items if country in it.countries]
+@dataclass
+class CountryMovement:
+    """One movement placed in a country, with the reports that place it there."""
+
+    id: int
+    amount_usd: Decimal | None
+    value_date: Any
+    src_org: str
+    dst_org: str
+    reports: list[Item]
 
 
-def coverage(conn: Connection, nap_id: int | None = None) -> list[PlanCoverage]:
-    from fundtrack.accounting.tables import NapLine, NapLink, NationalActionPlan
+def country_movements(conn: Connection, country: str, start: Any = None, end: Any = None,
+                      ) -> list[CountryMovement]:
+    """Transfers (movements) dated in [start, end] that a report places in ``country``."""
+    from fundtrack.trail.tables import Movement
 
-    q = select(NationalActionPlan.__table__).order_by(NationalActionPlan.id)
+    mv, f, ac = Movement.__table__, m.Flow.__table__, m.ActivityCountry.__table__
+    in_country = select(f.c.id).where(current(f), or_(
+        f.c.recipient_country == country,
+        and_(f.c.recipient_country.is_(None), exists(select(ac.c.id).where(
+            ac.c.activity_id == f.c.activity_id, ac.c.code == country)))))
+    q = select(mv.c.id, mv.c.flow_id, mv.c.mirror_flow_id, mv.c.amount_usd, mv.c.value_date,
+               mv.c.src_org, mv.c.dst_org).where(
+        mv.c.kind == "transfer",
+        or_(mv.c.flow_id.in_(in_country), mv.c.mirror_flow_id.in_(in_country)))
+    if start is not None:
+        q = q.where(mv.c.value_date >= start)
+    if end is not None:
+        q = q.where(mv.c.value_date <= end)
+    rows = list(conn.execute(q.order_by(mv.c.id)))
+    ids = {i for r in rows for i in (r.flow_id, r.mirror_flow_id) if i is not None}
+    items: dict[int, Item] = {}
+    id_list = sorted(ids)
+    for i in range(0, len(id_list), 5000):
+        for it in load_items(conn, f.c.id.in_(id_list[i:i + 5000])):
+            items[it.flow_id] = it
+    out = []
+    for r in rows:
+        reports = [items[i] for i in (r.flow_id, r.mirror_flow_id) if i in items]
+        if any(country in it.countries for it in reports):
+            out.append(CountryMovement(r.id, r.amount_usd, r.value_date, r.src_org, r.dst_org,
+                                       reports))
+    return out
+
+
+def budget_lines(conn: Connection, nap_id: int) -> list[dict[str, Any]]:
+    from fundtrack.accounting.tables import NapBudgetLine as B
+
+    return [dict(r) for r in conn.execute(select(B.__table__).where(B.nap_id == nap_id)
+                                          .order_by(B.year, B.code)).mappings()]
+
+
+def coverage(conn: Connection, nap_id: int | None = None, code: str | None = None,
+             country: str | None = None) -> list[PlanCoverage]:
+    from fundtrack.accounting.tables import NapLine, NapLink, NationalActionPlan as P
+
+    q = select(P.__table__).order_by(P.country, P.period_start, P.id)
     if nap_id is not None:
-        q = q.where(NationalActionPlan.id == nap_id)
+        q = q.where(P.id == nap_id)
+    if code is not None:
+        q = q.where(P.code == code)
+    if country is not None:
+        q = q.where(P.country == country)
     out = []
     for plan in conn.execute(q):
         lines = list(conn.execute(select(NapLine.__table__).where(NapLine.nap_id == plan.id)
-                                  .order_by(NapLine.id)))
-        cov = {ln.id: LineCoverage(ln.id, ln.code, ln.pillar, ln.title, ln.costed_usd)
+                                  .order_by(NapLine.code, NapLine.id)))
+        cov = {ln.id: LineCoverage(ln.id, ln.code, ln.pillar, ln.title, ln.costed_usd,
+                                   ln.costed_amount, ln.costed_currency, ln.rule, ln.source)
                for ln in lines}
         hand = {r.activity_identifier: r.nap_line_id for r in conn.execute(
             select(NapLink.activity_identifier, NapLink.nap_line_id)
             .where(NapLink.nap_line_id.in_(list(cov) or [-1])).order_by(NapLink.id))}
         pc = PlanCoverage(plan.id, plan.country, plan.title, plan.period_start,
-                          plan.period_end, plan.source, list(cov.values()))
-        for it in _flows(conn, plan.country, plan.period_start, plan.period_end):
-            line_id, how = hand.get(it.activity_identifier or ""), "hand"
+                          plan.period_end, plan.source, list(cov.values()), code=plan.code,
+                          budget_lines=budget_lines(conn, plan.id))
+        funders: dict[str, Decimal] = defaultdict(Decimal)
+        for mvt in country_movements(conn, plan.country, plan.period_start, plan.period_end):
+            pc.movements += 1
+            pc.reports += len(mvt.reports)
+            line_id, how = next(((hand[it.activity_identifier], "hand") for it in mvt.reports
+                                 if it.activity_identifier in hand), (None, "rule"))
             if line_id is None:
-                how = "rule"
-                line_id = next((ln.id for ln in lines if ln.rule and _rule_matches(ln.rule, it)),
-                               None)
-            usd = it.amount_usd or Decimal(0)
+                line_id = next((ln.id for ln in lines
+                                if any(line_matches(ln.rule, it) for it in mvt.reports)), None)
+            if mvt.amount_usd is None:
+                pc.movements_without_usd += 1
+            usd = mvt.amount_usd or Decimal(0)
             if line_id is None:
                 pc.unlinked_usd = SUM_CONTEXT.add(pc.unlinked_usd, usd)
                 pc.unlinked_flows += 1
                 continue
             lc = cov[line_id]
             lc.funded_usd = SUM_CONTEXT.add(lc.funded_usd, usd)
-            lc.flows.append({"flow_id": it.flow_id, "activity": it.activity_identifier,
-                             "amount_usd": str(it.amount_usd), "linked_by": how})
+            funders[mvt.src_org] = SUM_CONTEXT.add(funders[mvt.src_org], usd)
+            lc.flows.append({"movement_id": mvt.id, "flow_id": mvt.reports[0].flow_id,
+                             "reports": [it.flow_id for it in mvt.reports],
+                             "activity": mvt.reports[0].activity_identifier,
+                             "provider": mvt.src_org, "receiver": mvt.dst_org,
+                             "amount_usd": None if mvt.amount_usd is None else str(mvt.amount_usd),
+                             "linked_by": how})
+        pc.funders = dict(sorted(funders.items(), key=lambda kv: (-kv[1], kv[0])))
         out.append(pc)
     return out
