@@ -14,6 +14,7 @@ import click
 
 from fundtrack import __version__
 from fundtrack.accounting.cli import classify_cmd, report_card_cmd
+from fundtrack.accounting.wps_cli import funds_group, naps_group
 from fundtrack.auth import token_group
 from fundtrack.config import configure_logging, get_settings
 from fundtrack.db import make_engine
@@ -190,6 +191,8 @@ main.add_command(export_cli())
 main.add_command(report_card_cmd)
 main.add_command(classify_cmd)
 main.add_command(sync_cmd)
+main.add_command(naps_group)
+main.add_command(funds_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

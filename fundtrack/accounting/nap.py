@@ -191,7 +191,8 @@ def budget_lines(conn: Connection, nap_id: int) -> list[dict[str, Any]]:
 
 def coverage(conn: Connection, nap_id: int | None = None, code: str | None = None,
              country: str | None = None) -> list[PlanCoverage]:
-    from fundtrack.accounting.tables import NapLine, NapLink, NationalActionPlan as P
+    from fundtrack.accounting.tables import NapLine, NapLink
+    from fundtrack.accounting.tables import NationalActionPlan as P
 
     q = select(P.__table__).order_by(P.country, P.period_start, P.id)
     if nap_id is not None:

@@ -327,6 +327,15 @@ def _need_nap(conn: Connection, code: str | None, field: str = "nap_code") -> di
     return plan
 
 
+def _plan_or_errors(conn: Connection, code: str | None,
+                    ) -> tuple[dict[str, Any] | None, list[FieldError]]:
+    """The plan, or the error naming it (so a row's other fields are checked too)."""
+    try:
+        return _need_nap(conn, code), []
+    except Invalid as exc:
+        return None, exc.errors
+
+
 def save_nap(conn: Connection, values: Mapping[str, Any], actor: Actor,
              ) -> tuple[dict[str, Any], str]:
     """Create the plan ``values["code"]`` or change the fields given; returns the row and
@@ -417,10 +426,10 @@ def _usd(f: _Fields, amount: Decimal | None, currency: str | None, usd: Decimal 
 def save_line(conn: Connection, nap_code: str, values: Mapping[str, Any], actor: Actor,
               ) -> tuple[dict[str, Any], str]:
     """Create or change the costed line ``values["code"]`` of plan ``nap_code``."""
-    plan = _need_nap(conn, nap_code)
+    plan, nap_errors = _plan_or_errors(conn, nap_code)
     code = str(values.get("code") or "").strip()
     existing = _row(conn, NapLine, NapLine.nap_id == plan["id"], NapLine.code == code) \
-        if code else None
+        if code and plan else None
     merged = _merge({**existing, **_rule_fields(existing.get("rule"))} if existing else None,
                     values, LINE_FIELDS)
     if "costed_amount" in values and "costed_usd" not in values:
@@ -438,9 +447,12 @@ def save_line(conn: Connection, nap_code: str, values: Mapping[str, Any], actor:
              "title": f.text("title", max_len=1000), "costed_amount": amount,
              "costed_currency": currency if amount is not None else None,
              "costed_usd": _usd(f, amount, currency, usd, plan["period_start"],
-                                ("costed_amount", "costed_currency", "costed_usd")),
+                                ("costed_amount", "costed_currency", "costed_usd"))
+             if plan else usd,
              "rule": clean_rule(f), "source": f.text("source")}
+    f.errors[:0] = nap_errors
     f.check()
+    assert plan is not None
     key = f"{plan['code']}/{code}"
     if existing is None:
         pk = conn.execute(insert(NapLine).values(nap_id=plan["id"], **clean)
@@ -477,23 +489,24 @@ BUDGET_FIELDS = ("code", "year", "institution", "line_code", "amount", "currency
 def save_budget_line(conn: Connection, nap_code: str, values: Mapping[str, Any], actor: Actor,
                      ) -> tuple[dict[str, Any], str]:
     """Create or change the domestic budget line (``code``, ``year``) of plan ``nap_code``."""
-    plan = _need_nap(conn, nap_code)
+    plan, nap_errors = _plan_or_errors(conn, nap_code)
     pre = _Fields(values)
     code, year = str(values.get("code") or "").strip(), pre.year("year")
     existing = _row(conn, NapBudgetLine, NapBudgetLine.nap_id == plan["id"],
                     NapBudgetLine.code == code, NapBudgetLine.year == year) \
-        if code and year else None
+        if code and year and plan else None
     stored = {**existing, "line_code": existing["nap_line_code"]} if existing else None
     merged = _merge(stored, values, BUDGET_FIELDS)
     if "amount" in values and "amount_usd" not in values:
         merged["amount_usd"] = None
     f = _Fields(merged)
     year = f.year("year")
-    if year is not None and not (plan["period_start"].year <= year <= plan["period_end"].year):
+    if plan and year is not None and \
+            not plan["period_start"].year <= year <= plan["period_end"].year:
         f.fail("year", f"{year} is outside the plan's period "
                        f"{plan['period_start'].year}-{plan['period_end'].year}")
     line_code = f.code("line_code", required=False)
-    if line_code and conn.execute(select(NapLine.id).where(
+    if plan and line_code and conn.execute(select(NapLine.id).where(
             NapLine.nap_id == plan["id"], NapLine.code == line_code)).first() is None:
         f.fail("line_code", f"plan {plan['code']} has no line {line_code!r}")
     amount = f.amount("amount", required=True)
@@ -503,9 +516,11 @@ def save_budget_line(conn: Connection, nap_code: str, values: Mapping[str, Any],
              "institution": f.text("institution", max_len=500), "nap_line_code": line_code,
              "amount": amount, "currency": currency,
              "amount_usd": _usd(f, amount, currency, usd, date(year, 1, 1) if year else None,
-                                ("amount", "currency", "amount_usd")),
+                                ("amount", "currency", "amount_usd")) if plan else usd,
              "source": f.text("source")}
+    f.errors[:0] = nap_errors
     f.check()
+    assert plan is not None
     key = f"{plan['code']}/budget/{code}/{year}"
     if existing is None:
         pk = conn.execute(insert(NapBudgetLine).values(nap_id=plan["id"], **clean)

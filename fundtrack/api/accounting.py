@@ -119,27 +119,69 @@ class NapLineCoverage:
     code: str
     pillar: str
     title: str | None
-    costed_usd: Decimal | None
+    costed_usd: Decimal | None = strawberry.field(
+        description="The cost in USD that coverage divides by (null: not costed).")
+    costed_amount: Decimal | None = strawberry.field(
+        description="The cost as the plan states it, in costedCurrency.")
+    costed_currency: str | None
+    rule: strawberry.scalars.JSON | None = strawberry.field(
+        description="How movements are linked to the line: sectors, sector_ranges, tags "
+                    "(keywords only narrow them).")
+    source: str | None
     funded_usd: Decimal
     coverage: Decimal | None
-    flows: int
+    flows: int = strawberry.field(description="Movements linked to the line (each once).")
+
+
+@strawberry.type(description="A domestic budget line: the government's own allocation.")
+class NapBudgetLine:
+    code: str
+    year: int
+    institution: str | None
+    line_code: str | None
+    amount: Decimal
+    currency: str
+    amount_usd: Decimal | None
+    source: str | None
+
+
+@strawberry.type(description="Who sent money to a plan's lines (movements, each once).")
+class Funder:
+    ref: str
+    usd: Decimal
 
 
 @strawberry.type(description="A National Action Plan on UNSCR 1325 and how much of it is funded.")
 class NationalActionPlan:
     id: int
+    code: str | None
     country: str
     title: str
     period_start: date
     period_end: date
     source: str | None
     costed_usd: Decimal
-    funded_usd: Decimal
-    coverage: Decimal | None = strawberry.field(description="funded / costed")
+    funded_usd: Decimal = strawberry.field(
+        description="Movements linked to a line (each counted once), USD.")
+    coverage: Decimal | None = strawberry.field(description="funded / costed (null: not costed)")
     unlinked_usd: Decimal = strawberry.field(
-        description="Disbursements to the country in the period linked to no line.")
+        description="Movements to the country in the period linked to no line.")
+    unlinked_movements: int
+    movements: int = strawberry.field(
+        description="Movements to the country in the period (each counted once).")
+    reports: int = strawberry.field(
+        description="Reports of those movements (a disbursement and the receiver's "
+                    "incoming funds are two reports of one movement).")
+    movements_without_usd: int
+    domestic_budget_usd: Decimal = strawberry.field(
+        description="Sum of the domestic budget lines in USD (shown beside, never added "
+                    "to fundedUsd).")
+    counting: str = strawberry.field(description="What is counted, as a sentence.")
+    matching: str = strawberry.field(description="How movements find their line.")
     pillars: list[PillarCoverage]
     lines: list[NapLineCoverage]
+    budget_lines: list[NapBudgetLine]
+    funders: list[Funder]
 
 
 def _card(card: Card) -> ReportCard:
@@ -198,13 +240,24 @@ def gender_summary(conn: Any, where_clause: Any, method: str) -> GenderSummary:
 
 def _nap(p: napmod.PlanCoverage) -> NationalActionPlan:
     return NationalActionPlan(
-        id=p.id, country=p.country, title=p.title, period_start=p.period_start,
+        id=p.id, code=p.code, country=p.country, title=p.title, period_start=p.period_start,
         period_end=p.period_end, source=p.source, costed_usd=p.costed_usd,
         funded_usd=p.funded_usd, coverage=p.coverage, unlinked_usd=p.unlinked_usd,
+        unlinked_movements=p.unlinked_flows, movements=p.movements, reports=p.reports,
+        movements_without_usd=p.movements_without_usd,
+        domestic_budget_usd=p.domestic_budget_usd, counting=napmod.COUNTING,
+        matching=napmod.MATCHING,
         pillars=[PillarCoverage(pillar=k, **v) for k, v in p.pillars().items()],  # type: ignore[arg-type]
         lines=[NapLineCoverage(code=ln.code, pillar=ln.pillar, title=ln.title,
-                               costed_usd=ln.costed_usd, funded_usd=ln.funded_usd,
-                               coverage=ln.coverage, flows=len(ln.flows)) for ln in p.lines])
+                               costed_usd=ln.costed_usd, costed_amount=ln.costed_amount,
+                               costed_currency=ln.costed_currency, rule=ln.rule,
+                               source=ln.source, funded_usd=ln.funded_usd,
+                               coverage=ln.coverage, flows=len(ln.flows)) for ln in p.lines],
+        budget_lines=[NapBudgetLine(code=b["code"], year=b["year"], institution=b["institution"],
+                                    line_code=b["nap_line_code"], amount=b["amount"],
+                                    currency=b["currency"], amount_usd=b["amount_usd"],
+                                    source=b["source"]) for b in p.budget_lines],
+        funders=[Funder(ref=k, usd=v) for k, v in p.funders.items()])
 
 
 @strawberry.type
@@ -231,8 +284,14 @@ class AccountingQuery:
     @strawberry.field(description="National Action Plans with funded / costed coverage.")
     async def national_action_plans(self, info: Info, country: str | None = None,
                                     ) -> list[NationalActionPlan]:
-        plans = await info.context.db(lambda c: napmod.coverage(c))
-        return [_nap(p) for p in plans if country is None or p.country == country]
+        plans = await info.context.db(lambda c: napmod.coverage(
+            c, country=country.upper() if country else None))
+        return [_nap(p) for p in plans]
+
+    @strawberry.field(description="One National Action Plan by its code (null if none).")
+    async def national_action_plan(self, info: Info, code: str) -> NationalActionPlan | None:
+        plans = await info.context.db(lambda c: napmod.coverage(c, code=code))
+        return _nap(plans[0]) if plans else None
 
     @strawberry.field(description="Gender marker summary of the flows matched, by a method.")
     async def gender_summary(self, info: Info, where: flt.FlowWhere | None = None,

@@ -25,10 +25,12 @@ from fundtrack.api.scalars import SCALAR_OVERRIDES
 from fundtrack.api.sync import SyncQuery
 from fundtrack.api.trace import TraceQuery
 from fundtrack.api.types import Activity, Budget, Flow, ImportBatch, Organization
+from fundtrack.api.wps import WpsMutation, WpsQuery
 from fundtrack.config import Settings, get_settings
 
-QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery, FundQuery, SyncQuery)
-MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation)
+QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery, FundQuery, SyncQuery,
+                                  WpsQuery)
+MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation, WpsMutation)
 
 Query = merge_types("Query", QUERY_TYPES)
 Mutation = merge_types("Mutation", MUTATION_TYPES)
