@@ -103,7 +103,20 @@ class PlanCoverage:
 
     @property
     def coverage(self) -> Decimal | None:
-        return self.funded_usd / self.costed_usd if self.costed_usd else None
+        """funded / costed; None without a cost or without any reported movement."""
+        if not self.costed_usd or not self.movements:
+            return None
+        return self.funded_usd / self.costed_usd
+
+    @property
+    def coverage_note(self) -> str | None:
+        """Why there is no coverage figure ("insufficient data ..."), if there is none."""
+        if not self.costed_usd:
+            return "insufficient data: the plan states no cost"
+        if not self.movements:
+            return (f"insufficient data: no movement of money to {self.country} is reported "
+                    f"between {self.period_start} and {self.period_end}")
+        return None
 
     @property
     def domestic_budget_usd(self) -> Decimal:
@@ -126,7 +139,8 @@ class PlanCoverage:
             "period_start": str(self.period_start), "period_end": str(self.period_end),
             "source": self.source, "costed_usd": s(self.costed_usd),
             "funded_usd": s(self.funded_usd), "coverage": s(self.coverage),
-            "unlinked_usd": s(self.unlinked_usd), "unlinked_flows": self.unlinked_flows,
+            "coverage_note": self.coverage_note, "unlinked_usd": s(self.unlinked_usd),
+            "unlinked_flows": self.unlinked_flows,
             "movements": self.movements, "reports": self.reports,
             "domestic_budget_usd": s(self.domestic_budget_usd),
             "pillars": {k: {kk: s(vv) for kk, vv in v.items()} for k, v in self.pillars().items()},

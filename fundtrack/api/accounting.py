@@ -163,7 +163,11 @@ class NationalActionPlan:
     costed_usd: Decimal
     funded_usd: Decimal = strawberry.field(
         description="Movements linked to a line (each counted once), USD.")
-    coverage: Decimal | None = strawberry.field(description="funded / costed (null: not costed)")
+    coverage: Decimal | None = strawberry.field(
+        description="funded / costed (null: see coverageNote)")
+    coverage_note: str | None = strawberry.field(
+        description='Why there is no coverage: "insufficient data: ..." (no cost stated, '
+                    "or no movement reported in the country and period).")
     unlinked_usd: Decimal = strawberry.field(
         description="Movements to the country in the period linked to no line.")
     unlinked_movements: int
@@ -242,8 +246,9 @@ def _nap(p: napmod.PlanCoverage) -> NationalActionPlan:
     return NationalActionPlan(
         id=p.id, code=p.code, country=p.country, title=p.title, period_start=p.period_start,
         period_end=p.period_end, source=p.source, costed_usd=p.costed_usd,
-        funded_usd=p.funded_usd, coverage=p.coverage, unlinked_usd=p.unlinked_usd,
-        unlinked_movements=p.unlinked_flows, movements=p.movements, reports=p.reports,
+        funded_usd=p.funded_usd, coverage=p.coverage, coverage_note=p.coverage_note,
+        unlinked_usd=p.unlinked_usd, unlinked_movements=p.unlinked_flows, movements=p.movements,
+        reports=p.reports,
         movements_without_usd=p.movements_without_usd,
         domestic_budget_usd=p.domestic_budget_usd, counting=napmod.COUNTING,
         matching=napmod.MATCHING,

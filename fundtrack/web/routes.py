@@ -53,11 +53,13 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 #: Every template a page renders; ``/healthz`` loads each (fundtrack.app).
 PAGE_TEMPLATES = ("base.html", "overview.html", "sankey.html", "activity.html", "card.html",
-                  "upload.html", "imports.html", "graphiql.html")
+                  "upload.html", "imports.html", "graphiql.html", "naps.html", "nap.html",
+                  "country.html")
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 NAV = (("/", "Overview"), ("/sankey", "Money flows"), ("/activity", "Activities and traces"),
-       ("/donor", "Donor report card"), ("/fund", "Fund scorecard"), ("/upload", "Upload"),
+       ("/donor", "Donor report card"), ("/fund", "Fund scorecard"),
+       ("/naps", "National Action Plans"), ("/upload", "Upload"),
        ("/imports", "Import history"))
 
 
@@ -71,6 +73,16 @@ def money(v: Any) -> str:
 
 def exact(v: Any) -> str:
     return "" if v is None else format(Decimal(str(v)), "f")
+
+
+def org_label(ref: str, names: dict[str, str]) -> str:
+    """An organisation as people read it: its registry name, else the name as reported
+    (an account without a ref is keyed ``name:<reported name>``), else the ref."""
+    if names.get(ref):
+        return names[ref]
+    if ref.startswith("name:"):
+        return f"{ref[5:]} (reported name, no identifier)"
+    return ref or "(not named)"
 
 
 def pct(v: Any) -> str:
@@ -98,7 +110,8 @@ def env() -> Environment:
     e = Environment(loader=FileSystemLoader(HERE / "templates"),
                     autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     e.filters.update(money=money, exact=exact, pct=pct)
-    e.globals.update(nav=NAV, static=static_url, gender_choices=GENDER_CHOICES, gid=encode_id,
+    e.globals.update(org_label=org_label, nav=NAV, static=static_url,
+                     gender_choices=GENDER_CHOICES, gid=encode_id,
                      pillar_choices=pillar_choices)
     return e
 
@@ -351,6 +364,62 @@ async def card_page(request: Request) -> HTMLResponse:
                   flt=flt)
 
 
+async def naps_page(request: Request) -> HTMLResponse:
+    from fundtrack.accounting.nap import coverage
+
+    plans = await _read(request, coverage)
+    return render(request, "naps.html", title="National Action Plans", plans=plans, flt=None)
+
+
+async def nap_page(request: Request) -> HTMLResponse:
+    """A plan's page: its one-page fact sheet (print it) and, on screen, its history."""
+    from fundtrack.accounting import factsheet, nap, wps
+
+    code = request.path_params["code"]
+    check_text("plan code", code)
+
+    def run(conn: Connection) -> Any:
+        plan = factsheet.plan_sheet(conn, code)
+        if plan is None:
+            return None
+        return (plan, wps.history(conn, nap_code=code, limit=200),
+                data.org_names(conn, set(plan.funders)), nap)
+
+    found = await _read(request, run)
+    if found is None:
+        return render(request, "error.html", status=404, title="No such plan", flt=None,
+                      error=f"No National Action Plan with code {code!r}: see /naps.")
+    plan, history, names, napmod = found
+    return render(request, "nap.html", title=f"National Action Plan {plan.code}", plan=plan,
+                  history=history, names=names, counting=napmod.COUNTING,
+                  matching=napmod.MATCHING, country_name=_country_name(plan.country),
+                  today=date.today().isoformat(), flt=None)
+
+
+def _country_name(code: str) -> str | None:
+    from fundtrack.accounting.factsheet import country_name
+
+    return country_name(code)
+
+
+async def country_page(request: Request) -> HTMLResponse:
+    """A country's one-page fact sheet: money placed there (each movement once), its plans."""
+    from fundtrack import codelists
+    from fundtrack.accounting import factsheet
+
+    code = request.path_params["code"].upper()
+    if code not in codelists.codes("Country"):
+        raise BadRequest(f"{code[:20]!r} is not an ISO 3166-1 alpha-2 country code")
+
+    def run(conn: Connection) -> Any:
+        sheet = factsheet.country_sheet(conn, code)
+        return sheet, data.org_names(conn, {ref for ref, _ in sheet.funders})
+
+    sheet, names = await _read(request, run)
+    return render(request, "country.html", title=f"Fact sheet: {sheet.name or code}",
+                  sheet=sheet, names=names, today=date.today().isoformat(), flt=None)
+
+
 def upload_formats() -> list[tuple[str, str]]:
     """(name, title) of every installed importer, as ``fundtrack plugins`` lists them."""
     from fundtrack.plugins import importers
@@ -420,6 +489,9 @@ def web_routes() -> Mount:
         Route("/activity", guarded(activity_page)),
         Route("/donor", guarded(card_page)),
         Route("/fund", guarded(card_page)),
+        Route("/naps", guarded(naps_page)),
+        Route("/nap/{code:path}", guarded(nap_page)),
+        Route("/country/{code}", guarded(country_page)),
         Route("/upload", guarded(upload_page)),
         Route("/imports", guarded(imports_page)),
         Route("/export.{ext}", guarded(export_file, plain=True)),
