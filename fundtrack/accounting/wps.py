@@ -273,7 +273,7 @@ def clean_rule(f: _Fields) -> dict[str, Any] | None:
 
 # --- rows as JSON (history) -----------------------------------------------------------------
 
-def _json(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _json(row: Any) -> dict[str, Any] | None:
     if row is None:
         return None
     out: dict[str, Any] = {}
@@ -343,7 +343,7 @@ def save_nap(conn: Connection, values: Mapping[str, Any], actor: Actor,
     code = str(values.get("code") or "").strip()
     existing = get_nap(conn, code) if code else None
     f = _Fields(_merge(existing, values, NAP_FIELDS))
-    clean = {"code": f.code("code"), "country": f.country("country"),
+    clean: dict[str, Any] = {"code": f.code("code"), "country": f.country("country"),
              "title": f.text("title", required=True, max_len=500),
              "period_start": f.day("period_start", end=False),
              "period_end": f.day("period_end", end=True), "source": f.text("source")}
@@ -588,40 +588,40 @@ def save_stipulation(conn: Connection, values: Mapping[str, Any], actor: Actor,
                      stipulation_id: int | None = None) -> tuple[dict[str, Any], str]:
     """Change stipulation ``stipulation_id`` (fields given), or create one; without an id,
     one with the same donor, recipient, year, kind and target is changed instead."""
-    t = Stipulation.__table__
+    t = Stipulation
     existing = None
     if stipulation_id is not None:
-        existing = _row(conn, Stipulation, t.c.id == stipulation_id)
+        existing = _row(conn, Stipulation, t.id == stipulation_id)
         if existing is None:
             raise Invalid([FieldError("id", f"no stipulation {stipulation_id}")])
     clean = _clean_stipulation(_merge(existing, values, STIPULATION_FIELDS))
     if existing is None:
-        existing = _row(conn, Stipulation, t.c.donor_ref == clean["donor_ref"],
-                        t.c.recipient_ref == clean["recipient_ref"], t.c.kind == clean["kind"],
-                        t.c.year.is_(None) if clean["year"] is None else t.c.year == clean["year"],
-                        t.c.target.is_(None) if clean["target"] is None
-                        else t.c.target == clean["target"])
+        existing = _row(conn, Stipulation, t.donor_ref == clean["donor_ref"],
+                        t.recipient_ref == clean["recipient_ref"], t.kind == clean["kind"],
+                        t.year.is_(None) if clean["year"] is None else t.year == clean["year"],
+                        t.target.is_(None) if clean["target"] is None
+                        else t.target == clean["target"])
     if existing is None:
-        pk = conn.execute(insert(t).values(**clean).returning(t.c.id)).scalar_one()
-        row = _row(conn, Stipulation, t.c.id == pk)
+        pk = conn.execute(insert(t).values(**clean).returning(t.id)).scalar_one()
+        row = _row(conn, Stipulation, t.id == pk)
         _record(conn, actor, "create", "stipulation", pk, _stipulation_key(clean), None,
                 None, row)
         return row, "created"  # type: ignore[return-value]
     if not _changed({k: existing[k] for k in clean}, clean):
         return existing, "unchanged"
-    conn.execute(update(t).where(t.c.id == existing["id"]).values(**clean))
-    row = _row(conn, Stipulation, t.c.id == existing["id"])
+    conn.execute(update(t).where(t.id == existing["id"]).values(**clean))
+    row = _row(conn, Stipulation, t.id == existing["id"])
     _record(conn, actor, "update", "stipulation", existing["id"], _stipulation_key(clean),
             None, existing, row)
     return row, "updated"  # type: ignore[return-value]
 
 
 def delete_stipulation(conn: Connection, stipulation_id: int, actor: Actor) -> dict[str, Any]:
-    t = Stipulation.__table__
-    row = _row(conn, Stipulation, t.c.id == stipulation_id)
+    t = Stipulation
+    row = _row(conn, Stipulation, t.id == stipulation_id)
     if row is None:
         raise Invalid([FieldError("id", f"no stipulation {stipulation_id}")])
-    conn.execute(delete(t).where(t.c.id == stipulation_id))
+    conn.execute(delete(t).where(t.id == stipulation_id))
     _record(conn, actor, "delete", "stipulation", stipulation_id, _stipulation_key(row), None,
             row, None)
     return row
@@ -632,9 +632,9 @@ def save_fund_target(conn: Connection, values: Mapping[str, Any], actor: Actor,
     """Set a pooled fund's own target for its gender-principal share (0..1)."""
     from fundtrack.trail.funds import pooled_refs
 
-    t = FundTarget.__table__
+    t = FundTarget
     ref = str(values.get("fund_ref") or "").strip()
-    existing = _row(conn, FundTarget, t.c.fund_ref == ref) if ref else None
+    existing = _row(conn, FundTarget, t.fund_ref == ref) if ref else None
     f = _Fields(_merge(existing, values, ("fund_ref", "gender_principal_share", "source")))
     clean = {"fund_ref": f.ref("fund_ref"),
              "gender_principal_share": f.share("gender_principal_share"),
@@ -644,24 +644,24 @@ def save_fund_target(conn: Connection, values: Mapping[str, Any], actor: Actor,
                            "(add it with `fundtrack funds add` or upsertFund)")
     f.check()
     if existing is None:
-        pk = conn.execute(insert(t).values(**clean).returning(t.c.id)).scalar_one()
-        row = _row(conn, FundTarget, t.c.id == pk)
+        pk = conn.execute(insert(t).values(**clean).returning(t.id)).scalar_one()
+        row = _row(conn, FundTarget, t.id == pk)
         _record(conn, actor, "create", "fund_target", pk, ref, None, None, row)
         return row, "created"  # type: ignore[return-value]
     if not _changed({k: existing[k] for k in clean}, clean):
         return existing, "unchanged"
-    conn.execute(update(t).where(t.c.id == existing["id"]).values(**clean))
-    row = _row(conn, FundTarget, t.c.id == existing["id"])
+    conn.execute(update(t).where(t.id == existing["id"]).values(**clean))
+    row = _row(conn, FundTarget, t.id == existing["id"])
     _record(conn, actor, "update", "fund_target", existing["id"], ref, None, existing, row)
     return row, "updated"  # type: ignore[return-value]
 
 
 def delete_fund_target(conn: Connection, fund_ref: str, actor: Actor) -> dict[str, Any]:
-    t = FundTarget.__table__
-    row = _row(conn, FundTarget, t.c.fund_ref == fund_ref)
+    t = FundTarget
+    row = _row(conn, FundTarget, t.fund_ref == fund_ref)
     if row is None:
         raise Invalid([FieldError("fund_ref", f"no target for fund {fund_ref!r}")])
-    conn.execute(delete(t).where(t.c.id == row["id"]))
+    conn.execute(delete(t).where(t.id == row["id"]))
     _record(conn, actor, "delete", "fund_target", row["id"], fund_ref, None, row, None)
     return row
 

@@ -10,7 +10,7 @@ import json
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
@@ -255,7 +255,7 @@ def _nap(p: napmod.PlanCoverage) -> NationalActionPlan:
         pillars=[PillarCoverage(pillar=k, **v) for k, v in p.pillars().items()],  # type: ignore[arg-type]
         lines=[NapLineCoverage(code=ln.code, pillar=ln.pillar, title=ln.title,
                                costed_usd=ln.costed_usd, costed_amount=ln.costed_amount,
-                               costed_currency=ln.costed_currency, rule=ln.rule,
+                               costed_currency=ln.costed_currency, rule=cast(Any, ln.rule),
                                source=ln.source, funded_usd=ln.funded_usd,
                                coverage=ln.coverage, flows=len(ln.flows)) for ln in p.lines],
         budget_lines=[NapBudgetLine(code=b["code"], year=b["year"], institution=b["institution"],

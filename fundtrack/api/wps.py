@@ -11,7 +11,7 @@ is a year (``"2018"``) or a date.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from starlette.concurrency import run_in_threadpool
@@ -279,7 +279,7 @@ class WpsMutation:
             if not callable(getattr(getattr(up, "file", None), "read", None)):
                 raise ApiError("`files` must be files sent as multipart parts")
             blobs.append((getattr(up, "filename", None) or "upload.csv",
-                          up.file.read(wps_csv.MAX_BYTES + 1)))
+                          cast(Any, up).file.read(wps_csv.MAX_BYTES + 1)))
 
         def run() -> WpsImportPayload:
             conn = ctx.engine.connect()
@@ -290,13 +290,13 @@ class WpsMutation:
                     except wps_csv.Rejected as exc:
                         tx.rollback()
                         return WpsImportPayload(
-                            status="rejected", summary=str(exc), counts={},
+                            status="rejected", summary=str(exc), counts=cast(Any, {}),
                             errors=[UserError(code="INVALID", message=str(e), field=e.field)
                                     for e in exc.errors])
                     if dry_run:
                         tx.rollback()
                     return WpsImportPayload(status="dry-run" if dry_run else "applied",
-                                            summary=s.text(), counts=dict(s.counts), errors=[])
+                                            summary=s.text(), counts=cast(Any, dict(s.counts)), errors=[])
             finally:
                 conn.close()
 
@@ -340,11 +340,12 @@ class WpsQuery:
     @strawberry.field(description="Stipulations as entered (reportCard checks them).")
     async def stipulations(self, info: Info, donor: str | None = None,
                            ) -> strawberry.scalars.JSON:
-        return [_json(r) for r in await info.context.db(lambda c: wps.stipulations(c, donor))]
+        rows = await info.context.db(lambda c: wps.stipulations(c, donor))
+        return cast(Any, [_json(r) for r in rows])
 
     @strawberry.field(description="Pooled funds' own gender-principal targets.")
     async def fund_targets(self, info: Info) -> strawberry.scalars.JSON:
-        return [_json(r) for r in await info.context.db(wps.fund_targets)]
+        return cast(Any, [_json(r) for r in await info.context.db(wps.fund_targets)])
 
     @strawberry.field(description="A country on one page (the printable /country/<code> "
                       "sheet shows exactly these figures).")
