@@ -4,7 +4,7 @@ References: CERF publishes to IATI as ``XM-OCHA-CERF``, which is what reports us
 other funds publish through their administrators, so reports name them in many ways;
 they get a stable registry reference (``FT-FUND-...``) and the names and codes seen in
 real reports as aliases. An admin edits a fund or adds one with the ``upsertFund``
-mutation, and marks any organisation as a pooled fund with ``upsertOrganization``
+mutation or ``fundtrack funds add REF NAME`` (:mod:`fundtrack.accounting.wps_cli`), and marks any organisation as a pooled fund with ``upsertOrganization``
 (``isPooledFund``); both go through :mod:`fundtrack.registry`, which takes the ledger lock
 and rebuilds the money trail (attribution reads pooled-fund status).
 """
