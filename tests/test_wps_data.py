@@ -4,6 +4,7 @@ row and field), with the change history; NAP coverage on real shared files."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -299,3 +300,42 @@ def test_cli_reports_errors_and_manages_funds(engine, db_url, monkeypatch, tmp_p
     code, out = _cli(monkeypatch, db_url, "naps", "history")
     lines = out.splitlines()
     assert "cli:alice create fund_target FT-FUND-SPOTLIGHT (cli)" in lines[1]
+
+
+IMPORT = """mutation($f: [Upload!]!, $d: Boolean!) { importWpsCsv(files: $f, dryRun: $d) {
+  status summary counts errors { field message } } }"""
+
+
+def _upload(api: Api, token: str, files: dict[str, bytes], dry_run: bool) -> dict:
+    ops = {"query": IMPORT, "variables": {"f": [None] * len(files), "d": dry_run}}
+    fmap = {str(i): [f"variables.f.{i}"] for i in range(len(files))}
+    r = api.post(data={"operations": json.dumps(ops), "map": json.dumps(fmap)},
+                 files={str(i): (name, data, "text/csv")
+                        for i, (name, data) in enumerate(files.items())},
+                 headers={"Authorization": f"Bearer {token}", "GraphQL-Preflight": "1"})
+    body = r.json()
+    assert not body.get("errors"), body
+    return body["data"]["importWpsCsv"]
+
+
+def test_import_wps_csv_over_the_api_dry_run_then_rejected_then_applied(engine, db_url):
+    _, admin = create_token(engine, "admin", label="uploader")
+    api = Api(db_url)
+    good = {p.name: p.read_bytes() for p in sorted(EXAMPLE.glob("*.csv"))}
+    dry = _upload(api, admin, good, True)
+    assert (dry["status"], dry["counts"]["naps created"], dry["errors"]) == ("dry-run", 3, [])
+    assert api.query("{ nationalActionPlans { code } }")["nationalActionPlans"] == []
+    broken = {**good, "nap-lines.csv": good["nap-lines.csv"].replace(
+        b"GE-2018,3,protection", b"GE-2018,3,protectoin")}
+    out = _upload(api, admin, broken, False)
+    assert out["status"] == "rejected"
+    assert [(e["field"], e["message"]) for e in out["errors"]] == [
+        ("pillar", "nap-lines.csv: row 4, field pillar: 'protectoin' is not one of "
+                   "participation, protection, prevention, relief-and-recovery, cross-cutting")]
+    assert api.query("{ nationalActionPlans { code } }")["nationalActionPlans"] == []
+    assert api.query(CHANGES, {"n": None, "e": None})["wpsChanges"] == []
+    out = _upload(api, admin, good, False)
+    assert (out["status"], out["summary"]) == (
+        "applied", "1 fund_targets created, 13 nap_lines created, 3 naps created")
+    assert [p["code"] for p in api.query("{ nationalActionPlans { code } }")[
+        "nationalActionPlans"]] == ["GE-2018", "GE-2022", "LR-2019"]
