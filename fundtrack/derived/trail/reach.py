@@ -17,11 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, func, insert, literal, null, select, text, tuple_
 from sqlalchemy import union_all as sa_union_all
 
-from fundtrack.ledger import bulk_insert
+from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_lines, copy_text, drop_for_load, units_text
+from fundtrack.derived.trail.engine import ORIGINATOR, Account, Move, Parts, units_exp
+from fundtrack.derived.trail.tables import Attribution, Movement, Reach
 from fundtrack.money import Money, money_number, money_sum
-from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load, units_text
-from fundtrack.trail.engine import ORIGINATOR, Account, Move, Parts, units_exp
-from fundtrack.trail.tables import Attribution, Movement, Reach
 
 SUM_KINDS = ("spent-sum", "held-sum", "account-sum", "movement-sum")
 ZERO = Decimal(0)

@@ -21,11 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
-from fundtrack import models as m
 from fundtrack.db.base import current
-from fundtrack.trail.bulkload import indexes_after
-from fundtrack.trail.funds import pooled_refs
-from fundtrack.trail.tables import TrailLink
+from fundtrack.db.bulk import indexes_after
+from fundtrack.derived.trail.funds import pooled_refs
+from fundtrack.derived.trail.tables import TrailLink
+from fundtrack.ledger import tables as m
 
 ACTIVITY_KINDS = ("provider-activity", "receiver-activity", "related-activity")
 FLOW_LINK_COLUMNS = ("flow_id", "kind", "relation", "target_ref", "publisher_ref", "resolved",

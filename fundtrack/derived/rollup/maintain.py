@@ -38,12 +38,12 @@ from sqlalchemy import (
     true,
 )
 
-from fundtrack import models as m
 from fundtrack.db.base import current
+from fundtrack.derived.rollup.tables import FlowRollup
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.query.aggregate import FlowDimension, dimension_expr, joins
 from fundtrack.query.rollup import DIMENSION_COLUMNS, GRAINS
-from fundtrack.rollup_models import FlowRollup
 
 
 def _year_int(dialect: str) -> Any:
