@@ -26,9 +26,9 @@ from fundtrack.db import make_engine
 from fundtrack.db.bulk import bulk_insert, new_ids
 from fundtrack.db.migrate import upgrade
 from fundtrack.derived.trail.recompute import recompute
-from fundtrack.derived.trail.trace import trace
 from fundtrack.ingest.pipeline import import_file
 from fundtrack.ledger import tables as m
+from fundtrack.query.trace import trace
 from fundtrack.records import FlowKind
 
 

@@ -27,7 +27,8 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from fundtrack.accounting import markers as mk
-from fundtrack.accounting import nap, reportcard, stipulations, trace
+from fundtrack.accounting import nap, reportcard, stipulations
+from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.methods import count, get_method

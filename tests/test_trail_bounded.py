@@ -15,8 +15,8 @@ from fundtrack.api.testing import Api
 from fundtrack.derived.trail import reach
 from fundtrack.derived.trail.recompute import recompute
 from fundtrack.derived.trail.tables import Reach
-from fundtrack.derived.trail.trace import _donor_downstream, _finish, trace
 from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import _donor_downstream, _finish, trace
 from tests import trail_scenario
 
 D = Decimal

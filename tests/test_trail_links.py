@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from fundtrack.derived.trail import links
 from fundtrack.derived.trail.tables import Movement
-from fundtrack.derived.trail.trace import trace
 from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import trace
 from tests.conftest import SHARED
 
 PAGES = SHARED / "iati-activity" / "dportal-covid19-2021"

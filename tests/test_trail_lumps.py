@@ -33,8 +33,8 @@ from fundtrack.derived.trail.config import TrailConfig
 from fundtrack.derived.trail.movements import CashFlow, build_rows, split_exact
 from fundtrack.derived.trail.recompute import recompute
 from fundtrack.derived.trail.tables import Attribution, Movement
-from fundtrack.derived.trail.trace import trace
 from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import trace
 from fundtrack.records import FlowKind
 from tests.trail_scenario import HEAD, activity, tx
 

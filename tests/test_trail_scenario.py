@@ -29,8 +29,8 @@ from sqlalchemy import select
 
 from fundtrack.derived.trail.recompute import recompute
 from fundtrack.derived.trail.tables import Attribution, Movement
-from fundtrack.derived.trail.trace import donor_summary, trace
 from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import donor_summary, trace
 from tests import trail_scenario
 
 D = Decimal

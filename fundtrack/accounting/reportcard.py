@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
 
-from fundtrack.accounting import trace
+from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.benchmarks import benchmark, grade
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.config import fingerprint, load

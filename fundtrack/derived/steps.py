@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fundtrack.accounting import stored as classification
+from fundtrack.db import dialect
 from fundtrack.derived.rollup import maintain as rollup
 from fundtrack.derived.trail import recompute as trail
 
@@ -85,7 +86,7 @@ def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
         out = getattr(step, hook)(conn, batch_id)
         if step.reports_counts:
             counts |= out
-    refresh_statistics(conn)
+    dialect.refresh_statistics(conn)
     return counts
 
 
@@ -94,7 +95,7 @@ def rebuild(conn: Connection, names: Iterable[str] | None = None) -> dict[str, A
     out: dict[str, Any] = {}
     for step in steps(names):
         out |= step.rebuild(conn)
-    refresh_statistics(conn)
+    dialect.refresh_statistics(conn)
     return out
 
 
@@ -103,13 +104,3 @@ def after_registry_edit(conn: Connection) -> dict[str, Any]:
     return rebuild(conn, [s.name for s in STEPS if s.reads_registry])
 
 
-def refresh_statistics(conn: Connection) -> None:
-    """SQLite: refresh the query planner's statistics after the ledger changed.
-
-    SQLite never gathers them by itself; without them it picked plans that sorted every
-    current flow for each page of 100 (six times slower). A bounded sample
-    (``analysis_limit``) keeps this to milliseconds. PostgreSQL's autovacuum does this.
-    """
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
-        conn.exec_driver_sql("ANALYZE")

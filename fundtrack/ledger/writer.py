@@ -21,12 +21,12 @@ from sqlalchemy import (
     delete,
     exists,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import aliased
 
 from fundtrack.config import get_settings
+from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.db.bulk import IdAllocator, bulk_insert
 from fundtrack.db.metadata import metadata
@@ -63,10 +63,7 @@ def lock_ledger(conn: Connection) -> None:
     an upload through the API is not cancelled half-way through refreshing derived tables,
     nor while it waits here for another writer.
     """
-    if conn.dialect.name == "postgresql":
-        timeout = int(get_settings().write_statement_timeout_ms)
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {timeout}")
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK_KEY})
+    dialect.writers_lock(conn, LEDGER_LOCK_KEY, get_settings().write_statement_timeout_ms)
 
 
 def _ref(org: OrgRef | None) -> str | None:

@@ -269,7 +269,7 @@ def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
                               .order_by(f.c.value_date, f.c.id).limit(500)).mappings())
     out: dict[str, Any] = {"activity": act, "flows": flows, "trace": None, "trace_error": None}
     try:
-        from fundtrack.derived.trail.trace import trace
+        from fundtrack.query.trace import trace
     except ImportError as exc:  # pragma: no cover - the trail ships with the core
         out["trace_error"] = f"not available yet: {exc}"
         return out

@@ -11,8 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text, tuple_
+from sqlalchemy import Connection, delete, select, tuple_
 
+from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_lines, copy_text, drop_for_load, units_text
 from fundtrack.derived.trail import reach
@@ -245,10 +246,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
 
 def clear(conn: Connection) -> None:
     """Empty ``attribution`` (TRUNCATE on PostgreSQL: no per-row cascade work)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("TRUNCATE attribution"))
-    else:
-        conn.execute(delete(Attribution))
+    dialect.empty(conn, Attribution.__table__)
 
 
 def downstream(moves: list[Move], start: set[Account]) -> set[Account]:

@@ -16,11 +16,11 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.sql import Select
 
+from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.db.bulk import indexes_after
 from fundtrack.derived.trail.funds import pooled_refs
@@ -86,10 +86,7 @@ def _fund_links(conn: Connection, batch_id: int | None) -> int:
 
 def rebuild(conn: Connection) -> dict[str, int]:
     """Rebuild every link from the current ledger (PostgreSQL: indexed once, after)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("TRUNCATE trail_link"))
-    else:
-        conn.execute(delete(TrailLink))
+    dialect.empty(conn, TrailLink.__table__)
     with indexes_after(conn, TrailLink.__table__):
         return _insert(conn, None)
 

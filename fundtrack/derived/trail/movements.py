@@ -27,12 +27,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, delete, select
 
+from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_dicts, drop_for_load, new_ids
 from fundtrack.derived.trail.config import TrailConfig
-from fundtrack.derived.trail.tables import Movement
+from fundtrack.derived.trail.tables import Attribution, Movement
 from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
 
@@ -478,10 +479,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None,
     so the attribution that follows need not read them back; ``pending``: receives the
     table's index builds instead of running them)."""
     cfg = cfg or TrailConfig()
-    if conn.dialect.name == "postgresql":  # no per-row cascade into attribution
-        conn.execute(text("TRUNCATE attribution, movement"))
-    else:
-        conn.execute(delete(Movement))
+    # attribution first: on SQLite its rows go with the movements they point at.
+    dialect.empty(conn, Attribution.__table__, Movement.__table__)
     t0 = time.perf_counter()
     acts = reported_activities(conn)
     flows = load_cash_flows(conn, acts)
