@@ -12,22 +12,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Table, delete, text
+from sqlalchemy import Connection, text
 
 
 def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def empty(conn: Connection, *tables: Table) -> None:
-    """Remove every row of ``tables`` inside the transaction. PostgreSQL: one ``TRUNCATE``
-    (no per-row work, no cascade row by row); elsewhere ``DELETE``, in the order given
-    (children first)."""
+def empty(conn: Connection, *tables: str) -> None:
+    """Remove every row of the named tables inside the transaction. PostgreSQL: one
+    ``TRUNCATE`` (no per-row work, no cascade row by row); elsewhere ``DELETE``, in the
+    order given (children first)."""
     if is_postgres(conn):
-        conn.execute(text(f"TRUNCATE {', '.join(t.name for t in tables)}"))
+        conn.execute(text(f"TRUNCATE {', '.join(tables)}"))
     else:
-        for t in tables:
-            conn.execute(delete(t))
+        for name in tables:
+            conn.execute(text(f"DELETE FROM {name}"))
 
 
 def set_local(conn: Connection, **settings: str) -> None:
@@ -51,11 +51,11 @@ def planner_off(conn: Connection, setting: str) -> Iterator[None]:
     conn.exec_driver_sql(f"SELECT set_config('{setting}', %(v)s, true)", {"v": old})
 
 
-def analyze(conn: Connection, table: Table) -> None:
+def analyze(conn: Connection, table: str) -> None:
     """PostgreSQL: the planner's estimates for a table just reloaded in bulk (autovacuum
     would come too late for the next query)."""
     if is_postgres(conn):
-        conn.exec_driver_sql(f"ANALYZE {table.name}")
+        conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def refresh_statistics(conn: Connection) -> None:

@@ -89,11 +89,10 @@ def _hash_joins(conn: Connection) -> Any:
 
 def rebuild(conn: Connection) -> dict[str, int]:
     """Recompute the whole rollup from the current flows."""
-    r = FlowRollup.__table__
-    dialect.empty(conn, r)
+    dialect.empty(conn, "flow_rollup")
     with _hash_joins(conn):
         rows = sum(_insert(conn, g, true()) for g in range(len(GRAINS)))
-    dialect.analyze(conn, r)  # the planner's estimates for the API
+    dialect.analyze(conn, "flow_rollup")  # the planner's estimates for the API
     return {"rollup_rows": rows}
 
 

@@ -246,7 +246,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
 
 def clear(conn: Connection) -> None:
     """Empty ``attribution`` (TRUNCATE on PostgreSQL: no per-row cascade work)."""
-    dialect.empty(conn, Attribution.__table__)
+    dialect.empty(conn, "attribution")
 
 
 def downstream(moves: list[Move], start: set[Account]) -> set[Account]:

@@ -86,7 +86,7 @@ def _fund_links(conn: Connection, batch_id: int | None) -> int:
 
 def rebuild(conn: Connection) -> dict[str, int]:
     """Rebuild every link from the current ledger (PostgreSQL: indexed once, after)."""
-    dialect.empty(conn, TrailLink.__table__)
+    dialect.empty(conn, "trail_link")
     with indexes_after(conn, TrailLink.__table__):
         return _insert(conn, None)
 

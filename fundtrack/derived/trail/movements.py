@@ -33,7 +33,7 @@ from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_dicts, drop_for_load, new_ids
 from fundtrack.derived.trail.config import TrailConfig
-from fundtrack.derived.trail.tables import Attribution, Movement
+from fundtrack.derived.trail.tables import Movement
 from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
 
@@ -480,7 +480,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None,
     table's index builds instead of running them)."""
     cfg = cfg or TrailConfig()
     # attribution first: on SQLite its rows go with the movements they point at.
-    dialect.empty(conn, Attribution.__table__, Movement.__table__)
+    dialect.empty(conn, "attribution", "movement")
     t0 = time.perf_counter()
     acts = reported_activities(conn)
     flows = load_cash_flows(conn, acts)

@@ -372,7 +372,7 @@ def rebuild(conn: Connection, moves: list[Move] | None = None,
 
 def prepare(conn: Connection) -> Rebuilds:
     """Empty the rollup for a full rebuild; PostgreSQL: drop its indexes (returned, to build)."""
-    dialect.empty(conn, Reach.__table__)
+    dialect.empty(conn, "trail_reach")
     dialect.set_local(conn, work_mem="'256MB'")  # hash the groups in memory
     return drop_for_load(conn, Reach.__table__)
 
