@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from fundtrack.accounting import wps, wps_csv
 from fundtrack.accounting.tables import NationalActionPlan, WpsChange
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
-from fundtrack.importing import import_file
+from fundtrack.auth.tokens import create_token
+from fundtrack.ingest.pipeline import import_file
 from tests.conftest import SHARED
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "wps-example"

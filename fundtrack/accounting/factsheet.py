@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from fundtrack import codelists
 from fundtrack.accounting import nap
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.markers import PRINCIPAL
+from fundtrack.ingest import codelists
 from fundtrack.money import SUM_CONTEXT
 
 #: How many funders a sheet names (the rest are summed as "others").

@@ -25,11 +25,11 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, exists, or_, select
 
-from fundtrack import models as m
 from fundtrack.accounting.classify import _keyword_re, _rule_matches
 from fundtrack.accounting.items import Item, load_items
 from fundtrack.accounting.wps import RULE_CODE_KEYS
 from fundtrack.db.base import current
+from fundtrack.ledger import tables as m
 from fundtrack.money import SUM_CONTEXT, exact_sum
 
 #: The rule that decides which line a movement funds, as people read it.
@@ -165,7 +165,7 @@ class CountryMovement:
 def country_movements(conn: Connection, country: str, start: Any = None, end: Any = None,
                       ) -> list[CountryMovement]:
     """Transfers (movements) dated in [start, end] that a report places in ``country``."""
-    from fundtrack.trail.tables import Movement
+    from fundtrack.derived.trail.tables import Movement
 
     mv, f, ac = Movement.__table__, m.Flow.__table__, m.ActivityCountry.__table__
     in_country = select(f.c.id).where(current(f), or_(

@@ -22,7 +22,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from fundtrack import codelists
 from fundtrack.accounting.classify import pillars as rule_pillars
 from fundtrack.accounting.stipulations import KINDS as STIPULATION_KINDS
 from fundtrack.accounting.tables import (
@@ -33,6 +32,7 @@ from fundtrack.accounting.tables import (
     Stipulation,
     WpsChange,
 )
+from fundtrack.ingest import codelists
 from fundtrack.money import AmountError, parse_amount
 
 #: Years a plan, a budget line or a stipulation may be about (as the API's report cards).
@@ -413,7 +413,7 @@ def _usd(f: _Fields, amount: Decimal | None, currency: str | None, usd: Decimal 
         return None
     if currency == "USD":
         return amount
-    from fundtrack.fx import to_usd
+    from fundtrack.ledger.fx import to_usd
 
     conv = to_usd(amount, currency, on) if on else None
     if conv is None:
@@ -630,7 +630,7 @@ def delete_stipulation(conn: Connection, stipulation_id: int, actor: Actor) -> d
 def save_fund_target(conn: Connection, values: Mapping[str, Any], actor: Actor,
                      ) -> tuple[dict[str, Any], str]:
     """Set a pooled fund's own target for its gender-principal share (0..1)."""
-    from fundtrack.trail.funds import pooled_refs
+    from fundtrack.derived.trail.funds import pooled_refs
 
     t = FundTarget
     ref = str(values.get("fund_ref") or "").strip()

@@ -23,7 +23,7 @@ from fundtrack.accounting.wps import Actor, Invalid
 from fundtrack.api.accounting import NationalActionPlan, _nap
 from fundtrack.api.limits import ApiError
 from fundtrack.api.mutations import UserError, _require_admin
-from fundtrack.auth import Viewer
+from fundtrack.auth.tokens import Viewer
 
 
 @strawberry.type(description="What a WPS mutation did.")
@@ -350,7 +350,7 @@ class WpsQuery:
     @strawberry.field(description="A country on one page (the printable /country/<code> "
                       "sheet shows exactly these figures).")
     async def country_fact_sheet(self, info: Info, country: str) -> CountryFactSheet:
-        from fundtrack import codelists
+        from fundtrack.ingest import codelists
 
         if country.upper() not in codelists.codes("Country"):
             raise ApiError(f"{country[:20]!r} is not an ISO 3166-1 alpha-2 country code")

@@ -227,7 +227,7 @@ def funds_list() -> None:
     """The pooled-fund registry with each fund's own target, if registered."""
     from sqlalchemy import select
 
-    from fundtrack.trail.tables import Fund
+    from fundtrack.derived.trail.tables import Fund
 
     def run(c: Connection) -> tuple[list[Any], dict[str, Any]]:
         return (list(c.execute(select(Fund.__table__).order_by(Fund.organisation_ref))),

@@ -4,7 +4,8 @@ References: CERF publishes to IATI as ``XM-OCHA-CERF``, which is what reports us
 other funds publish through their administrators, so reports name them in many ways;
 they get a stable registry reference (``FT-FUND-...``) and the names and codes seen in
 real reports as aliases. An admin edits a fund or adds one with the ``upsertFund``
-mutation or ``fundtrack funds add REF NAME`` (:mod:`fundtrack.accounting.wps_cli`), and marks any organisation as a pooled fund with ``upsertOrganization``
+mutation or ``fundtrack funds add REF NAME`` (:mod:`fundtrack.cli.wps`), and marks any
+organisation as a pooled fund with ``upsertOrganization``
 (``isPooledFund``); both go through :mod:`fundtrack.registry`, which takes the ledger lock
 and rebuilds the money trail (attribution reads pooled-fund status).
 """
@@ -16,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from fundtrack import models as m
-from fundtrack.trail.tables import Fund
+from fundtrack.derived.trail.tables import Fund
+from fundtrack.ledger import tables as m
 
 MPTFO_REF = "FT-ORG-MPTFO"
 MPTFO_NAME = "UN Multi-Partner Trust Fund Office (MPTF Office)"
