@@ -45,6 +45,11 @@ class Item:
     extra: dict[str, Any]
     marker: Marker = field(default=None)  # type: ignore[assignment]
     batch_created: Any = None
+    provider_name: str | None = None
+    #: The date the publisher says this record was published by, and which date it is
+    #: (:func:`publisher_date`); never the date fundtrack imported the file.
+    published: date | None = None
+    published_basis: str | None = None
 
 
 def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> list[Item]:
@@ -53,7 +58,8 @@ def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> li
     a = m.Activity.__table__
     b = m.ImportBatch.__table__
     q = (select(f, a.c.iati_identifier, a.c.title, a.c.description.label("a_description"),
-                b.c.created_at.label("batch_created"))
+                a.c.last_updated.label("a_last_updated"),
+                b.c.created_at.label("batch_created"), b.c.file_generated)
          .select_from(f.outerjoin(a, a.c.id == f.c.activity_id).join(b, b.c.id == f.c.batch_id))
          .where(current(f)))
     if where is not None:
@@ -83,10 +89,53 @@ def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> li
             amount=r["amount"], currency=r["currency"], amount_usd=r["amount_usd"],
             value_date=r["value_date"], earmarking=r["earmarking"], countries=countries,
             sectors=sectors, tags=tags, text=text, extra=extra,
-            batch_created=r["batch_created"])
+            batch_created=r["batch_created"], provider_name=r["provider_name"])
+        it.published, it.published_basis = publisher_date(
+            extra, r["a_last_updated"], r["file_generated"])
         it.marker = effective_marker(extra, c.get("marker"), own_markers.get(r["id"]))
         items.append(it)
     return items
+
+
+#: Where a record's publication date comes from, first found wins. FTS says when a flow
+#: was first reported (exact); IATI says when the activity was last updated and when the
+#: file was generated (upper bounds: the transaction was published on or before).
+PUBLISHER_DATES = (
+    ("first_reported_date", "FTS firstReportedDate (first reported)"),
+    ("updated_at", "FTS updatedAt (last updated: an upper bound)"),
+)
+IATI_ACTIVITY_DATE = "IATI activity last-updated-datetime (an upper bound)"
+IATI_FILE_DATE = "IATI file generated-datetime (an upper bound)"
+
+
+def iso_day(value: Any) -> date | None:
+    """The calendar day of an ISO date or date-time string (None if it is not one)."""
+    if value is None:
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        return None
+
+
+def publisher_date(extra: dict[str, Any], activity_last_updated: str | None,
+                   file_generated: str | None) -> tuple[date | None, str | None]:
+    """(date, basis): the publisher's own statement of when this record was published:
+    FTS firstReportedDate, else FTS updatedAt; IATI last-updated-datetime of the activity,
+    else the file's generated-datetime. None when the publisher gives none (e.g. D-Portal
+    re-serialisations drop both IATI dates)."""
+    for key, basis in PUBLISHER_DATES:
+        day = iso_day(extra.get(key))
+        if day is not None:
+            return day, basis
+    for value, basis in ((activity_last_updated, IATI_ACTIVITY_DATE),
+                         (file_generated, IATI_FILE_DATE)):
+        day = iso_day(value)
+        if day is not None:
+            return day, basis
+    return None, None
 
 
 def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
