@@ -405,3 +405,85 @@ def test_nap_coverage_by_hand(fx):
     assert lines["3.1"].funded_usd == 0 and lines["2.1"].flows[0]["linked_by"] == "hand"
     assert plan.pillars()["prevention"]["coverage"] == 0
     assert l1 and plan.unlinked_flows == 0
+
+
+# ---- pledge fulfilment per commitment, by hand --------------------------------------------
+
+CUMULATIVE = """<?xml version="1.0" encoding="UTF-8"?>
+<iati-activities version="2.03" generated-datetime="2022-03-01T00:00:00Z">
+ <iati-activity default-currency="USD">
+  <iati-identifier>XM-CUM-P</iati-identifier>
+  <reporting-org ref="XM-CUM" type="10"><narrative>Donor</narrative></reporting-org>
+  <title><narrative>Programme (parent)</narrative></title>
+  <activity-status code="2"/>
+  <related-activity ref="XM-CUM-C" type="2"/>
+  {p}
+ </iati-activity>
+ <iati-activity default-currency="USD">
+  <iati-identifier>XM-CUM-C</iati-identifier>
+  <reporting-org ref="XM-CUM" type="10"><narrative>Donor</narrative></reporting-org>
+  <title><narrative>Component (child, no commitment of its own)</narrative></title>
+  <activity-status code="2"/>
+  <related-activity ref="XM-CUM-P" type="1"/>
+  {c}
+ </iati-activity>
+ <iati-activity default-currency="USD">
+  <iati-identifier>XM-CUM-Q</iati-identifier>
+  <reporting-org ref="XM-CUM" type="10"><narrative>Donor</narrative></reporting-org>
+  <title><narrative>Closed project</narrative></title>
+  <activity-status code="4"/>
+  {q}
+ </iati-activity>
+</iati-activities>"""
+
+
+def test_pledge_fulfilment_cumulative_by_hand(engine, tmp_path):
+    """P commits 1,000 (2019) and decommits 100 (2021): 900 promised. Its child C, which
+    commits nothing, pays 300 (2019), 500 (2020), 400 (2021): 1,200, of which 900 fill P's
+    commitment (paid in full: settled). Q commits 500 (2019), pays 200 (2020) and is
+    closed: settled at 200. 2019: paid 1,100 of 1,400 promised (78.6%), all settled. The
+    old same-year ratio would have read 300 / 1,500 (only C's 2019 disbursement)."""
+    path = tmp_path / "cum.xml"
+    path.write_text(CUMULATIVE.format(
+        p=tx(2, "1000", "2019-02-01", "XM-NGO") + tx(2, "-100", "2021-06-01", "XM-NGO"),
+        c=(tx(3, "300", "2019-05-01", "XM-NGO") + tx(3, "500", "2020-05-01", "XM-NGO")
+           + tx(3, "400", "2021-05-01", "XM-NGO")),
+        q=tx(2, "500", "2019-03-01", "XM-NGO2") + tx(3, "200", "2020-03-01", "XM-NGO2")),
+        encoding="utf-8")
+    assert import_file(engine, path).status == "applied"
+    from fundtrack.accounting import fulfilment
+
+    with engine.connect() as c:
+        got = {x.activity_identifier: x for x in fulfilment.commitments(c, "XM-CUM")
+               if not x.decommitment}
+        card = reportcard.donor_card(c, "XM-CUM", 2019)
+    assert (got["XM-CUM-P"].effective_usd, got["XM-CUM-P"].paid_usd,
+            got["XM-CUM-P"].settled) == (D(900), D(900), "paid in full")
+    assert (got["XM-CUM-Q"].paid_usd, got["XM-CUM-Q"].settled) == (D(200), "activity closed")
+    pf = card.item("pledge_fulfilment")
+    assert (pf.numerator, pf.denominator, pf.base_count, pf.coverage) == (
+        D(1100), D(1400), 2, 1)
+    assert pf.value == D(1100) / D(1400)
+    assert pf.status == "insufficient-data"  # 2 commitments < 5
+    assert "amounts after later decommitments (USD 100 taken off)" in pf.note
+
+
+def test_timeliness_takes_the_earliest_version(engine, tmp_path):
+    """A disbursement of 2020-09-01 published in a file generated 2020-10-15 (44 days)
+    stays timely when the activity is re-published in 2021 (its new file says 2021-06-30)."""
+    for n, generated in enumerate(("2020-10-15T00:00:00Z", "2021-06-30T00:00:00Z")):
+        body = DONOR_XML.replace('2020-10-15T09:00:00Z', generated).format(acts=act(
+            "XM-TIME-A1", "Programme", None, None,
+            tx(3, "100", "2020-09-01", "XM-NGO", provider="XM-TIME")
+            + (tx(3, "50", "2021-05-01", "XM-NGO", provider="XM-TIME") if n else ""),
+            org="XM-TIME"))
+        p = tmp_path / f"v{n}.xml"
+        p.write_text(body, encoding="utf-8")
+        assert import_file(engine, p).status == "applied"
+    with engine.connect() as c:
+        tm20 = reportcard.donor_card(c, "XM-TIME", 2020).item("timeliness")
+        tm21 = reportcard.donor_card(c, "XM-TIME", 2021).item("timeliness")
+    assert (tm20.numerator, tm20.denominator) == (1, 1)
+    assert "earlier version" in tm20.note
+    # the 2021 disbursement exists only in the 2021 file: 2021-05-01 -> 2021-06-30, 60 days
+    assert (tm21.numerator, tm21.denominator) == (1, 1)

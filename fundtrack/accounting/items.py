@@ -138,6 +138,35 @@ def publisher_date(extra: dict[str, Any], activity_last_updated: str | None,
     return None, None
 
 
+def earliest_publication(conn: Connection, items: list[Item]) -> None:
+    """Date each IATI item by the earliest version of the same transaction the ledger
+    holds (same activity and reporter; same kind, value date, amount and currency, in an
+    earlier, superseded version): an activity re-published later does not make a
+    transaction it already held look late. With one snapshot nothing changes."""
+    f, a, b = m.Flow.__table__, m.Activity.__table__, m.ImportBatch.__table__
+    by_act: dict[tuple[str | None, str], list[Item]] = defaultdict(list)
+    for it in items:
+        if it.activity_identifier:
+            by_act[(it.reporting_org_ref, it.activity_identifier)].append(it)
+    idents = sorted({k[1] for k in by_act})
+    for i in range(0, len(idents), CHUNK):
+        q = (select(a.c.iati_identifier, a.c.reporting_org_ref, a.c.last_updated,
+                    b.c.file_generated, f.c.kind, f.c.value_date, f.c.amount, f.c.currency)
+             .select_from(f.join(a, a.c.id == f.c.activity_id).join(b, b.c.id == f.c.batch_id))
+             .where(f.c.superseded_by.is_not(None), a.c.superseded_by.is_not(None),
+                    a.c.iati_identifier.in_(idents[i:i + CHUNK])))
+        for r in conn.execute(q):
+            day, basis = publisher_date({}, r.last_updated, r.file_generated)
+            if day is None:
+                continue
+            for it in by_act.get((r.reporting_org_ref, r.iati_identifier), []):
+                if ((it.kind, it.value_date, it.amount, it.currency)
+                        == (r.kind, r.value_date, r.amount, r.currency)
+                        and (it.published is None or day < it.published)):
+                    it.published = day
+                    it.published_basis = f"{basis}, earlier version"
+
+
 def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
     ids = sorted(ids)
     for i in range(0, len(ids), CHUNK):

@@ -32,7 +32,7 @@ from fundtrack.accounting import fulfilment, trace
 from fundtrack.accounting.benchmarks import benchmark, grade, has_benchmark, threshold
 from fundtrack.accounting.classify import Classification, classify_all
 from fundtrack.accounting.config import fingerprint, load
-from fundtrack.accounting.items import Item, load_items, year_between
+from fundtrack.accounting.items import Item, earliest_publication, load_items, year_between
 from fundtrack.accounting.markers import NOT_SCREENED
 from fundtrack.accounting.methods import count, get_method, reported_shares
 from fundtrack.accounting.stipulations import check
@@ -40,6 +40,7 @@ from fundtrack.accounting.subject import (
     api_filter,
     item_owner,
     own_reports,
+    reporter_label,
     owner,
     refs_of,
     reported_by_others,
@@ -88,7 +89,12 @@ class CardItem:
     note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
+        return {k: (_text(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
+
+
+def _text(v: Decimal) -> str:
+    """A Decimal as plain text: no exponent (a zero quotient reads "0E+2" otherwise)."""
+    return format(v, "f")
 
 
 @dataclass
@@ -197,7 +203,9 @@ def _load(conn: Connection, org: str | None, years: set[int] | None) -> _Data:
         where = and_(where, year_between(f.c.value_date, next(iter(years))))
     paid: dict[tuple[str, int], list[Item]] = defaultdict(list)
     items = []
-    for it in load_items(conn, where):
+    loaded = load_items(conn, where)
+    earliest_publication(conn, loaded)
+    for it in loaded:
         who, y = item_owner(it), _year_of(it)
         if who is None or y is None or (years is not None and y not in years):
             continue
@@ -272,7 +280,7 @@ def _others(conn: Connection, org: str | None, years: set[int] | None
         d["count"] += 1
         if r.amount_usd is not None:
             d["usd"] = SUM_CONTEXT.add(d["usd"], r.amount_usd)
-        d["reporters"].add(r.reporting_org_ref or "?")
+        d["reporters"].add(reporter_label(r.reporting_org_ref, r.extra))
     return dict(out)
 
 

@@ -79,6 +79,14 @@ def owner(reporting_org_ref: str | None, provider_ref: str | None,
     return provider_ref if named and named == (provider_name or "").strip().casefold() else None
 
 
+def reporter_label(reporting_org_ref: str | None, extra: dict[str, Any] | None) -> str:
+    """Who reported a flow, in words: the reporting org, and for an aggregator whom it
+    says reported the flow to it."""
+    key = AGGREGATORS.get(reporting_org_ref or "")
+    named = str((extra or {}).get(key) or "").split(";")[0].strip() if key else ""
+    return f"{named} (via {reporting_org_ref})" if named else (reporting_org_ref or "?")
+
+
 def item_owner(it: Any) -> str | None:
     """:func:`owner` of an accounting Item."""
     return owner(it.reporting_org_ref, it.provider_ref, it.provider_name, it.extra)
