@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from datetime import date
 from decimal import Decimal as D
 from pathlib import Path
@@ -73,9 +72,9 @@ def txs(a, code: str):
         if tt is None or tt.get("code") != code:
             continue
         v = t.find("value")
-        when = day(v.get("value-date")) or day((t.find("transaction-date").get("iso-date")
+        when = day(v.get("value-date")) or day(t.find("transaction-date").get("iso-date")
                                                  if t.find("transaction-date") is not None
-                                                 else None))
+                                                 else None)
         cur = v.get("currency") or a.get("default-currency")
         yield when, D(v.text.strip()), cur, t
 
@@ -97,7 +96,7 @@ def fulfilment(acts, rep: str, year: int) -> dict:
                  for w, _, _, t in txs(a, code) if own(rep, t) and w)
     out = dict(count=0, committed=D(0), paid=D(0), settled=D(0), settled_count=0,
                decommitments=0)
-    for (_, ident), a in mine.items():
+    for a in mine.values():
         coms = sorted(((w, n, amt) for n, (w, amt, cur, t) in enumerate(txs(a, "2"))
                        if own(rep, t)), key=lambda c: (c[0], c[1]))
         if not coms:

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from fundtrack.accounting import league, reportcard, subject
 from fundtrack.api.testing import Api
 from fundtrack.db import make_engine
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
 from tests.conftest import SHARED
 
 FTS_FILES = ("custom-search-locationid-114-year-2020.json",

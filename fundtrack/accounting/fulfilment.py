@@ -29,10 +29,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from fundtrack import models as m
 from fundtrack.accounting.items import iso_day
 from fundtrack.accounting.subject import own_reports, owner
 from fundtrack.db.base import current
+from fundtrack.ledger import tables as m
 from fundtrack.money import SUM_CONTEXT
 from fundtrack.records import FlowKind
 

@@ -20,10 +20,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from fundtrack import models as m
 from fundtrack.accounting.benchmarks import threshold
 from fundtrack.accounting.config import fingerprint
 from fundtrack.accounting.reportcard import DONOR, FUND, GRADED, Card, CardItem, cards
+from fundtrack.ledger import tables as m
 
 #: The measures each table ranks (card item keys), in card order.
 MEASURES = {
@@ -83,7 +83,7 @@ class League:
 def subjects(conn: Connection, kind: str) -> set[str] | None:
     """The pooled funds (the registry and organisations marked as pooled funds) for
     ``fund``; None (everyone else who reports its own money) for ``donor``."""
-    from fundtrack.trail.tables import Fund
+    from fundtrack.derived.trail.tables import Fund
 
     o = m.Organisation.__table__
     funds = {r[0] for r in conn.execute(select(Fund.organisation_ref))}

@@ -27,8 +27,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from fundtrack import models as m
-from fundtrack.accounting import fulfilment, trace
+from fundtrack.accounting import fulfilment
+from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.benchmarks import benchmark, grade, has_benchmark, threshold
 from fundtrack.accounting.classify import Classification, classify_all
 from fundtrack.accounting.config import fingerprint, load
@@ -40,14 +40,15 @@ from fundtrack.accounting.subject import (
     api_filter,
     item_owner,
     own_reports,
-    reporter_label,
     owner,
     refs_of,
     reported_by_others,
+    reporter_label,
     require_known,
 )
 from fundtrack.accounting.wro import reaches_wro, wro_refs
 from fundtrack.db.base import current
+from fundtrack.ledger import tables as m
 from fundtrack.money import SUM_CONTEXT, exact_sum
 from fundtrack.records import FlowKind
 
@@ -235,8 +236,8 @@ def _load(conn: Connection, org: str | None, years: set[int] | None) -> _Data:
 def _onward(conn: Connection, org: str | None, wros: set[str]) -> dict[tuple[str, int], Any]:
     """Per (originator, year): the donor's money its recipients report passing on
     (attribution depth 2: USD and parts) and the money reaching a WRO at depth >= 2."""
-    from fundtrack.trail.tables import Attribution as A
-    from fundtrack.trail.tables import Movement as M
+    from fundtrack.derived.trail.tables import Attribution as A
+    from fundtrack.derived.trail.tables import Movement as M
 
     f = m.Flow.__table__
     q = (select(A.originator_ref, A.depth, A.amount_usd, M.value_date, M.dst_org, f.c.extra)

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 
-from fundtrack import models as m
 from fundtrack.accounting.items import year_between
 from fundtrack.db.base import current
+from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
 
 
@@ -124,7 +124,7 @@ def api_filter(org: str, year: int, kind: FlowKind) -> dict[str, Any]:
 def known(conn: Connection, ref: str) -> bool:
     """Whether anything in the database names ``ref``: the organisation registry, the
     fund registry, or a current flow as reporter, provider or receiver."""
-    from fundtrack.trail.tables import Fund
+    from fundtrack.derived.trail.tables import Fund
 
     o = m.Organisation.__table__
     f = m.Flow.__table__
