@@ -14,6 +14,12 @@ donor XM-DONOR, year 2020, pledge 1,000,000 (2020-01-10), disbursements:
   A1 also 40,000 dated 2019-12-31 (another year: out).
 XM-UNAGENCY reports XM-UNAGENCY-P1 (DAC marker 1, country LR): incoming 300,000 from
 XM-DONOR/A2, disbursements 120,000 -> XM-WRO1 and 180,000 -> XM-NGO2 (2020-08-01).
+Both files say they were generated on 2020-10-15 (the publisher's date timeliness uses).
+
+Every base here is far below the grading thresholds (10 flows): the cards say
+"insufficient data" with the numbers; :func:`low_thresholds` points
+``FUNDTRACK_ACCOUNTING_DATA`` at a copy of the rules with the thresholds lowered, to check
+the grades themselves.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 
 from fundtrack.accounting import markers as mk
 from fundtrack.accounting import nap, reportcard, stipulations
@@ -32,6 +38,7 @@ from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.methods import count, get_method
+from fundtrack.accounting.subject import in_year, own_reports
 from fundtrack.accounting.tables import (
     ClassificationOverride,
     FundTarget,
@@ -46,7 +53,7 @@ from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
 
 DONOR_XML = """<?xml version="1.0" encoding="UTF-8"?>
-<iati-activities version="2.03">
+<iati-activities version="2.03" generated-datetime="2020-10-15T09:00:00Z">
 {acts}
 </iati-activities>"""
 
@@ -104,9 +111,9 @@ def load_fixture(engine, tmp_path: Path) -> None:
         assert res.status == "applied", res.summary()
     o = m.Organisation.__table__
     with engine.begin() as c:
-        # the publication date of both files: 2020-10-15 (for timeliness)
+        # the import date is not the publication date: timeliness must not read it
         c.execute(update(m.ImportBatch.__table__).values(
-            created_at=datetime(2020, 10, 15, tzinfo=UTC)))
+            created_at=datetime(2031, 1, 1, tzinfo=UTC)))
         if c.execute(select(o.c.id).where(o.c.ref == "XM-WRO1")).first():
             c.execute(update(o).where(o.c.ref == "XM-WRO1").values(is_womens_rights_org=True))
         else:
@@ -117,6 +124,24 @@ def load_fixture(engine, tmp_path: Path) -> None:
 def fx(engine, tmp_path):
     load_fixture(engine, tmp_path)
     return engine
+
+
+@pytest.fixture
+def low_thresholds(tmp_path, monkeypatch):
+    """The shipped rule files with every grading threshold at 1 item and 0% coverage."""
+    import re
+    import shutil
+
+    from fundtrack.accounting.config import DEFAULT_DIR
+
+    rules = tmp_path / "rules"
+    shutil.copytree(DEFAULT_DIR, rules)
+    text = (rules / "benchmarks.toml").read_text("utf-8")
+    text = re.sub(r"min_count = \d+", "min_count = 1", text)
+    text = re.sub(r'min_coverage = "[0-9.]+"', 'min_coverage = "0"', text)
+    (rules / "benchmarks.toml").write_text(text, "utf-8")
+    monkeypatch.setenv("FUNDTRACK_ACCOUNTING_DATA", str(rules))
+    return rules
 
 
 # ---- (1) crosswalk ---------------------------------------------------------------------
@@ -179,7 +204,7 @@ def test_counting_methods_by_hand(fx):
         c.execute(insert(ReportedShare).values(activity_identifier="XM-DONOR-A2",
                                                share=D("0.25"), source="annual report p.4"))
     with fx.connect() as c:
-        donor_2020 = reportcard.outgoing_where("XM-DONOR", 2020, (reportcard.FlowKind.DISBURSEMENT,))
+        donor_2020 = and_(own_reports("XM-DONOR", (FlowKind.DISBURSEMENT,)), in_year(2020))
         items = load_items(c, donor_2020)
         from fundtrack.accounting.methods import reported_shares
         shares = reported_shares(c)
@@ -198,7 +223,7 @@ def test_counting_methods_by_hand(fx):
 
 # ---- (4)-(6) report card, stipulations, fund scorecard ----------------------------------
 
-def test_report_card_by_hand(fx):
+def _stipulations(fx):
     with fx.begin() as c:
         c.execute(insert(Stipulation).values(
             donor_ref="XM-DONOR", recipient_ref="XM-UNAGENCY", year=2020, kind="wro",
@@ -209,39 +234,60 @@ def test_report_card_by_hand(fx):
         c.execute(insert(Stipulation).values(
             donor_ref="XM-DONOR", recipient_ref="XM-UNAGENCY", year=None, kind="country",
             target="LR", min_share=D("1")))
+
+
+def test_report_card_by_hand(fx):
+    _stipulations(fx)
     with fx.connect() as c:
         card = reportcard.donor_card(c, "XM-DONOR", 2020, "weighted")
         attributed = trace.attribution_available(c)
         linked = trace.links_available(c)
     i = card.item
     assert card.method == "weighted" and len(card.rules) == 16
-    # pledge fulfilment: 550,000 paid / 1,000,000 pledged = 0.55 -> C (0.5 <= 0.55 < 0.75)
-    assert (i("pledge_fulfilment").numerator, i("pledge_fulfilment").denominator) == (
-        D(550000), D(1000000))
-    assert (i("pledge_fulfilment").value, i("pledge_fulfilment").grade) == (D("0.55"), "C")
-    # P&S = A1 100k (principal) + A2 300k (significant) + A4 100k (unmarked) = 500k
+    # pledge fulfilment, per pledge and cumulative: the 1,000,000 pledge of A1 (2020) is
+    # paid by every disbursement of A1 to date, 100,000 (2020) + 40,000 (2019): 0.14.
+    # A1 is still running (status 2, no end date): nothing settled, coverage 0 < 80%.
+    pf = i("pledge_fulfilment")
+    assert (pf.numerator, pf.denominator, pf.value) == (D(140000), D(1000000), D("0.14"))
+    assert (pf.base_count, pf.base_usd, pf.coverage) == (1, D(1000000), 0)
+    assert (pf.status, pf.grade) == ("insufficient-data", None)
+    assert pf.insufficient == (
+        "insufficient data: the base holds 1 item (own pledges dated 2020); a grade needs at "
+        "least 5; coverage 0.0% (USD 0 of USD 1,000,000 committed in commitments already "
+        "settled (paid in full or activity ended)); a grade needs at least 80.0%")
+    # P&S = A1 100k (principal) + A2 300k (significant) + A4 100k (unmarked) = 500k; the
+    # markers screen 400k of it
     gp = i("gender_principal_share")
     assert (gp.numerator, gp.denominator, gp.value) == (D(100000), D(500000), D("0.2"))
-    assert (gp.benchmark, gp.grade, gp.method) == (D("0.15"), "A", "principal")
+    assert (gp.base_count, gp.base_usd, gp.coverage) == (3, D(500000), D("0.8"))
+    assert (gp.benchmark, gp.method, gp.status, gp.grade) == (
+        D("0.15"), "principal", "insufficient-data", None)
     gf = i("gender_focused_share")
-    assert (gf.numerator, gf.value, gf.method) == (D(400000), D("0.8"), "gender-focused")
+    assert (gf.numerator, gf.value, gf.method, gf.status) == (
+        D(400000), D("0.8"), "gender-focused", "insufficient-data")
     sel = card.figures["peace_and_security_selected_method"]
     assert (sel["method"], sel["amount_usd"], sel["share"]) == ("weighted", "220000.0", "0.44")
-    # WROs directly: XM-WRO1 100k (registry) + XM-DAC-21040 50k (CRS channel) of 550k
+    # WROs directly: XM-WRO1 100k (registry) + XM-DAC-21040 50k (CRS channel) of 550k;
+    # every receiver is named (coverage 1)
     wd = i("wro_direct_share")
-    assert (wd.numerator, wd.value, wd.grade) == (D(150000), D(150000) / D(550000), "A")
-    # flexible: earmarking 1 (100k) + 2 (50k) of known 450k; A4 has none
+    assert (wd.numerator, wd.value, wd.base_count, wd.coverage) == (
+        D(150000), D(150000) / D(550000), 4, 1)
+    # flexible: earmarking 1 (100k) + 2 (50k) of known 450k; A4 (100k) reports none
     fl = i("flexible_share")
-    assert (fl.numerator, fl.denominator, fl.value, fl.grade) == (
-        D(150000), D(450000), D(150000) / D(450000), "A")
-    assert "1 disbursements (USD 100000)" in fl.note
-    # timeliness: published 2020-10-15; only A4 (2020-09-01, 44 days) within 90 days
+    assert (fl.numerator, fl.denominator, fl.value) == (D(150000), D(450000), D(150000) / D(450000))
+    assert (fl.coverage_numerator, fl.coverage_denominator) == (D(450000), D(550000))
+    assert fl.note == "3 of 4 disbursements report their earmarking"
+    # timeliness: the files say generated 2020-10-15 (the import date, 2031, is not read):
+    # A4 (2020-09-01, 44 days) is within 90 days; A3 106, A2 136, A1 228 days are not
     tm = i("timeliness")
-    assert (tm.numerator, tm.denominator, tm.value, tm.grade) == (D(1), D(4), D("0.25"), "D")
+    assert (tm.numerator, tm.denominator, tm.value, tm.coverage) == (D(1), D(4), D("0.25"), 1)
+    assert "4 IATI file generated-datetime" in tm.note
+    assert (tm.status, tm.grade) == ("insufficient-data", None)
     if linked:
-        # A2's disbursement names XM-UNAGENCY-P1, which is reported: 1 of 4 flows resolves
+        # A2's disbursement names XM-UNAGENCY-P1, which is reported (and P1 links back)
         tr = i("traceability")
         assert (tr.numerator, tr.denominator, tr.value) == (D(1), D(4), D("0.25"))
+        assert tr.status == "insufficient-data"
     else:
         assert i("traceability").not_available == trace.NO_LINKS
     st = {(s["kind"]): s for s in card.stipulations}
@@ -256,14 +302,33 @@ def test_report_card_by_hand(fx):
         assert (D(gpst["share"]), gpst["met"], D(gpst["margin"]), D(gpst["margin_usd"])) == (
             0, False, D("-0.5"), D(-150000))
         assert (D(st["country"]["share"]), st["country"]["met"]) == (1, True)
-        assert (i("stipulations").numerator, i("stipulations").denominator) == (D(2), D(3))
+        # 3 registered, all judged: graded (stipulations need 1, fully covered)
+        sp = i("stipulations")
+        assert (sp.numerator, sp.denominator, sp.status, sp.grade) == (D(2), D(3), "graded", "C")
         wi = i("wro_indirect_share")
         assert (wi.numerator, wi.value) == (D(120000), D(120000) / D(550000))
+        # recipients pass on 300k of the donor's 550k (two parts at depth 2)
+        assert (wi.base_count, wi.coverage_numerator) == (2, D(300000))
     else:
         assert st["wro"]["not_available"] == trace.NO_ATTRIBUTION
         assert i("wro_indirect_share").not_available == trace.NO_ATTRIBUTION
         assert i("stipulations").not_available == trace.NO_ATTRIBUTION
+    others = i("reported_by_others")
+    assert (others.base_count, others.status) == (0, "not-graded")
     json.dumps(card.as_dict())  # serialisable
+
+
+def test_report_card_grades_once_thresholds_pass(fx, low_thresholds):
+    """The same card with every threshold at 1 item / 0%: the grades of the values above."""
+    with fx.connect() as c:
+        card = reportcard.donor_card(c, "XM-DONOR", 2020)
+    got = {i.key: (i.status, i.grade) for i in card.items}
+    assert got["pledge_fulfilment"] == ("graded", "E")          # 0.14 / 1 < 0.25
+    assert got["gender_principal_share"] == ("graded", "A")     # 0.2 / 0.15 >= 1
+    assert got["gender_focused_share"] == ("not-graded", None)  # no benchmark
+    assert got["wro_direct_share"] == ("graded", "A")           # 0.27 / 0.01
+    assert got["flexible_share"] == ("graded", "A")             # 0.333 / 0.30
+    assert got["timeliness"] == ("graded", "D")                 # 0.25
 
 
 def test_stipulation_evaluate_pure():
@@ -279,7 +344,7 @@ def test_stipulation_evaluate_pure():
     assert (out.met, out.margin_usd) == (True, D("10.10") - D("10.0000"))
 
 
-def test_fund_scorecard_by_hand(fx):
+def test_fund_scorecard_by_hand(fx, low_thresholds):
     with fx.begin() as c:
         c.execute(update(m.PolicyMarker.__table__).where(
             m.PolicyMarker.__table__.c.activity_id.in_(select(m.Activity.id).where(
@@ -296,9 +361,20 @@ def test_fund_scorecard_by_hand(fx):
         card = reportcard.fund_scorecard(c, "XM-UNAGENCY", 2020)
     g = card.item("gender_principal_share")
     # allocations 120k + 180k, both principal -> 1.0 against 15% (A) and against 80% (A)
+    # (thresholds lowered: two allocations; with the shipped ones it is insufficient data)
     assert (g.numerator, g.denominator, g.value, g.grade) == (D(300000), D(300000), D(1), "A")
+    assert (g.base_count, g.coverage) == (2, 1)
     own = card.item("own_target")
     assert (own.benchmark, own.grade) == (D("0.8"), "A")
+
+
+def test_fund_scorecard_on_two_allocations_is_insufficient_data(fx):
+    with fx.connect() as c:
+        card = reportcard.fund_scorecard(c, "XM-UNAGENCY", 2020)
+    g = card.item("gender_principal_share")
+    # P1 is significant: 0 of 300,000 principal; two allocations are no base for a grade
+    assert (g.value, g.base_count, g.status, g.grade) == (0, 2, "insufficient-data", None)
+    assert g.insufficient.startswith("insufficient data: the base holds 2 items")
 
 
 # ---- (7) NAPs ---------------------------------------------------------------------------
@@ -339,3 +415,85 @@ def test_nap_coverage_by_hand(fx):
     assert lines["3.1"].funded_usd == 0 and lines["2.1"].flows[0]["linked_by"] == "hand"
     assert plan.pillars()["prevention"]["coverage"] == 0
     assert l1 and plan.unlinked_flows == 0
+
+
+# ---- pledge fulfilment per commitment, by hand --------------------------------------------
+
+CUMULATIVE = """<?xml version="1.0" encoding="UTF-8"?>
+<iati-activities version="2.03" generated-datetime="2022-03-01T00:00:00Z">
+ <iati-activity default-currency="USD">
+  <iati-identifier>XM-CUM-P</iati-identifier>
+  <reporting-org ref="XM-CUM" type="10"><narrative>Donor</narrative></reporting-org>
+  <title><narrative>Programme (parent)</narrative></title>
+  <activity-status code="2"/>
+  <related-activity ref="XM-CUM-C" type="2"/>
+  {p}
+ </iati-activity>
+ <iati-activity default-currency="USD">
+  <iati-identifier>XM-CUM-C</iati-identifier>
+  <reporting-org ref="XM-CUM" type="10"><narrative>Donor</narrative></reporting-org>
+  <title><narrative>Component (child, no commitment of its own)</narrative></title>
+  <activity-status code="2"/>
+  <related-activity ref="XM-CUM-P" type="1"/>
+  {c}
+ </iati-activity>
+ <iati-activity default-currency="USD">
+  <iati-identifier>XM-CUM-Q</iati-identifier>
+  <reporting-org ref="XM-CUM" type="10"><narrative>Donor</narrative></reporting-org>
+  <title><narrative>Closed project</narrative></title>
+  <activity-status code="4"/>
+  {q}
+ </iati-activity>
+</iati-activities>"""
+
+
+def test_pledge_fulfilment_cumulative_by_hand(engine, tmp_path):
+    """P commits 1,000 (2019) and decommits 100 (2021): 900 promised. Its child C, which
+    commits nothing, pays 300 (2019), 500 (2020), 400 (2021): 1,200, of which 900 fill P's
+    commitment (paid in full: settled). Q commits 500 (2019), pays 200 (2020) and is
+    closed: settled at 200. 2019: paid 1,100 of 1,400 promised (78.6%), all settled. The
+    old same-year ratio would have read 300 / 1,500 (only C's 2019 disbursement)."""
+    path = tmp_path / "cum.xml"
+    path.write_text(CUMULATIVE.format(
+        p=tx(2, "1000", "2019-02-01", "XM-NGO") + tx(2, "-100", "2021-06-01", "XM-NGO"),
+        c=(tx(3, "300", "2019-05-01", "XM-NGO") + tx(3, "500", "2020-05-01", "XM-NGO")
+           + tx(3, "400", "2021-05-01", "XM-NGO")),
+        q=tx(2, "500", "2019-03-01", "XM-NGO2") + tx(3, "200", "2020-03-01", "XM-NGO2")),
+        encoding="utf-8")
+    assert import_file(engine, path).status == "applied"
+    from fundtrack.accounting import fulfilment
+
+    with engine.connect() as c:
+        got = {x.activity_identifier: x for x in fulfilment.commitments(c, "XM-CUM")
+               if not x.decommitment}
+        card = reportcard.donor_card(c, "XM-CUM", 2019)
+    assert (got["XM-CUM-P"].effective_usd, got["XM-CUM-P"].paid_usd,
+            got["XM-CUM-P"].settled) == (D(900), D(900), "paid in full")
+    assert (got["XM-CUM-Q"].paid_usd, got["XM-CUM-Q"].settled) == (D(200), "activity closed")
+    pf = card.item("pledge_fulfilment")
+    assert (pf.numerator, pf.denominator, pf.base_count, pf.coverage) == (
+        D(1100), D(1400), 2, 1)
+    assert pf.value == D(1100) / D(1400)
+    assert pf.status == "insufficient-data"  # 2 commitments < 5
+    assert "amounts after later decommitments (USD 100 taken off)" in pf.note
+
+
+def test_timeliness_takes_the_earliest_version(engine, tmp_path):
+    """A disbursement of 2020-09-01 published in a file generated 2020-10-15 (44 days)
+    stays timely when the activity is re-published in 2021 (its new file says 2021-06-30)."""
+    for n, generated in enumerate(("2020-10-15T00:00:00Z", "2021-06-30T00:00:00Z")):
+        body = DONOR_XML.replace('2020-10-15T09:00:00Z', generated).format(acts=act(
+            "XM-TIME-A1", "Programme", None, None,
+            tx(3, "100", "2020-09-01", "XM-NGO", provider="XM-TIME")
+            + (tx(3, "50", "2021-05-01", "XM-NGO", provider="XM-TIME") if n else ""),
+            org="XM-TIME"))
+        p = tmp_path / f"v{n}.xml"
+        p.write_text(body, encoding="utf-8")
+        assert import_file(engine, p).status == "applied"
+    with engine.connect() as c:
+        tm20 = reportcard.donor_card(c, "XM-TIME", 2020).item("timeliness")
+        tm21 = reportcard.donor_card(c, "XM-TIME", 2021).item("timeliness")
+    assert (tm20.numerator, tm20.denominator) == (1, 1)
+    assert "earlier version" in tm20.note
+    # the 2021 disbursement exists only in the 2021 file: 2021-05-01 -> 2021-06-30, 60 days
+    assert (tm21.numerator, tm21.denominator) == (1, 1)

@@ -18,7 +18,8 @@ from tests.test_accounting import load_fixture
 CARD = """query($d: String!, $y: Int!, $m: String!) {
   reportCard(donor: $d, year: $y, method: $m) {
     subject year method rulesFingerprint flowFilter figures
-    items { key value numerator denominator benchmark grade method notAvailable }
+    items { key value numerator denominator benchmark grade method notAvailable status
+            baseCount baseUsd coverage minCount minCoverage insufficient }
     stipulations { kind met share }
   }
 }"""
@@ -32,9 +33,13 @@ def test_report_card_api_reconciles_with_flows_aggregate(engine, db_url, tmp_pat
     items = {i["key"]: i for i in card["items"]}
     assert D(items["gender_principal_share"]["value"]) == D("0.2")
     assert items["gender_principal_share"]["method"] == "principal"
-    assert items["gender_principal_share"]["grade"] == "A"
-    paid = D(items["pledge_fulfilment"]["numerator"])
-    assert paid == D(550000)
+    # three peace-and-security flows: a value, no grade
+    gp = items["gender_principal_share"]
+    assert (gp["grade"], gp["status"], gp["baseCount"], gp["minCount"]) == (
+        None, "insufficient-data", 3, 10)
+    assert gp["insufficient"].startswith("insufficient data: the base holds 3 items")
+    paid = D(items["wro_direct_share"]["denominator"])
+    assert paid == D(550000) == D(items["wro_direct_share"]["baseUsd"])
     agg = api.query("""query($w: FlowWhere) { flowsAggregate(where: $w) {
         count groups { sumUsd count } } }""", {"w": json.loads(card["flowFilter"])})
     (group,) = agg["flowsAggregate"]["groups"]
@@ -57,12 +62,13 @@ def test_fund_scorecard_and_naps_api(engine, db_url, tmp_path):
     load_fixture(engine, tmp_path)
     api = Api(db_url)
     out = api.query("""{ fundScorecard(fund: "XM-UNAGENCY", year: 2020) {
-        method items { key value numerator denominator grade notAvailable } }
+        method kind items { key value numerator denominator grade notAvailable } }
         nationalActionPlans { id } countingMethods { name source } }""")
     items = {i["key"]: i for i in out["fundScorecard"]["items"]}
-    # P1 is significant (marker 1): 0 of 300,000 to gender-principal -> E against 15%
+    # P1 is significant (marker 1): 0 of 300,000 to gender-principal, on two allocations:
+    # no grade
     g = items["gender_principal_share"]
-    assert (D(g["value"]), D(g["denominator"]), g["grade"]) == (0, D(300000), "E")
+    assert (D(g["value"]), D(g["denominator"]), g["grade"]) == (0, D(300000), None)
     assert items["own_target"]["notAvailable"].startswith("not available")
     assert out["nationalActionPlans"] == []
     assert [m["name"] for m in out["countingMethods"]] == [
@@ -83,13 +89,13 @@ def test_cli_report_card_formats(engine, db_url, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     card = json.loads(r.output)
     items = {i["key"]: i for i in card["items"]}
-    assert D(items["pledge_fulfilment"]["value"]) == D("0.55")
+    assert D(items["pledge_fulfilment"]["value"]) == D("0.14")
     r = runner.invoke(main, ["report-card", "--donor", "XM-DONOR", "--year", "2020"])
     assert "Counting method: **principal**" in r.output and "| 20.00% |" in r.output
     r = runner.invoke(main, ["report-card", "--donor", "XM-DONOR", "--year", "2020",
                              "--format", "csv"])
     lines = r.output.splitlines()
-    assert lines[0].startswith("subject,year,card_method") and len(lines) == 1 + 9
+    assert lines[0].startswith("subject,year,card_method") and len(lines) == 1 + 10
     if hasattr(get_settings, "cache_clear"):
         get_settings.cache_clear()
 

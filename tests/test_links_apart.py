@@ -102,5 +102,6 @@ def test_card_traceability_counts_only_links_to_other_activities(engine, tmp_pat
         card = reportcard.donor_card(c, "XM-SELF", 2020)
     tr = card.item("traceability")
     assert (tr.numerator, tr.denominator) == (1, 2)
-    assert tr.note == ("1 link to another activity; 1 link only to their own activity "
+    assert tr.note == ("1 link to another activity themselves; 0 more are linked to by their "
+                       "receivers' reports (0 links); 1 link only to their own activity "
                        "(resolves by construction, traces nothing: not counted)")

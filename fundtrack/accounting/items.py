@@ -45,6 +45,11 @@ class Item:
     extra: dict[str, Any]
     marker: Marker = field(default=None)  # type: ignore[assignment]
     batch_created: Any = None
+    provider_name: str | None = None
+    #: The date the publisher says this record was published by, and which date it is
+    #: (:func:`publisher_date`); never the date fundtrack imported the file.
+    published: date | None = None
+    published_basis: str | None = None
 
 
 def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> list[Item]:
@@ -53,7 +58,8 @@ def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> li
     a = m.Activity.__table__
     b = m.ImportBatch.__table__
     q = (select(f, a.c.iati_identifier, a.c.title, a.c.description.label("a_description"),
-                b.c.created_at.label("batch_created"))
+                a.c.last_updated.label("a_last_updated"),
+                b.c.created_at.label("batch_created"), b.c.file_generated)
          .select_from(f.outerjoin(a, a.c.id == f.c.activity_id).join(b, b.c.id == f.c.batch_id))
          .where(current(f)))
     if where is not None:
@@ -83,10 +89,82 @@ def load_items(conn: Connection, where: ColumnElement[bool] | None = None) -> li
             amount=r["amount"], currency=r["currency"], amount_usd=r["amount_usd"],
             value_date=r["value_date"], earmarking=r["earmarking"], countries=countries,
             sectors=sectors, tags=tags, text=text, extra=extra,
-            batch_created=r["batch_created"])
+            batch_created=r["batch_created"], provider_name=r["provider_name"])
+        it.published, it.published_basis = publisher_date(
+            extra, r["a_last_updated"], r["file_generated"])
         it.marker = effective_marker(extra, c.get("marker"), own_markers.get(r["id"]))
         items.append(it)
     return items
+
+
+#: Where a record's publication date comes from, first found wins. FTS says when a flow
+#: was first reported (exact); IATI says when the activity was last updated and when the
+#: file was generated (upper bounds: the transaction was published on or before).
+PUBLISHER_DATES = (
+    ("first_reported_date", "FTS firstReportedDate (first reported)"),
+    ("updated_at", "FTS updatedAt (last updated: an upper bound)"),
+)
+IATI_ACTIVITY_DATE = "IATI activity last-updated-datetime (an upper bound)"
+IATI_FILE_DATE = "IATI file generated-datetime (an upper bound)"
+
+
+def iso_day(value: Any) -> date | None:
+    """The calendar day of an ISO date or date-time string (None if it is not one)."""
+    if value is None:
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        return None
+
+
+def publisher_date(extra: dict[str, Any], activity_last_updated: str | None,
+                   file_generated: str | None) -> tuple[date | None, str | None]:
+    """(date, basis): the publisher's own statement of when this record was published:
+    FTS firstReportedDate, else FTS updatedAt; IATI last-updated-datetime of the activity,
+    else the file's generated-datetime. None when the publisher gives none (e.g. D-Portal
+    re-serialisations drop both IATI dates)."""
+    for key, basis in PUBLISHER_DATES:
+        day = iso_day(extra.get(key))
+        if day is not None:
+            return day, basis
+    for value, basis in ((activity_last_updated, IATI_ACTIVITY_DATE),
+                         (file_generated, IATI_FILE_DATE)):
+        day = iso_day(value)
+        if day is not None:
+            return day, basis
+    return None, None
+
+
+def earliest_publication(conn: Connection, items: list[Item]) -> None:
+    """Date each IATI item by the earliest version of the same transaction the ledger
+    holds (same activity and reporter; same kind, value date, amount and currency, in an
+    earlier, superseded version): an activity re-published later does not make a
+    transaction it already held look late. With one snapshot nothing changes."""
+    f, a, b = m.Flow.__table__, m.Activity.__table__, m.ImportBatch.__table__
+    by_act: dict[tuple[str | None, str], list[Item]] = defaultdict(list)
+    for it in items:
+        if it.activity_identifier:
+            by_act[(it.reporting_org_ref, it.activity_identifier)].append(it)
+    idents = sorted({k[1] for k in by_act})
+    for i in range(0, len(idents), CHUNK):
+        q = (select(a.c.iati_identifier, a.c.reporting_org_ref, a.c.last_updated,
+                    b.c.file_generated, f.c.kind, f.c.value_date, f.c.amount, f.c.currency)
+             .select_from(f.join(a, a.c.id == f.c.activity_id).join(b, b.c.id == f.c.batch_id))
+             .where(f.c.superseded_by.is_not(None), a.c.superseded_by.is_not(None),
+                    a.c.iati_identifier.in_(idents[i:i + CHUNK])))
+        for r in conn.execute(q):
+            day, basis = publisher_date({}, r.last_updated, r.file_generated)
+            if day is None:
+                continue
+            for it in by_act.get((r.reporting_org_ref, r.iati_identifier), []):
+                if ((it.kind, it.value_date, it.amount, it.currency)
+                        == (r.kind, r.value_date, r.amount, r.currency)
+                        and (it.published is None or day < it.published)):
+                    it.published = day
+                    it.published_basis = f"{basis}, earlier version"
 
 
 def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:

@@ -3,28 +3,61 @@
 A card is a pure function of the ledger, the accounting tables and the rule files: it
 cites its method, the rule files' fingerprint and the flow filter it used, so anyone can
 recompute it (and reconcile its totals with ``flowsAggregate`` for the same filter).
+
+Every measure says what it rests on: its **base** (how many flows or commitments, how
+many USD) and its **coverage** (the part of the base the measure can judge, e.g. the
+disbursements that report their earmarking). A grade is given only when the base and the
+coverage pass the thresholds of ``benchmarks.toml`` (``[thresholds]``); otherwise the
+measure says "insufficient data" with the numbers. A card counts its subject's own
+reports (:mod:`fundtrack.accounting.subject`); what others report about it is a separate,
+labelled line.
+
+Cards for many subjects and years (league tables) are computed in one pass by
+:func:`cards`; :func:`donor_card` and :func:`fund_scorecard` are that pass for one
+subject and year, so a card and its league-table row can never disagree.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, select
 
+from fundtrack.accounting import fulfilment
 from fundtrack.accounting import trail_evidence as trace
-from fundtrack.accounting.benchmarks import benchmark, grade
-from fundtrack.accounting.classify import classify_all
+from fundtrack.accounting.benchmarks import benchmark, grade, has_benchmark, threshold
+from fundtrack.accounting.classify import Classification, classify_all
 from fundtrack.accounting.config import fingerprint, load
-from fundtrack.accounting.items import Item, load_items, year_between
-from fundtrack.accounting.methods import Figure, count, get_method, reported_shares
+from fundtrack.accounting.items import Item, earliest_publication, load_items, year_between
+from fundtrack.accounting.markers import NOT_SCREENED
+from fundtrack.accounting.methods import count, get_method, reported_shares
 from fundtrack.accounting.stipulations import check
+from fundtrack.accounting.subject import (
+    api_filter,
+    item_owner,
+    own_reports,
+    owner,
+    refs_of,
+    reported_by_others,
+    reporter_label,
+    require_known,
+)
 from fundtrack.accounting.wro import reaches_wro, wro_refs
+from fundtrack.db.base import current
 from fundtrack.ledger import tables as m
-from fundtrack.money import exact_sum
+from fundtrack.money import SUM_CONTEXT, exact_sum
 from fundtrack.records import FlowKind
+
+GRADED = "graded"
+NOT_GRADED = "not-graded"          # a value, no benchmark to grade against
+INSUFFICIENT = "insufficient-data"
+NOT_AVAILABLE = "not-available"    # cannot be computed at all (e.g. links not computed)
+
+DONOR, FUND = "donor", "fund"
 
 
 @dataclass
@@ -35,6 +68,20 @@ class CardItem:
     numerator: Decimal | None = None
     denominator: Decimal | None = None
     unit: str = "USD"
+    #: The base: what the measure is computed over, how many items and how many USD.
+    base: str = ""
+    base_count: int | None = None
+    base_usd: Decimal | None = None
+    #: Coverage: the share of the base the measure can judge, and what that is.
+    coverage: Decimal | None = None
+    coverage_numerator: Decimal | None = None
+    coverage_denominator: Decimal | None = None
+    coverage_unit: str | None = None
+    coverage_of: str | None = None
+    min_count: int | None = None
+    min_coverage: Decimal | None = None
+    status: str = NOT_GRADED
+    insufficient: str | None = None
     benchmark: Decimal | None = None
     benchmark_source: str | None = None
     grade: str | None = None
@@ -43,7 +90,12 @@ class CardItem:
     note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
+        return {k: (_text(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
+
+
+def _text(v: Decimal) -> str:
+    """A Decimal as plain text: no exponent (a zero quotient reads "0E+2" otherwise)."""
+    return format(v, "f")
 
 
 @dataclass
@@ -56,192 +108,457 @@ class Card:
     items: list[CardItem] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     stipulations: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = DONOR
 
     def item(self, key: str) -> CardItem:
         return next(i for i in self.items if i.key == key)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "year": self.year, "method": self.method,
-                "rules_fingerprint": self.rules, "filter": self.filter,
+        return {"subject": self.subject, "year": self.year, "kind": self.kind,
+                "method": self.method, "rules_fingerprint": self.rules, "filter": self.filter,
                 "items": [i.as_dict() for i in self.items], "figures": self.figures,
                 "stipulations": self.stipulations}
 
 
-def _ratio(num: Decimal, den: Decimal) -> Decimal | None:
-    return num / den if den else None
+# --- grading ---------------------------------------------------------------------------
+
+def _share(num: Decimal, den: Decimal) -> Decimal | None:
+    if not den:
+        return None
+    return num / den if num else Decimal(0)
 
 
-def _graded(key: str, item: CardItem) -> CardItem:
-    b = benchmark(key)
-    item.benchmark, item.benchmark_source = b.target, b.source
-    item.grade = grade(item.value, b.target)
-    return item
+def _pct(v: Decimal | None) -> str:
+    return "-" if v is None else f"{(v * 100).quantize(Decimal('0.1'))}%"
 
 
-def _usd(items: list[Item]) -> Decimal:
+def _usd(v: Decimal | None) -> str:
+    return "-" if v is None else f"USD {v.quantize(Decimal(1)):,}"
+
+
+def judge(key: str, it: CardItem, bkey: str | None = None) -> CardItem:
+    """Set the item's status: not available, insufficient data (with the numbers), graded
+    against benchmark ``bkey`` (default: ``key``), or a value without a benchmark."""
+    th = threshold(key)
+    it.min_count, it.min_coverage = th.min_count, th.min_coverage
+    bkey = key if bkey is None else bkey
+    if bkey and has_benchmark(bkey):
+        b = benchmark(bkey)
+        it.benchmark, it.benchmark_source = b.target, b.source
+    if it.not_available:
+        it.status = NOT_AVAILABLE
+        return it
+    why = []
+    if (it.base_count or 0) < th.min_count:
+        why.append(f"the base holds {it.base_count or 0} "
+                   f"{'item' if it.base_count == 1 else 'items'} ({it.base}); "
+                   f"a grade needs at least {th.min_count}")
+    if it.coverage is not None and it.coverage < th.min_coverage:
+        cov_n, cov_d = it.coverage_numerator, it.coverage_denominator
+        nums = (f"{_usd(cov_n)} of {_usd(cov_d)}" if it.coverage_unit == "USD"
+                else f"{cov_n} of {cov_d} {it.coverage_unit or ''}".rstrip())
+        why.append(f"coverage {_pct(it.coverage)} ({nums} {it.coverage_of}); "
+                   f"a grade needs at least {_pct(th.min_coverage)}")
+    if it.value is None and not why:
+        why.append(f"nothing to measure ({it.base})")
+    if why:
+        it.status = INSUFFICIENT
+        it.insufficient = "insufficient data: " + "; ".join(why)
+        return it
+    if it.benchmark is not None:
+        it.status, it.grade = GRADED, grade(it.value, it.benchmark)
+    else:
+        it.status = NOT_GRADED
+    return it
+
+
+# --- what one computation shares ------------------------------------------------------
+
+@dataclass
+class _Data:
+    """Everything the measures of many subject-years need, loaded once."""
+
+    paid: dict[tuple[str, int], list[Item]]
+    cls: dict[int, Classification]
+    promises: dict[str, list[fulfilment.Commitment]]
+    forward: set[int]
+    backward: dict[int, int]
+    own_only: set[int]
+    links: bool
+    attribution: bool
+    onward: dict[tuple[str, int], dict[str, Any]]
+    others: dict[tuple[str, int], dict[str, Any]]
+    stipulated: set[str]
+    wros: set[str]
+    shares: dict[str, Decimal]
+
+
+def _year_of(it: Item) -> int | None:
+    return it.value_date.year if it.value_date else None
+
+
+def _load(conn: Connection, org: str | None, years: set[int] | None) -> _Data:
+    f = m.Flow.__table__
+    where = and_(current(f), own_reports(org, (FlowKind.DISBURSEMENT,)))
+    if years is not None and len(years) == 1:
+        where = and_(where, year_between(f.c.value_date, next(iter(years))))
+    paid: dict[tuple[str, int], list[Item]] = defaultdict(list)
+    items = []
+    loaded = load_items(conn, where)
+    earliest_publication(conn, loaded)
+    for it in loaded:
+        who, y = item_owner(it), _year_of(it)
+        if who is None or y is None or (years is not None and y not in years):
+            continue
+        paid[(who, y)].append(it)
+        items.append(it)
+    promises: dict[str, list[fulfilment.Commitment]] = defaultdict(list)
+    for c in fulfilment.commitments(conn, org):
+        promises[c.org].append(c)
+    links = trace.links_available(conn)
+    ids = {it.flow_id for it in items}
+    forward = trace.resolved_link_flows(conn, ids) if links else set()
+    backward = trace.traced_by_receivers(conn, items) if links else {}
+    own_only = (trace.self_link_flows(conn, ids) - forward - set(backward)) if links else set()
+    attribution = trace.attribution_available(conn)
+    wros = wro_refs(conn)
+    from fundtrack.accounting.tables import Stipulation
+
+    stipulated = {r[0] for r in conn.execute(select(Stipulation.donor_ref).distinct())}
+    return _Data(paid=dict(paid), cls=classify_all(conn, items), promises=dict(promises),
+                 forward=forward, backward=backward, own_only=own_only, links=links,
+                 attribution=attribution,
+                 onward=_onward(conn, org, wros) if attribution else {},
+                 others=_others(conn, org, years), stipulated=stipulated, wros=wros,
+                 shares=reported_shares(conn))
+
+
+def _onward(conn: Connection, org: str | None, wros: set[str]) -> dict[tuple[str, int], Any]:
+    """Per (originator, year): the donor's money its recipients report passing on
+    (attribution depth 2: USD and parts) and the money reaching a WRO at depth >= 2."""
+    from fundtrack.derived.trail.tables import Attribution as A
+    from fundtrack.derived.trail.tables import Movement as M
+
+    f = m.Flow.__table__
+    q = (select(A.originator_ref, A.depth, A.amount_usd, M.value_date, M.dst_org, f.c.extra)
+         .join(M, M.id == A.movement_id).join(f, f.c.id == M.flow_id)
+         .where(A.depth >= 2, A.originator_ref.is_not(None)))
+    if org is not None:
+        q = q.where(A.originator_ref.in_(refs_of(org)))
+    codes = [str(c) for c in load("wro").get("crs_channel_codes", [])]
+    out: dict[tuple[str, int], dict[str, Any]] = defaultdict(
+        lambda: {"usd": Decimal(0), "parts": 0, "wro_usd": Decimal(0)})
+    for r in conn.execute(q):
+        if r.value_date is None or r.amount_usd is None:
+            continue
+        d = out[(r.originator_ref, r.value_date.year)]
+        if r.depth == 2:
+            d["usd"] = SUM_CONTEXT.add(d["usd"], r.amount_usd)
+            d["parts"] += 1
+        code = str((r.extra or {}).get("channel_code") or "")
+        if r.dst_org in wros or (code and code in codes):
+            d["wro_usd"] = SUM_CONTEXT.add(d["wro_usd"], r.amount_usd)
+    return dict(out)
+
+
+def _others(conn: Connection, org: str | None, years: set[int] | None
+            ) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (provider, year): disbursements other organisations report naming it as the
+    provider (never counted as its own)."""
+    f = m.Flow.__table__
+    q = (select(f.c.provider_ref, f.c.reporting_org_ref, f.c.provider_name, f.c.extra,
+                f.c.value_date, f.c.amount_usd)
+         .where(current(f), reported_by_others(org, (FlowKind.DISBURSEMENT,))))
+    if years is not None and len(years) == 1:
+        q = q.where(year_between(f.c.value_date, next(iter(years))))
+    out: dict[tuple[str, int], dict[str, Any]] = defaultdict(
+        lambda: {"count": 0, "usd": Decimal(0), "reporters": set()})
+    for r in conn.execute(q):
+        if r.value_date is None or owner(r.reporting_org_ref, r.provider_ref,
+                                         r.provider_name, r.extra) == r.provider_ref:
+            continue
+        d = out[(r.provider_ref, r.value_date.year)]
+        d["count"] += 1
+        if r.amount_usd is not None:
+            d["usd"] = SUM_CONTEXT.add(d["usd"], r.amount_usd)
+        d["reporters"].add(reporter_label(r.reporting_org_ref, r.extra))
+    return dict(out)
+
+
+# --- the measures ---------------------------------------------------------------------
+
+def _total(items: list[Item]) -> Decimal:
     return exact_sum(it.amount_usd for it in items)
 
 
-def outgoing_where(org: str, year: int, kinds: tuple[FlowKind, ...]) -> Any:
-    """An organisation's own outgoing flows of ``kinds`` dated in ``year``: flows it provides,
-    or that it reports with no provider named. Mirrors the ``flowsAggregate`` filter in
-    :func:`api_filter`."""
-    f = m.Flow.__table__.c
-    return and_(f.kind.in_(kinds), year_between(f.value_date, year),
-                or_(f.provider_ref == org, and_(f.provider_ref.is_(None),
-                                                f.reporting_org_ref == org)))
+def _paid_base(paid: list[Item], year: int) -> dict[str, Any]:
+    return {"base": f"own disbursements dated {year}", "base_count": len(paid),
+            "base_usd": _total(paid)}
 
 
-def api_filter(org: str, year: int, kind: FlowKind) -> dict[str, Any]:
-    """The same filter as a GraphQL ``FlowWhere`` (for reconciling with flowsAggregate)."""
-    return {"kind": {"_eq": kind.name},
-            "valueDate": {"_gte": f"{year}-01-01", "_lte": f"{year}-12-31"},
-            "_or": [{"providerRef": {"_eq": org}},
-                    {"providerRef": {"_is_null": True}, "reportingOrgRef": {"_eq": org}}]}
+def m_pledge_fulfilment(d: _Data, who: str, year: int) -> CardItem:
+    ful = fulfilment.of_year(d.promises.get(who, []), year)
+    noun = "pledges" if ful.kind == FlowKind.OUTGOING_PLEDGE else "commitments"
+    it = CardItem("pledge_fulfilment", benchmark("pledge_fulfilment").title,
+                  value=ful.value, numerator=ful.paid_usd, denominator=ful.followable_usd,
+                  base=f"own {noun} dated {year}", base_count=ful.count,
+                  base_usd=ful.committed_usd, coverage=ful.coverage,
+                  coverage_numerator=ful.settled_usd, coverage_denominator=ful.committed_usd,
+                  coverage_unit="USD",
+                  coverage_of="committed in commitments already settled (paid in full or "
+                              "activity ended)")
+    notes = [f"paid = disbursements of the commitment's activity (or its child activities) "
+             f"to date, any year, filled in date order and capped at each commitment; "
+             f"{ful.settled_count} of {ful.count} {noun} settled"]
+    if ful.not_followable:
+        notes.append(f"{ful.not_followable} {noun} name no activity to follow (left out of "
+                     "the value, not settled)")
+    if ful.without_usd:
+        notes.append(f"{ful.without_usd} {noun} without USD left out")
+    if ful.decommitted_usd:
+        notes.append(f"amounts after later decommitments ({_usd(ful.decommitted_usd)} "
+                     "taken off)")
+    if ful.decommitments:
+        notes.append(f"{ful.decommitments} decommitments dated {year} (negative "
+                     "commitments) lower earlier commitments and are not counted as promises")
+    it.note = "; ".join(notes)
+    return judge("pledge_fulfilment", it)
 
 
-def donor_card(conn: Connection, donor: str, year: int, method: str = "principal") -> Card:
-    meth = get_method(method)
-    card = Card(donor, year, meth.name, fingerprint(),
-                api_filter(donor, year, FlowKind.DISBURSEMENT))
-    paid = load_items(conn, outgoing_where(donor, year, (FlowKind.DISBURSEMENT,)))
-    cls = classify_all(conn, paid)
-    shares = reported_shares(conn)
+def m_gender(d: _Data, paid: list[Item], year: int, key: str, method: str,
+             *, scope: bool, bkey: str | None) -> tuple[CardItem, Any]:
+    base = [i for i in paid if d.cls[i.flow_id].in_scope] if scope else paid
+    fig = count(base, get_method(method), d.shares)
+    screened = exact_sum(i.amount_usd for i in base if i.marker.common != NOT_SCREENED)
+    what = (f"own peace-and-security disbursements dated {year}" if scope
+            else f"own disbursements (allocations) dated {year}")
+    title = {"gender_principal_share": "Gender-principal share",
+             "gender_focused_share": "Gender-focused share (principal + significant)",
+             "own_target": "Gender-principal share against the fund's own target"}[key]
+    title += " of peace-and-security aid" if scope else " of allocations"
+    it = CardItem(key, title, value=fig.share, numerator=fig.amount_usd,
+                  denominator=fig.base_usd, method=method, base=what,
+                  base_count=len(base), base_usd=fig.base_usd,
+                  coverage=_share(screened, fig.base_usd), coverage_numerator=screened,
+                  coverage_denominator=fig.base_usd, coverage_unit="USD",
+                  coverage_of="with a screened gender marker")
+    all_usd = _total(paid)
+    if scope:
+        it.note = (f"the base is {_pct(_share(fig.base_usd, all_usd))} of the "
+                   f"{_usd(all_usd)} the organisation reports disbursing in {year}")
+    if fig.flows_without_usd:
+        it.note = ((it.note + "; ") if it.note else "") + (
+            f"{fig.flows_without_usd} flows without USD left out")
+    return judge(key, it, bkey), fig
 
-    # 1. pledge fulfilment
-    pledges = load_items(conn, outgoing_where(donor, year, (FlowKind.OUTGOING_PLEDGE,)))
-    basis = "outgoing pledges"
-    if not pledges:
-        pledges = load_items(conn, outgoing_where(donor, year, (FlowKind.OUTGOING_COMMITMENT,)))
-        basis = "outgoing commitments (no pledges reported)"
-    it = CardItem("pledge_fulfilment", "Pledge fulfilment (paid / pledged)",
-                  numerator=_usd(paid), denominator=_usd(pledges),
-                  note=f"pledged = {basis} dated {year}; paid = disbursements dated {year}")
-    it.value = _ratio(it.numerator, it.denominator)  # type: ignore[arg-type]
-    if it.value is None:
-        it.not_available = f"not available: no pledges or commitments dated {year}"
-    card.items.append(_graded("pledge_fulfilment", it))
 
-    # 2-3. gender shares of peace-and-security aid
-    ps = [i for i in paid if cls[i.flow_id].in_scope]
-    for key, mname, title, bkey in (
-            ("gender_principal_share", "principal",
-             "Gender-principal share of peace-and-security aid", "gender_principal_share"),
-            ("gender_focused_share", "gender-focused",
-             "Gender-focused share of peace-and-security aid", None)):
-        fig = count(ps, get_method(mname), shares)
-        ci = CardItem(key, title, value=fig.share, numerator=fig.amount_usd,
-                      denominator=fig.base_usd, method=mname)
-        if fig.share is None:
-            ci.not_available = "not available: no peace-and-security disbursements with USD"
-        card.items.append(_graded(bkey, ci) if bkey else ci)
-        card.figures[f"peace_and_security_{mname}"] = fig.as_dict()
-    sel = count(ps, meth, shares)
-    card.figures["peace_and_security_selected_method"] = sel.as_dict()
-    card.figures["all_disbursements_selected_method"] = count(paid, meth, shares).as_dict()
+def m_wro_direct(d: _Data, paid: list[Item], year: int) -> CardItem:
+    direct = [i for i in paid if reaches_wro(i, d.wros)]
+    named = exact_sum(i.amount_usd for i in paid
+                      if i.receiver_ref or i.extra.get("channel_code"))
+    total = _total(paid)
+    it = CardItem("wro_direct_share", "Share of disbursements reaching WROs directly",
+                  value=_share(_total(direct), total), numerator=_total(direct),
+                  denominator=total, **_paid_base(paid, year),
+                  coverage=_share(named, total), coverage_numerator=named,
+                  coverage_denominator=total, coverage_unit="USD",
+                  coverage_of="paid to an identified receiver (a ref or a CRS channel code)")
+    return judge("wro_direct_share", it, "wro_share")
 
-    # 4. women's rights organisations, directly and through intermediaries
-    wros = wro_refs(conn)
-    direct = [i for i in paid if reaches_wro(i, wros)]
-    ci = CardItem("wro_direct_share", "Share of disbursements reaching WROs directly",
-                  numerator=_usd(direct), denominator=_usd(paid))
-    ci.value = _ratio(ci.numerator, ci.denominator)  # type: ignore[arg-type]
-    card.items.append(_graded("wro_share", ci))
-    ci = CardItem("wro_indirect_share", "Share reaching WROs through intermediaries",
-                  denominator=_usd(paid))
-    if trace.attribution_available(conn):
-        parts = trace.donor_parts(conn, donor, year=year, min_depth=2)
-        ci.numerator = exact_sum(u for u, i in parts if reaches_wro(i, wros))
-        ci.value = _ratio(ci.numerator, ci.denominator)  # type: ignore[arg-type]
-        ci.note = "donor's attributed money in movements at depth >= 2 received by a WRO"
-    else:
-        ci.not_available = trace.NO_ATTRIBUTION
-    card.items.append(ci)
 
-    # 5. unearmarked + softly earmarked (Grand Bargain categories 1-2)
+def m_wro_indirect(d: _Data, who: str, paid: list[Item], year: int) -> CardItem:
+    total = _total(paid)
+    it = CardItem("wro_indirect_share", "Share reaching WROs through intermediaries",
+                  denominator=total, **_paid_base(paid, year))
+    if not d.attribution:
+        it.not_available = trace.NO_ATTRIBUTION
+        return judge("wro_indirect_share", it, "")
+    on = d.onward.get((who, year), {"usd": Decimal(0), "parts": 0, "wro_usd": Decimal(0)})
+    it.numerator, it.value = on["wro_usd"], _share(on["wro_usd"], total)
+    it.base_count = on["parts"]
+    it.base = (f"parts of the donor's money its recipients report passing on "
+               f"(attribution depth 2), movements dated {year}")
+    it.coverage, it.coverage_numerator = _share(on["usd"], total), on["usd"]
+    it.coverage_denominator, it.coverage_unit = total, "USD"
+    it.coverage_of = "of the donor's disbursements followed onward by recipients' reports"
+    it.note = "donor's attributed money received by a WRO at depth >= 2 / own disbursements"
+    return judge("wro_indirect_share", it, "")
+
+
+def m_flexible(d: _Data, paid: list[Item], year: int) -> CardItem:
     known = [i for i in paid if i.earmarking is not None]
     flexible = [i for i in known if i.earmarking in (1, 2)]
-    ci = CardItem("flexible_share", "Unearmarked and softly earmarked share",
-                  numerator=_usd(flexible), denominator=_usd(known),
-                  note=f"{len(paid) - len(known)} disbursements "
-                       f"(USD {_usd([i for i in paid if i.earmarking is None])}) report no "
-                       "earmarking and are left out")
-    ci.value = _ratio(ci.numerator, ci.denominator)  # type: ignore[arg-type]
-    if ci.value is None:
-        ci.not_available = "not available: no disbursement reports its earmarking"
-    card.items.append(_graded("flexible_share", ci))
+    total, known_usd = _total(paid), _total(known)
+    it = CardItem("flexible_share", "Unearmarked and softly earmarked share",
+                  value=_share(_total(flexible), known_usd), numerator=_total(flexible),
+                  denominator=known_usd, **_paid_base(paid, year),
+                  coverage=_share(known_usd, total), coverage_numerator=known_usd,
+                  coverage_denominator=total, coverage_unit="USD",
+                  coverage_of="in disbursements that report their earmarking",
+                  note=f"{len(known)} of {len(paid)} disbursements report their earmarking")
+    return judge("flexible_share", it)
 
-    # 6. traceability
-    ci = CardItem("traceability", "Outgoing flows whose links resolve", unit="flows",
-                  denominator=Decimal(len(paid)))
-    if trace.links_available(conn):
-        ids = {i.flow_id for i in paid}
-        ok = trace.resolved_link_flows(conn, ids)
-        own = trace.self_link_flows(conn, ids) - ok
-        ci.numerator = Decimal(len(ok))
-        ci.note = (f"{len(ok)} link to another activity; {len(own)} link only to their own "
-                   "activity (resolves by construction, traces nothing: not counted)")
-        ci.value = _ratio(ci.numerator, ci.denominator)  # type: ignore[arg-type]
-    else:
-        ci.not_available = trace.NO_LINKS
-    card.items.append(_graded("traceability", ci))
 
-    # 7. timeliness
+def m_traceability(d: _Data, paid: list[Item], year: int) -> CardItem:
+    it = CardItem("traceability", benchmark("traceability").title, unit="flows",
+                  denominator=Decimal(len(paid)), **_paid_base(paid, year))
+    if not d.links:
+        it.not_available = trace.NO_LINKS
+        return judge("traceability", it)
+    ids = {i.flow_id for i in paid}
+    fwd = ids & d.forward
+    back = {i for i in ids if i in d.backward} - fwd
+    own = ids & d.own_only
+    it.numerator = Decimal(len(fwd | back))
+    it.value = _share(it.numerator, it.denominator)  # type: ignore[arg-type]
+    it.note = (f"{len(fwd)} link to another activity themselves; {len(back)} more are linked "
+               f"to by their receivers' reports ({sum(d.backward[i] for i in back)} links); "
+               f"{len(own)} link only to their own activity (resolves by construction, "
+               "traces nothing: not counted)")
+    return judge("traceability", it)
+
+
+def m_timeliness(d: _Data, paid: list[Item], year: int) -> CardItem:
     window = int(load("benchmarks")["benchmarks"]["timeliness"]["window_days"])
-    dated = [i for i in paid if i.value_date and i.batch_created]
-    timely = [i for i in dated if (_day(i.batch_created) - i.value_date).days <= window]
-    ci = CardItem("timeliness", f"Disbursements published within {window} days", unit="flows",
+    dated = [i for i in paid if i.value_date and i.published]
+    timely = [i for i in dated if (i.published - i.value_date).days <= window]  # type: ignore[operator]
+    bases: dict[str, int] = defaultdict(int)
+    for i in dated:
+        bases[i.published_basis or ""] += 1
+    it = CardItem("timeliness", f"Disbursements published within {window} days",
+                  unit="flows", value=_share(Decimal(len(timely)), Decimal(len(dated))),
                   numerator=Decimal(len(timely)), denominator=Decimal(len(dated)),
-                  note="lag = date the file was imported - value date")
-    ci.value = _ratio(ci.numerator, ci.denominator)  # type: ignore[arg-type]
-    card.items.append(_graded("timeliness", ci))
+                  **_paid_base(paid, year),
+                  coverage=_share(Decimal(len(dated)), Decimal(len(paid))),
+                  coverage_numerator=Decimal(len(dated)),
+                  coverage_denominator=Decimal(len(paid)), coverage_unit="flows",
+                  coverage_of="carry a publisher's own publication date")
+    it.note = ("lag = the publisher's own date - value date (never the import date); dates: "
+               + ("; ".join(f"{n} {b}" for b, n in sorted(bases.items())) or "none"))
+    return judge("timeliness", it)
 
-    # 8. stipulations met
-    results = check(conn, donor, year)
+
+def m_stipulations(conn: Connection, d: _Data, who: str, year: int, card: Card) -> CardItem:
+    results = check(conn, who, year) if who in d.stipulated else []
     card.stipulations = [r.as_dict() for r in results]
     judged = [r for r in results if r.met is not None]
-    ci = CardItem("stipulations", "Stipulations met", unit="stipulations",
+    it = CardItem("stipulations", "Stipulations met", unit="stipulations",
                   numerator=Decimal(sum(1 for r in judged if r.met)),
-                  denominator=Decimal(len(judged)))
-    ci.value = _ratio(ci.numerator, ci.denominator)  # type: ignore[arg-type]
-    if ci.value is None:
-        ci.not_available = ("not available: no stipulations registered" if not results
-                            else results[0].not_available)
-    card.items.append(_graded("stipulations", ci))
-    card.figures["paid_usd"] = str(_usd(paid))
+                  denominator=Decimal(len(judged)),
+                  base=f"stipulations registered for {year}", base_count=len(results),
+                  coverage=_share(Decimal(len(judged)), Decimal(len(results))),
+                  coverage_numerator=Decimal(len(judged)),
+                  coverage_denominator=Decimal(len(results)), coverage_unit="stipulations",
+                  coverage_of="could be checked against the attribution")
+    it.value = _share(it.numerator, it.denominator)  # type: ignore[arg-type]
+    if not results:
+        it.not_available = "not available: no stipulations registered"
+    elif not judged:
+        it.not_available = results[0].not_available
+    return judge("stipulations", it)
+
+
+def m_others(d: _Data, who: str, year: int) -> CardItem:
+    o = d.others.get((who, year))
+    it = CardItem("reported_by_others",
+                  "Disbursements others report with this organisation as provider "
+                  "(not counted above)", unit="USD", base_count=o["count"] if o else 0,
+                  base_usd=o["usd"] if o else Decimal(0), numerator=o["usd"] if o else None,
+                  base=f"disbursements dated {year} reported by other organisations")
+    if o:
+        it.note = (f"{o['count']} disbursements reported by {', '.join(sorted(o['reporters']))}"
+                   ": their own onward payments or their account of this organisation's "
+                   "money, kept apart so nothing is counted twice")
+    else:
+        it.note = "none"
+    it.status = NOT_GRADED
+    return it
+
+
+# --- cards ----------------------------------------------------------------------------
+
+def _card(conn: Connection, d: _Data, who: str, year: int, method: str, kind: str) -> Card:
+    paid = d.paid.get((who, year), [])
+    card = Card(who, year, get_method(method).name, fingerprint(),
+                api_filter(who, year, FlowKind.DISBURSEMENT), kind=kind)
+    if kind == DONOR:
+        card.items.append(m_pledge_fulfilment(d, who, year))
+        gp, _ = m_gender(d, paid, year, "gender_principal_share", "principal", scope=True,
+                         bkey="gender_principal_share")
+        gf, _ = m_gender(d, paid, year, "gender_focused_share", "gender-focused",
+                         scope=True, bkey="")
+        card.items += [gp, gf, m_wro_direct(d, paid, year), m_wro_indirect(d, who, paid, year),
+                       m_flexible(d, paid, year), m_traceability(d, paid, year),
+                       m_timeliness(d, paid, year), m_stipulations(conn, d, who, year, card)]
+        ps = [i for i in paid if d.cls[i.flow_id].in_scope]
+        for mname in ("principal", "gender-focused"):
+            card.figures[f"peace_and_security_{mname}"] = count(
+                ps, get_method(mname), d.shares).as_dict()
+        card.figures["peace_and_security_selected_method"] = count(
+            ps, get_method(method), d.shares).as_dict()
+        card.figures["all_disbursements_selected_method"] = count(
+            paid, get_method(method), d.shares).as_dict()
+    else:
+        gp, fig = m_gender(d, paid, year, "gender_principal_share", "principal", scope=False,
+                           bkey="gender_principal_share")
+        card.items.append(gp)
+        card.items.append(_own_target(conn, who, year, d, paid))
+        card.items += [m_wro_direct(d, paid, year), m_traceability(d, paid, year),
+                       m_timeliness(d, paid, year)]
+        card.figures["allocations_principal"] = fig.as_dict()
+    card.items.append(m_others(d, who, year))
+    card.figures["paid_usd"] = str(_total(paid))
     card.figures["paid_flows"] = len(paid)
     card.figures["paid_without_usd"] = sum(1 for i in paid if i.amount_usd is None)
     return card
 
 
-def _day(v: Any) -> date:
-    return v.date() if hasattr(v, "date") else v
+def _own_target(conn: Connection, fund: str, year: int, d: _Data, paid: list[Item]) -> CardItem:
+    from fundtrack.accounting.tables import FundTarget
+
+    it, _ = m_gender(d, paid, year, "own_target", "principal", scope=False, bkey="")
+    target = conn.execute(select(FundTarget.__table__).where(
+        FundTarget.fund_ref.in_(refs_of(fund)))).first()
+    if target is None:
+        it.not_available = "not available: no target registered for this fund"
+        it.status, it.insufficient = NOT_AVAILABLE, None
+        return it
+    it.benchmark, it.benchmark_source = target.gender_principal_share, target.source
+    if it.status == NOT_GRADED:
+        it.status, it.grade = GRADED, grade(it.value, target.gender_principal_share)
+    return it
+
+
+def cards(conn: Connection, subjects: Iterable[str] | None, years: Iterable[int] | None,
+          method: str = "principal", kind: str = DONOR) -> dict[tuple[str, int], Card]:
+    """Cards of ``subjects`` (None: every organisation that reports its own money) for
+    ``years`` (None: every year it has data), computed in one pass."""
+    get_method(method)
+    year_set = set(years) if years is not None else None
+    subject_list = list(subjects) if subjects is not None else None
+    org = subject_list[0] if subject_list is not None and len(subject_list) == 1 else None
+    d = _load(conn, org, year_set)
+    pairs: set[tuple[str, int]] = set(d.paid)
+    for who, cs in d.promises.items():
+        pairs |= {(who, c.year) for c in cs if c.year is not None}
+    if subject_list is not None:
+        if year_set is not None:
+            pairs |= {(s, y) for s in subject_list for y in year_set}
+        pairs = {(s, y) for s, y in pairs if s in subject_list}
+    if year_set is not None:
+        pairs = {(s, y) for s, y in pairs if y in year_set}
+    return {(s, y): _card(conn, d, s, y, method, kind) for s, y in sorted(pairs)}
+
+
+def donor_card(conn: Connection, donor: str, year: int, method: str = "principal") -> Card:
+    """The report card of ``donor`` for ``year``; :class:`UnknownOrganisation` when nothing
+    in the database names it."""
+    require_known(conn, donor)
+    return cards(conn, [donor], [year], method, DONOR)[(donor, year)]
 
 
 def fund_scorecard(conn: Connection, fund: str, year: int) -> Card:
-    """Share of a fund's allocations (disbursements) to gender-principal projects, against
-    the 15% benchmark and against the fund's own registered target."""
-    from fundtrack.accounting.tables import FundTarget
-
-    card = Card(fund, year, "principal", fingerprint(),
-                api_filter(fund, year, FlowKind.DISBURSEMENT))
-    alloc = load_items(conn, outgoing_where(fund, year, (FlowKind.DISBURSEMENT,)))
-    classify_all(conn, alloc)  # applies hand gender overrides
-    fig: Figure = count(alloc, get_method("principal"))
-    card.figures["allocations_principal"] = fig.as_dict()
-    base = CardItem("gender_principal_share", "Allocations to gender-principal projects",
-                    value=fig.share, numerator=fig.amount_usd, denominator=fig.base_usd,
-                    method="principal")
-    if fig.share is None:
-        base.not_available = f"not available: no allocations with USD dated {year}"
-    card.items.append(_graded("gender_principal_share", base))
-    target = conn.execute(select(FundTarget.__table__).where(FundTarget.fund_ref == fund)).first()
-    own = CardItem("own_target", "Against the fund's own target", value=fig.share,
-                   numerator=fig.amount_usd, denominator=fig.base_usd, method="principal")
-    if target is None:
-        own.not_available = "not available: no target registered for this fund"
-    else:
-        own.benchmark, own.benchmark_source = target.gender_principal_share, target.source
-        own.grade = grade(fig.share, target.gender_principal_share)
-    card.items.append(own)
-    return card
+    """Share of a fund's allocations (its own disbursements) to gender-principal projects,
+    against the 15% benchmark and against the fund's own registered target."""
+    require_known(conn, fund)
+    return cards(conn, [fund], [year], "principal", FUND)[(fund, year)]

@@ -88,7 +88,7 @@ class NationalActionPlan(Base):
     """A National Action Plan on UNSCR 1325: country, period (years inclusive).
 
     ``code`` names the plan in CSV files, the CLI and URLs (``GE-2018``); plans stored
-    before it existed got ``<country>-<id>`` (migration h16d_wps_data)."""
+    before it existed got ``<country>-<id>`` (migration 0015)."""
 
     __tablename__ = "nap"
 

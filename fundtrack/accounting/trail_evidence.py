@@ -75,6 +75,50 @@ def resolved_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
     return out
 
 
+#: Links a receiver reports that name the sender's side: its provider-activity-id (the
+#: donor's activity) and FTS's parentFlowId (the donor's flow).
+BACK_LINK_KINDS = ("provider-activity", "fts-parent")
+
+
+def traced_by_receivers(conn: Connection, items: list[Item]) -> dict[int, int]:
+    """Of ``items`` (a sender's outgoing flows), those a receiver's report links back to,
+    with the number of such links: an FTS child flow naming the flow as its parent, or a
+    resolved provider-activity link from another organisation's flow to the flow's
+    activity, reported by the flow's receiver (or by anyone, when the flow names no
+    receiver). Links to the linking flow's own activity are not counted."""
+    from fundtrack.accounting.subject import refs_of
+    from fundtrack.derived.trail.tables import TrailLink as L
+    from fundtrack.ledger import tables as m
+
+    f = m.Flow.__table__
+    by_flow = {it.flow_id: it for it in items}
+    by_act: dict[int, list[Item]] = {}
+    for it in items:
+        if it.activity_id is not None:
+            by_act.setdefault(it.activity_id, []).append(it)
+    out: dict[int, int] = {}
+    ids = sorted(by_flow)
+    for i in range(0, len(ids), 500):
+        for r in conn.execute(select(L.target_flow_id).where(
+                L.kind == "fts-parent", L.resolved.is_(True), L.to_self.is_(False),
+                L.target_flow_id.in_(ids[i:i + 500]))):
+            out[r.target_flow_id] = out.get(r.target_flow_id, 0) + 1
+    acts = sorted(by_act)
+    for i in range(0, len(acts), 500):
+        q = (select(L.target_activity_id, f.c.reporting_org_ref)
+             .join(f, f.c.id == L.flow_id)
+             .where(L.kind == "provider-activity", L.resolved.is_(True), L.to_self.is_(False),
+                    L.target_activity_id.in_(acts[i:i + 500])))
+        for r in conn.execute(q):
+            for it in by_act[r.target_activity_id]:
+                reporter = r.reporting_org_ref
+                if reporter is None or reporter in refs_of(it.reporting_org_ref or ""):
+                    continue
+                if it.receiver_ref is None or reporter in refs_of(it.receiver_ref):
+                    out[it.flow_id] = out.get(it.flow_id, 0) + 1
+    return out
+
+
 def self_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
     """Of ``flow_ids``, those with a link to their own activity (counted apart)."""
     from fundtrack.derived.trail.tables import TrailLink as L

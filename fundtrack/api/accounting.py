@@ -10,13 +10,16 @@ import json
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
+from enum import Enum
 from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
+from fundtrack.accounting import league as leaguemod
 from fundtrack.accounting import nap as napmod
+from fundtrack.accounting import subject as subj
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.methods import count, get_method, methods, reported_shares
 from fundtrack.accounting.reportcard import Card, donor_card, fund_scorecard
@@ -32,7 +35,8 @@ class CountingMethod:
     weights: str = strawberry.field(description="Weight per common marker value, as JSON.")
 
 
-@strawberry.type(description="One line of a card: value, the numbers behind it, benchmark, grade.")
+@strawberry.type(description="One line of a card: value, the base and coverage it rests on, "
+                              "benchmark and grade (only when the thresholds are passed).")
 class CardItem:
     key: str
     title: str
@@ -40,6 +44,22 @@ class CardItem:
     numerator: Decimal | None
     denominator: Decimal | None
     unit: str
+    status: str = strawberry.field(
+        description="graded | insufficient-data (base or coverage below the thresholds: no "
+                    "grade, see `insufficient`) | not-available | not-graded (no benchmark)")
+    base: str = strawberry.field(description="What the measure is computed over.")
+    base_count: int | None = strawberry.field(description="Items (flows, commitments) in the base.")
+    base_usd: Decimal | None = strawberry.field(description="USD of the base.")
+    coverage: Decimal | None = strawberry.field(
+        description="Share of the base the measure can judge (null: all of it).")
+    coverage_numerator: Decimal | None
+    coverage_denominator: Decimal | None
+    coverage_unit: str | None
+    coverage_of: str | None = strawberry.field(description="What the coverage counts.")
+    min_count: int | None = strawberry.field(description="Threshold: items the base needs.")
+    min_coverage: Decimal | None = strawberry.field(description="Threshold: coverage needed.")
+    insufficient: str | None = strawberry.field(
+        description="Why there is no grade, with the numbers.")
     benchmark: Decimal | None
     benchmark_source: str | None
     grade: str | None
@@ -69,6 +89,8 @@ class StipulationCheck:
 @strawberry.type(description="A report card (donor) or scorecard (fund) for one year.")
 class ReportCard:
     subject: str
+    name: str | None = strawberry.field(description="The subject's name, where known.")
+    kind: str = strawberry.field(description="donor | fund")
     year: int
     method: str = strawberry.field(description="The counting method selected for this card.")
     rules_fingerprint: str = strawberry.field(
@@ -188,11 +210,16 @@ class NationalActionPlan:
     funders: list[Funder]
 
 
-def _card(card: Card) -> ReportCard:
+def _item(i: Any) -> CardItem:
+    return CardItem(**dict(i.__dict__.items()))
+
+
+def _card(card: Card, name: str | None = None) -> ReportCard:
     return ReportCard(
-        subject=card.subject, year=card.year, method=card.method, rules_fingerprint=card.rules,
+        subject=card.subject, name=name, kind=card.kind, year=card.year, method=card.method,
+        rules_fingerprint=card.rules,
         flow_filter=json.dumps(card.filter), figures=json.dumps(card.figures, default=str),
-        items=[CardItem(**{k: v for k, v in i.__dict__.items()}) for i in card.items],
+        items=[_item(i) for i in card.items],
         stipulations=[StipulationCheck(**{k: (Decimal(v) if k in (
             "min_share", "traced_usd", "qualifying_usd", "share", "margin", "margin_usd")
             and v is not None else v) for k, v in s.items() if k != "source"})
@@ -242,6 +269,79 @@ def gender_summary(conn: Any, where_clause: Any, method: str) -> GenderSummary:
                 for k, v in sorted(groups.items(), key=lambda kv: tuple(x or "" for x in kv[0]))])
 
 
+def _subject_card(conn: Any, ref: str, year: int | None, method: str, kind: str
+                  ) -> ReportCard:
+    try:
+        subj.require_known(conn, ref)
+    except subj.UnknownOrganisation as exc:
+        raise GraphQLError(str(exc), extensions={"code": "NOT_FOUND"}) from None
+    if year is None:
+        year = subj.latest_year(conn, ref)
+    card = (donor_card(conn, ref, year, method) if kind == "donor"
+            else fund_scorecard(conn, ref, year))
+    return _card(card, leaguemod.names(conn, {ref}).get(ref))
+
+
+@strawberry.enum(description="Which league table: donors, or pooled funds.")
+class LeagueKind(Enum):
+    DONOR = "donor"
+    FUND = "fund"
+
+
+@strawberry.type(description="One year of a subject's measure, for the trend.")
+class LeaguePoint:
+    year: int
+    value: Decimal | None
+    grade: str | None
+    status: str
+    rank: int | None = strawberry.field(description="Rank in that year's table (null: not graded).")
+    coverage: Decimal | None
+
+
+@strawberry.type(description="A subject's line in a league table.")
+class LeagueRow:
+    rank: int | None = strawberry.field(
+        description="1 = best; equal values share a rank; null when not graded (insufficient "
+                    "data or not available: see item.status and item.insufficient).")
+    subject: str
+    name: str | None
+    item: CardItem = strawberry.field(description="The card line: value, base, coverage, grade.")
+    change: Decimal | None = strawberry.field(
+        description="Value minus the value of the latest earlier graded year (both graded).")
+    change_from: int | None = strawberry.field(description="The year `change` compares with.")
+    trend: list[LeaguePoint]
+
+
+@strawberry.type(description="A league table: one benchmark, one year, every subject with data.")
+class LeagueTable:
+    kind: str
+    measure: str
+    title: str
+    year: int | None
+    years: list[int] = strawberry.field(description="Years with data, latest first.")
+    measures: list[str] = strawberry.field(description="The measures this kind of table ranks.")
+    method: str
+    rules_fingerprint: str
+    min_count: int
+    min_coverage: Decimal
+    benchmark: Decimal | None
+    benchmark_source: str | None
+    rows: list[LeagueRow]
+
+
+def _league(t: leaguemod.League) -> LeagueTable:
+    return LeagueTable(
+        kind=t.kind, measure=t.measure, title=t.title, year=t.year, years=t.years,
+        measures=list(leaguemod.MEASURES[t.kind]), method=t.method, rules_fingerprint=t.rules,
+        min_count=t.min_count, min_coverage=t.min_coverage, benchmark=t.benchmark,
+        benchmark_source=t.benchmark_source,
+        rows=[LeagueRow(rank=r.rank, subject=r.subject, name=r.name, item=_item(r.item),
+                        change=r.change, change_from=r.change_from,
+                        trend=[LeaguePoint(year=p.year, value=p.value, grade=p.grade,
+                                           status=p.status, rank=p.rank, coverage=p.coverage)
+                               for p in r.trend]) for r in t.rows])
+
+
 def _nap(p: napmod.PlanCoverage) -> NationalActionPlan:
     return NationalActionPlan(
         id=p.id, code=p.code, country=p.country, title=p.title, period_start=p.period_start,
@@ -273,18 +373,40 @@ class AccountingQuery:
                                weights=json.dumps({k: str(v) for k, v in m.weights.items()}))
                 for m in methods().values()]
 
-    @strawberry.field(description="A donor's 1325 report card for a calendar year.")
-    async def report_card(self, info: Info, donor: str, year: int,
-                          method: str = "principal") -> ReportCard:
+    @strawberry.field(description="A donor's 1325 report card for a calendar year (default: "
+                                  "the latest year the donor reports its own money). Null, with "
+                                  "an error saying so, when no organisation has this reference.")
+    async def report_card(self, info: Info, donor: str, year: int | None = None,
+                          method: str = "principal") -> ReportCard | None:
         _method(method)
-        _year(year)
-        card = await info.context.db(lambda c: donor_card(c, donor, year, method))
-        return _card(card)
+        if year is not None:
+            _year(year)
+        return await info.context.db(lambda c: _subject_card(c, donor, year, method, "donor"))
 
-    @strawberry.field(description="A pooled fund's gender scorecard for a calendar year.")
-    async def fund_scorecard(self, info: Info, fund: str, year: int) -> ReportCard:
-        _year(year)
-        return _card(await info.context.db(lambda c: fund_scorecard(c, fund, year)))
+    @strawberry.field(description="A pooled fund's gender scorecard for a calendar year "
+                                  "(default: the latest year with data). Null, with an error, "
+                                  "when no organisation has this reference.")
+    async def fund_scorecard(self, info: Info, fund: str, year: int | None = None,
+                             ) -> ReportCard | None:
+        if year is not None:
+            _year(year)
+        return await info.context.db(lambda c: _subject_card(c, fund, year, "principal", "fund"))
+
+    @strawberry.field(description="Donors or pooled funds ranked on one benchmark in one year "
+                                  "(default: the latest year in which someone is graded), "
+                                  "coverage beside every rank, each row with its trend over "
+                                  "the years. CSV: /league.csv.")
+    async def league_table(self, info: Info, measure: str, kind: LeagueKind = LeagueKind.DONOR,
+                           year: int | None = None, method: str = "principal") -> LeagueTable:
+        _method(method)
+        if year is not None:
+            _year(year)
+        k = kind.value
+        if measure not in leaguemod.MEASURES[k]:
+            raise GraphQLError(f"unknown measure {measure!r} for {k}s; known: "
+                               f"{', '.join(leaguemod.MEASURES[k])}")
+        t = await info.context.db(lambda c: leaguemod.league(c, k, measure, year, method))
+        return _league(t)
 
     @strawberry.field(description="National Action Plans with funded / costed coverage.")
     async def national_action_plans(self, info: Info, country: str | None = None,

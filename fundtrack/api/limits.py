@@ -88,7 +88,9 @@ INPUT_VALUE_COST = 2
 #: 10-dimension aggregate took 5.6 s and answered 3.8 MB from a 1 KB request).
 STATEMENT_COSTS = {"flowsAggregate": 200, "genderSummary": 200, "reportCard": 200,
                    "fundScorecard": 200, "donorSummary": 200, "nationalActionPlans": 200,
-                   "trace": 200}
+                   "trace": 200,
+                   # every card of every subject and year, computed in one pass
+                   "leagueTable": 2000}
 AGGREGATE_DIMENSION_COST = 200
 
 

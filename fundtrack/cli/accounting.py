@@ -11,17 +11,18 @@ from fundtrack.db import make_engine
 @click.command("report-card")
 @click.option("--donor", "donor", help="Donor organisation ref.")
 @click.option("--fund", "fund", help="Pooled fund organisation ref (fund scorecard).")
-@click.option("--year", type=int, required=True)
+@click.option("--year", type=int, help="Calendar year (default: the latest year with data).")
 @click.option("--method", default="principal", show_default=True,
               help="Counting method: principal | gender-focused | weighted | reported-share.")
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "csv"]), default="md",
               show_default=True)
-def report_card_cmd(donor: str | None, fund: str | None, year: int, method: str,
+def report_card_cmd(donor: str | None, fund: str | None, year: int | None, method: str,
                     fmt: str) -> None:
     """Print a 1325 report card; every figure names its method and benchmark source."""
     from fundtrack.accounting.methods import methods
     from fundtrack.accounting.render import RENDERERS
     from fundtrack.accounting.reportcard import donor_card, fund_scorecard
+    from fundtrack.accounting.subject import UnknownOrganisation, latest_year
 
     if bool(donor) == bool(fund):
         raise click.UsageError("give exactly one of --donor or --fund")
@@ -30,8 +31,13 @@ def report_card_cmd(donor: str | None, fund: str | None, year: int, method: str,
     engine = make_engine(get_settings().database_url)
     try:
         with engine.connect() as conn:
-            card = (donor_card(conn, donor, year, method) if donor
-                    else fund_scorecard(conn, fund, year))  # type: ignore[arg-type]
+            ref: str = donor or fund  # type: ignore[assignment]
+            if year is None:
+                year = latest_year(conn, ref)
+            card = (donor_card(conn, ref, year, method) if donor
+                    else fund_scorecard(conn, ref, year))
+    except UnknownOrganisation as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
     click.echo(RENDERERS[fmt](card), nl=False)

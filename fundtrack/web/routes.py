@@ -16,7 +16,6 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import date
 from decimal import Decimal
 from functools import cache, lru_cache
 from pathlib import Path
@@ -54,12 +53,12 @@ STATIC = HERE / "static"
 #: Every template a page renders; ``/healthz`` loads each (fundtrack.app).
 PAGE_TEMPLATES = ("base.html", "overview.html", "sankey.html", "activity.html", "card.html",
                   "upload.html", "imports.html", "graphiql.html", "naps.html", "nap.html",
-                  "country.html")
+                  "country.html", "league.html")
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 NAV = (("/", "Overview"), ("/sankey", "Money flows"), ("/activity", "Activities and traces"),
        ("/donor", "Donor report card"), ("/fund", "Fund scorecard"),
-       ("/naps", "National Action Plans"), ("/upload", "Upload"),
+       ("/naps", "National Action Plans"), ("/league", "League tables"), ("/upload", "Upload"),
        ("/imports", "Import history"))
 
 
@@ -306,13 +305,21 @@ async def activity_page(request: Request) -> HTMLResponse:
                   flt=flt, ident=ident, q=q, found=found, detail=detail)
 
 
-def _card(kind: str, ref: str, year: int, method: str) -> Any:
+def _card(kind: str, ref: str, year: int | None, method: str) -> Any:
+    """(card or None when nothing names ``ref``, year shown, years with data, name)."""
     def run(conn: Connection) -> Any:
-        from fundtrack.accounting import reportcard
+        from fundtrack.accounting import league, reportcard, subject
 
-        if kind == "donor":
-            return reportcard.donor_card(conn, ref, year, method)
-        return reportcard.fund_scorecard(conn, ref, year)
+        years = subject.years_with_data(conn, ref or None)
+        shown = year if year is not None else (
+            years[0] if years else subject.latest_year(conn, ref or None))
+        if not ref:
+            return None, shown, years, None
+        if not subject.known(conn, ref):
+            raise subject.UnknownOrganisation(ref)
+        card = (reportcard.donor_card(conn, ref, shown, method) if kind == "donor"
+                else reportcard.fund_scorecard(conn, ref, shown))
+        return card, shown, years, league.names(conn, {ref}).get(ref)
     return run
 
 
@@ -321,47 +328,100 @@ def _card_choices(conn: Connection, kind: str) -> list[Any]:
         t = metadata.tables["fund"]
         return [(r.organisation_ref, r.name) for r in conn.execute(
             select(t.c.organisation_ref, t.c.name).order_by(t.c.name))]
-    f = m.Flow.__table__
     rows = data.groups(conn, FlowFilter(kinds=(data.FlowKind.DISBURSEMENT,)),
                        [data.FlowDimension.REPORTING_ORG])
     rows.sort(key=lambda r: -(r["sum_usd"] or 0))
     names = data.org_names(conn, {r["reporting_org"] for r in rows[:60]})
-    del f
     return [(r["reporting_org"], names.get(r["reporting_org"], "")) for r in rows[:60]
             if r["reporting_org"]]
 
 
+def _parse_year_param(request: Request) -> int | None:
+    raw = request.query_params.get("year", "").strip()
+    try:
+        return parse_year(raw) if raw else None
+    except FilterError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 async def card_page(request: Request) -> HTMLResponse:
+    """A donor's card or a fund's scorecard; without a year, the latest year with data."""
+    from fundtrack.accounting.methods import methods as all_methods
+    from fundtrack.accounting.subject import UnknownOrganisation
+
     kind = "donor" if request.url.path.startswith("/donor") else "fund"
     ref = request.query_params.get("ref", "").strip()
     method = request.query_params.get("method", "principal")
-    year_raw = request.query_params.get("year", "").strip()
-    try:
-        year = parse_year(year_raw) if year_raw else date.today().year - 1
-    except FilterError as exc:
-        raise BadRequest(str(exc)) from None
+    methods = sorted(all_methods())
+    if method not in methods:
+        raise BadRequest(f"method must be one of {', '.join(methods)}")
+    year = _parse_year_param(request)
     choices = await _read(request, lambda c: _card_choices(c, kind))
-    card = error = None
-    methods: list[str] = []
-    try:
-        from fundtrack.accounting.methods import methods as all_methods
-
-        methods = sorted(all_methods())
-    except ImportError:
-        pass
-    if ref:
-        try:
-            card = await _read(request, _card(kind, ref, year, method))
-        except ImportError as exc:
-            error = f"Report cards are not available yet in this installation ({exc})."
-        except (KeyError, ValueError, LookupError) as exc:
-            error = str(exc)
-    flt = FlowFilter(year=year, donor=ref if kind == "donor" else None,
-                     reporting_org=ref if kind == "fund" else None) if ref else FlowFilter()
     title = "Donor report card" if kind == "donor" else "Fund scorecard"
+    try:
+        card, year, years, name = await _read(request, _card(kind, ref, year, method))
+    except UnknownOrganisation as exc:
+        return render(request, "card.html", status=404, title=title, kind=kind, ref=ref,
+                      year=year, years=[], method=method, methods=methods, choices=choices,
+                      card=None, name=None, flt=FlowFilter(),
+                      error=f"No such organisation: {ref!r}. No organisation, pooled fund or "
+                            "report in this database names it; pick one from the list.",
+                      unknown=str(exc))
+    flt = (FlowFilter(year=year, kinds=(data.FlowKind.DISBURSEMENT,), reporting_org=ref)
+           if ref else FlowFilter())
     return render(request, "card.html", title=title, kind=kind, ref=ref, year=year,
-                  method=method, methods=methods, choices=choices, card=card, error=error,
-                  flt=flt)
+                  years=years, method=method, methods=methods, choices=choices, card=card,
+                  name=name, error=None, flt=flt)
+
+
+async def league_page(request: Request) -> HTMLResponse:
+    """Donors or funds ranked on one benchmark in one year, coverage beside every rank."""
+    from fundtrack.accounting import league
+
+    kind = request.query_params.get("kind", "donor")
+    if kind not in league.MEASURES:
+        raise BadRequest(f"kind must be one of {', '.join(league.MEASURES)}")
+    measure = request.query_params.get("measure", "") or league.MEASURES[kind][0]
+    if measure not in league.MEASURES[kind]:
+        raise BadRequest(f"measure must be one of {', '.join(league.MEASURES[kind])}")
+    year = _parse_year_param(request)
+    table = await _read(request, lambda c: league.league(c, kind, measure, year))
+    titles = {k: t for k, t in _measure_titles(kind)}
+    csv_href = "/league.csv?" + urlencode({"kind": kind, "measure": measure})
+    return render(request, "league.html", title="League tables", kind=kind, measure=measure,
+                  table=table, titles=titles, flt=None, csv_href=csv_href,
+                  exports=[("CSV (this measure, every year)", csv_href),
+                           ("CSV (every measure, every year)",
+                            "/league.csv?" + urlencode({"kind": kind}))],
+                  export_note="league table")
+
+
+def _measure_titles(kind: str) -> list[tuple[str, str]]:
+    from fundtrack.accounting.benchmarks import benchmark, has_benchmark
+    from fundtrack.accounting.league import MEASURES
+
+    special = {"own_target": "Gender-principal share against the fund's own target",
+               "wro_direct_share": "Share of disbursements reaching WROs directly",
+               "gender_principal_share": ("Gender-principal share of peace-and-security aid"
+                                          if kind == "donor" else
+                                          "Gender-principal share of allocations")}
+    return [(k, special.get(k) or (benchmark(k).title if has_benchmark(k) else k))
+            for k in MEASURES[kind]]
+
+
+async def league_csv(request: Request) -> Response:
+    from fundtrack.accounting import league
+
+    kind = request.query_params.get("kind", "donor")
+    if kind not in league.MEASURES:
+        raise BadRequest(f"kind must be one of {', '.join(league.MEASURES)}")
+    measure = request.query_params.get("measure") or None
+    if measure is not None and measure not in league.MEASURES[kind]:
+        raise BadRequest(f"measure must be one of {', '.join(league.MEASURES[kind])}")
+    text = await _read(request, lambda c: league.to_csv(c, kind, measure))
+    name = f"fundtrack-league-{kind}{'-' + measure if measure else ''}.csv"
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 async def naps_page(request: Request) -> HTMLResponse:
@@ -492,6 +552,8 @@ def web_routes() -> Mount:
         Route("/naps", guarded(naps_page)),
         Route("/nap/{code:path}", guarded(nap_page)),
         Route("/country/{code}", guarded(country_page)),
+        Route("/league", guarded(league_page)),
+        Route("/league.csv", guarded(league_csv, plain=True)),
         Route("/upload", guarded(upload_page)),
         Route("/imports", guarded(imports_page)),
         Route("/export.{ext}", guarded(export_file, plain=True)),

@@ -5,7 +5,7 @@
 and its source; lines of one plan have distinct codes. ``nap_budget_line``: the
 government's own allocations. ``wps_change``: who changed what, before and after.
 
-Revision ID: h16d_wps_data
+Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-07
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 from fundtrack.money import Money
 
-revision: str = 'h16d_wps_data'
+revision: str = '0015'
 down_revision: Union[str, None] = '0014'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
