@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import date
 from decimal import Decimal
 from functools import cache, lru_cache
 from pathlib import Path
