@@ -23,11 +23,11 @@ from sqlalchemy import Engine, func, select
 
 from fundtrack import models as m
 from fundtrack.api import limits
-from fundtrack.api.ids import encode_id
 from fundtrack.api.paging import MAX_PAGE
 from fundtrack.api.testing import Api
 from fundtrack.auth import create_token, revoke_token
 from fundtrack.importing import import_file
+from fundtrack.query.ids import encode_id
 
 IMPORT = """mutation($file: Upload!) { importReport(input: {file: $file}) {
   status message errors { code message } batch { id } } }"""

@@ -21,12 +21,12 @@ from strawberry.types import Info
 
 from fundtrack import models as m
 from fundtrack import registry
-from fundtrack.api.ids import decode_int_id
 from fundtrack.api.limits import ApiError
 from fundtrack.api.types import BatchIssue, ImportBatch, Organization, RecordCount
 from fundtrack.auth import Viewer
 from fundtrack.importing import NotPermitted, batch_publishers, import_file, revert_batch
 from fundtrack.issuelog import ISSUES_IN_ANSWER, MAX_STORED_ISSUES
+from fundtrack.query.ids import decode_int_id
 
 
 @strawberry.type(description="Why a mutation did not do what was asked.")
