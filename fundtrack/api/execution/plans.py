@@ -52,8 +52,8 @@ from fundtrack.api.execution.compat import (
 from fundtrack.api.execution.fields import FAST, MISSING
 from fundtrack.api.memo import MISS, QUERY_CACHE_BYTES, Lru, node_weight, variables_key
 
-# What an entry of a plan does with its value.
-_LEAF, _OBJECT, _LIST_LEAF, _LIST_OBJECT, _TYPENAME, _AS_IS_STR, _AS_IS_BOOL = range(7)
+# What an entry of a plan does with its value (most frequent first).
+_AS_IS_STR, _LEAF, _OBJECT, _AS_IS_BOOL, _LIST_LEAF, _LIST_OBJECT = range(6)
 
 #: A function completing one object: ``(source, context) -> dict``, or DECLINED.
 Runner = Callable[[Any, Any], Any]
@@ -73,8 +73,8 @@ class Entry(NamedTuple):
 
 
 class Plan(NamedTuple):
-    """A compiled selection: the object type's name (for ``__typename``), its
-    ``is_type_of`` check (strawberry's reads only the object) and its fields."""
+    """A compiled selection: the object type's name, its ``is_type_of`` check
+    (strawberry's reads only the object) and its fields."""
 
     type_name: str
     is_type_of: Callable[[Any, Any], Any] | None
@@ -115,6 +115,12 @@ def _enum_memo(serialize: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return serialize(value)
 
     return coerce
+
+
+@cache  # one per type name, so plans stay equal across requests
+def _typename(name: str) -> Runner:
+    """The fast function of ``__typename`` in an object of type ``name``."""
+    return lambda _source, _context: name
 
 
 def _unwrap(t: Any) -> tuple[Any, bool]:
@@ -212,8 +218,8 @@ class FastExecutor(HookedExecution):
                 return None
             name = nodes[0].name.value
             if name == "__typename":
-                entries.append(Entry(response_name, _TYPENAME, None, None, True, None, None,
-                                     True))
+                entries.append(Entry(response_name, _AS_IS_STR, None, _typename(parent.name),
+                                     True, None, None, True))
                 continue
             field_def = self.schema.get_field(parent, name)
             if field_def is None or field_def.args:
@@ -256,7 +262,7 @@ def _runner(plan: Plan) -> Runner:
     """``plan`` as a function ``(source, context) -> dict | DECLINED``: a loop over its
     entries (generating Python source per plan instead gained 10% of the page, not enough
     to keep ``exec``; docs/performance.md)."""
-    type_name, is_type_of, _ = plan
+    is_type_of = plan.is_type_of
     # The entries as plain tuples, with their sub-plans' runners in place of the sub-plans.
     entries: tuple[tuple[Any, ...], ...] = tuple(
         (e.name, e.kind, e.attr, e.fast_fn, e.nonnull, e.serialize,
@@ -268,9 +274,6 @@ def _runner(plan: Plan) -> Runner:
                 return DECLINED
             out: dict[str, Any] = {}
             for name, kind, attr, fast_fn, nonnull, serialize, sub, items_nonnull in entries:
-                if kind == _TYPENAME:
-                    out[name] = type_name
-                    continue
                 if attr is None:
                     v = fast_fn(src, ctx)
                     if v is MISSING:
@@ -287,11 +290,6 @@ def _runner(plan: Plan) -> Runner:
                         v = serialize(v)
                         if v is None:
                             return DECLINED
-                elif kind == _AS_IS_BOOL:
-                    if type(v) is not bool:
-                        v = serialize(v)
-                        if v is None:
-                            return DECLINED
                 elif kind == _LEAF:
                     v = serialize(v)
                     if v is None:
@@ -300,6 +298,11 @@ def _runner(plan: Plan) -> Runner:
                     v = sub(v, ctx)
                     if v is DECLINED:
                         return DECLINED
+                elif kind == _AS_IS_BOOL:
+                    if type(v) is not bool:
+                        v = serialize(v)
+                        if v is None:
+                            return DECLINED
                 elif kind == _LIST_LEAF:
                     v = _list_leaf(v, serialize, items_nonnull)
                     if v is DECLINED:
