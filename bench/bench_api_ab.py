@@ -2,7 +2,7 @@
 several code trees or settings, alternating request by request, so every configuration
 sees the same load from other jobs on the machine.
 
-    FUNDTRACK_DATABASE_URL=... python bench/bench_api_ab.py ROUNDS NAME=TREE[:VAR=VALUE ...] ...
+    FUNDTRACK_DATABASE_URL=... python bench/bench_api_ab.py ROUNDS [--aggregate] NAME=TREE[:VAR=VALUE ...] ...
 
 e.g. the code of another commit against this one, and this one with its fast path off::
 
@@ -14,7 +14,8 @@ through the real ASGI app in process (httpx ``ASGITransport``; one loop, one cli
 root task, as ``bench/bench_api.py``); the driver asks each in turn, rotating the order
 every round, and each worker times only its request. Every configuration must answer
 byte-identical JSON (checked on the first request). Prints p50 and p95 per configuration
-and each one's p50 ratio to the first configuration's.
+and each one's p50 ratio to the first configuration's; also the process CPU time per request
+(all its threads), which waiting for a core on a busy machine does not inflate.
 """
 
 from __future__ import annotations
@@ -26,12 +27,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-QUERY = """{ flows(first: 100) { nodes { id kind amount currency valueDate amountUsd
+QUERIES = {
+    # bench/bench_api.py's page
+    "page": """{ flows(first: 100) { nodes { id kind amount currency valueDate amountUsd
   provider { ref name organization { name } } receiver { ref name organization { name } }
-  activity { iatiIdentifier title reportingOrgRef } } } }"""
+  activity { iatiIdentifier title reportingOrgRef } } } }""",
+    # bench/bench_api_aggregate.py's query (many plain fields: what plans are for)
+    "aggregate": """{ flowsAggregate(groupBy: [YEAR, RECIPIENT_COUNTRY]) { groups {
+  year recipientCountry count sum sumUsd countWithoutUsd } } }""",
+}
 
 
-def worker() -> None:
+def worker(query: str) -> None:
     """Answer one request per line read from stdin; print its milliseconds (the first
     answer's body too, for the equality check)."""
     import asyncio
@@ -49,17 +56,19 @@ def worker() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
             first = True
             while await loop.run_in_executor(None, sys.stdin.readline):
-                start = time.perf_counter()
-                r = await client.post("/graphql", json={"query": QUERY})
+                start, cpu = time.perf_counter(), time.process_time()
+                r = await client.post("/graphql", json={"query": query})
                 ms = (time.perf_counter() - start) * 1000
-                assert r.status_code == 200 and len(r.json()["data"]["flows"]["nodes"]) == 100
-                print(json.dumps({"ms": ms, "body": r.text if first else None}), flush=True)
+                cpu_ms = (time.process_time() - cpu) * 1000
+                assert r.status_code == 200 and "errors" not in r.json(), r.text[:500]
+                print(json.dumps({"ms": ms, "cpu": cpu_ms, "body": r.text if first else None}),
+                      flush=True)
                 first = False
 
     asyncio.run(run())
 
 
-def main(rounds: int, configs: list[str]) -> None:
+def main(rounds: int, configs: list[str], query: str) -> None:
     here = Path(__file__).resolve()
     workers: dict[str, subprocess.Popen[str]] = {}
     for spec in configs:
@@ -67,7 +76,7 @@ def main(rounds: int, configs: list[str]) -> None:
         tree, *env_pairs = rest.split(":")
         env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()),
                **dict(p.split("=", 1) for p in env_pairs)}
-        workers[name] = subprocess.Popen([sys.executable, str(here), "--worker"], env=env,
+        workers[name] = subprocess.Popen([sys.executable, str(here), "--worker", query], env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          text=True, cwd=tree)
 
@@ -85,10 +94,13 @@ def main(rounds: int, configs: list[str]) -> None:
         for n in names:
             ask(n)
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for i in range(rounds):
         k = i % len(names)
         for n in names[k:] + names[:k]:
-            times[n].append(float(ask(n)["ms"]))  # type: ignore[arg-type]
+            got = ask(n)
+            times[n].append(float(got["ms"]))  # type: ignore[arg-type]
+            cpu[n].append(float(got["cpu"]))  # type: ignore[arg-type]
     for w in workers.values():
         assert w.stdin is not None
         w.stdin.close()
@@ -98,17 +110,21 @@ def main(rounds: int, configs: list[str]) -> None:
         return sorted(xs)[int(0.95 * (len(xs) - 1))]
 
     base = statistics.median(times[names[0]])
+    base_cpu = statistics.median(cpu[names[0]])
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"page of 100 flows, {rounds} rounds alternating, load average {load}; "
+    print(f"{query}, {rounds} rounds alternating, load average {load}; "
           f"identical answers: yes")
     for n in names:
         p50 = statistics.median(times[n])
+        c50 = statistics.median(cpu[n])
         print(f"  {n:>12}: p50 {p50:.2f} ms, p95 {p95(times[n]):.2f} ms, "
-              f"p50 / {names[0]} {p50 / base:.3f}")
+              f"p50 / {names[0]} {p50 / base:.3f}; CPU p50 {c50:.2f} ms, "
+              f"/ {names[0]} {c50 / base_cpu:.3f}")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--worker"]:
-        worker()
+    if sys.argv[1] == "--worker":
+        worker(QUERIES[sys.argv[2]])
     else:
-        main(int(sys.argv[1]), sys.argv[2:])
+        args = [a for a in sys.argv[2:] if a != "--aggregate"]
+        main(int(sys.argv[1]), args, "aggregate" if "--aggregate" in sys.argv else "page")
