@@ -5,7 +5,7 @@
 A synthetic ledger (``bench_trace.generate``) is written to a temporary SQLite file and
 recomputed once, recording every ``Rollup.add`` call; then ``Rollup`` is timed over those
 recorded parts (CPU time of the process: waiting for a core on a busy machine does not
-count). With ``--against`` another version of ``fundtrack/trail/reach.py`` (e.g. from
+count). With ``--against`` another version of ``fundtrack/derived/trail/reach.py`` (e.g. from
 ``git show 6388ee0:fundtrack/trail/reach.py``) is loaded beside it, both must give the
 same rows, and the two alternate run by run.
 """
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_trace import generate  # noqa: E402
 
 from fundtrack.db import make_engine  # noqa: E402
-from fundtrack.migrate import upgrade  # noqa: E402
-from fundtrack.trail import reach  # noqa: E402
-from fundtrack.trail.recompute import recompute  # noqa: E402
+from fundtrack.db.migrate import upgrade  # noqa: E402
+from fundtrack.derived.trail import reach  # noqa: E402
+from fundtrack.derived.trail.recompute import recompute  # noqa: E402
 
 
 def _recorded_parts(n_flows: int) -> list[tuple[Any, Any]]:

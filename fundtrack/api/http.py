@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from fundtrack.api.limits import MAX_QUERY_BODY_BYTES
-from fundtrack.auth import ANONYMOUS_VIEWER, viewer_for_secret
+from fundtrack.auth.tokens import ANONYMOUS_VIEWER, viewer_for_secret
 from fundtrack.config import Settings
 from fundtrack.db.errors import database_error_message
 

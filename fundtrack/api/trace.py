@@ -1,6 +1,6 @@
 """The ``trace`` root field: follow money upstream (who paid) or downstream (what it paid for).
 
-Results come from :mod:`fundtrack.trail.trace`; the rule is documented in
+Results come from :mod:`fundtrack.query.trace`; the rule is documented in
 ``docs/methodology.md``. A donor's money can reach tens of thousands of accounts, so every
 list is bounded the way GitHub's API bounds lists: largest first, ``first:`` items
 (default 50, at most 500), with the exact count and per-currency totals beside it.
@@ -193,7 +193,7 @@ def _totals(rows: list[dict[str, Any]]) -> list[TraceTotal]:
 
 
 def _build(res: Any, direction: TraceDirection, where: TraceWhere | None) -> Trace:
-    from fundtrack.trail.trace import totals_of
+    from fundtrack.query.trace import totals_of
 
     movements = []
     for mv in res.movements:
@@ -283,7 +283,7 @@ class TraceQuery:
         max_depth: int = 6,
         where: TraceWhere | None = None,
     ) -> Trace:
-        from fundtrack.trail.trace import trace
+        from fundtrack.query.trace import trace
 
         if not 1 <= max_depth <= MAX_TRACE_DEPTH:
             raise GraphQLError(f"maxDepth must be between 1 and {MAX_TRACE_DEPTH}")
@@ -301,7 +301,7 @@ class TraceQuery:
     @strawberry.field(description="Where a donor's money ended: by fund, recipient, country, "
                                   "gender significance and kind (USD).")
     async def donor_summary(self, info: Info, organization: str) -> DonorSummary:
-        from fundtrack.trail.trace import donor_summary
+        from fundtrack.query.trace import donor_summary
 
         s = await info.context.db(lambda c: donor_summary(c, organization))
 

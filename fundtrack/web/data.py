@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 
-from fundtrack import models as m
 from fundtrack.db.base import current
 from fundtrack.db.metadata import metadata
+from fundtrack.ledger import tables as m
 from fundtrack.query.aggregate import FlowDimension, aggregate_statement
 from fundtrack.records import FlowKind
 from fundtrack.web.filters import FlowFilter

@@ -31,11 +31,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, Router
 
-from fundtrack import models as m
 from fundtrack.db.base import current
 from fundtrack.db.errors import database_error_message
 from fundtrack.db.metadata import metadata
 from fundtrack.export import EXTENSIONS, FORMATS, stream
+from fundtrack.ledger import tables as m
 from fundtrack.query.ids import encode_id
 from fundtrack.web import data
 from fundtrack.web.filters import (
@@ -269,7 +269,7 @@ def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
                               .order_by(f.c.value_date, f.c.id).limit(500)).mappings())
     out: dict[str, Any] = {"activity": act, "flows": flows, "trace": None, "trace_error": None}
     try:
-        from fundtrack.trail.trace import trace
+        from fundtrack.query.trace import trace
     except ImportError as exc:  # pragma: no cover - the trail ships with the core
         out["trace_error"] = f"not available yet: {exc}"
         return out
@@ -374,7 +374,7 @@ def _batches(conn: Connection, limit: int = 200) -> list[Any]:
 def _with_reconciliation(row: Any) -> dict[str, Any]:
     """A batch row plus its reconciliation (found = imported + skipped, per kind) and the
     status as people read it ("applied, 3 skipped")."""
-    from fundtrack.importing import KINDS, status_text
+    from fundtrack.ingest.pipeline import KINDS, status_text
 
     b = dict(row)
     known = b.get("activities_found") is not None

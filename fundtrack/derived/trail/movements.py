@@ -7,7 +7,7 @@ with their provenance). They are paired when
 1. *linked*: one names the other's activity (provider-/receiver-activity-id), the
    organisations agree, and the amounts agree within the tolerance; or else
 2. *amount-date*: same provider and receiver organisation, amounts equal within the
-   tolerance, value dates within the window (:class:`~fundtrack.trail.config.TrailConfig`);
+   tolerance, value dates within the window (:class:`~fundtrack.derived.trail.config.TrailConfig`);
 3. *lump*: after that, one report equal (within the tolerance) to the sum of 2-6 reports
    on the other side, all within the window: one movement per report of the "many" side
    (:func:`_lumps`).
@@ -27,15 +27,15 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, delete, select
 
-from fundtrack import models as m
+from fundtrack.db import dialect
 from fundtrack.db.base import current
-from fundtrack.ledger import bulk_insert
+from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_dicts, drop_for_load, new_ids
+from fundtrack.derived.trail.config import TrailConfig
+from fundtrack.derived.trail.tables import Movement
+from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
-from fundtrack.trail.bulkload import Rebuilds, copy_dicts, drop_for_load
-from fundtrack.trail.config import TrailConfig
-from fundtrack.trail.tables import Movement
 
 CASH = (FlowKind.INCOMING_FUNDS, FlowKind.DISBURSEMENT, FlowKind.EXPENDITURE)
 
@@ -479,10 +479,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None,
     so the attribution that follows need not read them back; ``pending``: receives the
     table's index builds instead of running them)."""
     cfg = cfg or TrailConfig()
-    if conn.dialect.name == "postgresql":  # no per-row cascade into attribution
-        conn.execute(text("TRUNCATE attribution, movement"))
-    else:
-        conn.execute(delete(Movement))
+    # attribution first: on SQLite its rows go with the movements they point at.
+    dialect.empty(conn, "attribution", "movement")
     t0 = time.perf_counter()
     acts = reported_activities(conn)
     flows = load_cash_flows(conn, acts)
@@ -501,20 +499,6 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None,
     return {"movements": len(rows), "double_counted": sum(1 for r in rows if r["mirror_flow_id"]),
             "seconds_movements_load": round(t1 - t0, 3), "seconds_movements_pair": round(t2 - t1, 3),
             "seconds_movements_write": round(time.perf_counter() - t2, 3)}
-
-
-def new_ids(conn: Connection, table: str, n: int) -> list[int]:
-    """``n`` fresh primary keys: the table's sequence on PostgreSQL, max(id)+k on SQLite
-    (safe: the batch transaction holds SQLite's write lock)."""
-    if n == 0:
-        return []
-    if conn.dialect.name == "postgresql":  # one row (an array): no Python row per id
-        seq = conn.execute(text(f"SELECT pg_get_serial_sequence('{table}', 'id')")).scalar_one()
-        return list(conn.execute(text(
-            "SELECT array_agg(nextval(CAST(:seq AS regclass))) FROM generate_series(1, :n)"),
-            {"seq": seq, "n": int(n)}).scalar_one())
-    start = (conn.execute(text(f"SELECT max(id) FROM {table}")).scalar() or 0) + 1
-    return list(range(start, start + n))
 
 
 def write(conn: Connection, rows: list[dict[str, Any]]) -> None:

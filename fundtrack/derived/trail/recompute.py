@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from fundtrack.ledger import lock_ledger
-from fundtrack.trail import attribution, funds, links, movements
-from fundtrack.trail.config import TrailConfig
+from fundtrack.derived.trail import attribution, funds, links, movements
+from fundtrack.derived.trail.config import TrailConfig
+from fundtrack.ledger.writer import lock_ledger
 
 
 @contextmanager

@@ -57,7 +57,7 @@ def classify_cmd(subject: str, dimension: str, value: str | None, remove: bool,
                  --note "GBV referral services (project document p. 3)"
     """
     from fundtrack.accounting.stored import set_override
-    from fundtrack.ledger import lock_ledger
+    from fundtrack.ledger.writer import lock_ledger
 
     if remove == (value is not None):
         raise click.UsageError("give a VALUE, or --remove (not both)")

@@ -11,10 +11,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, select
 
 import migrations
-from fundtrack import derived
 from fundtrack.db import make_engine, normalise_url
-from fundtrack.ledger import lock_ledger
-from fundtrack.models import Flow
+from fundtrack.derived import steps as derived
+from fundtrack.ledger.tables import Flow
+from fundtrack.ledger.writer import lock_ledger
 
 SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
 
@@ -84,7 +84,7 @@ def upgrade(url: str | Engine, revision: str = "head") -> list[str]:
 
 
 def rebuild_derived(url: str, names: list[str]) -> list[str]:
-    """Rebuild the named derived steps (:data:`fundtrack.derived.STEPS`) in one
+    """Rebuild the named derived steps (:data:`fundtrack.derived.steps.STEPS`) in one
     transaction, if the ledger holds flows."""
     engine = make_engine(url, statement_timeout_ms=0)
     try:

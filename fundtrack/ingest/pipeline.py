@@ -22,11 +22,12 @@ from typing import Any, BinaryIO
 from sqlalchemy import Connection, Engine, exists, select, update
 from sqlalchemy.orm import aliased
 
-from fundtrack import derived
-from fundtrack import models as m
 from fundtrack.db.base import current
-from fundtrack.issuelog import MAX_STORED_ISSUES, IssueLog
-from fundtrack.ledger import LedgerWriter, lock_ledger, supersede
+from fundtrack.derived import steps as derived
+from fundtrack.ingest.issuelog import MAX_STORED_ISSUES, IssueLog
+from fundtrack.ingest.validate import SKIPPED, Validator
+from fundtrack.ledger import tables as m
+from fundtrack.ledger.writer import LedgerWriter, lock_ledger, supersede
 from fundtrack.plugins import SNIFF_BYTES, ImportContext, Importer, importers
 from fundtrack.records import (
     ActivityRecord,
@@ -36,7 +37,6 @@ from fundtrack.records import (
     OrganisationRecord,
     Severity,
 )
-from fundtrack.validate import SKIPPED, Validator
 
 log = logging.getLogger(__name__)
 
@@ -508,7 +508,7 @@ def _refuse_older(rows: Iterable[Any], generated: str | None) -> None:
 
 def revert_batch(engine: Engine, batch_id: int) -> dict[str, int]:
     """Undo an applied batch: delete its rows, restore what it replaced. Atomic."""
-    from fundtrack.ledger import revert
+    from fundtrack.ledger.writer import revert
 
     with engine.begin() as conn:
         lock_ledger(conn)

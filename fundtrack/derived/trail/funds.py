@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from fundtrack import models as m
-from fundtrack.trail.tables import Fund
+from fundtrack.derived.trail.tables import Fund
+from fundtrack.ledger import tables as m
 
 MPTFO_REF = "FT-ORG-MPTFO"
 MPTFO_NAME = "UN Multi-Partner Trust Fund Office (MPTF Office)"

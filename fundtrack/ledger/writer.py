@@ -8,37 +8,30 @@ of set-based statements, the rows of earlier batches that this batch replaces.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from enum import Enum
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Connection,
-    Date,
-    DateTime,
     Table,
     and_,
     delete,
     exists,
     select,
-    text,
     update,
 )
-from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import aliased
 
-from fundtrack import models as m
 from fundtrack.config import get_settings
+from fundtrack.db import dialect
 from fundtrack.db.base import current
+from fundtrack.db.bulk import IdAllocator, bulk_insert
 from fundtrack.db.metadata import metadata
-from fundtrack.fx import to_usd
-from fundtrack.money import Money, to_text
+from fundtrack.ledger import tables as m
+from fundtrack.ledger.fx import to_usd
 from fundtrack.records import (
     ActivityRecord,
     BudgetRecord,
@@ -50,7 +43,6 @@ from fundtrack.records import (
 )
 
 FLUSH_ROWS = 4_000
-ID_BLOCK = 10_000
 MAX_REF = 200
 
 
@@ -71,115 +63,7 @@ def lock_ledger(conn: Connection) -> None:
     an upload through the API is not cancelled half-way through refreshing derived tables,
     nor while it waits here for another writer.
     """
-    if conn.dialect.name == "postgresql":
-        timeout = int(get_settings().write_statement_timeout_ms)
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {timeout}")
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK_KEY})
-
-
-class IdAllocator:
-    """Hands out primary keys before rows are written, so children can point at parents.
-
-    PostgreSQL: blocks of ``nextval`` from the table's own sequence (safe with concurrent
-    writers). SQLite: counting up from ``max(id)``, safe because the batch transaction
-    holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``).
-    """
-
-    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
-        self.conn = conn
-        self.lock = lock
-        self.pg = conn.dialect.name == "postgresql"
-        self.pool: dict[str, list[int]] = defaultdict(list)
-        self.next_id: dict[str, int] = {}
-
-    def take(self, table: str) -> int:
-        if self.pg:
-            pool = self.pool[table]
-            if not pool:
-                with self.lock:
-                    pool.extend(reversed(self.conn.execute(text(
-                        f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
-                        f"FROM generate_series(1, {ID_BLOCK})")).scalars().all()))
-            return pool.pop()
-        if table not in self.next_id:
-            with self.lock:
-                top = self.conn.execute(text(f"SELECT max(id) FROM {table}")).scalar()
-            self.next_id[table] = (top or 0) + 1
-        value = self.next_id[table]
-        self.next_id[table] = value + 1
-        return value
-
-
-def _enum_name(value: Any) -> Any:
-    return value.name if isinstance(value, Enum) else value
-
-
-def _json_text(value: Any) -> Any:
-    return json.dumps(value) if value is not None else None
-
-
-def _decimal_text(value: Any) -> Any:
-    return to_text(value) if isinstance(value, Decimal) else value
-
-
-def _iso(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(" ")
-    return value.isoformat() if isinstance(value, date) else value
-
-
-def _converters(table: Table, cols: list[str], sqlite: bool) -> list[Any]:
-    """Per column, the function that turns a Python value into what the driver stores.
-
-    Mirrors what the SQLAlchemy column types do, without their per-row overhead.
-    """
-    out: list[Any] = []
-    for name in cols:
-        col_type = table.c[name].type
-        if isinstance(col_type, SAEnum):
-            out.append(_enum_name)
-        elif isinstance(col_type, JSON):
-            out.append(_json_text)
-        elif sqlite and isinstance(col_type, Money):
-            out.append(_decimal_text)
-        elif sqlite and isinstance(col_type, (Date, DateTime)):
-            out.append(_iso)
-        else:
-            out.append(None)
-    return out
-
-
-def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows fast, inside the caller's transaction.
-
-    PostgreSQL: ``COPY``. SQLite: the driver's ``executemany``. Both skip SQLAlchemy's
-    per-row parameter processing, which costs more than the insert itself.
-    """
-    if not rows:
-        return
-    cols = list(rows[0].keys())
-    dialect = conn.dialect.name
-    if dialect not in ("postgresql", "sqlite"):
-        conn.execute(table.insert(), rows)
-        return
-    convs = _converters(table, cols, sqlite=dialect == "sqlite")
-    pairs = list(zip(cols, convs, strict=True))
-    values = [[conv(row[c]) if conv else row[c] for c, conv in pairs] for row in rows]
-    raw = conn.connection.dbapi_connection
-    if dialect == "postgresql":
-        with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
-            f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
-        ) as copy:
-            for v in values:
-                copy.write_row(v)
-    else:
-        sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) "
-               f"VALUES ({', '.join('?' for _ in cols)})")
-        cur = raw.cursor()  # type: ignore[union-attr]
-        try:
-            cur.executemany(sql, values)
-        finally:
-            cur.close()
+    dialect.writers_lock(conn, LEDGER_LOCK_KEY, get_settings().write_statement_timeout_ms)
 
 
 def _ref(org: OrgRef | None) -> str | None:

@@ -38,12 +38,13 @@ from sqlalchemy import (
     true,
 )
 
-from fundtrack import models as m
+from fundtrack.db import dialect
 from fundtrack.db.base import current
+from fundtrack.derived.rollup.tables import FlowRollup
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.query.aggregate import FlowDimension, dimension_expr, joins
 from fundtrack.query.rollup import DIMENSION_COLUMNS, GRAINS
-from fundtrack.rollup_models import FlowRollup
 
 
 def _year_int(dialect: str) -> Any:
@@ -76,39 +77,22 @@ def _insert(conn: Connection, grain: int, condition: Any) -> int:
     return conn.execute(r.insert().from_select(target, sel)).rowcount
 
 
-class _NoNestedLoops:
+def _hash_joins(conn: Connection) -> Any:
     """PostgreSQL: hash-join the per-activity derived tables for the statements inside.
 
     Inside an import the new rows have no statistics yet; the planner then guesses one row
     per derived table and rescans it for every flow (seconds for 50k flows, past the
-    statement timeout). The setting is put back afterwards, inside the same transaction.
+    statement timeout).
     """
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn, self.old = conn, None
-
-    def __enter__(self) -> None:
-        if self.conn.dialect.name == "postgresql":
-            self.old = self.conn.exec_driver_sql("SHOW enable_nestloop").scalar()
-            self.conn.exec_driver_sql("SELECT set_config('enable_nestloop', 'off', true)")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.old is not None and exc[0] is None:
-            self.conn.exec_driver_sql("SELECT set_config('enable_nestloop', %(v)s, true)",
-                                      {"v": self.old})
+    return dialect.planner_off(conn, "enable_nestloop")
 
 
 def rebuild(conn: Connection) -> dict[str, int]:
     """Recompute the whole rollup from the current flows."""
-    r = FlowRollup.__table__
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("TRUNCATE flow_rollup")
-    else:
-        conn.execute(delete(r))
-    with _NoNestedLoops(conn):
+    dialect.empty(conn, "flow_rollup")
+    with _hash_joins(conn):
         rows = sum(_insert(conn, g, true()) for g in range(len(GRAINS)))
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("ANALYZE flow_rollup")  # the planner's estimates for the API
+    dialect.analyze(conn, "flow_rollup")  # the planner's estimates for the API
     return {"rollup_rows": rows}
 
 
@@ -142,7 +126,7 @@ def _years(conn: Connection, years: list[int], nulls: bool) -> dict[str, int]:
     if not in_range:
         return {"rollup_rows": 0}
     conn.execute(delete(r).where(or_(false(), *in_range)))
-    with _NoNestedLoops(conn):
+    with _hash_joins(conn):
         rows = sum(_insert(conn, g, or_(false(), *flows_in)) for g in range(len(GRAINS)))
     return {"rollup_rows": rows}
 

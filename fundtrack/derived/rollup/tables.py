@@ -1,4 +1,4 @@
-"""``flow_rollup``: current flows pre-aggregated for ``flowsAggregate`` (see fundtrack.rollup).
+"""``flow_rollup``: current flows pre-aggregated for ``flowsAggregate`` (see fundtrack.derived.rollup).
 
 One table holds several *grains* (column sets). Each row is one combination of its grain's
 columns; columns outside the grain are null and ``grain`` says which they are, so a null

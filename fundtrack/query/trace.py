@@ -15,10 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, null, select, union_all
 
-from fundtrack import models as m
 from fundtrack.db.base import current
-from fundtrack.money import money_number, money_sum
-from fundtrack.trail.attribution import (
+from fundtrack.derived.trail.attribution import (
     _touching,
     downstream_sql,
     load_moves,
@@ -26,10 +24,12 @@ from fundtrack.trail.attribution import (
     moves_around,
     source_reasons,
 )
-from fundtrack.trail.config import TrailConfig
-from fundtrack.trail.engine import ORIGINATOR, Account, Part, attribute
-from fundtrack.trail.reach import SUM_KINDS
-from fundtrack.trail.tables import HELD_ROWS, Attribution, Movement, Reach
+from fundtrack.derived.trail.config import TrailConfig
+from fundtrack.derived.trail.engine import ORIGINATOR, Account, Part, attribute
+from fundtrack.derived.trail.reach import SUM_KINDS
+from fundtrack.derived.trail.tables import HELD_ROWS, Attribution, Movement, Reach
+from fundtrack.ledger import tables as m
+from fundtrack.money import money_number, money_sum
 
 #: Accounts per statement ((org, activity) IN (VALUES ...): two bound values each) and
 #: ids per IN list: every statement stays small whatever the organisation's size.

@@ -1,6 +1,6 @@
 """Attribution in the database: load movements, apply the rule, store the parts.
 
-The rule itself is :mod:`fundtrack.trail.engine`; this module only feeds it and writes
+The rule itself is :mod:`fundtrack.derived.trail.engine`; this module only feeds it and writes
 what it returns into ``attribution``.
 """
 
@@ -11,15 +11,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text, tuple_
+from sqlalchemy import Connection, delete, select, tuple_
 
-from fundtrack import models as m
+from fundtrack.db import dialect
 from fundtrack.db.base import current
-from fundtrack.ledger import bulk_insert
-from fundtrack.trail import reach
-from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load, units_text
-from fundtrack.trail.config import TrailConfig
-from fundtrack.trail.engine import (
+from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_lines, copy_text, drop_for_load, units_text
+from fundtrack.derived.trail import reach
+from fundtrack.derived.trail.config import TrailConfig
+from fundtrack.derived.trail.engine import (
     ORIGINATOR,
     Account,
     Move,
@@ -30,8 +29,9 @@ from fundtrack.trail.engine import (
     attribute_units,
     given_parts,
 )
-from fundtrack.trail.funds import pooled_refs
-from fundtrack.trail.tables import Attribution, Movement
+from fundtrack.derived.trail.funds import pooled_refs
+from fundtrack.derived.trail.tables import Attribution, Movement
+from fundtrack.ledger import tables as m
 
 NO_INCOMING = "no incoming funds reported"
 BROKEN = "broken link"
@@ -246,10 +246,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
 
 def clear(conn: Connection) -> None:
     """Empty ``attribution`` (TRUNCATE on PostgreSQL: no per-row cascade work)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("TRUNCATE attribution"))
-    else:
-        conn.execute(delete(Attribution))
+    dialect.empty(conn, "attribution")
 
 
 def downstream(moves: list[Move], start: set[Account]) -> set[Account]:

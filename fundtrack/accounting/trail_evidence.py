@@ -1,6 +1,6 @@
 """What the follow-the-money tables (links, movements, attribution) can tell accounting.
 
-Those tables are built by :mod:`fundtrack.trail`. When they are missing or empty, every
+Those tables are built by :mod:`fundtrack.derived.trail`. When they are missing or empty, every
 function here says so (``None`` + a reason) instead of guessing a number.
 """
 
@@ -42,8 +42,8 @@ def donor_parts(conn: Connection, donor: str, *, src_org: str | None = None,
                 year: int | None = None, min_depth: int = 1) -> list[tuple[Decimal | None, Item]]:
     """(USD attributed to ``donor``, the movement's canonical flow as an Item) for every
     movement carrying the donor's money, optionally leaving ``src_org``, in ``year``."""
-    from fundtrack.trail.tables import Attribution as A
-    from fundtrack.trail.tables import Movement as M
+    from fundtrack.derived.trail.tables import Attribution as A
+    from fundtrack.derived.trail.tables import Movement as M
 
     q = (select(A.amount_usd, M.flow_id).join(M, M.id == A.movement_id)
          .where(A.originator_ref == donor, A.depth >= min_depth))
@@ -54,7 +54,7 @@ def donor_parts(conn: Connection, donor: str, *, src_org: str | None = None,
     rows = list(conn.execute(q))
     if not rows:
         return []
-    from fundtrack import models as m
+    from fundtrack.ledger import tables as m
 
     items = {it.flow_id: it for it in load_items(
         conn, m.Flow.__table__.c.id.in_({r.flow_id for r in rows}))}
@@ -64,7 +64,7 @@ def donor_parts(conn: Connection, donor: str, *, src_org: str | None = None,
 def resolved_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
     """Of ``flow_ids``, those with at least one resolved link to another activity at the
     other end (a link to the flow's own activity resolves by construction: not counted)."""
-    from fundtrack.trail.tables import TrailLink as L
+    from fundtrack.derived.trail.tables import TrailLink as L
 
     out: set[int] = set()
     ids = sorted(flow_ids)
@@ -77,7 +77,7 @@ def resolved_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
 
 def self_link_flows(conn: Connection, flow_ids: set[int]) -> set[int]:
     """Of ``flow_ids``, those with a link to their own activity (counted apart)."""
-    from fundtrack.trail.tables import TrailLink as L
+    from fundtrack.derived.trail.tables import TrailLink as L
 
     out: set[int] = set()
     ids = sorted(flow_ids)

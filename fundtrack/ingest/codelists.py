@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lxml import etree
 
-DATA = Path(__file__).parent / "data" / "codelists"
+DATA = Path(__file__).resolve().parents[1] / "data" / "codelists"
 
 #: Text values of IATI 1.0x files (and real publishers' variants) that are not codelist
 #: names, per codelist. Keys are compared lower-cased with spaces/underscores/hyphens

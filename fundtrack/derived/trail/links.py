@@ -16,16 +16,16 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.sql import Select
 
-from fundtrack import models as m
+from fundtrack.db import dialect
 from fundtrack.db.base import current
-from fundtrack.trail.bulkload import indexes_after
-from fundtrack.trail.funds import pooled_refs
-from fundtrack.trail.tables import TrailLink
+from fundtrack.db.bulk import indexes_after
+from fundtrack.derived.trail.funds import pooled_refs
+from fundtrack.derived.trail.tables import TrailLink
+from fundtrack.ledger import tables as m
 
 ACTIVITY_KINDS = ("provider-activity", "receiver-activity", "related-activity")
 FLOW_LINK_COLUMNS = ("flow_id", "kind", "relation", "target_ref", "publisher_ref", "resolved",
@@ -86,10 +86,7 @@ def _fund_links(conn: Connection, batch_id: int | None) -> int:
 
 def rebuild(conn: Connection) -> dict[str, int]:
     """Rebuild every link from the current ledger (PostgreSQL: indexed once, after)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("TRUNCATE trail_link"))
-    else:
-        conn.execute(delete(TrailLink))
+    dialect.empty(conn, "trail_link")
     with indexes_after(conn, TrailLink.__table__):
         return _insert(conn, None)
 

@@ -14,14 +14,14 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, literal, null, select, text, tuple_
+from sqlalchemy import Connection, case, delete, func, insert, literal, null, select, tuple_
 from sqlalchemy import union_all as sa_union_all
 
-from fundtrack.ledger import bulk_insert
+from fundtrack.db import dialect
+from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_lines, copy_text, drop_for_load, units_text
+from fundtrack.derived.trail.engine import ORIGINATOR, Account, Move, Parts, units_exp
+from fundtrack.derived.trail.tables import Attribution, Movement, Reach
 from fundtrack.money import Money, money_number, money_sum
-from fundtrack.trail.bulkload import Rebuilds, copy_lines, copy_text, drop_for_load, units_text
-from fundtrack.trail.engine import ORIGINATOR, Account, Move, Parts, units_exp
-from fundtrack.trail.tables import Attribution, Movement, Reach
 
 SUM_KINDS = ("spent-sum", "held-sum", "account-sum", "movement-sum")
 ZERO = Decimal(0)
@@ -387,11 +387,8 @@ def rebuild(conn: Connection, moves: list[Move] | None = None,
 
 def prepare(conn: Connection) -> Rebuilds:
     """Empty the rollup for a full rebuild; PostgreSQL: drop its indexes (returned, to build)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("TRUNCATE trail_reach"))
-        conn.execute(text("SET LOCAL work_mem = '256MB'"))  # hash the groups in memory
-    else:
-        conn.execute(delete(Reach))
+    dialect.empty(conn, "trail_reach")
+    dialect.set_local(conn, work_mem="'256MB'")  # hash the groups in memory
     return drop_for_load(conn, Reach.__table__)
 
 

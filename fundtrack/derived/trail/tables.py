@@ -1,7 +1,7 @@
 """Ledger tables for links, movements, funds and attribution (follow-the-money issue).
 
 All of them except :class:`Fund` are derived: rebuilt from the current ledger rows by
-:mod:`fundtrack.trail` after every import and by ``fundtrack recompute``.
+:mod:`fundtrack.derived.trail` after every import and by ``fundtrack recompute``.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class Attribution(Base):
 class Reach(Base):
     """Where each donor's money is, per account: the rollup that answers donor traces.
 
-    Derived from ``attribution`` (:mod:`fundtrack.trail.reach`), rows per originator:
+    Derived from ``attribution`` (:mod:`fundtrack.derived.trail.reach`), rows per originator:
     ``spent`` per (account, currency): its expenditure paid with the donor's money;
     ``account`` per account: ``amount`` held there (in minus out, USD), ``amount_usd``
     what came in, ``rank`` what passed through; and the exact totals beside them:

@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from fundtrack.codelists import codes
 from fundtrack.db.metadata import metadata
+from fundtrack.ingest.codelists import codes
 from fundtrack.records import (
     ActivityRecord,
     BudgetRecord,
