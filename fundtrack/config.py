@@ -42,6 +42,10 @@ class Settings:
     )
     #: ``flowsAggregate`` answers from ``flow_rollup`` when it can; 0 turns that off.
     aggregate_rollup: bool = field(default_factory=lambda: _bool("FUNDTRACK_AGGREGATE_ROLLUP", True))
+    #: The API's fast path (fundtrack/api/execution/: look-ahead prefetch, completion
+    #: plans); off, GraphQL runs on plain strawberry/graphql-core execution with the same
+    #: answers, ~2x slower for a page of 100 flows (docs/performance.md).
+    fast_executor: bool = field(default_factory=lambda: _bool("FUNDTRACK_FAST_EXECUTOR", True))
     #: The money trail's matching and periods (fundtrack.derived.trail.config, docs/methodology.md).
     match_tolerance: str = field(
         default_factory=lambda: os.environ.get("FUNDTRACK_MATCH_TOLERANCE", "0.02"))

@@ -22,12 +22,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from fundtrack.api import limits
-from fundtrack.api.ids import encode_id
 from fundtrack.api.paging import MAX_PAGE
 from fundtrack.api.testing import Api
 from fundtrack.auth.tokens import create_token, revoke_token
 from fundtrack.ingest.pipeline import import_file
 from fundtrack.ledger import tables as m
+from fundtrack.query.ids import encode_id
 
 IMPORT = """mutation($file: Upload!) { importReport(input: {file: $file}) {
   status message errors { code message } batch { id } } }"""

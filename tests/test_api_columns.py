@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from fundtrack.api.prefetch import narrow_columns
+from fundtrack.api.execution.lookahead import narrow_columns
 from fundtrack.api.schema import build_schema
 from fundtrack.api.testing import Api
 from fundtrack.api.types import FLOW_COLUMNS
@@ -60,7 +60,7 @@ def _project(node: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("args", ARGS)
 def test_narrow_page_equals_wide_page(loaded_url: str, args: str) -> None:
-    api = Api(loaded_url)
+    api = Api(loaded_url, fast_executor=True)  # the narrowing is part of the fast path
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_a: Any) -> None:

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, event
 
 from fundtrack.api import limits
-from fundtrack.api.ids import encode_id
 from fundtrack.api.memo import Lru
 from fundtrack.api.testing import Api
+from fundtrack.query.ids import encode_id
 
 COUNT = "query($w: FlowWhere) { flows(where: $w) { totalCount } }"
 

@@ -1,5 +1,6 @@
-"""The per-document caches (cost estimate, connection look-ahead) never answer for other
-variables or another query: a repeated query is refused or served exactly as the first."""
+"""The per-document caches (cost estimate) never answer for other variables or another
+query: a repeated query is refused or served exactly as the first; the connection
+look-ahead (not cached) follows the variables too."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_cost_depends_on_variables_even_when_cached(loaded_url: str) -> None:
 
 
 def test_skip_with_variables_changes_the_look_ahead(loaded_url: str) -> None:
-    api = Api(loaded_url)
+    api = Api(loaded_url, fast_executor=True)
     q = """query($skip: Boolean!) { flows(first: 3) { nodes { id
              activity @skip(if: $skip) { iatiIdentifier } } } }"""
     for _ in range(2):

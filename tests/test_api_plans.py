@@ -1,5 +1,5 @@
-"""Completion plans shared across requests (fundtrack/api/executor.py ``_compiled``): a plan
-is reused only for the same parsed selection and the same variables."""
+"""Completion plans shared across requests (fundtrack/api/execution/plans.py ``_compiled``):
+a plan is reused only for the same parsed selection and the same variables."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ SKIP = """query($s: Boolean!) { flows(first: 2) { nodes { id
 
 
 def test_cached_plan_follows_skip_and_include_variables(loaded_url: str) -> None:
-    api = Api(loaded_url)
+    api = Api(loaded_url, fast_executor=True)
     for s in (False, True, False, True):
         nodes = api.query(SKIP, {"s": s})["flows"]["nodes"]
         assert len(nodes) == 2
@@ -20,7 +20,7 @@ def test_cached_plan_follows_skip_and_include_variables(loaded_url: str) -> None
 
 
 def test_cached_plan_per_selection(loaded_url: str) -> None:
-    api = Api(loaded_url)
+    api = Api(loaded_url, fast_executor=True)
     small = api.query("{ flows(first: 2) { nodes { id } } }")["flows"]["nodes"]
     big = api.query("{ flows(first: 2) { nodes { id kind } } }")["flows"]["nodes"]
     again = api.query("{ flows(first: 2) { nodes { id } } }")["flows"]["nodes"]

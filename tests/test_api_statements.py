@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
-from fundtrack.api.ids import decode_id
 from fundtrack.api.testing import Api
+from fundtrack.query.ids import decode_id
 
 PAGE = """query($n: Int, $after: String, $order: [FlowOrder!]) {
   flows(first: $n, after: $after, orderBy: $order) {

@@ -1,7 +1,8 @@
 """The shape of the code, checked from the source (issue 12).
 
-- Nothing outside ``fundtrack.api`` imports strawberry: the query layer, the pages, the
-  exports, the CLI and the importers work without GraphQL.
+- Nothing outside ``fundtrack.api`` imports strawberry, nor loads it through another
+  module: the query layer, the pages, the exports, the CLI and the importers work without
+  GraphQL.
 - No import cycle between modules, counting the imports at module level (those run when a
   module loads; an import inside a function runs later and cannot deadlock a load).
 """
@@ -9,6 +10,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,3 +164,48 @@ def test_settings_are_read_from_the_environment_only_in_config() -> None:
                     and isinstance(node.value, ast.Name) and node.value.id == "os":
                 offenders.append(f"{name}:{node.lineno}")
     assert offenders == [], f"environment read outside fundtrack/config.py: {offenders}"
+
+
+#: Modules that serve GraphQL, so load strawberry on purpose (the ASGI app mounts the API).
+LOADS_THE_API = ("fundtrack.api", "fundtrack.app")
+
+
+def _serves_graphql(name: str) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in LOADS_THE_API)
+
+
+def test_nothing_outside_the_api_loads_it_at_import() -> None:
+    """The pages, exports, CLI, ingest and derived steps reach no ``fundtrack.api`` module
+    through the imports that run when they load (transitively)."""
+    graph = _graph()
+    offenders = {}
+    for name in MODULES:
+        if _serves_graphql(name):
+            continue
+        seen, todo = set(), [name]
+        while todo:
+            for w in graph[todo.pop()]:
+                if w not in seen:
+                    seen.add(w)
+                    todo.append(w)
+        api = sorted(m for m in seen if _serves_graphql(m))
+        if api:
+            offenders[name] = api
+    assert offenders == {}, f"modules that load the API when imported: {offenders}"
+
+
+def test_importing_them_does_not_load_strawberry() -> None:
+    """The same, by really importing every module outside the API in a fresh interpreter
+    (catches imports the static graph cannot see); names the first that loads strawberry."""
+    # (``__main__`` modules run their program when imported: the import graph covers them)
+    names = [n for n in MODULES if not _serves_graphql(n) and not n.endswith(".__main__")]
+    assert {"fundtrack.web.routes", "fundtrack.export", "fundtrack.cli"} <= set(names)
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}:\n"
+            "    importlib.import_module(name)\n"
+            "    if 'strawberry' in sys.modules:\n"
+            "        sys.exit(f'importing {name} loaded strawberry')\n"
+            "print(len(sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

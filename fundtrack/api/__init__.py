@@ -12,4 +12,6 @@ Module map (each small, named for what it does):
 - :mod:`fundtrack.api.mutations` uploads, reverts, registry edits
 - :mod:`fundtrack.api.limits`    depth/alias/token/cost limits, error masking
 - :mod:`fundtrack.api.schema`    assembles everything into one ``strawberry.Schema``
+- :mod:`fundtrack.api.execution` the fast path (look-ahead, completion plans), fenced behind
+  ``FUNDTRACK_FAST_EXECUTOR``; the only place touching graphql-core's private parts
 """

@@ -17,11 +17,11 @@ from strawberry.types import Info
 
 from fundtrack import registry
 from fundtrack.api.filters import StringComparison, compare
-from fundtrack.api.ids import encode_id
 from fundtrack.api.mutations import UserError, _require_admin
 from fundtrack.api.paging import Connection, PageArgs, connection
 from fundtrack.api.types import Node, Organization, _organization
 from fundtrack.derived.trail.tables import Fund as FundRow
+from fundtrack.query.ids import encode_id
 
 
 @strawberry.type(description="A pooled fund in the registry (editable by admins).")
@@ -115,14 +115,3 @@ class FundMutation:
 
         return FundPayload(fund=Fund.from_row(await run_in_threadpool(run)), errors=[])
 
-
-def _register_node() -> None:
-    """Make `node(id:)` / `nodes(ids:)` answer for funds too."""
-    from fundtrack.api.loaders import SPECS, LoaderSpec
-    from fundtrack.api.types import NODE_TYPES
-
-    SPECS.setdefault("fund_by_id", LoaderSpec("fund", "id"))
-    NODE_TYPES.setdefault("Fund", (Fund, "fund_by_id"))
-
-
-_register_node()

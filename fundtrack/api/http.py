@@ -21,9 +21,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
-from fundtrack.api.limits import MAX_QUERY_BODY_BYTES, database_error_message
+from fundtrack.api.limits import MAX_QUERY_BODY_BYTES
 from fundtrack.auth.tokens import ANONYMOUS_VIEWER, viewer_for_secret
 from fundtrack.config import Settings
+from fundtrack.db.errors import database_error_message
 
 SIMPLE_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded", "text/plain", "")
 CSRF_HEADERS = (b"graphql-preflight", b"apollo-require-preflight", b"x-fundtrack-csrf",

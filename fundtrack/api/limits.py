@@ -32,7 +32,6 @@ from graphql import (
     validate,
     value_from_ast_untyped,
 )
-from sqlalchemy.exc import DBAPIError, OperationalError
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -41,9 +40,8 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
-from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
-from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from fundtrack.api.execution.compat import STRAWBERRY_VALIDATION_RULES, graphql_schema
 from fundtrack.api.memo import (
     MISS,
     QUERY_CACHE_BYTES,
@@ -54,6 +52,7 @@ from fundtrack.api.memo import (
 )
 from fundtrack.api.paging import DEFAULT_PAGE
 from fundtrack.config import Settings
+from fundtrack.db.errors import database_error_message
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
@@ -113,18 +112,6 @@ class DatabaseAwareMaskErrors(MaskErrors):
         return masked
 
 
-def database_error_message(exc: BaseException | None) -> str | None:
-    """A safe, detail-free message for a database failure, or None if ``exc`` is not one."""
-    if not isinstance(exc, DBAPIError):
-        return None
-    if type(exc.orig).__name__ == "QueryCanceled":
-        return ("The query ran longer than the statement timeout and was cancelled; "
-                "ask for less (smaller pages, narrower filters).")
-    if isinstance(exc, OperationalError) or exc.connection_invalidated:
-        return "The database is unavailable just now; try again shortly."
-    return None
-
-
 def _is_unexpected(error: GraphQLError) -> bool:
     """Mask errors that come from bugs or the database, not from the client's request."""
     original = error.original_error
@@ -170,7 +157,7 @@ class CostLimiter(SchemaExtension):
             return found
         fragments = {d.name.value: d for d in doc.definitions
                      if isinstance(d, FragmentDefinitionNode)}
-        schema = ec.schema._schema  # noqa: SLF001 - graphql-core schema for type lookups
+        schema = graphql_schema(ec.schema)  # for type lookups
         fields = cost = input_cost = 0
         for op in doc.definitions:
             if not isinstance(op, OperationDefinitionNode):
@@ -380,9 +367,9 @@ class BoundedValidationCache(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         ec = self.execution_context
-        schema = ec.schema._schema  # noqa: SLF001 - the graphql-core schema
+        schema = graphql_schema(ec.schema)
         doc: DocumentNode = ec.graphql_document
-        rules = (*ec.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        rules = (*ec.validation_rules, *STRAWBERRY_VALIDATION_RULES)
         key = (id(schema), id(doc), rules, self.hide_suggestions)
         hit = _VALIDATED.get(key)
         if hit is not MISS and hit[0] is schema and hit[1] is doc:

@@ -3,11 +3,12 @@
 A page of 500 flows with provider, receiver, activity, sectors and markers costs the same
 number of statements as a page of 10 (``tests/test_api_loaders.py`` counts them).
 
-Two ways in, one cache: connections look ahead at the selection and fetch the related rows
-in the same worker-thread call as the page (:mod:`fundtrack.api.prefetch`), then *prime*
-these loaders; resolvers call :meth:`Loaders.get`, which answers from the primed cache
-without a coroutine, and only falls back to a batched DataLoader load (one thread hop per
-batch) when nothing was prefetched (``node(id:)``, mutation payloads ...).
+Two ways in, one cache: with the fast path on, connections look ahead at the selection
+and fetch the related rows in the same worker-thread call as the page
+(:mod:`fundtrack.api.execution.lookahead`), then *prime* these loaders; resolvers call
+:meth:`Loaders.get`, which answers from the cache without a coroutine when the request
+holds the row, and otherwise makes a batched DataLoader load (one thread hop per batch:
+``node(id:)``, mutation payloads, and every relation with the fast path off).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, Select, Table, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from strawberry.dataloader import DataLoader
 
-from fundtrack.api.executor import MISSING
+from fundtrack.api.execution.fields import MISSING
 from fundtrack.db.metadata import metadata
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def _statement(spec: LoaderSpec, postgres: bool) -> Select[Any]:
     return stmt.order_by(t.c.id) if spec.many else stmt
 
 
-#: Loader name -> what it loads. Prefetch specs (:mod:`fundtrack.api.prefetch`) name these.
+#: Loader name -> what it loads. The look-ahead's relations
+#: (:data:`fundtrack.api.execution.lookahead.RELATIONS`) name these.
 SPECS: dict[str, LoaderSpec] = {
     "organisation_by_ref": LoaderSpec("organisation", "ref"),
     "organisation_by_id": LoaderSpec("organisation", "id"),
@@ -94,6 +96,7 @@ SPECS: dict[str, LoaderSpec] = {
     "participants_by_activity": LoaderSpec("participating_org", "activity_id", many=True),
     "issues_by_batch": LoaderSpec("batch_issue", "batch_id", many=True),
     "publishers_by_batch": LoaderSpec("batch_publisher", "batch_id", many=True),
+    "fund_by_id": LoaderSpec("fund", "id"),
 }
 
 
@@ -121,6 +124,7 @@ class Loaders:
     participants_by_activity: DataLoader[int, list[Any]]
     issues_by_batch: DataLoader[int, list[Any]]
     publishers_by_batch: DataLoader[int, list[Any]]
+    fund_by_id: DataLoader[int, Any]
 
     def __init__(self, ctx: ApiContext) -> None:
         for name, spec in SPECS.items():
@@ -141,8 +145,8 @@ class Loaders:
     def peek(self, name: str, key: Any, build: Callable[[Any], Any]) -> Any:
         """``build(row)`` for ``key`` if this request holds the row, else ``MISSING``.
 
-        Starts no work (no coroutine, no query): the fast executor
-        (:mod:`fundtrack.api.executor`) calls it for relations instead of their resolvers.
+        Starts no work (no coroutine, no query): :meth:`get` starts with it, and the
+        relations' fast functions (``fundtrack.api.types._relation``) are made of it.
         The built object is made once per request and key.
         """
         memo = (name, key, build)

@@ -20,13 +20,13 @@ from strawberry.file_uploads import Upload
 from strawberry.types import Info
 
 from fundtrack import registry
-from fundtrack.api.ids import decode_int_id
 from fundtrack.api.limits import ApiError
 from fundtrack.api.types import BatchIssue, ImportBatch, Organization, RecordCount
 from fundtrack.auth.tokens import Viewer
 from fundtrack.ingest.issuelog import ISSUES_IN_ANSWER, MAX_STORED_ISSUES
 from fundtrack.ingest.pipeline import NotPermitted, batch_publishers, import_file, revert_batch
 from fundtrack.ledger import tables as m
+from fundtrack.query.ids import decode_int_id
 
 
 @strawberry.type(description="Why a mutation did not do what was asked.")

@@ -19,9 +19,15 @@ from sqlalchemy import Connection as SqlConnection
 from sqlalchemy import Integer, Select, bindparam, func, select
 
 from fundtrack.api.context import ApiContext
-from fundtrack.api.ids import int_pk
+from fundtrack.api.execution.lookahead import (
+    Tree,
+    full_rows,
+    narrow_columns,
+    node_selection,
+    prefetch,
+)
 from fundtrack.api.memo import MISS, Lru
-from fundtrack.api.prefetch import Tree, connection_node_tree, full_rows, narrow_columns, prefetch
+from fundtrack.query.ids import int_pk
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -197,8 +203,9 @@ def connection(ctx: ApiContext, query: Select[Any], order: Sequence[Any],
                info: Any = None, shape: Hashable | None = None) -> Connection[T]:
     """A lazy connection: SQL runs only for the parts the client selected.
 
-    With ``kind`` (the node's GraphQL type) and the connection field's ``info``, the
-    relations selected below the nodes are fetched together with the page.
+    With ``kind`` (the node's GraphQL type) and the connection field's ``info``, the fast
+    path (:mod:`fundtrack.api.execution.lookahead`) fetches the relations selected below
+    the nodes together with the page, and reads only the selected fields' columns.
 
     ``shape``, when given, says that ``query`` and ``order`` hold no values of their own
     (no filter): they are the same for every request with an equal ``shape``. The page
@@ -206,7 +213,7 @@ def connection(ctx: ApiContext, query: Select[Any], order: Sequence[Any],
     its cache key memoised instead of deriving it (building and keying cost ~0.1 ms).
     """
     args.validate()
-    tree = connection_node_tree(info) if kind and info is not None else None
+    tree = node_selection(ctx.settings, info) if kind else None
     key = (shape, kind, frozenset(tree) if tree is not None else None)
     found = _STATEMENTS.get(key) if shape is not None else MISS
     if found is MISS:

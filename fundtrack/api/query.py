@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -11,10 +12,9 @@ from strawberry.types import Info
 
 from fundtrack.api import filters as flt
 from fundtrack.api.aggregate import FlowAggregate, FlowDimension, flows_aggregate
-from fundtrack.api.ids import decode_id, int_pk
+from fundtrack.api.funds import Fund
 from fundtrack.api.paging import MAX_PAGE, Connection, PageArgs, connection
 from fundtrack.api.types import (
-    NODE_TYPES,
     Activity,
     Budget,
     Flow,
@@ -25,6 +25,7 @@ from fundtrack.api.types import (
 from fundtrack.auth.tokens import published
 from fundtrack.db.base import current
 from fundtrack.ledger import tables as m
+from fundtrack.query.ids import decode_id, int_pk
 
 
 @strawberry.type(description="Activity links counted apart (see `linkSummary`).")
@@ -134,6 +135,18 @@ class LedgerQuery:
         if len(ids) > MAX_PAGE:
             raise GraphQLError(f"`ids` holds {len(ids)} ids, above the maximum of {MAX_PAGE}")
         return await _nodes(info, ids)
+
+
+#: Every type ``node(id:)`` answers for: global id type name -> (object type, loader
+#: attribute on ``Loaders``, see :data:`fundtrack.api.loaders.SPECS`).
+NODE_TYPES: dict[str, tuple[Any, str]] = {
+    "Organization": (Organization, "organisation_by_id"),
+    "Activity": (Activity, "activity_by_id"),
+    "Flow": (Flow, "flow_by_id"),
+    "Budget": (Budget, "budget_by_id"),
+    "ImportBatch": (ImportBatch, "batch_by_id"),
+    "Fund": (Fund, "fund_by_id"),
+}
 
 
 async def _nodes(info: Info, ids: list[strawberry.ID]) -> list[Node | None]:

@@ -17,7 +17,7 @@ import strawberry
 from strawberry.tools import merge_types
 
 from fundtrack.api.accounting import AccountingQuery
-from fundtrack.api.executor import FastExecutor, QuietFastExecutor
+from fundtrack.api.execution import execution_context_class
 from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
@@ -48,8 +48,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=[Organization, Activity, Flow, Budget, ImportBatch],
         scalar_overrides=SCALAR_OVERRIDES,
         extensions=[*schema_extensions(settings), ReplicaForQueries],
-        # no "Did you mean ...?" in variable errors when the schema is not to be enumerated
-        execution_context_class=FastExecutor if settings.introspection else QuietFastExecutor,
+        execution_context_class=execution_context_class(settings),
     )
 
 

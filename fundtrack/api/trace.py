@@ -17,7 +17,7 @@ from graphql import GraphQLError
 from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
-from fundtrack.api.ids import decode_id, int_pk
+from fundtrack.query.ids import decode_id, int_pk
 
 MAX_TRACE_DEPTH = 12
 DEFAULT_FIRST = 50

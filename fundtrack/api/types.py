@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
-from fundtrack.api.executor import fast
-from fundtrack.api.ids import encode_id
+from fundtrack.api.execution.fields import fast
+from fundtrack.query.ids import encode_id
 from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
 from fundtrack.records import FlowKind as _FlowKind
 
@@ -32,7 +32,7 @@ def gender_significance(markers: list[Any]) -> int | None:
 
 def _related(ctx: Any, how: str, loader: str, key: Any, build: Any) -> Any:
     """A relation through the request's loaders: ``how`` is ``get`` (resolvers: the value
-    or an awaitable) or ``peek`` (the fast executor: the value or ``MISSING``)."""
+    or an awaitable) or ``peek`` (the fast path: the value or ``MISSING``)."""
     if key is None or key == "":
         return None
     return getattr(ctx.loaders, how)(loader, key, build)
@@ -409,16 +409,6 @@ class ImportBatch(Node):
                "(publisherRef is the same list joined with commas).")
     def publishers(self, info: Info) -> list[str]:
         return _related(info.context, "get", "publishers_by_batch", self.pk, _publishers)
-
-
-#: Global id type name -> (object type, loader attribute on ``Loaders``).
-NODE_TYPES: dict[str, tuple[Any, str]] = {
-    "Organization": (Organization, "organisation_by_id"),
-    "Activity": (Activity, "activity_by_id"),
-    "Flow": (Flow, "flow_by_id"),
-    "Budget": (Budget, "budget_by_id"),
-    "ImportBatch": (ImportBatch, "batch_by_id"),
-}
 
 
 # Builders from loaded rows (module level, so the request's loaders memoise their results).

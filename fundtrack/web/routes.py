@@ -31,12 +31,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, Router
 
-from fundtrack.api.ids import encode_id
-from fundtrack.api.limits import database_error_message
 from fundtrack.db.base import current
+from fundtrack.db.errors import database_error_message
 from fundtrack.db.metadata import metadata
 from fundtrack.export import EXTENSIONS, FORMATS, stream
 from fundtrack.ledger import tables as m
+from fundtrack.query.ids import encode_id
 from fundtrack.web import data
 from fundtrack.web.filters import (
     GENDER_CHOICES,

@@ -71,6 +71,21 @@ def _account_row(o: str, org: str, act: str, i: Decimal, x: Decimal, n: int, dep
     return _row(o, "account", org, act, "USD", held, i, max(i, x), n, depth)
 
 
+# Running sums are lists summed in place (cheaper than objects, in the rebuild's hottest
+# loop); amounts are (units, exponent) pairs in two slots, added by :func:`_addx`.
+# An account's sums per donor: USD in, USD out, movements out, deepest part.
+IN, IN_EXP, OUT, OUT_EXP, MOVES_OUT, DEPTH = range(6)
+# What a donor's parts spent at an account, per currency: amount, USD, parts with USD,
+# parts, deepest part. A donor's spent sums over accounts (``spent-sum``) use the same
+# slots, WITH_USD then saying whether every account's spending had its USD value.
+AMOUNT, AMOUNT_EXP, USD, USD_EXP, WITH_USD, PARTS, SPENT_DEPTH = range(7)
+# A donor's held sums over accounts (``held-sum``): amount, accounts, deepest part.
+HELD, HELD_EXP, HELD_ACCOUNTS, HELD_DEPTH = range(4)
+# A donor's account sums (``account-sum``, ``movement-sum``): accounts, deepest part,
+# movements out.
+ACCOUNTS, ACCOUNTS_DEPTH, ACCOUNTS_MOVES = range(3)
+
+
 def _addx(acc: list, i: int, units: int, exp: int) -> None:
     """``acc[i:i+2]`` ([units, exponent]) += units * 10**exp, the scale a ``Decimal`` sum
     would have (the smaller exponent)."""
@@ -105,9 +120,9 @@ class Rollup:
     """
 
     def __init__(self) -> None:
-        # per account, per donor: [in, in exp, out, out exp, movements out, depth]
+        # per account, per donor: slots IN .. DEPTH
         self.acct: dict[Account, dict[str, list]] = {}
-        # per (account, currency), per donor: [amount, exp, usd, exp, parts with usd, parts, depth]
+        # per (account, currency), per donor: slots AMOUNT .. SPENT_DEPTH
         self.spent: dict[tuple[str, str, str | None], dict[str, list]] = {}
 
     def add(self, mv: Move, ps: Parts) -> None:
@@ -145,44 +160,44 @@ class Rollup:
                 ue = pue if u else 0
             if len(o) > 200:
                 o = o[:200]
-            c = outs.get(o)
+            c = outs.get(o)  # the source account: money out
             if c is None:
                 c = outs[o] = [0, 0, 0, 0, 0, 0]
             if u is not None:
-                if ue == c[3]:
-                    c[2] += u
+                if ue == c[OUT_EXP]:
+                    c[OUT] += u
                 else:
-                    _addx(c, 2, u, ue)
-            c[4] += 1
-            if d > c[5]:
-                c[5] = d
+                    _addx(c, OUT, u, ue)
+            c[MOVES_OUT] += 1
+            if d > c[DEPTH]:
+                c[DEPTH] = d
             c = there.get(o)
-            if terminal:
+            if terminal:  # spent at the source account
                 if c is None:
                     c = there[o] = [0, 0, 0, 0, 0, 0, 0]
-                if ae == c[1]:
-                    c[0] += a
+                if ae == c[AMOUNT_EXP]:
+                    c[AMOUNT] += a
                 else:
-                    _addx(c, 0, a, ae)
+                    _addx(c, AMOUNT, a, ae)
                 if u is not None:
-                    if ue == c[3]:
-                        c[2] += u
+                    if ue == c[USD_EXP]:
+                        c[USD] += u
                     else:
-                        _addx(c, 2, u, ue)
-                    c[4] += 1
-                c[5] += 1
-                if d > c[6]:
-                    c[6] = d
-            else:
+                        _addx(c, USD, u, ue)
+                    c[WITH_USD] += 1
+                c[PARTS] += 1
+                if d > c[SPENT_DEPTH]:
+                    c[SPENT_DEPTH] = d
+            else:  # the destination account: money in
                 if c is None:
                     c = there[o] = [0, 0, 0, 0, 0, 0]
                 if u is not None:
-                    if ue == c[1]:
-                        c[0] += u
+                    if ue == c[IN_EXP]:
+                        c[IN] += u
                     else:
-                        _addx(c, 0, u, ue)
-                if d > c[5]:
-                    c[5] = d
+                        _addx(c, IN, u, ue)
+                if d > c[DEPTH]:
+                    c[DEPTH] = d
 
     def rows(self) -> list[tuple]:
         return _rows(self.acct, self.spent)
@@ -200,8 +215,8 @@ def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tupl
 def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, list]]) -> list[tuple]:
     zero = ZERO_UNITS
     rows: list[tuple] = []
-    # per donor: spent per currency [amount, exp, usd, exp, all usd, rows, depth], held
-    # [amount, exp, rows, depth], accounts [rows, depth], movements [n, depth]
+    # per donor: spent per currency (AMOUNT .. SPENT_DEPTH), held (HELD .. HELD_DEPTH),
+    # accounts and movements (ACCOUNTS .. ACCOUNTS_MOVES)
     spent_sum: dict[tuple[str, str | None], list] = {}
     held_sum: dict[str, list] = {}
     acct_sum: dict[str, list] = {}
@@ -213,11 +228,11 @@ def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, lis
             if t is None:
                 spent_sum[(o, cur)] = [amt, ae, usd, ue, u is not None, 1, depth]
                 continue
-            _addx(t, 0, amt, ae)
-            _addx(t, 2, usd, ue)
-            t[4] = t[4] and u is not None
-            t[5] += 1
-            t[6] = max(t[6], depth)
+            _addx(t, AMOUNT, amt, ae)
+            _addx(t, USD, usd, ue)
+            t[WITH_USD] = t[WITH_USD] and u is not None
+            t[PARTS] += 1
+            t[SPENT_DEPTH] = max(t[SPENT_DEPTH], depth)
     for (org, act), donors in acct.items():
         for o, (i, ie, x, xe, n, depth) in donors.items():
             e = min(ie, xe)
@@ -230,16 +245,16 @@ def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, lis
                 if t is None:
                     held_sum[o] = [held[0], held[1], 1, depth]
                 else:
-                    _addx(t, 0, *held)
-                    t[2] += 1
-                    t[3] = max(t[3], depth)
+                    _addx(t, HELD, *held)
+                    t[HELD_ACCOUNTS] += 1
+                    t[HELD_DEPTH] = max(t[HELD_DEPTH], depth)
             t = acct_sum.get(o)
             if t is None:
                 acct_sum[o] = [1, depth, n]
             else:
-                t[0] += 1
-                t[1] = max(t[1], depth)
-                t[2] += n
+                t[ACCOUNTS] += 1
+                t[ACCOUNTS_DEPTH] = max(t[ACCOUNTS_DEPTH], depth)
+                t[ACCOUNTS_MOVES] += n
     for (o, cur), (amt, ae, usd, ue, all_usd, n, depth) in spent_sum.items():
         rows.append((o, "spent-sum", "", "", cur, (amt, ae), (usd, ue) if all_usd else None, zero,
                      n, depth))

@@ -6,7 +6,13 @@ most of the request. A connection instead reads which relations the client selec
 (``info.selected_fields``), fetches them level by level in the same database call as the
 page (one statement per loader and level, so the count does not grow with the page size),
 and primes the request's DataLoaders. Resolvers then answer from the cache synchronously
-(:meth:`fundtrack.api.loaders.Loaders.get`).
+(:meth:`fundtrack.api.loaders.Loaders.get`), and completion plans through the relations'
+fast functions. The page itself reads only the columns of the selected fields
+(:func:`narrow_columns`).
+
+Part of the fast path: with ``FUNDTRACK_FAST_EXECUTOR=0`` :func:`node_selection` says
+nothing is known, so a connection neither narrows nor prefetches, and relations load
+through the DataLoaders.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from sqlalchemy import Connection, Select
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from fundtrack.api.loaders import SPECS
-from fundtrack.api.memo import MISS, QUERY_CACHE_BYTES, Lru, node_weight, variables_key
 from fundtrack.api.types import PAGE_COLUMNS
+from fundtrack.config import Settings
 
 #: A selection tree: field name -> the selection below it.
 Tree = dict[str, "Tree"]
@@ -69,32 +75,14 @@ def _merge(into: Tree, other: Tree) -> None:
         _merge(into.setdefault(k, {}), v)
 
 
-#: (ids of the field's AST nodes, variables) -> (those nodes, tree). The nodes are kept and
-#: compared by identity, so an id reused after a document left the parser cache never hits.
-_TREES = Lru(512, maxbytes=QUERY_CACHE_BYTES)
+def node_selection(settings: Settings, info: Any) -> Tree | None:
+    """What a connection field's client selected under ``nodes`` and ``edges { node }``;
+    None when the fast path is off (nothing is looked ahead).
 
-
-def connection_node_tree(info: Any) -> Tree:
-    """What a connection field's client selected under ``nodes`` and ``edges { node }``.
-
-    Cached per parsed document and variables (the parser cache hands out the same AST
-    nodes for a repeated query); the tree is shared, so it is never modified.
+    Not cached: a cache per parsed document saved 0-2% of a page (docs/performance.md).
     """
-    raw = info._raw_info  # noqa: SLF001 - graphql-core's info: the AST nodes and variables
-    nodes = raw.field_nodes
-    vkey = variables_key(raw.variable_values)
-    key = (tuple(map(id, nodes)), vkey) if vkey is not None else None
-    if key is not None:
-        found = _TREES.get(key)
-        if found is not MISS and all(a is b for a, b in zip(found[0], nodes, strict=True)):
-            return found[1]
-    tree = _node_tree(info)
-    if key is not None:
-        _TREES.put(key, (list(nodes), tree), node_weight(nodes[0]) if nodes else 0)
-    return tree
-
-
-def _node_tree(info: Any) -> Tree:
+    if not settings.fast_executor or info is None:
+        return None
     tree = selection_tree(info.selected_fields)
     conn = next(iter(tree.values()), {})
     out: Tree = {}
