@@ -21,13 +21,15 @@ from fundtrack.api.executor import FastExecutor, QuietFastExecutor
 from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
+from fundtrack.api.sankey import SankeyQuery
 from fundtrack.api.scalars import SCALAR_OVERRIDES
 from fundtrack.api.sync import SyncQuery
 from fundtrack.api.trace import TraceQuery
 from fundtrack.api.types import Activity, Budget, Flow, ImportBatch, Organization
 from fundtrack.config import Settings, get_settings
 
-QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery, FundQuery, SyncQuery)
+QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, SankeyQuery, AccountingQuery, FundQuery,
+                                 SyncQuery)
 MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation)
 
 Query = merge_types("Query", QUERY_TYPES)

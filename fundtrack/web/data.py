@@ -204,3 +204,37 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
                          "without_usd": r["count_without_usd"]})
     sk.without_usd = sum(link["without_usd"] for link in sk.links)
     return sk
+
+
+#: The last column of the donor Sankey: by recipient country or by DAC sector.
+SANKEY_BY = {"country": "recipient country", "sector": "DAC sector"}
+
+
+def donor_filter(flt: FlowFilter) -> FlowFilter:
+    """The part of a page filter that selects a donor's disbursement reports (and the
+    onward reports): everything but the donor itself, the kinds and the reporting org."""
+    return FlowFilter(year=flt.year, country=flt.country, gender=flt.gender, pillar=flt.pillar)
+
+
+def donor_sankey(conn: Connection, flt: FlowFilter, by: str = "country") -> Any:
+    """The Sankey from the donor's side (:mod:`fundtrack.trail.sankey`), for ``flt.donor``
+    under the rest of the filter; the API's ``donorSankey`` with ``where`` =
+    ``donor_filter(flt).graphql()`` answers the same."""
+    from fundtrack.trail.sankey import donor_sankey as build
+
+    assert flt.donor
+    rest = donor_filter(flt)
+    return build(conn, flt.donor, rest.clause() if rest.params() else None, by=by)
+
+
+def sankey_donors(conn: Connection, flt: FlowFilter, n: int = 30) -> list[tuple[str, str]]:
+    """(ref, label) of the organisations reporting the most disbursements (USD) under the
+    filter: the donors a reader can pick."""
+    from fundtrack.trail import nodes
+
+    rows = groups(conn, donor_filter(flt).with_kinds((FlowKind.DISBURSEMENT,)),
+                  [FlowDimension.REPORTING_ORG])
+    rows = [r for r in rows if r["reporting_org"]]
+    rows.sort(key=lambda r: (-(r["sum_usd"] or 0), r["reporting_org"]))
+    names = nodes.names(conn, {r["reporting_org"] for r in rows[:n]})
+    return [(r["reporting_org"], nodes.label(r["reporting_org"], names)) for r in rows[:n]]
