@@ -172,8 +172,11 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
     right = right[:limit]
     sk = Sankey(basis=label, left_filter=left_f.graphql(), right_filter=right_f.graphql(),
                 not_drawn=negative)
-    names = org_names(conn, {r["provider"] for r in left} | {r["reporting_org"] for r in left}
-                      | {r["reporting_org"] for r in right})
+    from fundtrack.trail import nodes
+    from fundtrack.trail.sankey import place_label
+
+    names = nodes.names(conn, {r["provider"] for r in left} | {r["reporting_org"] for r in left}
+                        | {r["reporting_org"] for r in right})
     index: dict[str, int] = {}
 
     def node(key: str, text: str) -> int:
@@ -184,21 +187,18 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
         return index[key]
 
     def org_label(ref: str | None) -> str:
-        if not ref:
-            return UNNAMED
-        name = names.get(ref)
-        return f"{name} ({ref})" if name and name != ref else ref
+        return nodes.label(ref, names) if ref else UNNAMED
 
-    for r in left:
-        s = node(f"donor:{r['provider'] or ''}", "donor " + org_label(r["provider"]))
-        t = node(f"agency:{r['reporting_org'] or ''}", org_label(r["reporting_org"]))
+    for r in left:  # one node per organisation however its ref is spelled
+        s = node(f"donor:{nodes.identity(r['provider'])}", "donor " + org_label(r["provider"]))
+        t = node(f"agency:{nodes.identity(r['reporting_org'])}", org_label(r["reporting_org"]))
         sk.links.append({"source": s, "target": t, "value": r["sum_usd"], "count": r["count"],
                          "from": r["provider"], "to": r["reporting_org"], "side": "left",
                          "without_usd": r["count_without_usd"]})
     for r in right:
-        s = node(f"agency:{r['reporting_org'] or ''}", org_label(r["reporting_org"]))
+        s = node(f"agency:{nodes.identity(r['reporting_org'])}", org_label(r["reporting_org"]))
         c = r["recipient_country"]
-        t = node(f"country:{c or ''}", c or NO_COUNTRY)
+        t = node(f"country:{c or ''}", place_label("country", c) if c else NO_COUNTRY)
         sk.links.append({"source": s, "target": t, "value": r["sum_usd"], "count": r["count"],
                          "from": r["reporting_org"], "to": c, "side": "right",
                          "without_usd": r["count_without_usd"]})
