@@ -16,12 +16,12 @@ import pytest
 from lxml import etree
 from sqlalchemy import Engine
 
-from conftest import DatabaseFactory, shared_file
 from fundtrack.api.testing import Api
 from fundtrack.db import make_engine
 from fundtrack.trail import nodes
 from fundtrack.trail.sankey import SPENT, UNTRACED, DonorSankey, donor_sankey
 from fundtrack.web.filters import FlowFilter
+from tests.conftest import DatabaseFactory, shared_file
 
 FILES = ("iati-activity/dportal-covid19-2021/dportal_125.xml",
          "iati-activity/dportal-covid19-2021/dportal_30.xml")

@@ -14,14 +14,15 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, select
 
-from conftest import DatabaseFactory, shared_file
 from fundtrack.api.testing import Api
 from fundtrack.db import make_engine
-from fundtrack.trail import attribution, engine as rule
+from fundtrack.trail import attribution
+from fundtrack.trail import engine as rule
 from fundtrack.trail.explain import OWN, THEIRS, activity_balance, downstream_ends
 from fundtrack.trail.reasons import HELD, SENTENCES, sentence
 from fundtrack.trail.tables import Attribution
 from fundtrack.trail.trace import _accounts_of, trace
+from tests.conftest import DatabaseFactory, shared_file
 
 FILES = ("iati-activity/dportal-covid19-2021/dportal_125.xml",
          "iati-activity/dportal-covid19-2021/dportal_30.xml")

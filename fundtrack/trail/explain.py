@@ -115,7 +115,7 @@ def activity_balance(conn: Connection, ident: str) -> Balance:
         return res
     own_flows = set(conn.execute(select(f.c.id).where(
         current(f), f.c.activity_id.in_(sorted(act_ids)))).scalars())
-    rows = []
+    rows: list[Any] = []
     for org, act in sorted(start):
         for side in ("src", "dst"):
             cond = (t.c[f"{side}_org"] == org) & (t.c[f"{side}_activity"] == act)

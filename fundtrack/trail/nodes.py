@@ -48,9 +48,9 @@ def names(conn: Connection, refs: Iterable[str | None]) -> dict[str, str]:
     """A readable name for each ref: the organisation registry's name (for any spelling
     of the ref, :func:`identity`), else, for ``name:`` keys, the name as a report spelled
     it, else the ref itself."""
-    refs = {r for r in refs if r}
+    wanted: set[str] = {r for r in refs if r}
     o = m.Organisation.__table__
-    plain = sorted(r for r in refs if not r.startswith(NAME_PREFIX))
+    plain = sorted(r for r in wanted if not r.startswith(NAME_PREFIX))
     keys = sorted({identity(r) for r in plain})
     registry: dict[str, tuple[bool, str]] = {}  # identity -> (exact spelling?, name)
     for i in range(0, len(keys), 500):
@@ -58,12 +58,12 @@ def names(conn: Connection, refs: Iterable[str | None]) -> dict[str, str]:
                 func.upper(o.c.ref).in_(keys[i:i + 500]))):
             if name and name.strip():
                 k = identity(ref)
-                exact = ref in refs
+                exact = ref in wanted
                 if k not in registry or (exact and not registry[k][0]):
                     registry[k] = (exact, name.strip())
     out = {r: registry[identity(r)][1] for r in plain if identity(r) in registry}
-    out.update(_reported_names(conn, sorted(r for r in refs if r.startswith(NAME_PREFIX))))
-    for r in refs:
+    out.update(_reported_names(conn, sorted(r for r in wanted if r.startswith(NAME_PREFIX))))
+    for r in wanted:
         out.setdefault(r, r[len(NAME_PREFIX):] if r.startswith(NAME_PREFIX) else r)
     return out
 

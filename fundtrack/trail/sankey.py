@@ -206,12 +206,13 @@ def donor_sankey(conn: Connection, donor: str, where: Any = None, by: str = "cou
     places = _places(conn, by, sorted(set(flows.values())))
     for mid, items in onward_moves.items():
         mv = moves[mid]
-        place = places.get(flows.get(mid))
+        fid = flows.get(mid)
+        place = places.get(fid) if fid is not None else None
         for target, p in items:
             src_key = receiver_key(mv.src[0])
-            paid = followed.get((nodes.identity(mv.src[0]), mv.currency))
-            usd = _valued(p, paid)
-            if paid is None:
+            rate = followed.get((nodes.identity(mv.src[0]), mv.currency))
+            usd = _valued(p, rate)
+            if rate is None:
                 sk.own_rate += 1
             b = second.setdefault((src_key, target), Band(2, src_key, target))
             b.add(p.amount, mv.currency, usd)

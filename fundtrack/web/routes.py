@@ -313,7 +313,7 @@ def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
     down = trace(conn, activity=ident, direction="DOWNSTREAM")
     out["trace"] = {"upstream": up, "downstream": down}
     balance = explain.activity_balance(conn, ident)
-    refs = {ln.counterpart for ln in balance.lines}
+    refs: set[str | None] = {ln.counterpart for ln in balance.lines}
     for res in (up, down):
         refs |= {o.get("organization") for o in res.originators + res.terminals + res.untraced}
     names = nodes.names(conn, {r for r in refs if r})
