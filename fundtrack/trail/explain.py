@@ -365,7 +365,9 @@ def downstream_notes(b: Balance, ends: Ends) -> list[Note]:
                      f"have not reported spending it or passing it on")
         text += "."
     else:
-        text += "; some of it changes currency on the way, so its ends are summed in USD only."
+        text += ("; some of it changes currency on the way, so its ends are summed in USD "
+                 "only" + (f": {amount_text(ends.ends_usd, 'USD')} in all."
+                           if ends.ends_usd is not None else "."))
     notes = [Note(text)]
     if ends.left_usd is not None and ends.ends_usd is not None \
             and ends.left_usd != ends.ends_usd:
