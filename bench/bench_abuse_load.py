@@ -266,8 +266,8 @@ def main() -> int:
     server = None
     try:
         from fundtrack.db import make_engine
-        from fundtrack.importing import import_file
-        from fundtrack.migrate import upgrade
+        from fundtrack.db.migrate import upgrade
+        from fundtrack.ingest.pipeline import import_file
 
         t0 = time.monotonic()
         upgrade(cluster.url)

@@ -30,10 +30,10 @@ import httpx
 import psycopg
 from sqlalchemy import text
 
-from fundtrack import rollup
 from fundtrack.api.filters import FlowWhere
 from fundtrack.api.testing import Api
-from fundtrack.migrate import upgrade
+from fundtrack.db.migrate import upgrade
+from fundtrack.derived.rollup import maintain as rollup
 from fundtrack.query import aggregate
 from fundtrack.query.aggregate import FlowDimension, aggregate_statement
 

@@ -65,9 +65,9 @@ def child(mode: str, path: str, url: str | None) -> None:
                 flows += len(getattr(rec, "flows", ()))
         seconds = time.perf_counter() - t
     else:
-        from fundtrack import derived
         from fundtrack.db import make_engine
-        from fundtrack.importing import import_file
+        from fundtrack.derived import steps as derived
+        from fundtrack.ingest.pipeline import import_file
 
         if mode == "import-ledger":  # the ledger alone, without the money-trail update
             derived.after_import = lambda conn, batch_id: {}
@@ -82,7 +82,7 @@ def child(mode: str, path: str, url: str | None) -> None:
 
 
 def fresh_db(kind: str, pg_base: str, workdir: Path, n: int) -> str:
-    from fundtrack.migrate import upgrade
+    from fundtrack.db.migrate import upgrade
 
     if kind == "sqlite":
         url = f"sqlite:///{workdir}/bench{n}.db"

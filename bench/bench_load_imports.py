@@ -69,8 +69,8 @@ def write_file(path: Path, tag: str, n_flows: int, rnd: random.Random) -> None:
 
 def setup_db(admin_url: str, db: str) -> str:
     from fundtrack.db import make_engine
-    from fundtrack.importing import import_file
-    from fundtrack.migrate import upgrade
+    from fundtrack.db.migrate import upgrade
+    from fundtrack.ingest.pipeline import import_file
 
     url = admin_url.rsplit("/", 1)[0] + "/" + db
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -190,7 +190,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("needs Debian's wrk: apt-get install -y wrk")
     url = a.admin_url.rsplit("/", 1)[0] + "/" + a.db if a.reuse else setup_db(a.admin_url, a.db)
-    from fundtrack.auth import create_token
+    from fundtrack.auth.tokens import create_token
     from fundtrack.db import make_engine
 
     eng = make_engine(url)

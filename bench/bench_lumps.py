@@ -23,10 +23,10 @@ from pathlib import Path
 
 import click
 
+from fundtrack.derived.trail import movements
+from fundtrack.derived.trail.config import TrailConfig
+from fundtrack.derived.trail.movements import CashFlow
 from fundtrack.records import FlowKind
-from fundtrack.trail import movements
-from fundtrack.trail.config import TrailConfig
-from fundtrack.trail.movements import CashFlow
 
 DIS, INC = FlowKind.DISBURSEMENT, FlowKind.INCOMING_FUNDS
 BASE = date(2023, 1, 1)

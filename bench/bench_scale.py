@@ -42,11 +42,11 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_api_aggregate import generate  # noqa: E402
 
-from fundtrack import rollup  # noqa: E402
 from fundtrack.api.paging import encode_cursor  # noqa: E402
 from fundtrack.api.testing import Api  # noqa: E402
 from fundtrack.db import make_engine  # noqa: E402
-from fundtrack.migrate import upgrade  # noqa: E402
+from fundtrack.db.migrate import upgrade  # noqa: E402
+from fundtrack.derived.rollup import maintain as rollup  # noqa: E402
 
 PAGE = """query($after: String) { flows(first: 100, after: $after) { pageInfo { endCursor }
   nodes { id kind amount currency valueDate amountUsd provider { ref } receiver { ref }
@@ -271,7 +271,7 @@ def import_one(url: str, n_flows: int, timeout_ms: int | None) -> None:
 
     from bench_load_imports import write_file
 
-    from fundtrack.importing import import_file
+    from fundtrack.ingest.pipeline import import_file
 
     eng = make_engine(url, statement_timeout_ms=timeout_ms)
     with tempfile.TemporaryDirectory() as work:

@@ -22,15 +22,14 @@ from pathlib import Path
 import click
 from sqlalchemy import text
 
-from fundtrack import models as m
 from fundtrack.db import make_engine
-from fundtrack.importing import import_file
-from fundtrack.ledger import bulk_insert
-from fundtrack.migrate import upgrade
+from fundtrack.db.bulk import bulk_insert, new_ids
+from fundtrack.db.migrate import upgrade
+from fundtrack.derived.trail.recompute import recompute
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
+from fundtrack.query.trace import trace
 from fundtrack.records import FlowKind
-from fundtrack.trail.movements import new_ids
-from fundtrack.trail.recompute import recompute
-from fundtrack.trail.trace import trace
 
 
 def generate(conn, n_flows: int, seed: int = 7) -> dict[str, int]:

@@ -47,8 +47,8 @@ FORMATS = {"iati": "iati", "fts": "fts", "g360": "giving360"}
 CHILD = r"""
 import json, resource, sys, time
 from fundtrack.db import make_engine
-from fundtrack.importing import import_file
-from fundtrack.migrate import upgrade
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.db.migrate import upgrade
 url, path, fmt = sys.argv[1:4]
 upgrade(url)
 engine = make_engine(url)

@@ -38,7 +38,7 @@ def readiness_problems(engine: Engine) -> list[str]:
     """
     from sqlalchemy import select
 
-    from fundtrack.models import ImportBatch
+    from fundtrack.ledger.tables import ImportBatch
     from fundtrack.web.routes import PAGE_TEMPLATES, STATIC, env
 
     problems: list[str] = []

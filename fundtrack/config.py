@@ -42,7 +42,7 @@ class Settings:
     )
     #: ``flowsAggregate`` answers from ``flow_rollup`` when it can; 0 turns that off.
     aggregate_rollup: bool = field(default_factory=lambda: _bool("FUNDTRACK_AGGREGATE_ROLLUP", True))
-    #: The money trail's matching and periods (fundtrack.trail.config, docs/methodology.md).
+    #: The money trail's matching and periods (fundtrack.derived.trail.config, docs/methodology.md).
     match_tolerance: str = field(
         default_factory=lambda: os.environ.get("FUNDTRACK_MATCH_TOLERANCE", "0.02"))
     match_window_days: int = field(

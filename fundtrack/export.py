@@ -30,9 +30,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from sqlalchemy import Engine, func, select
 
-from fundtrack import models as m
 from fundtrack.db.base import current
 from fundtrack.db.metadata import metadata
+from fundtrack.ledger import tables as m
 from fundtrack.money import to_text
 from fundtrack.query.aggregate import FlowDimension, dimension_expr
 from fundtrack.web.filters import FlowFilter
@@ -326,39 +326,3 @@ def stream(engine: Engine, fmt: str, flt: FlowFilter) -> Iterator[str]:
     if fmt == "iati":
         return stream_iati(engine, flt)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-
-
-def export_cli() -> Any:
-    """The ``fundtrack export`` command (added to the CLI in one line)."""
-    import sys
-
-    import click
-
-    @click.command("export")
-    @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="csv",
-                  show_default=True)
-    @click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
-                  help="year, kind, donor, reporting_org, country, gender (0,1,2,1+,none), "
-                  "activity; repeat for several")
-    @click.option("--output", "-o", type=click.Path(dir_okay=False), default="-",
-                  show_default=True)
-    def export_cmd(fmt: str, where: tuple[str, ...], output: str) -> None:
-        """Export current flows as CSV, JSON or IATI 2.03 activity XML (streamed)."""
-        from fundtrack.db import make_engine
-        from fundtrack.web.filters import FilterError
-
-        try:
-            flt = FlowFilter.parse_pairs(where)
-        except FilterError as exc:
-            raise click.BadParameter(str(exc), param_hint="--where") from None
-        engine = make_engine()
-        out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        try:
-            for chunk in stream(engine, fmt, flt):
-                out.write(chunk)
-        finally:
-            if out is not sys.stdout:
-                out.close()
-            engine.dispose()
-
-    return export_cmd

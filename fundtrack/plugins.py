@@ -43,7 +43,7 @@ class Importer(Protocol):
     ``sniff`` looks at the first 64 KiB and returns a confidence in (0, 1] when it
     recognises the format, or ``None`` for "not mine" (like ``pytest_collect_file``).
     ``parse`` streams the file and yields canonical records and issues; it raises
-    :class:`fundtrack.importing.FileRejected` when the file cannot be read at all.
+    :class:`fundtrack.ingest.pipeline.FileRejected` when the file cannot be read at all.
     """
 
     name: str

@@ -604,7 +604,7 @@ def migrated_database(url: str | None = None) -> Iterator[Any]:
     import tempfile
 
     from fundtrack.db import make_engine
-    from fundtrack.migrate import upgrade
+    from fundtrack.db.migrate import upgrade
 
     with ExitStack() as stack:
         if url is None:

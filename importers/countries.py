@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from lxml import etree
 
-from fundtrack.codelists import DATA
+from fundtrack.ingest.codelists import DATA
 
 #: Spellings used by OCHA FTS and the OECD DAC that the IATI codelist spells otherwise.
 ALIASES = {

@@ -68,8 +68,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, BinaryIO
 
-from fundtrack.filesafety import Prefixed
 from fundtrack.hookspecs import hookimpl
+from fundtrack.ingest.filesafety import Prefixed
 from fundtrack.money import SUM_CONTEXT, AmountError, parse_amount
 from fundtrack.plugins import SNIFF_BYTES, ImportContext
 from fundtrack.records import (

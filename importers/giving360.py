@@ -39,7 +39,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, BinaryIO
 
-from fundtrack.filesafety import (
+from fundtrack.hookspecs import hookimpl
+from fundtrack.ingest.filesafety import (
     Cell,
     Limits,
     csv_rows,
@@ -50,7 +51,6 @@ from fundtrack.filesafety import (
     xlsx_head_text,
     xlsx_rows,
 )
-from fundtrack.hookspecs import hookimpl
 from fundtrack.money import AmountError, parse_amount
 from fundtrack.plugins import ImportContext
 from fundtrack.records import (

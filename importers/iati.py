@@ -26,9 +26,9 @@ from typing import Any, BinaryIO
 
 from lxml import etree
 
-from fundtrack.codelists import legacy_code
-from fundtrack.filesafety import xml_without_doctype
 from fundtrack.hookspecs import hookimpl
+from fundtrack.ingest.codelists import legacy_code
+from fundtrack.ingest.filesafety import xml_without_doctype
 from fundtrack.money import AmountError, parse_amount
 from fundtrack.plugins import ImportContext
 from fundtrack.records import (

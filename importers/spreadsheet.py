@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import fundtrack
-from fundtrack.filesafety import (
+from fundtrack.hookspecs import hookimpl
+from fundtrack.ingest.filesafety import (
     Cell,
     Limits,
     csv_rows,
@@ -42,7 +43,6 @@ from fundtrack.filesafety import (
     xlsx_head_text,
     xlsx_rows,
 )
-from fundtrack.hookspecs import hookimpl
 from fundtrack.money import AmountError, parse_amount
 from fundtrack.plugins import ImportContext
 from fundtrack.records import (

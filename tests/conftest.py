@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from fundtrack.db import make_engine, normalise_url
-from fundtrack.migrate import upgrade
+from fundtrack.db.migrate import upgrade
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -170,7 +170,7 @@ def db_kind(db_factory: DatabaseFactory) -> str:
 @pytest.fixture(scope="session")
 def loaded_url(db_factory: DatabaseFactory) -> Iterator[str]:
     """A database holding every shared IATI activity file, shared by read-only tests."""
-    from fundtrack.importing import import_file
+    from fundtrack.ingest.pipeline import import_file
 
     url = db_factory.new_url()
     eng = make_engine(url)

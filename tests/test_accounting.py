@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from fundtrack import models as m
 from fundtrack.accounting import markers as mk
-from fundtrack.accounting import nap, reportcard, stipulations, trace
+from fundtrack.accounting import nap, reportcard, stipulations
+from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.methods import count, get_method
@@ -41,7 +41,8 @@ from fundtrack.accounting.tables import (
     ReportedShare,
     Stipulation,
 )
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
 
 DONOR_XML = """<?xml version="1.0" encoding="UTF-8"?>

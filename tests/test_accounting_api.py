@@ -11,7 +11,7 @@ from decimal import Decimal as D
 from click.testing import CliRunner
 
 from fundtrack.api.testing import Api
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
 from tests.conftest import SHARED
 from tests.test_accounting import load_fixture
 

@@ -16,13 +16,13 @@ from sqlalchemy import select
 from test_accounting import DONOR, act, load_fixture, tx
 from test_accounting import DONOR_XML as XML
 
-from fundtrack import models as m
 from fundtrack.accounting import stored
 from fundtrack.accounting.classify import classify_all, pillars
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.tables import FlowClassification
 from fundtrack.api.testing import Api
-from fundtrack.importing import import_file, revert_batch
+from fundtrack.ingest.pipeline import import_file, revert_batch
+from fundtrack.ledger import tables as m
 
 
 def table_rows(conn) -> set[tuple[int, str, bool, str | None]]:

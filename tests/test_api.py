@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
+from fundtrack.ledger import tables as m
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from fundtrack import models as m
 from fundtrack.api import limits
 from fundtrack.api.ids import encode_id
 from fundtrack.api.paging import MAX_PAGE
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token, revoke_token
-from fundtrack.importing import import_file
+from fundtrack.auth.tokens import create_token, revoke_token
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 
 IMPORT = """mutation($file: Upload!) { importReport(input: {file: $file}) {
   status message errors { code message } batch { id } } }"""
@@ -150,7 +150,7 @@ def test_introspection_switched_off_everywhere(loaded_url: str) -> None:
 
 def test_superseded_and_reverted_rows_are_not_readable_by_id_anonymously(db_url: str,
                                                                          engine: Engine) -> None:
-    """Published = the ledger as it stands (fundtrack.auth.published). A re-upload
+    """Published = the ledger as it stands (fundtrack.auth.tokens.published). A re-upload
     supersedes the old version: anonymous node/nodes give null for its rows, token holders
     see them with current: false. A reverted batch's rows are gone for everyone."""
     api = Api(db_url)

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token, hash_secret
-from fundtrack.auth_models import ApiToken
+from fundtrack.auth.tables import ApiToken
+from fundtrack.auth.tokens import create_token, hash_secret
 from fundtrack.cli import main
+from fundtrack.ledger import tables as m
 from tests.conftest import shared_file
 
 FCDO = "iati-activity/iati-flattener-fixtures/fcdo-activity.xml"  # reported by GB-GOV-1

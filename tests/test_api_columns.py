@@ -43,7 +43,7 @@ def test_every_flow_field_has_its_columns() -> None:
 def test_unknown_field_reads_every_column() -> None:
     from sqlalchemy import select
 
-    from fundtrack import models as m
+    from fundtrack.ledger import tables as m
 
     q = select(m.Flow.__table__)
     assert narrow_columns(q, "Flow", {"id": {}, "notAField": {}}) == (q, None)

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import text
 
 from fundtrack.api.testing import Api
-from fundtrack.cli import DEMO_DIR
+from fundtrack.cli.serve import DEMO_DIR
 from fundtrack.db import make_engine
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 QUERIES = re.findall(r"```graphql\n(.*?)```", DOC.read_text("utf-8"), re.S)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
+from fundtrack.auth.tokens import create_token
 from fundtrack.db import make_engine
-from fundtrack.trail.funds import SEED_FUNDS
+from fundtrack.derived.trail.funds import SEED_FUNDS
 
 LIST = """{ funds(first: 20) { totalCount nodes { id ref name acronym administrativeAgentRef
   aliases organization { ref isPooledFund } } } }"""

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
-from fundtrack.importing import import_file, revert_batch
+from fundtrack.auth.tokens import create_token
+from fundtrack.ingest.pipeline import import_file, revert_batch
+from fundtrack.ledger import tables as m
 from tests.conftest import SHARED
 from tests.test_api_abuse import REVERT, report, upload
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import models as m
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.plugins import ImportContext, importers
 from fundtrack.records import FileRejected, FlowKind, FlowRecord, Issue, PolicyMarker

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fundtrack.cli import DEMO_DIR
+from fundtrack.cli.serve import DEMO_DIR
 from tests.iati_count import count_iati
 
 ROOT = Path(__file__).resolve().parents[1]

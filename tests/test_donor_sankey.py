@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 
 from fundtrack.api.testing import Api
 from fundtrack.db import make_engine
-from fundtrack.trail import nodes
-from fundtrack.trail.sankey import SPENT, UNTRACED, DonorSankey, donor_sankey
+from fundtrack.query import nodes
+from fundtrack.query.sankey import SPENT, UNTRACED, DonorSankey, donor_sankey
 from fundtrack.web.filters import FlowFilter
 from tests.conftest import DatabaseFactory, shared_file
 
@@ -63,7 +63,7 @@ def _raw_disbursements(path: Path, ref: str, year: str) -> tuple[int, dict[str, 
 
 @pytest.fixture(scope="module")
 def nl_url(db_factory: DatabaseFactory) -> Iterator[str]:
-    from fundtrack.importing import import_file
+    from fundtrack.ingest.pipeline import import_file
 
     url = db_factory.new_url()
     eng = make_engine(url)

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
 from fundtrack.cli import main
 from fundtrack.export import neutralise, stream
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.web.filters import FlowFilter
 

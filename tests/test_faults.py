@@ -35,12 +35,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
+from fundtrack.auth.tokens import create_token
 from fundtrack.db import make_engine, normalise_url
-from fundtrack.importing import import_file
-from fundtrack.migrate import upgrade
+from fundtrack.db.migrate import upgrade
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 
 ROOT = Path(__file__).resolve().parents[1]

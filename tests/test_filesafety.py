@@ -11,10 +11,10 @@ from unittest import mock
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import filesafety
-from fundtrack import models as m
-from fundtrack.filesafety import Limits, check_xlsx, open_text, open_xlsx, xlsx_rows
-from fundtrack.importing import import_file
+from fundtrack.ingest import filesafety
+from fundtrack.ingest.filesafety import Limits, check_xlsx, open_text, open_xlsx, xlsx_rows
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.plugins import ImportContext
 from fundtrack.records import FileRejected
 from importers.spreadsheet import SPREADSHEET

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from fundtrack import models as m
 from fundtrack.accounting.items import load_items
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 
 CSV = Path(__file__).parent / "fixtures" / "crs" / "crs_1973.csv"
 

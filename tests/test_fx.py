@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from fundtrack import models as m
-from fundtrack.fx import ECB_SOURCE, ecb_rate, to_usd
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
+from fundtrack.ledger.fx import ECB_SOURCE, ecb_rate, to_usd
 
 
 def tx(currency: str, value_date: str, amount: str = "1000.00") -> str:

@@ -10,8 +10,8 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import models as m
-from fundtrack.importing import choose_importer, import_file
+from fundtrack.ingest.pipeline import choose_importer, import_file
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.plugins import SNIFF_BYTES, importers
 from fundtrack.records import FlowKind

@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
+from fundtrack.auth.tokens import create_token
 from fundtrack.export import stream_csv
+from fundtrack.ledger import tables as m
 from fundtrack.web.filters import FlowFilter
 from tests.test_filesafety import MPTF, rewrite_xlsx
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import models as m
-from fundtrack.importing import NotPermitted, import_file
+from fundtrack.ingest.pipeline import NotPermitted, import_file
+from fundtrack.ledger import tables as m
 from tests.conftest import SHARED
 from tests.iati_count import count_iati
 from tests.test_iati_import import ledger_counts

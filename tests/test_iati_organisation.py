@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import models as m
-from fundtrack.importing import import_file, revert_batch
+from fundtrack.ingest.pipeline import import_file, revert_batch
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from tests.conftest import SHARED
 

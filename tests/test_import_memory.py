@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
-from fundtrack.issuelog import ISSUES_IN_ANSWER, MAX_STORED_ISSUES
+from fundtrack.auth.tokens import create_token
+from fundtrack.ingest.issuelog import ISSUES_IN_ANSWER, MAX_STORED_ISSUES
+from fundtrack.ledger import tables as m
 from tests.test_api_abuse import upload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def test_twenty_thousand_bad_activities_answer_with_capped_issues_and_exact_coun
 def _peak_rss_kib(db_url: str, path: Path, fmt: str) -> tuple[int, dict[str, Any]]:
     """``import_file`` of ``path`` in a child process: (its peak RSS in KiB, the result)."""
     code = ("import json, resource, sys\nfrom fundtrack.db import make_engine\n"
-            "from fundtrack.importing import import_file\n"
+            "from fundtrack.ingest.pipeline import import_file\n"
             "r = import_file(make_engine(sys.argv[1]), sys.argv[2], fmt=sys.argv[3])\n"
             "print(json.dumps({'status': r.status, 'message': r.message, 'total': r.issues.total,"
             " 'kept': len(r.issues), 'kinds': r.issues.kinds(),"
@@ -202,7 +202,7 @@ def test_streamed_fts_json_reads_every_unicode_encoding_as_json_loads_did(
         {"id": 7, "status": "paid", "amountUSD": 5.25, "originalAmount": 5, "originalCurrency": "EUR",
          "destinationObjects": [{"type": "Organization", "id": 3, "name": "Fundación Ré"}]}]}},
         ensure_ascii=False).encode(encoding))
-    from fundtrack.importing import import_file
+    from fundtrack.ingest.pipeline import import_file
 
     r = import_file(engine, f, fmt="fts")
     assert r.status == "applied", r.message

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import models as m
-from fundtrack.importing import import_file, revert_batch
+from fundtrack.ingest.pipeline import import_file, revert_batch
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from tests.conftest import SHARED
 
@@ -153,7 +153,7 @@ def test_strict_rejects_on_any_error(engine, tmp_path: Path):
 
 
 def test_reporter_of_another_org_is_refused_and_nothing_written(engine):
-    from fundtrack.importing import NotPermitted
+    from fundtrack.ingest.pipeline import NotPermitted
 
     empty = snapshot(engine)
     with pytest.raises(NotPermitted, match="not one of yours"):
@@ -265,7 +265,7 @@ def test_dirty_activities_are_kept_and_flagged(engine, tmp_path: Path):
     codes = sorted(i.code for i in result.issues)
     assert codes == ["duplicate-activity", "no-reporting-org"]
     # a reporter can never upload an activity without a publisher
-    from fundtrack.importing import NotPermitted
+    from fundtrack.ingest.pipeline import NotPermitted
 
     f2 = tmp_path / "dirty2.xml"
     f2.write_bytes(xml.replace(b"XX-2-", b"XX-3-"))

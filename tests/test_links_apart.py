@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from fundtrack.accounting import reportcard
 from fundtrack.api.testing import Api
-from fundtrack.importing import import_file
-from fundtrack.trail import links
-from fundtrack.trail.tables import TrailLink
+from fundtrack.derived.trail import links
+from fundtrack.derived.trail.tables import TrailLink
+from fundtrack.ingest.pipeline import import_file
 from tests.conftest import SHARED
 
 PAGES = sorted((SHARED / "iati-activity" / "dportal-covid19-2021").glob("*.xml"))

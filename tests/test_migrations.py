@@ -31,9 +31,9 @@ def test_upgrade_rebuilds_derived_tables_with_installed_code(db_url: str):
     """Going down to 0007 drops the rollup; upgrading again rebuilds it from the ledger."""
     from sqlalchemy import func, select
 
-    from fundtrack.importing import import_file
-    from fundtrack.migrate import crossed, downgrade, upgrade
-    from fundtrack.rollup_models import FlowRollup
+    from fundtrack.db.migrate import crossed, downgrade, upgrade
+    from fundtrack.derived.rollup.tables import FlowRollup
+    from fundtrack.ingest.pipeline import import_file
     from tests.conftest import SHARED
 
     engine = make_engine(db_url)

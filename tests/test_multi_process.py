@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fundtrack.auth import create_token
+from fundtrack.auth.tokens import create_token
 from fundtrack.db import make_engine
 from tests.synthetic_iati import ORG, write_batch
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fundtrack.importing import choose_importer
+from fundtrack.ingest.pipeline import choose_importer
 from fundtrack.plugins import SNIFF_BYTES, importers
 from fundtrack.testing import check_importer
 from tests.conftest import SHARED

@@ -8,7 +8,7 @@
   (97 current flows after, not 194) and no flow is left without a USD rate;
 - a stand-alone flow's gender marker is stored and reaches the 1325 classification;
 - ``fundtrack.hookimpl`` is exported; ``fundtrack.testing.migrated_database`` and
-  ``fundtrack.migrate.upgrade(engine)`` migrate a test database.
+  ``fundtrack.db.migrate.upgrade(engine)`` migrate a test database.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from sqlalchemy import create_engine, func, select
 
 import fundtrack
 from fundtrack import hookspecs
-from fundtrack import models as m
 from fundtrack.accounting.items import load_items
-from fundtrack.importing import import_file
-from fundtrack.migrate import upgrade
+from fundtrack.db.migrate import upgrade
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.plugins import importers, make_plugin_manager
 from fundtrack.records import FlowKind, FlowRecord, OrgRef, PolicyMarker

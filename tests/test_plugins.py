@@ -34,9 +34,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from fundtrack import hookspecs, records
-from fundtrack import models as m
 from fundtrack.cli import main
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.plugins import ENTRY_POINT_GROUP, ImportContext, importers, plugin_of
 from fundtrack.records import FlowKind, FlowRecord, Issue, Severity
@@ -382,7 +382,7 @@ def test_a_plugin_sniff_that_raises_is_logged_and_skipped(caplog):
     """A broken sniff must not stop the others, and must not vanish silently (issue 12)."""
     import logging
 
-    from fundtrack.importing import choose_importer
+    from fundtrack.ingest.pipeline import choose_importer
 
     class Broken:
         name, version, title = "broken", "0", "Broken"
@@ -396,8 +396,8 @@ def test_a_plugin_sniff_that_raises_is_logged_and_skipped(caplog):
         def sniff(self, head, filename):
             return 0.5
 
-    with caplog.at_level(logging.WARNING, logger="fundtrack.importing"):
+    with caplog.at_level(logging.WARNING, logger="fundtrack.ingest.pipeline"):
         chosen = choose_importer(b"x,y\n", "f.csv", None, {"broken": Broken(), "fine": Fine()})
     assert chosen.name == "fine"
-    [record] = [r for r in caplog.records if r.name == "fundtrack.importing"]
+    [record] = [r for r in caplog.records if r.name == "fundtrack.ingest.pipeline"]
     assert "'broken'" in record.getMessage() and record.exc_info[1].args == ("sniff bug",)

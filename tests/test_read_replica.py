@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
+from fundtrack.auth.tokens import create_token
 from fundtrack.config import Settings
 from fundtrack.db import make_engine
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from tests.synthetic_iati import write_batch
 
 COUNT = "{ flows(first: 1) { totalCount } flowsAggregate(groupBy: [CURRENCY]) { groups { currency count sum } } }"

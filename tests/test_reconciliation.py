@@ -27,11 +27,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
+from fundtrack.auth.tokens import create_token
 from fundtrack.cli import main
-from fundtrack.importing import KINDS, import_file
+from fundtrack.ingest.pipeline import KINDS, import_file
+from fundtrack.ledger import tables as m
 from tests.conftest import FIXTURES, SHARED
 from tests.iati_count import count_iati
 from tests.test_crs import expected as crs_expected

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from fundtrack import derived
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
-from fundtrack.importing import import_file
-from fundtrack.trail.tables import TrailLink
+from fundtrack.auth.tokens import create_token
+from fundtrack.derived import steps as derived
+from fundtrack.derived.trail.tables import TrailLink
+from fundtrack.ingest.pipeline import import_file
 from tests import trail_scenario
 from tests.test_trail_scenario import snapshot
 

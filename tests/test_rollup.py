@@ -11,12 +11,12 @@ import pytest
 from lxml import etree
 from sqlalchemy import Engine, select
 
-from fundtrack import rollup
 from fundtrack.api.testing import Api
-from fundtrack.importing import import_file, revert_batch
+from fundtrack.derived.rollup import maintain as rollup
+from fundtrack.derived.rollup.tables import FlowRollup
+from fundtrack.ingest.pipeline import import_file, revert_batch
 from fundtrack.query import aggregate
 from fundtrack.query import rollup as api_rollup
-from fundtrack.rollup_models import FlowRollup
 from tests.conftest import SHARED
 
 FIELDS = ("kind provider receiver reportingOrg recipientCountry sector year currency "

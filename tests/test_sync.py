@@ -25,13 +25,13 @@ import pytest
 from lxml import etree
 from sqlalchemy import Engine, func, select
 
-from fundtrack import models as m
 from fundtrack.db import make_engine
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.sync.config import ConfigError, parse_config
 from fundtrack.sync.http import FetchError, HttpClient, HttpSettings
-from fundtrack.sync.models import SyncDocument, SyncRun
 from fundtrack.sync.runner import run_sync
+from fundtrack.sync.tables import SyncDocument, SyncRun
 from tests.conftest import shared_file
 from tests.sync_server import FIXTURES, ReplayServer, ckan_package_search
 
@@ -534,7 +534,7 @@ def test_sync_interrupted_inside_an_import_transaction_resumes_without_duplicate
     """Ctrl-C while the third dataset's batch is being written (after its merge and its
     state row, before the commit): nothing of it stays, and the resumed run equals a run
     that was never interrupted."""
-    from fundtrack import derived
+    from fundtrack.derived import steps as derived
 
     registry_site(srv)
     whole_url = db_factory.new_url()

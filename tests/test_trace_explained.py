@@ -16,12 +16,12 @@ from sqlalchemy import Engine, select
 
 from fundtrack.api.testing import Api
 from fundtrack.db import make_engine
-from fundtrack.trail import attribution
-from fundtrack.trail import engine as rule
-from fundtrack.trail.explain import OWN, THEIRS, activity_balance, downstream_ends
-from fundtrack.trail.reasons import HELD, SENTENCES, sentence
-from fundtrack.trail.tables import Attribution
-from fundtrack.trail.trace import _accounts_of, trace
+from fundtrack.derived.trail import attribution
+from fundtrack.derived.trail import engine as rule
+from fundtrack.derived.trail.reasons import HELD, SENTENCES, sentence
+from fundtrack.derived.trail.tables import Attribution
+from fundtrack.query.explain import OWN, THEIRS, activity_balance, downstream_ends
+from fundtrack.query.trace import _accounts_of, trace
 from tests.conftest import DatabaseFactory, shared_file
 
 FILES = ("iati-activity/dportal-covid19-2021/dportal_125.xml",
@@ -40,7 +40,7 @@ CORRECTIONS, CORRECTIONS_N = Decimal("-3875"), 2
 
 @pytest.fixture(scope="module")
 def url(db_factory: DatabaseFactory) -> Iterator[str]:
-    from fundtrack.importing import import_file
+    from fundtrack.ingest.pipeline import import_file
 
     u = db_factory.new_url()
     eng = make_engine(u)

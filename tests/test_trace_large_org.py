@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from fundtrack.importing import import_file
-from fundtrack.trail.trace import trace
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import trace
 
 N = 5000
 BIG = "XM-BIG"

@@ -12,11 +12,11 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from fundtrack.api.testing import Api
-from fundtrack.importing import import_file
-from fundtrack.trail import reach
-from fundtrack.trail.recompute import recompute
-from fundtrack.trail.tables import Reach
-from fundtrack.trail.trace import _donor_downstream, _finish, trace
+from fundtrack.derived.trail import reach
+from fundtrack.derived.trail.recompute import recompute
+from fundtrack.derived.trail.tables import Reach
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import _donor_downstream, _finish, trace
 from tests import trail_scenario
 
 D = Decimal
@@ -106,7 +106,7 @@ def test_capped_lists_are_the_largest_with_exact_totals(engine, db_url, tmp_path
 
 
 def test_rollup_follows_a_changed_report_and_its_revert(engine, db_url, tmp_path):
-    from fundtrack.importing import revert_batch
+    from fundtrack.ingest.pipeline import revert_batch
 
     paths = trail_scenario.write(tmp_path)
     for p in paths.values():

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import select, text
 
+from fundtrack.derived.trail.tables import HELD_ROWS, Attribution, Movement, Reach
 from fundtrack.money import money_number
-from fundtrack.trail.tables import HELD_ROWS, Attribution, Movement, Reach
 
 IDENT_COLUMNS = {
     "movement": {"src_org", "src_activity", "dst_org", "dst_activity"},

@@ -15,7 +15,7 @@ import trail_engine_reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fundtrack.trail import engine
+from fundtrack.derived.trail import engine
 
 ACCOUNTS = [(f"ORG{i}", f"A{i}") for i in range(6)]
 EXPONENTS = [-2, -2, -2, -3, -1, 0, -5, 2]

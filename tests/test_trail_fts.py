@@ -14,10 +14,10 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from fundtrack import models as m
-from fundtrack.importing import import_file
-from fundtrack.trail import links
-from fundtrack.trail.tables import Movement, TrailLink
+from fundtrack.derived.trail import links
+from fundtrack.derived.trail.tables import Movement, TrailLink
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from tests.conftest import SHARED
 
 FTS = SHARED / "fts-json"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from fundtrack import models as m
-from fundtrack.trail import funds
-from fundtrack.trail.tables import Fund
+from fundtrack.derived.trail import funds
+from fundtrack.derived.trail.tables import Fund
+from fundtrack.ledger import tables as m
 
 MIGRATION = Path(__file__).parents[1] / "migrations" / "versions" / "0003_money_trail.py"
 

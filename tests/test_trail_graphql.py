@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from fundtrack.api.testing import Api
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
 from tests import trail_scenario
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from fundtrack.importing import import_file
-from fundtrack.trail import links
-from fundtrack.trail.tables import Movement
-from fundtrack.trail.trace import trace
+from fundtrack.derived.trail import links
+from fundtrack.derived.trail.tables import Movement
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import trace
 from tests.conftest import SHARED
 
 PAGES = SHARED / "iati-activity" / "dportal-covid19-2021"
@@ -91,8 +91,8 @@ def test_related_activity_links_counted(engine):
 
 def _content(c) -> tuple[list, list]:
     """Movements and attribution keyed by content (flow provenance), never by ids."""
-    from fundtrack import models as m
-    from fundtrack.trail.tables import Attribution
+    from fundtrack.derived.trail.tables import Attribution
+    from fundtrack.ledger import tables as m
 
     t, a, f = Movement.__table__, Attribution.__table__, m.Flow.__table__
     loc = dict(c.execute(select(f.c.id, f.c.source_location)).all())
@@ -110,7 +110,7 @@ def _content(c) -> tuple[list, list]:
 def test_incremental_equals_full_rebuild_on_real_pages(engine):
     """The narrowed incremental update (only touched pairs, only the sub-graph below)
     leaves exactly what a full rebuild gives, on real files, in either order."""
-    from fundtrack.trail.recompute import recompute
+    from fundtrack.derived.trail.recompute import recompute
 
     for p in (MFA_PAGE, NGO_PAGE):
         assert import_file(engine, p).status == "applied"

@@ -29,13 +29,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from fundtrack.importing import import_file
+from fundtrack.derived.trail.config import TrailConfig
+from fundtrack.derived.trail.movements import CashFlow, build_rows, split_exact
+from fundtrack.derived.trail.recompute import recompute
+from fundtrack.derived.trail.tables import Attribution, Movement
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import trace
 from fundtrack.records import FlowKind
-from fundtrack.trail.config import TrailConfig
-from fundtrack.trail.movements import CashFlow, build_rows, split_exact
-from fundtrack.trail.recompute import recompute
-from fundtrack.trail.tables import Attribution, Movement
-from fundtrack.trail.trace import trace
 from tests.trail_scenario import HEAD, activity, tx
 
 D = Decimal
@@ -119,7 +119,7 @@ ORDERS = [NAMES, NAMES[::-1], ["ango.xml", "tngo.xml", "lngo.xml", "adonor.xml",
 
 def snapshot(engine) -> tuple[list, dict, dict]:
     """Movements and attribution keyed by content, never by ids."""
-    from fundtrack import models as m
+    from fundtrack.ledger import tables as m
 
     t, a, f = Movement.__table__, Attribution.__table__, m.Flow.__table__
     with engine.connect() as c:
@@ -177,7 +177,7 @@ def test_lumps_by_hand_in_any_order(engine, tmp_path, order):
 
 
 def test_lump_traces_and_both_reports(engine, tmp_path):
-    from fundtrack import models as m
+    from fundtrack.ledger import tables as m
 
     for p in write(tmp_path).values():
         import_file(engine, p)
@@ -283,7 +283,7 @@ def test_mirrors_counted_once_and_revert(engine, db_url, tmp_path):
     """Flow totals with ``isMirror: false`` count the lump once; a changed receipt that
     breaks the lump, then its revert, give back exactly the movements before."""
     from fundtrack.api.testing import Api
-    from fundtrack.importing import revert_batch
+    from fundtrack.ingest.pipeline import revert_batch
 
     paths = write(tmp_path)
     for p in paths.values():

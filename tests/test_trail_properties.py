@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fundtrack.trail.engine import ORIGINATOR, Move, attribute, split
+from fundtrack.derived.trail.engine import ORIGINATOR, Move, attribute, split
 
 ACCOUNTS = [(f"ORG{i}", f"A{i}") for i in range(7)]
 
@@ -100,7 +100,7 @@ def test_split_is_exact_and_capped(total, weights):
     assert all(0 < v <= weights[k] for k, v in shares.items())
 
 
-# --- double counting: pairing, with lumps (fundtrack.trail.movements) -------------------
+# --- double counting: pairing, with lumps (fundtrack.derived.trail.movements) -------------------
 
 @st.composite
 def reports(draw):
@@ -108,8 +108,8 @@ def reports(draw):
     one-to-one, some lumps (one split in 2-4 on the other side), some noise."""
     from datetime import date, timedelta
 
+    from fundtrack.derived.trail.movements import CashFlow
     from fundtrack.records import FlowKind
-    from fundtrack.trail.movements import CashFlow
 
     out = []
 
@@ -145,8 +145,8 @@ def reports(draw):
 @settings(max_examples=200, deadline=None)
 @given(reports(), st.randoms(use_true_random=False))
 def test_pairing_counts_each_report_once_and_ignores_order(flows, rnd: random.Random):
-    from fundtrack.trail.config import TrailConfig
-    from fundtrack.trail.movements import build_rows
+    from fundtrack.derived.trail.config import TrailConfig
+    from fundtrack.derived.trail.movements import build_rows
 
     cfg = TrailConfig()
     rows = build_rows(flows, cfg)

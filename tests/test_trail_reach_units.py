@@ -15,8 +15,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from test_trail_engine_units import graphs
 
-from fundtrack.trail import reach
-from fundtrack.trail.engine import ORIGINATOR, Move, attribute, attribute_units
+from fundtrack.derived.trail import reach
+from fundtrack.derived.trail.engine import ORIGINATOR, Move, attribute, attribute_units
 
 ZERO = Decimal(0)
 

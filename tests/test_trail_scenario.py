@@ -27,10 +27,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from fundtrack.importing import import_file
-from fundtrack.trail.recompute import recompute
-from fundtrack.trail.tables import Attribution, Movement
-from fundtrack.trail.trace import donor_summary, trace
+from fundtrack.derived.trail.recompute import recompute
+from fundtrack.derived.trail.tables import Attribution, Movement
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.query.trace import donor_summary, trace
 from tests import trail_scenario
 
 D = Decimal
@@ -125,7 +125,7 @@ def test_revert_restores_attribution(engine, tmp_path):
     extra = tmp_path / "ngo2b.xml"
     extra.write_text(paths["ngo2.xml"].read_text().replace("240000.00", "250000.00"))
     res = import_file(engine, extra)
-    from fundtrack.importing import revert_batch
+    from fundtrack.ingest.pipeline import revert_batch
     exp, *_ = snapshot(engine)
     assert exp[("XX-NGO-2", "XX-NGO2-N2")] == {D1: D("200000.00"), D2: D("50000.00")}
     revert_batch(engine, res.batch_id)

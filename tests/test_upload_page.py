@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import models as m
 from fundtrack.api.testing import Api
-from fundtrack.auth import create_token
+from fundtrack.auth.tokens import create_token
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.plugins import importers
 from tests.mappings_example import docs_mapping, ministry_sheet

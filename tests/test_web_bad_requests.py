@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fundtrack.api.testing import Api
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
 from tests.conftest import SHARED
 
 SAMPLE = SHARED / "iati-activity/dportal-covid19-2021/dportal_8.xml"

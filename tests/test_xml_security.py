@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from fundtrack import models as m
-from fundtrack.filesafety import xml_without_doctype
-from fundtrack.importing import import_file
+from fundtrack.ingest.filesafety import xml_without_doctype
+from fundtrack.ingest.pipeline import import_file
+from fundtrack.ledger import tables as m
 from fundtrack.records import FileRejected
 
 SECRET = "TOP-SECRET-CONTENT-4711"

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, select
 
-from fundtrack import models as m
 from fundtrack.accounting.markers import Marker, activity_marker, effective_marker
 from fundtrack.db.base import current
+from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
 
 CHUNK = 500

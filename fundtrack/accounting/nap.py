@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from fundtrack import models as m
 from fundtrack.accounting.classify import _rule_matches
 from fundtrack.accounting.items import Item, load_items
+from fundtrack.ledger import tables as m
 from fundtrack.money import SUM_CONTEXT, exact_sum
 from fundtrack.records import FlowKind
 

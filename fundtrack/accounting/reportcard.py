@@ -14,8 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
 
-from fundtrack import models as m
-from fundtrack.accounting import trace
+from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.benchmarks import benchmark, grade
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.config import fingerprint, load
@@ -23,6 +22,7 @@ from fundtrack.accounting.items import Item, load_items, year_between
 from fundtrack.accounting.methods import Figure, count, get_method, reported_shares
 from fundtrack.accounting.stipulations import check
 from fundtrack.accounting.wro import reaches_wro, wro_refs
+from fundtrack.ledger import tables as m
 from fundtrack.money import exact_sum
 from fundtrack.records import FlowKind
 

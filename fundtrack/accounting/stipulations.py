@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from fundtrack.accounting import trace
+from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.classify import Classification, classify_all
 from fundtrack.accounting.items import Item
 from fundtrack.accounting.markers import PRINCIPAL

@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, or_, select
 
-from fundtrack import models as m
 from fundtrack.accounting.classify import (
     SCOPE,
     classify,
@@ -32,7 +31,8 @@ from fundtrack.accounting.classify import (
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.tables import ClassificationOverride, FlowClassification
 from fundtrack.db.base import current
-from fundtrack.ledger import bulk_insert
+from fundtrack.db.bulk import bulk_insert
+from fundtrack.ledger import tables as m
 
 #: Flows classified per round trip (bounds memory on a full rebuild).
 CHUNK = 5_000

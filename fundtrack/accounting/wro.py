@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, or_, select
 
-from fundtrack import models as m
 from fundtrack.accounting.config import load
 from fundtrack.accounting.items import Item
+from fundtrack.ledger import tables as m
 
 
 def wro_refs(conn: Connection) -> set[str]:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from strawberry.types import Info
 
 from fundtrack.api.types import FlowKind
+from fundtrack.db import dialect
 from fundtrack.query.aggregate import _NO_WHERE_GIVEN, TOTALS, FlowDimension, aggregate_statement
 
 strawberry.enum(FlowDimension, description="What to group flows by.")
@@ -104,11 +105,9 @@ async def flows_aggregate(info: Info, where_clause: Any, group_by: list[FlowDime
     stmt = aggregate_statement(where_clause, dims, ctx.dialect, where)
 
     def run(conn: Connection) -> list[Any]:
-        if ctx.dialect == "postgresql":
-            # JIT compiling this plan costs about a second and saves less than it costs.
-            conn.exec_driver_sql("SET LOCAL jit = off")
-            # Exact NUMERIC sums make wide hash-aggregate states; 4MB spills to disk.
-            conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")
+        # JIT compiling this plan costs about a second and saves less than it costs;
+        # exact NUMERIC sums make wide hash-aggregate states, and 4MB spills to disk.
+        dialect.set_local(conn, jit="off", work_mem="'32MB'")
         result = conn.execute(stmt)
         assert list(result.keys())[len(dims):] == list(_TOTALS)
         return [tuple(r) for r in result]

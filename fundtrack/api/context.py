@@ -24,7 +24,7 @@ from fundtrack.config import Settings
 
 if TYPE_CHECKING:
     from fundtrack.api.loaders import Loaders
-    from fundtrack.auth import Viewer
+    from fundtrack.auth.tokens import Viewer
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 The registry (seeded with the funds the sources name: the Peacebuilding Fund, WPHF,
 CERF, UNDEF, the UN Trust Fund to End Violence against Women) lives in
-:mod:`fundtrack.trail.funds`; this module only exposes it.
+:mod:`fundtrack.derived.trail.funds`; this module only exposes it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fundtrack.api.ids import encode_id
 from fundtrack.api.mutations import UserError, _require_admin
 from fundtrack.api.paging import Connection, PageArgs, connection
 from fundtrack.api.types import Node, Organization, _organization
-from fundtrack.trail.tables import Fund as FundRow
+from fundtrack.derived.trail.tables import Fund as FundRow
 
 
 @strawberry.type(description="A pooled fund in the registry (editable by admins).")

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from fundtrack.api.limits import MAX_QUERY_BODY_BYTES, database_error_message
-from fundtrack.auth import ANONYMOUS_VIEWER, viewer_for_secret
+from fundtrack.auth.tokens import ANONYMOUS_VIEWER, viewer_for_secret
 from fundtrack.config import Settings
 
 SIMPLE_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded", "text/plain", "")

@@ -1,6 +1,6 @@
 """Mutations: one ``input`` object each, a payload with ``errors``; access is checked first.
 
-Who may do what (see :mod:`fundtrack.auth`): anonymous callers may not mutate at all;
+Who may do what (see :mod:`fundtrack.auth.tokens`): anonymous callers may not mutate at all;
 a reporter may import reports whose reporting organisation is one of its own and revert
 batches that only hold its organisations' reports; an admin may do everything,
 including registry edits (organisations, and pooled funds: ``isPooledFund: true``).
@@ -19,14 +19,14 @@ from starlette.concurrency import run_in_threadpool
 from strawberry.file_uploads import Upload
 from strawberry.types import Info
 
-from fundtrack import models as m
 from fundtrack import registry
 from fundtrack.api.ids import decode_int_id
 from fundtrack.api.limits import ApiError
 from fundtrack.api.types import BatchIssue, ImportBatch, Organization, RecordCount
-from fundtrack.auth import Viewer
-from fundtrack.importing import NotPermitted, batch_publishers, import_file, revert_batch
-from fundtrack.issuelog import ISSUES_IN_ANSWER, MAX_STORED_ISSUES
+from fundtrack.auth.tokens import Viewer
+from fundtrack.ingest.issuelog import ISSUES_IN_ANSWER, MAX_STORED_ISSUES
+from fundtrack.ingest.pipeline import NotPermitted, batch_publishers, import_file, revert_batch
+from fundtrack.ledger import tables as m
 
 
 @strawberry.type(description="Why a mutation did not do what was asked.")

@@ -9,7 +9,6 @@ from graphql import GraphQLError
 from sqlalchemy import select
 from strawberry.types import Info
 
-from fundtrack import models as m
 from fundtrack.api import filters as flt
 from fundtrack.api.aggregate import FlowAggregate, FlowDimension, flows_aggregate
 from fundtrack.api.ids import decode_id, int_pk
@@ -23,8 +22,9 @@ from fundtrack.api.types import (
     Node,
     Organization,
 )
-from fundtrack.auth import published
+from fundtrack.auth.tokens import published
 from fundtrack.db.base import current
+from fundtrack.ledger import tables as m
 
 
 @strawberry.type(description="Activity links counted apart (see `linkSummary`).")
@@ -117,7 +117,7 @@ class LedgerQuery:
         "construction, traces nothing), and broken (names nothing anyone reported). "
         "`publisherRef`: one reporting organisation's links."))
     async def link_summary(self, info: Info, publisher_ref: str | None = None) -> LinkSummary:
-        from fundtrack.trail.links import link_summary
+        from fundtrack.derived.trail.links import link_summary
 
         if publisher_ref is not None and len(publisher_ref) > 200:
             raise GraphQLError("`publisherRef` is longer than any organisation reference (200)")

@@ -1,6 +1,6 @@
 """``donorSankey``: a donor's money from its own reports onward (the Sankey page's data).
 
-The bands come from :func:`fundtrack.trail.sankey.donor_sankey`; the rule is documented
+The bands come from :func:`fundtrack.query.sankey.donor_sankey`; the rule is documented
 there and in ``docs/methodology.md``. The page at ``/sankey?donor=...`` draws exactly
 these bands.
 """
@@ -112,7 +112,7 @@ class SankeyQuery:
             description="Largest receivers, onward organisations and places drawn one by "
                         "one; the rest gathered.")] = 40,
     ) -> DonorSankey:
-        from fundtrack.trail.sankey import donor_sankey
+        from fundtrack.query.sankey import donor_sankey
 
         donor = donor.strip()
         if not donor or len(donor) > 200:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from fundtrack.api.paging import Connection, PageArgs, connection
-from fundtrack.sync.models import SyncRun as SyncRunRow
+from fundtrack.sync.tables import SyncRun as SyncRunRow
 
 
 @strawberry.type(description="A document that could not be synced, and why.")

@@ -1,6 +1,6 @@
 """The ``trace`` root field: follow money upstream (who paid) or downstream (what it paid for).
 
-Results come from :mod:`fundtrack.trail.trace`; the rule is documented in
+Results come from :mod:`fundtrack.query.trace`; the rule is documented in
 ``docs/methodology.md``. A donor's money can reach tens of thousands of accounts, so every
 list is bounded the way GitHub's API bounds lists: largest first, ``first:`` items
 (default 50, at most 500), with the exact count and per-currency totals beside it.
@@ -185,8 +185,8 @@ class TraceCheck:
 
 
 def _check(conn: Any, ident: str) -> TraceCheck:
-    from fundtrack.trail import explain, nodes
-    from fundtrack.trail.trace import _accounts_of, trace
+    from fundtrack.query import explain, nodes
+    from fundtrack.query.trace import _accounts_of, trace
 
     b = explain.activity_balance(conn, ident)
     names = nodes.names(conn, {ln.counterpart for ln in b.lines})
@@ -294,8 +294,8 @@ def _totals(rows: list[dict[str, Any]]) -> list[TraceTotal]:
 
 
 def _build(res: Any, direction: TraceDirection, where: TraceWhere | None) -> Trace:
-    from fundtrack.trail.reasons import sentence
-    from fundtrack.trail.trace import totals_of
+    from fundtrack.derived.trail.reasons import sentence
+    from fundtrack.query.trace import totals_of
 
     movements = []
     for mv in res.movements:
@@ -385,7 +385,7 @@ class TraceQuery:
         max_depth: int = 6,
         where: TraceWhere | None = None,
     ) -> Trace:
-        from fundtrack.trail.trace import trace
+        from fundtrack.query.trace import trace
 
         if not 1 <= max_depth <= MAX_TRACE_DEPTH:
             raise GraphQLError(f"maxDepth must be between 1 and {MAX_TRACE_DEPTH}")
@@ -412,7 +412,7 @@ class TraceQuery:
     @strawberry.field(description="Where a donor's money ended: by fund, recipient, country, "
                                   "gender significance and kind (USD).")
     async def donor_summary(self, info: Info, organization: str) -> DonorSummary:
-        from fundtrack.trail.trace import donor_summary
+        from fundtrack.query.trace import donor_summary
 
         s = await info.context.db(lambda c: donor_summary(c, organization))
 

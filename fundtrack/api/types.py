@@ -348,7 +348,7 @@ class RecordCount:
 
 def record_counts(get: Any) -> list[RecordCount] | None:
     """The reconciliation of a batch row or result (``get(column)``); None before 0012."""
-    from fundtrack.importing import KINDS
+    from fundtrack.ingest.pipeline import KINDS
 
     if get("activities_found") is None:
         return None
@@ -386,7 +386,7 @@ class ImportBatch(Node):
 
     @classmethod
     def from_row(cls, r: Any) -> ImportBatch:
-        from fundtrack.importing import status_text
+        from fundtrack.ingest.pipeline import status_text
 
         get = r.get if hasattr(r, "get") else (lambda k: getattr(r, k, None))
         rec = record_counts(get)

@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse
 from strawberry.asgi import GraphQL
 
 from fundtrack.api.context import ApiContext
-from fundtrack.auth import ANONYMOUS_VIEWER
+from fundtrack.auth.tokens import ANONYMOUS_VIEWER
 from fundtrack.config import Settings
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import String, and_, case, cast, func, literal_column, select
 
-from fundtrack import models as m
 from fundtrack.config import get_settings
 from fundtrack.db.base import current
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.query import rollup
 from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE

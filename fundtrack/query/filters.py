@@ -28,7 +28,7 @@ from sqlalchemy import (
     true,
 )
 
-from fundtrack import models as m
+from fundtrack.ledger import tables as m
 from fundtrack.money import money_number
 from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
 
@@ -211,7 +211,7 @@ def scope_condition(flow_id: Any, in_scope: bool) -> ColumnElement[bool]:
 def mirror_condition(flow_id: Any, is_mirror: bool) -> ColumnElement[bool]:
     """The flow is the second report of money another flow already reports (a recipient's
     incoming funds matched to the donor's disbursement, see docs/methodology.md)."""
-    from fundtrack.trail.tables import Movement
+    from fundtrack.derived.trail.tables import Movement
 
     mv = Movement.__table__
     has = exists(select(mv.c.id).where(mv.c.mirror_flow_id == flow_id))

@@ -1,4 +1,4 @@
-"""``flowsAggregate`` answered from ``flow_rollup`` (maintained by :mod:`fundtrack.rollup`).
+"""``flowsAggregate`` answered from ``flow_rollup`` (maintained by :mod:`fundtrack.derived.rollup`).
 
 :func:`rollup_statement` returns None whenever the question is not exactly answerable from
 the rollup; the caller then runs the statement over the flows. A ``where`` translates only
@@ -31,10 +31,10 @@ from sqlalchemy import (
     true,
 )
 
+from fundtrack.derived.rollup.tables import FlowRollup
 from fundtrack.money import money_sum
 from fundtrack.query import filters as flt
 from fundtrack.query.vocabulary import VALID_SIGNIFICANCE
-from fundtrack.rollup_models import FlowRollup
 
 #: Rollup column for each ``FlowDimension`` value (they match except the org refs).
 DIMENSION_COLUMNS = {

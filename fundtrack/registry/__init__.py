@@ -3,7 +3,7 @@
 The money trail reads the registry (attribution stops at pooled funds and starts at some
 organisation types), so an edit is a ledger writer like an import: it takes the ledger
 lock, writes, then rebuilds the derived steps that read the registry
-(:func:`fundtrack.derived.after_registry_edit`), all in the caller's transaction. The
+(:func:`fundtrack.derived.steps.after_registry_edit`), all in the caller's transaction. The
 figures the API shows after an edit are those a ``fundtrack recompute`` would give.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from fundtrack import derived
-from fundtrack import models as m
-from fundtrack.ledger import lock_ledger
-from fundtrack.trail import funds
+from fundtrack.derived import steps as derived
+from fundtrack.derived.trail import funds
+from fundtrack.ledger import tables as m
+from fundtrack.ledger.writer import lock_ledger
 
 ORGANISATION_FIELDS = ("name", "type", "country", "default_currency", "is_womens_rights_org",
                        "is_pooled_fund")

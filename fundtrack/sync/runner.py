@@ -1,6 +1,6 @@
 """One sync run: for each configured source, list, fetch, import, withdraw, record.
 
-Every fetched document goes through :func:`fundtrack.importing.import_file` (one atomic
+Every fetched document goes through :func:`fundtrack.ingest.pipeline.import_file` (one atomic
 batch, sha256 idempotence, admin permissions: a sync may write any publisher's data, as
 an admin's import may), with the URL it came from on the batch. A document's state is
 written in its batch's own transaction, so a run killed at any moment resumes without
@@ -21,11 +21,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, select, update
 
-from fundtrack import __version__, derived
-from fundtrack import models as m
+from fundtrack import __version__
 from fundtrack.db.base import current
-from fundtrack.importing import import_file, revert_batch
-from fundtrack.ledger import lock_ledger
+from fundtrack.derived import steps as derived
+from fundtrack.ingest.pipeline import import_file, revert_batch
+from fundtrack.ledger import tables as m
+from fundtrack.ledger.writer import lock_ledger
 from fundtrack.sync import state
 from fundtrack.sync.config import ConfigError, SourceConfig, SyncConfig
 from fundtrack.sync.http import Fetched, FetchError, HttpClient, HttpSettings

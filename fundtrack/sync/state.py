@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, select, update
 
-from fundtrack import models as m
-from fundtrack.sync.models import SyncDocument, SyncRun, SyncScope
+from fundtrack.ledger import tables as m
+from fundtrack.sync.tables import SyncDocument, SyncRun, SyncScope
 
 DOC = SyncDocument.__table__
 SCOPE = SyncScope.__table__

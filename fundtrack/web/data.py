@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 
-from fundtrack import models as m
 from fundtrack.db.base import current
 from fundtrack.db.metadata import metadata
+from fundtrack.ledger import tables as m
 from fundtrack.query.aggregate import FlowDimension, aggregate_statement
 from fundtrack.records import FlowKind
 from fundtrack.web.filters import FlowFilter
@@ -172,8 +172,8 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
     right = right[:limit]
     sk = Sankey(basis=label, left_filter=left_f.graphql(), right_filter=right_f.graphql(),
                 not_drawn=negative)
-    from fundtrack.trail import nodes
-    from fundtrack.trail.sankey import place_label
+    from fundtrack.query import nodes
+    from fundtrack.query.sankey import place_label
 
     names = nodes.names(conn, {r["provider"] for r in left} | {r["reporting_org"] for r in left}
                         | {r["reporting_org"] for r in right})
@@ -217,10 +217,10 @@ def donor_filter(flt: FlowFilter) -> FlowFilter:
 
 
 def donor_sankey(conn: Connection, flt: FlowFilter, by: str = "country") -> Any:
-    """The Sankey from the donor's side (:mod:`fundtrack.trail.sankey`), for ``flt.donor``
+    """The Sankey from the donor's side (:mod:`fundtrack.query.sankey`), for ``flt.donor``
     under the rest of the filter; the API's ``donorSankey`` with ``where`` =
     ``donor_filter(flt).graphql()`` answers the same."""
-    from fundtrack.trail.sankey import donor_sankey as build
+    from fundtrack.query.sankey import donor_sankey as build
 
     assert flt.donor
     rest = donor_filter(flt)
@@ -230,7 +230,7 @@ def donor_sankey(conn: Connection, flt: FlowFilter, by: str = "country") -> Any:
 def sankey_donors(conn: Connection, flt: FlowFilter, n: int = 30) -> list[tuple[str, str]]:
     """(ref, label) of the organisations reporting the most disbursements (USD) under the
     filter: the donors a reader can pick."""
-    from fundtrack.trail import nodes
+    from fundtrack.query import nodes
 
     rows = groups(conn, donor_filter(flt).with_kinds((FlowKind.DISBURSEMENT,)),
                   [FlowDimension.REPORTING_ORG])

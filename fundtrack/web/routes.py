@@ -32,12 +32,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, Router
 
-from fundtrack import models as m
 from fundtrack.api.ids import encode_id
 from fundtrack.api.limits import database_error_message
 from fundtrack.db.base import current
 from fundtrack.db.metadata import metadata
 from fundtrack.export import EXTENSIONS, FORMATS, stream
+from fundtrack.ledger import tables as m
 from fundtrack.web import data
 from fundtrack.web.filters import (
     GENDER_CHOICES,
@@ -86,8 +86,8 @@ def pct(v: Any) -> str:
 
 
 def reason_sentence(key: str | None, org: str | None = None) -> str:
-    """Why money stops, as a sentence (never the stored key): :mod:`fundtrack.trail.reasons`."""
-    from fundtrack.trail.reasons import sentence
+    """Why money stops, as a sentence (never the stored key): :mod:`fundtrack.derived.trail.reasons`."""
+    from fundtrack.derived.trail.reasons import sentence
 
     return sentence(key, org)
 
@@ -296,8 +296,8 @@ def _activity_search(conn: Connection, q: str) -> list[Any]:
 
 
 def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
-    from fundtrack.trail import explain, nodes
-    from fundtrack.trail.trace import _accounts_of, trace
+    from fundtrack.query import explain, nodes
+    from fundtrack.query.trace import _accounts_of, trace
 
     a = m.Activity.__table__
     f = m.Flow.__table__
@@ -439,7 +439,7 @@ def _batches(conn: Connection, limit: int = 200) -> list[Any]:
 def _with_reconciliation(row: Any) -> dict[str, Any]:
     """A batch row plus its reconciliation (found = imported + skipped, per kind) and the
     status as people read it ("applied, 3 skipped")."""
-    from fundtrack.importing import KINDS, status_text
+    from fundtrack.ingest.pipeline import KINDS, status_text
 
     b = dict(row)
     known = b.get("activities_found") is not None

@@ -17,7 +17,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 # The registry as it stood at revision 0003, as data literals: a migration must not import
-# model code, which later revisions change (fundtrack.trail.funds.SEED_FUNDS keeps the same
+# model code, which later revisions change (fundtrack.derived.trail.funds.SEED_FUNDS keeps the same
 # rows for ``fundtrack recompute``; tests/test_trail_links.py checks that they agree).
 _MPTFO_REF = "FT-ORG-MPTFO"
 _MPTFO_NAME = "UN Multi-Partner Trust Fund Office (MPTF Office)"
@@ -76,7 +76,7 @@ def _seed_funds() -> None:
         elif pooled and not row.is_pooled_fund:
             conn.execute(sa.update(org).where(org.c.ref == ref).values(is_pooled_fund=True))
 
-    for f in _FUNDS:  # the order fundtrack.trail.funds.seed uses, so ids come out the same
+    for f in _FUNDS:  # the order fundtrack.derived.trail.funds.seed uses, so ids come out the same
         ensure_org(f["organisation_ref"], f["name"], True)
         if f["administrative_agent_ref"]:
             ensure_org(f["administrative_agent_ref"], f["administrative_agent_name"], False)

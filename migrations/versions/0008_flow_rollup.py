@@ -41,7 +41,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('flow_rollup', schema=None) as batch_op:
         batch_op.create_index('ix_flow_rollup_grain_year', ['grain', 'year'], unique=False)
-    # Existing ledgers are filled after the upgrade by fundtrack.migrate (REBUILD_AFTER),
+    # Existing ledgers are filled after the upgrade by fundtrack.db.migrate (REBUILD_AFTER),
     # with the code of the installed version: a migration never runs model code.
 
 

@@ -16,7 +16,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    # A rollup filled under 0008 lacks grain 3: fundtrack.migrate (REBUILD_AFTER) refills
+    # A rollup filled under 0008 lacks grain 3: fundtrack.db.migrate (REBUILD_AFTER) refills
     # it after the upgrade, with the installed code. No schema change here.
     pass
 

@@ -25,7 +25,7 @@ def upgrade() -> None:
         batch_op.drop_constraint('uq_movement_mirror_flow_id', type_='unique')
         batch_op.create_index('ix_movement_flow_id', ['flow_id'], unique=False)
         batch_op.create_index('ix_movement_mirror_flow_id', ['mirror_flow_id'], unique=False)
-    # the movements are rebuilt with the lump rule by fundtrack.migrate (REBUILD_AFTER)
+    # the movements are rebuilt with the lump rule by fundtrack.db.migrate (REBUILD_AFTER)
 
 
 def downgrade() -> None:

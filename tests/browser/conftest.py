@@ -60,7 +60,7 @@ def _free_port() -> int:
 def live(chromium_path: str, loaded_url: str, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[dict[str, Any]]:
     """A running server: {"url", "db_url", "token", "engine"}."""
-    from fundtrack.auth import create_token
+    from fundtrack.auth.tokens import create_token
     from fundtrack.db import make_engine
 
     src = loaded_url.removeprefix("sqlite:///")

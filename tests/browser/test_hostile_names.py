@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fundtrack.db import make_engine
-from fundtrack.importing import import_file
+from fundtrack.ingest.pipeline import import_file
 from tests.browser.conftest import serve
 
 HOSTILE = "USAID<!--<script>"

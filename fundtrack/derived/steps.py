@@ -1,0 +1,106 @@
+"""Derived tables: one list of steps, run inside the writer's transaction.
+
+Every table computed from the ledger is kept by one :class:`Step` of :data:`STEPS`, in
+the order they run: the money trail (links, canonical movements, attribution), the 1325
+classification, the rollup behind ``flowsAggregate``. The ingest pipeline (after an import
+or a revert), the migrations (after a revision that changes a derived table),
+``fundtrack recompute`` and the registry edits (which change what attribution reads) all
+iterate this list and know nothing else about the steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from fundtrack.accounting import stored as classification
+from fundtrack.db import dialect
+from fundtrack.derived.rollup import maintain as rollup
+from fundtrack.derived.trail import recompute as trail
+
+
+def _trail_after_revert(conn: Connection, _batch_id: int) -> dict[str, int]:
+    """A revert rebuilds the trail (reverts are rare); the timings are left out."""
+    return {k: int(v) for k, v in trail.recompute(conn).items() if not k.startswith("seconds")}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One derived table (or family of tables) and how to keep it exact."""
+
+    name: str
+    #: After a batch merged: update for that batch; returns counts for the batch.
+    after_import: Callable[[Connection, int], dict[str, int]]
+    #: After a batch was reverted.
+    after_revert: Callable[[Connection, int], dict[str, int]]
+    #: From the whole current ledger.
+    rebuild: Callable[[Connection], dict[str, Any]]
+    #: Whether the step reads the registry (organisations, pooled funds): a registry edit
+    #: rebuilds it.
+    reads_registry: bool = False
+    #: Whether its counts are part of an import's or revert's counts (the rollup's row
+    #: counts never were).
+    reports_counts: bool = True
+
+
+STEPS: tuple[Step, ...] = (
+    Step("trail", trail.after_import, _trail_after_revert, trail.recompute,
+         reads_registry=True),
+    Step("classification", classification.after_import, classification.after_revert,
+         classification.rebuild),
+    Step("rollup", rollup.after_import, rollup.after_revert, rollup.rebuild,
+         reports_counts=False),
+)
+NAMES = tuple(s.name for s in STEPS)
+
+
+def steps(names: Iterable[str] | None = None) -> list[Step]:
+    """The steps named (all by default), in :data:`STEPS` order."""
+    if names is None:
+        return list(STEPS)
+    wanted = set(names)
+    unknown = wanted - set(NAMES)
+    if unknown:
+        raise ValueError(f"no derived step {', '.join(sorted(unknown))}; steps: {', '.join(NAMES)}")
+    return [s for s in STEPS if s.name in wanted]
+
+
+def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Update derived tables for a newly merged batch; return counts for the batch."""
+    return _after_batch(conn, batch_id, "after_import")
+
+
+def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Update derived tables after a batch was reverted."""
+    return _after_batch(conn, batch_id, "after_revert")
+
+
+def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
+    """Run every step's ``hook`` for the batch, in :data:`STEPS` order; gather the counts of
+    the steps that report them; refresh planner statistics once at the end."""
+    counts: dict[str, int] = {}
+    for step in STEPS:
+        out = getattr(step, hook)(conn, batch_id)
+        if step.reports_counts:
+            counts |= out
+    dialect.refresh_statistics(conn)
+    return counts
+
+
+def rebuild(conn: Connection, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """Rebuild the named steps (all by default) from the current ledger, in order."""
+    out: dict[str, Any] = {}
+    for step in steps(names):
+        out |= step.rebuild(conn)
+    dialect.refresh_statistics(conn)
+    return out
+
+
+def after_registry_edit(conn: Connection) -> dict[str, Any]:
+    """Rebuild the steps that read the registry (the caller holds the ledger lock)."""
+    return rebuild(conn, [s.name for s in STEPS if s.reads_registry])
+
+

@@ -1,0 +1,341 @@
+"""Attribution in the database: load movements, apply the rule, store the parts.
+
+The rule itself is :mod:`fundtrack.derived.trail.engine`; this module only feeds it and writes
+what it returns into ``attribution``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, tuple_
+
+from fundtrack.db import dialect
+from fundtrack.db.base import current
+from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_lines, copy_text, drop_for_load, units_text
+from fundtrack.derived.trail import reach
+from fundtrack.derived.trail.config import TrailConfig
+from fundtrack.derived.trail.engine import (
+    ORIGINATOR,
+    Account,
+    Move,
+    Origin,
+    Part,
+    Parts,
+    attribute,
+    attribute_units,
+    given_parts,
+)
+from fundtrack.derived.trail.funds import pooled_refs
+from fundtrack.derived.trail.tables import Attribution, Movement
+from fundtrack.ledger import tables as m
+
+NO_INCOMING = "no incoming funds reported"
+BROKEN = "broken link"
+UNNAMED = "provider not named"
+NULL = "\\N"
+#: Organisation types whose money may start with them when they report no incoming funds:
+#: governments (10, 11, 15), multilaterals (40), foundations (60), private sector (70).
+ORIGINATOR_TYPES = {"10", "11", "15", "40", "60", "70"}
+EARMARKED = (2, 3, 4)
+
+
+def load_moves(conn: Connection, cfg: TrailConfig, where: Any = None) -> list[Move]:
+    """Movements (all, or those matching ``where``) as the engine's plain records."""
+    t = Movement.__table__
+    q = select(t.c.id, t.c.sort_key, t.c.src_org, t.c.src_activity, t.c.dst_org,
+               t.c.dst_activity, t.c.kind, t.c.amount, t.c.currency, t.c.amount_usd,
+               t.c.value_date, t.c.earmarking, t.c.recipient_country, t.c.sector_code)
+    if where is not None:
+        q = q.where(where)
+    by_year = cfg.period != "all"
+    return [_move(r.id, r.sort_key, r.src_org, r.src_activity, r.dst_org, r.dst_activity,
+                  r.kind, r.amount, r.currency, r.amount_usd, r.value_date, r.earmarking,
+                  r.recipient_country, r.sector_code, by_year)
+            for r in conn.execute(q.execution_options(yield_per=50_000))]
+
+
+def moves_from_rows(rows: list[dict[str, Any]], cfg: TrailConfig) -> list[Move]:
+    """The movement rows a full rebuild has just written, as the engine's records (the
+    same values :func:`load_moves` would read back)."""
+    by_year = cfg.period != "all"
+    return [_move(r["id"], r["sort_key"], r["src_org"], r["src_activity"], r["dst_org"],
+                  r["dst_activity"], r["kind"], r["amount"], r["currency"], r["amount_usd"],
+                  r["value_date"], r["earmarking"], r["recipient_country"], r["sector_code"],
+                  by_year) for r in rows]
+
+
+def _move(mid: int, key: str, src_org: str, src_act: str, dst_org: str, dst_act: str,
+          kind: str, amount: Any, currency: str | None, usd: Any, value_date: Any,
+          earmarking: int | None, country: str | None, sector: str | None,
+          by_year: bool) -> Move:
+    earmark = ((country, sector)
+               if earmarking in EARMARKED and (country or sector) else None)
+    return Move(id=mid, key=key, src=(src_org, src_act), dst=(dst_org, dst_act),
+                terminal=kind == "expenditure", amount=amount, currency=currency,
+                amount_usd=usd, period=value_date.year if (by_year and value_date) else 0,
+                earmark=earmark, country=country, sector=sector)
+
+
+def source_reasons(conn: Connection, accounts: Iterable[Account]) -> dict[Account, str]:
+    """Why money leaving an account with no inflows cannot be called its organisation's own."""
+    a, p = m.Activity.__table__, m.ParticipatingOrg.__table__
+    accounts = set(accounts)
+    idents = sorted({act for _, act in accounts if act})
+    reported: dict[str, set[str]] = defaultdict(set)
+    funded: set[tuple[str, str]] = set()
+    for i in range(0, len(idents), 1000):  # only the activities these accounts name
+        chunk = idents[i:i + 1000]
+        for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
+                                       .where(current(a),
+                                              a.c.iati_identifier.in_(chunk))):
+            reported[ident].add(org)
+        funded |= {tuple(r) for r in conn.execute(
+            select(a.c.reporting_org_ref, a.c.iati_identifier).distinct()
+            .select_from(p.join(a, a.c.id == p.c.activity_id))
+            .where(current(a), a.c.iati_identifier.in_(chunk),
+                   p.c.role == "1", p.c.ref.is_not(None), p.c.ref != a.c.reporting_org_ref,
+                   a.c.reporting_org_type.is_(None)
+                   | a.c.reporting_org_type.not_in(ORIGINATOR_TYPES))).all()}
+    pooled = pooled_refs(conn)
+    out: dict[Account, str] = {}
+    for acc in accounts:
+        org, act = acc
+        if not org:
+            out[acc] = UNNAMED
+        elif org in pooled:
+            out[acc] = NO_INCOMING
+        elif act and act not in reported:
+            out[acc] = BROKEN
+        elif act and (org, act) in funded:
+            out[acc] = NO_INCOMING
+    return out
+
+
+def _rows(parts: dict[int, list[Part]], currency: dict[int, str | None]) -> list[dict[str, Any]]:
+    rows = []
+    for mid, ps in parts.items():
+        cur = currency[mid]
+        for p in ps:
+            kind, name = p.origin
+            rows.append({"movement_id": mid,
+                         "originator_ref": name[:200] if kind == ORIGINATOR else None,
+                         "untraced_reason": None if kind == ORIGINATOR else name[:40],
+                         "amount": p.amount, "currency": cur, "amount_usd": p.amount_usd,
+                         "depth": p.depth})
+    return rows
+
+
+PART_COLS = "movement_id, originator_ref, untraced_reason, amount, currency, amount_usd, depth"
+
+
+def _part_lines(parts: dict[int, Parts], moves: dict[int, Move],
+                rollup: reach.Rollup | None = None) -> Iterator[str]:
+    """COPY text of every part, formatted straight from integer units (millions of rows:
+    no ``Decimal`` or dict per row). ``str(Decimal(u).scaleb(e))`` is the text the
+    ``Decimal`` rule wrote, so PostgreSQL stores the same value and scale. ``rollup``:
+    summed on the way, while the server parses what was sent."""
+    labels: dict[Origin, str] = {}
+    zero = "0"
+    for mid, ps in parts.items():
+        mv = moves[mid]
+        if rollup is not None:
+            rollup.add(mv, ps)
+        head = f"{mid}\t"
+        cur_txt = f"\t{copy_text(mv.currency)}\t"
+        if ps.given is not None:
+            for p in ps.given:
+                usd = NULL if p.amount_usd is None else str(p.amount_usd)
+                yield f"{head}{_label(labels, p.origin)}\t{p.amount}{cur_txt}{usd}\t{p.depth}\n"
+            continue
+        ae, ue = ps.a_exp, ps.u_exp
+        for o, a, u, d in ps.items:
+            amt = units_text(a, ae) if a else zero
+            if u is None:
+                usd = NULL
+            elif u == a and ue == ae:
+                usd = amt
+            else:
+                usd = units_text(u, ue) if u else zero
+            yield f"{head}{_label(labels, o)}\t{amt}{cur_txt}{usd}\t{d}\n"
+
+
+def _label(labels: dict[Origin, str], origin: Origin) -> str:
+    lab = labels.get(origin)
+    if lab is None:
+        kind, name = origin
+        lab = labels[origin] = (f"{copy_text(name[:200])}\t\\N" if kind == ORIGINATOR
+                                else f"\\N\t{copy_text(name[:40])}")
+    return lab
+
+
+def write(conn: Connection, parts: dict[int, list[Part]] | dict[int, Parts], moves: list[Move],
+          rollup: reach.Rollup | None = None) -> int:
+    """Store parts (``Decimal`` lists, or the engine's integer :class:`Parts`); ``rollup``:
+    add them to it too."""
+    by_id = {mv.id: mv for mv in moves}
+    units = {mid: ps if isinstance(ps, Parts) else given_parts(ps) for mid, ps in parts.items()}
+    if conn.dialect.name == "postgresql":
+        return copy_lines(conn, "attribution", PART_COLS, _part_lines(units, by_id, rollup))
+    if rollup is not None:
+        for mid, ps in units.items():
+            rollup.add(by_id[mid], ps)
+    currency = {mv.id: mv.currency for mv in moves}
+    rows = _rows({mid: ps.decimals() for mid, ps in units.items()}, currency)
+    for i in range(0, len(rows), 100_000):
+        bulk_insert(conn, Attribution.__table__, rows[i:i + 100_000])
+    return len(rows)
+
+
+def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] | None = None,
+            movement_builds: Rebuilds | None = None) -> dict[str, Any]:
+    """Attribute every movement from scratch, and rebuild the rollup from the parts.
+
+    ``moves``: all of them, if already at hand. ``movement_builds``: the movement table's
+    index builds still to run; the server runs them while the rule runs here in Python,
+    as it builds the attribution's indexes while the rollup is summed."""
+    cfg = cfg or TrailConfig()
+    t0 = time.perf_counter()
+    clear(conn)
+    if moves is None:
+        moves = load_moves(conn, cfg)
+    # a reason is asked for only where money originates: accounts no movement enters
+    entered = {mv.dst for mv in moves if not mv.terminal and mv.dst != mv.src}
+    reasons = source_reasons(conn, {mv.src for mv in moves} - entered)
+    builds = drop_for_load(conn, Attribution.__table__)  # PostgreSQL: millions of rows
+    reach_builds = reach.prepare(conn)
+    t1 = time.perf_counter()
+    if movement_builds is not None:
+        movement_builds.start()
+    try:
+        parts = attribute_units(moves, reasons)
+        t_rule = time.perf_counter()
+    finally:
+        if movement_builds is not None:
+            movement_builds.join()
+    t2 = time.perf_counter()
+    rollup = reach.Rollup()
+    n = write(conn, parts, moves, rollup)  # the rollup is summed while the server parses
+    del parts
+    t3 = time.perf_counter()
+    builds.start()
+    try:
+        rows = reach.text_rows(conn, rollup.rows())
+        del rollup
+        t_sums = time.perf_counter()
+    finally:
+        builds.join()
+    t4 = time.perf_counter()
+    n_reach = reach.load(conn, rows)
+    del rows
+    t5 = time.perf_counter()
+    reach_builds.run()
+    return {"attribution_parts": n, "reach_rows": n_reach,
+            "seconds_attribution_prepare": round(t1 - t0, 3),
+            "seconds_rule": round(t_rule - t1, 3),
+            "seconds_then_movement_indexes": round(t2 - t_rule, 3),
+            "seconds_attribution_copy_and_reach_sums": round(t3 - t2, 3),
+            "seconds_reach_rows": round(t_sums - t3, 3),
+            "seconds_then_attribution_indexes": round(t4 - t_sums, 3),
+            "seconds_reach_copy": round(t5 - t4, 3),
+            "seconds_reach_indexes": round(time.perf_counter() - t5, 3)}
+
+
+def clear(conn: Connection) -> None:
+    """Empty ``attribution`` (TRUNCATE on PostgreSQL: no per-row cascade work)."""
+    dialect.empty(conn, "attribution")
+
+
+def downstream(moves: list[Move], start: set[Account]) -> set[Account]:
+    """Accounts reachable downstream from ``start`` (including it), over loaded moves."""
+    succ: dict[Account, set[Account]] = defaultdict(set)
+    for mv in moves:
+        if not mv.terminal:
+            succ[mv.src].add(mv.dst)
+    seen = set(start)
+    stack = list(start)
+    while stack:
+        a = stack.pop()
+        for b in succ.get(a, ()):
+            if b not in seen:
+                seen.add(b)
+                stack.append(b)
+    return seen
+
+
+def _touching(accounts: list[Account], side: str) -> Any:
+    t = Movement.__table__
+    org, act = (t.c.src_org, t.c.src_activity) if side == "src" else (t.c.dst_org, t.c.dst_activity)
+    return tuple_(org, act).in_(accounts)
+
+
+def downstream_sql(conn: Connection, start: set[Account]) -> set[Account]:
+    """Accounts reachable downstream from ``start``, walked level by level on the
+    (src_org, src_activity) index: the ledger is never loaded whole."""
+    t = Movement.__table__
+    seen = set(start)
+    frontier = sorted(start)
+    while frontier:
+        nxt: set[Account] = set()
+        for i in range(0, len(frontier), 500):
+            for o, a in conn.execute(select(t.c.dst_org, t.c.dst_activity).distinct().where(
+                    t.c.kind != "expenditure", _touching(frontier[i:i + 500], "src"))):
+                if (o, a) not in seen:
+                    nxt.add((o, a))
+        seen |= nxt
+        frontier = sorted(nxt)
+    return seen
+
+
+def moves_around(conn: Connection, cfg: TrailConfig, accounts: set[Account]) -> list[Move]:
+    """Movements leaving or entering ``accounts`` (by index)."""
+    accs = sorted(accounts)
+    out: dict[int, Move] = {}
+    for i in range(0, len(accs), 500):
+        chunk = accs[i:i + 500]
+        for side in ("src", "dst"):
+            for mv in load_moves(conn, cfg, _touching(chunk, side)):
+                out[mv.id] = mv
+    return list(out.values())
+
+
+def load_parts(conn: Connection, movement_ids: Iterable[int]) -> dict[int, list[Part]]:
+    t = Attribution.__table__
+    out: dict[int, list[Part]] = defaultdict(list)
+    ids = sorted(set(movement_ids))
+    for i in range(0, len(ids), 1000):
+        for r in conn.execute(select(t).where(t.c.movement_id.in_(ids[i:i + 1000]))):
+            origin = ((ORIGINATOR, r.originator_ref) if r.originator_ref is not None
+                      else ("u", r.untraced_reason))
+            out[r.movement_id].append(Part(origin, r.amount, r.amount_usd, r.depth))
+    return out
+
+
+def update(conn: Connection, touched: set[Account], cfg: TrailConfig | None = None
+           ) -> dict[str, int]:
+    """Re-attribute only what lies downstream of ``touched`` accounts."""
+    cfg = cfg or TrailConfig()
+    closure = downstream_sql(conn, touched)
+    moves = moves_around(conn, cfg, closure)
+    t = Attribution.__table__
+    recompute = [mv for mv in moves if mv.src in closure]
+    outside_in = [mv.id for mv in moves if mv.dst in closure and mv.src not in closure
+                  and not mv.terminal]
+    fixed = load_parts(conn, outside_in)
+    # movements whose rows are missing (new movements from outside) are attributed anew
+    amounts = {mv.id: mv.amount for mv in moves}
+    missing = [mid for mid in outside_in if mid not in fixed and amounts[mid] != 0]
+    if missing:
+        return rebuild(conn, cfg)
+    ids = [mv.id for mv in recompute]
+    for i in range(0, len(ids), 1000):
+        conn.execute(delete(t).where(t.c.movement_id.in_(ids[i:i + 1000])))
+    reasons = source_reasons(conn, {mv.src for mv in recompute})
+    relevant = recompute + [mv for mv in moves if mv.id in fixed]
+    parts = attribute(relevant, reasons, fixed=fixed, compute=closure)
+    n = write(conn, parts, moves)
+    return {"attribution_parts": n, "reattributed_accounts": len(closure),
+            **reach.update(conn, closure)}

@@ -1,0 +1,638 @@
+"""Double counting: one canonical movement per piece of cash, whoever reported it.
+
+A donor's disbursement and the recipient's incoming funds for the same money become one
+movement (the disbursement is canonical, the incoming funds its mirror; both rows stay
+with their provenance). They are paired when
+
+1. *linked*: one names the other's activity (provider-/receiver-activity-id), the
+   organisations agree, and the amounts agree within the tolerance; or else
+2. *amount-date*: same provider and receiver organisation, amounts equal within the
+   tolerance, value dates within the window (:class:`~fundtrack.derived.trail.config.TrailConfig`);
+3. *lump*: after that, one report equal (within the tolerance) to the sum of 2-6 reports
+   on the other side, all within the window: one movement per report of the "many" side
+   (:func:`_lumps`).
+
+Pairing is greedy over content-sorted flows (closest date, then closest amount; lumps
+largest first), so the result does not depend on the order in which files were imported.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from fundtrack.db import dialect
+from fundtrack.db.base import current
+from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_dicts, drop_for_load, new_ids
+from fundtrack.derived.trail.config import TrailConfig
+from fundtrack.derived.trail.tables import Movement
+from fundtrack.ledger import tables as m
+from fundtrack.records import FlowKind
+
+CASH = (FlowKind.INCOMING_FUNDS, FlowKind.DISBURSEMENT, FlowKind.EXPENDITURE)
+
+
+@dataclass(slots=True)
+class CashFlow:
+    id: int
+    kind: FlowKind
+    src: tuple[str, str]
+    dst: tuple[str, str]
+    in_activity: bool
+    amount: Decimal
+    currency: str | None
+    amount_usd: Decimal | None
+    value_date: date | None
+    earmarking: int | None
+    country: str | None
+    sector: str | None
+    key: str
+
+
+def org_key(ref: str | None, name: str | None) -> str:
+    """An organisation's account name: its ref, else its reported name, else ''."""
+    if ref and ref.strip():
+        return ref.strip()
+    if name and name.strip():
+        return "name:" + " ".join(name.lower().split())[:190]
+    return ""
+
+
+def reported_activities(conn: Connection) -> dict[str, str]:
+    """{iati-identifier: reporting org} of current activities (smallest org ref if several)."""
+    a = m.Activity.__table__
+    out: dict[str, str] = {}
+    for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
+                                   .where(current(a))):
+        if ident not in out or org < out[ident]:
+            out[ident] = org
+    return out
+
+
+class ActivityOrgs(dict[str, str]):
+    """The same mapping as :func:`reported_activities`, loaded only for the identifiers
+    asked for (by index): an incremental update never reads every activity."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.asked: set[str] = set()
+
+    def ensure(self, idents: Iterable[str | None]) -> None:
+        a = m.Activity.__table__
+        todo = sorted({i.strip() for i in idents if i and i.strip()} - self.asked)
+        self.asked.update(todo)
+        for k in range(0, len(todo), 500):
+            for ident, org in self.conn.execute(
+                    select(a.c.iati_identifier, a.c.reporting_org_ref).where(
+                        current(a), a.c.iati_identifier.in_(todo[k:k + 500]))):
+                if ident not in self or org < self[ident]:
+                    self[ident] = org
+
+    def reported_by(self, orgs: list[str]) -> list[str]:
+        """Identifiers whose (smallest) reporter is one of ``orgs``."""
+        a = m.Activity.__table__
+        found: set[str] = set()
+        for k in range(0, len(orgs), 500):
+            found.update(self.conn.execute(select(a.c.iati_identifier).distinct().where(
+                current(a), a.c.reporting_org_ref.in_(orgs[k:k + 500])))
+                .scalars())
+        self.ensure(found)
+        wanted = set(orgs)
+        return sorted(i for i in found if self.get(i) in wanted)
+
+
+#: The columns :func:`_cash_flow` reads, in its order.
+_FLOW_COLS = ("id", "kind", "amount", "currency", "amount_usd", "value_date", "provider_ref",
+              "provider_name", "provider_activity_id", "receiver_ref", "receiver_name",
+              "receiver_activity_id", "reporting_org_ref", "external_id", "source_location",
+              "earmarking", "recipient_country", "sector_code")
+_KINDS = {k.name: k for k in FlowKind}
+
+
+def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
+                    ) -> list[CashFlow]:
+    """Current cash flows (all, or those matching ``where``) as plain records."""
+    f, a = m.Flow.__table__, m.Activity.__table__
+    if where is None and conn.dialect.name == "postgresql" and not isinstance(acts, ActivityOrgs):
+        return _all_cash_flows_pg(conn, acts)
+    q = (select(*(f.c[c] for c in _FLOW_COLS), a.c.iati_identifier,
+                a.c.reporting_org_ref.label("act_org"))
+         .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
+         .where(current(f), f.c.kind.in_(CASH)))
+    if where is not None:
+        q = q.where(where)
+    if isinstance(acts, ActivityOrgs):  # look up only the activities these flows name
+        rows = conn.execute(q).all()
+        acts.ensure(x for r in rows for x in (r.provider_activity_id, r.receiver_activity_id))
+        return [_cash_flow(r, acts) for r in rows]
+    return [_cash_flow(r, acts) for r in conn.execute(q.execution_options(yield_per=50_000))]
+
+
+def _all_cash_flows_pg(conn: Connection, acts: dict[str, str]) -> list[CashFlow]:
+    """Every current cash flow, read as plain tuples on the driver's cursor (a million rows:
+    no SQLAlchemy row or type processing per row)."""
+    cols = ", ".join(f"f.{c}" for c in _FLOW_COLS)
+    kinds = ", ".join(f"'{k.name}'" for k in CASH)
+    sql = (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref FROM flow f "
+           f"LEFT JOIN activity a ON a.id = f.activity_id "
+           f"WHERE f.superseded_by IS NULL AND f.kind IN ({kinds})")
+    raw = conn.connection.dbapi_connection
+    with raw.cursor(name="cash_flows") as cur:  # type: ignore[union-attr]
+        cur.itersize = 50_000
+        cur.execute(sql)
+        return [_cash_flow(r, acts) for r in cur]
+
+
+def _side(ref: str | None, name: str | None, act_id: str | None,
+          acts: dict[str, str]) -> tuple[str, str]:
+    act_id = (act_id or "").strip()
+    if act_id and act_id in acts:
+        return acts[act_id], act_id
+    return org_key(ref, name), act_id
+
+
+def _cash_flow(r: Any, acts: dict[str, str]) -> CashFlow:
+    """A row of :data:`_FLOW_COLS` + (activity identifier, its reporter) as a record."""
+    (fid, kind, amount, currency, usd, value_date, p_ref, p_name, p_act, r_ref, r_name, r_act,
+     reporter, external_id, location, earmarking, country, sector, ident, act_org) = r
+    kind = _KINDS.get(kind, kind)  # the driver's cursor gives the enum's name
+    provider = _side(p_ref, p_name, p_act, acts)
+    receiver = _side(r_ref, r_name, r_act, acts)
+    in_activity = ident is not None
+    if in_activity:
+        own = (act_org or reporter or "", ident)
+        if kind is FlowKind.INCOMING_FUNDS:
+            src, dst = provider, own
+        else:
+            src, dst = own, receiver
+    else:
+        src, dst = provider, receiver
+    if kind is FlowKind.EXPENDITURE:
+        dst = (dst[0], "")
+    key = "|".join((reporter or "", ident or "", external_id or "", str(value_date or ""),
+                    str(amount), currency or "", location or ""))
+    return CashFlow(fid, kind, src, dst, in_activity, amount, currency, usd, value_date,
+                    earmarking, country, sector, key)
+
+
+def _close(d: CashFlow, f: CashFlow, tol: Decimal) -> Decimal | None:
+    """Relative difference of two amounts if comparable, else None."""
+    if d.currency and d.currency == f.currency:
+        a, b = d.amount, f.amount
+    elif d.amount_usd is not None and f.amount_usd is not None:
+        a, b = d.amount_usd, f.amount_usd
+    else:
+        return None
+    big = max(abs(a), abs(b))
+    if big == 0:
+        return Decimal(0)
+    diff = abs(a - b) / big
+    return diff if diff <= tol else None
+
+
+def _linked(d: CashFlow, f: CashFlow) -> bool:
+    return bool((d.src[1] and d.src == f.src) or (f.dst[1] and d.dst == f.dst))
+
+
+@dataclass(slots=True)
+class Match:
+    """One movement made of two reports: ``canonical`` (the disbursement) counted for
+    ``amount``/``amount_usd``, ``mirror`` (the incoming funds) the other report of it."""
+
+    canonical: CashFlow
+    mirror: CashFlow
+    method: str
+    amount: Decimal
+    amount_usd: Decimal | None
+
+
+def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
+    """The matches (disbursement, incoming funds) that are one movement of money:
+    one-to-one first (linked, then amount-date), then lumps (:func:`_lumps`)."""
+    groups: dict[tuple[str, str], tuple[list[CashFlow], list[CashFlow]]] = defaultdict(
+        lambda: ([], []))
+    for fl in flows:
+        if fl.kind is FlowKind.DISBURSEMENT:
+            groups[(fl.src[0], fl.dst[0])][0].append(fl)
+        elif fl.kind is FlowKind.INCOMING_FUNDS:
+            groups[(fl.src[0], fl.dst[0])][1].append(fl)
+    pairs: list[Match] = []
+    for gkey in sorted(groups):
+        ds, fs = groups[gkey]
+        if not ds or not fs or not gkey[0] or not gkey[1]:
+            continue
+        ds.sort(key=lambda x: x.key)
+        fs.sort(key=lambda x: x.key)
+        taken: set[int] = set()
+        paired: set[int] = set()
+        for method in ("linked", "amount-date"):
+            for d in ds:
+                if d.id in paired:
+                    continue
+                best = None
+                for f in fs:
+                    if f.id in taken:
+                        continue
+                    linked = _linked(d, f)
+                    if method == "linked" and not linked:
+                        continue
+                    diff = _close(d, f, cfg.match_tolerance)
+                    if diff is None:
+                        continue
+                    days = (abs((d.value_date - f.value_date).days)
+                            if d.value_date and f.value_date else 10**6)
+                    if method == "amount-date" and days > cfg.match_window_days:
+                        continue
+                    score = (days, diff, f.key)
+                    if best is None or score < best[0]:
+                        best = (score, f)
+                if best is not None:
+                    f = best[1]
+                    taken.add(f.id)
+                    paired.add(d.id)
+                    pairs.append(Match(d, f, method, d.amount, d.amount_usd))
+        if len(paired) < len(ds) and len(taken) < len(fs):  # leftovers on both sides
+            pairs.extend(_lumps([d for d in ds if d.id not in paired],
+                                [f for f in fs if f.id not in taken], cfg))
+    return pairs
+
+
+# Lump matching: bounds of the subset search (per record on the "one" side)
+LUMP_MAX_PARTS = 6         # at most this many records on the "many" side
+LUMP_MAX_CANDIDATES = 16   # the records closest in date are tried, no others
+LUMP_MAX_STEPS = 5_000     # search nodes; the best sum found within them wins
+
+
+def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Match]:
+    """One report on one side matched to several on the other (same provider and receiver).
+
+    Run on what one-to-one pairing left in a group. Each leftover record, largest first
+    (USD, then amount, then content key), is matched to the set of 2..``LUMP_MAX_PARTS``
+    leftover records of the other side whose sum equals it within the tolerance, all
+    dated within the window of it, none naming an activity the record contradicts. Of
+    the sets that fit, the closest sum wins, then the fewest records, then the closest
+    dates, then the smallest content keys: content only, so import order never matters.
+    A disbursement matched to several incoming funds is split among them in proportion
+    (largest remainder, exact); several disbursements matched to one incoming funds each
+    keep their amount.
+    """
+    left = [x for x in ds + fs if x.amount > 0 and x.value_date is not None]
+    sides: dict[FlowKind, list[CashFlow]] = {FlowKind.DISBURSEMENT: [], FlowKind.INCOMING_FUNDS: []}
+    for x in left:
+        sides[x.kind].append(x)
+    if not all(sides.values()):
+        return []
+    for recs in sides.values():
+        recs.sort(key=lambda x: (x.value_date, x.key))
+    days = {k: [x.value_date for x in recs] for k, recs in sides.items()}
+    window = timedelta(days=cfg.match_window_days)
+    left.sort(key=lambda x: (x.amount_usd is None, -(x.amount_usd or 0), -x.amount, x.key))
+    used: set[int] = set()
+    out: list[Match] = []
+    for t in left:
+        if t.id in used:
+            continue
+        kind = (FlowKind.INCOMING_FUNDS if t.kind is FlowKind.DISBURSEMENT
+                else FlowKind.DISBURSEMENT)
+        others = _nearest(t, sides[kind], days[kind], window, used)
+        if len(others) < 2:
+            continue
+        found = _best_subset(t, others, cfg.match_tolerance)
+        if found is None:
+            continue
+        used.add(t.id)
+        used.update(o.id for o in found[0])
+        out.extend(_lump_matches(t, found[0], found[1]))
+    return out
+
+
+def _nearest(t: CashFlow, recs: list[CashFlow], days: list[date], window: timedelta,
+             used: set[int]) -> list[CashFlow]:
+    """Up to ``LUMP_MAX_CANDIDATES`` usable records of ``recs`` (sorted by date, key)
+    closest in date to ``t``, within the window: walked outwards from t's date, so the
+    cost does not grow with the size of the group."""
+    when: date = t.value_date  # type: ignore[assignment]
+    first, last = bisect_left(days, when - window), bisect_right(days, when + window)
+    j = bisect_left(days, when)
+    i = j - 1
+    out: list[CashFlow] = []
+    while len(out) < LUMP_MAX_CANDIDATES and (i >= first or j < last):
+        if j >= last or (i >= first and when - days[i] <= days[j] - when):
+            o, i = recs[i], i - 1
+        else:
+            o, j = recs[j], j + 1
+        if o.id not in used and _consistent(t, o):
+            out.append(o)
+    return out
+
+
+def _consistent(a: CashFlow, b: CashFlow) -> bool:
+    """Neither names an activity at either end that the other contradicts."""
+    return not ((a.src[1] and b.src[1] and a.src != b.src)
+                or (a.dst[1] and b.dst[1] and a.dst != b.dst))
+
+
+def _best_subset(t: CashFlow, others: list[CashFlow], tol: Decimal
+                 ) -> tuple[list[CashFlow], bool] | None:
+    """(records, compared in USD) whose sum matches ``t`` best, or None."""
+    same = [o for o in others if t.currency and o.currency == t.currency]
+    tries: list[tuple[list[CashFlow], bool]] = [(same, False)]
+    if t.amount_usd is not None and len(same) < len(others):
+        tries.append(([o for o in others if o.amount_usd is not None], True))
+    for cands, usd in tries:
+        if len(cands) < 2:
+            continue
+        target = t.amount_usd if usd else t.amount
+        assert target is not None
+        got = _search(t, cands, target, tol, usd)
+        if got is not None:
+            return got, usd
+    return None
+
+
+def _search(t: CashFlow, cands: list[CashFlow], target: Decimal, tol: Decimal, usd: bool
+            ) -> list[CashFlow] | None:
+    """Bounded depth-first search over ``cands`` (largest first) for the best-fitting set.
+
+    A branch ends as soon as its slots left, filled with the largest values left, cannot
+    reach the target, or its sum passes it; at most ``LUMP_MAX_STEPS`` nodes are visited.
+    """
+    def val(o: CashFlow) -> Decimal:
+        v = o.amount_usd if usd else o.amount
+        assert v is not None
+        return v
+
+    items = sorted((o for o in cands if val(o) > 0), key=lambda o: (-val(o), o.key))
+    vals = [val(o) for o in items]
+    lo, hi = target * (1 - tol), (target / (1 - tol) if tol < 1 else target * 10**9)
+    prefix = [Decimal(0)]
+    for v in vals:
+        prefix.append(prefix[-1] + v)
+    n = len(vals)
+    best: list[Any] = [None, None]  # score, records
+    steps = [0]
+    chosen: list[int] = []
+
+    def visit(start: int, total: Decimal) -> None:
+        slots = LUMP_MAX_PARTS - len(chosen)
+        for i in range(start, n):
+            if steps[0] >= LUMP_MAX_STEPS:
+                return
+            steps[0] += 1
+            if total + prefix[min(n, i + slots)] - prefix[i] < lo:
+                return  # the largest values left cannot reach the target
+            s = total + vals[i]
+            if s > hi:
+                continue  # too big; smaller ones follow
+            chosen.append(i)
+            if len(chosen) >= 2 and s >= lo:
+                recs = [items[k] for k in chosen]
+                diff = abs(s - target) / max(s, target)
+                days = sum(abs((r.value_date - t.value_date).days) for r in recs)  # type: ignore[operator]
+                score = (diff, len(recs), days, sorted(r.key for r in recs))
+                if diff <= tol and (best[0] is None or score < best[0]):
+                    best[0], best[1] = score, recs
+            if slots > 1:
+                visit(i + 1, s)
+            chosen.pop()
+
+    visit(0, Decimal(0))
+    return best[1]
+
+
+def _lump_matches(t: CashFlow, parts: list[CashFlow], usd: bool) -> list[Match]:
+    parts = sorted(parts, key=lambda o: o.key)
+    if t.kind is FlowKind.INCOMING_FUNDS:  # several tranches, one receipt
+        return [Match(d, t, "lump", d.amount, d.amount_usd) for d in parts]
+    weights = [(o.amount_usd if usd else o.amount) or Decimal(0) for o in parts]
+    amounts = split_exact(t.amount, weights)
+    usds = (split_exact(t.amount_usd, weights) if t.amount_usd is not None
+            else [None] * len(parts))
+    return [Match(t, f, "lump", a, u) for f, a, u in zip(parts, amounts, usds, strict=True)]
+
+
+def split_exact(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
+    """``total`` split in proportion to ``weights`` (positive), to the cent or the total's
+    finer unit: floors, then the units left to the largest remainders (earliest first on
+    ties), so the parts sum exactly to ``total``."""
+    e = min(-2, int(total.normalize().as_tuple().exponent))  # type: ignore[arg-type]
+    units = int(total.scaleb(-e))
+    we = min(int(w.normalize().as_tuple().exponent) for w in weights)  # type: ignore[arg-type]
+    ws = [int(w.scaleb(-we)) for w in weights]
+    whole = sum(ws)
+    floors = [units * w // whole for w in ws]
+    rest = units - sum(floors)
+    order = sorted(range(len(ws)), key=lambda i: (-(units * ws[i] % whole), i))
+    for i in order[:rest]:
+        floors[i] += 1
+    return [Decimal(u).scaleb(e) for u in floors]
+
+
+def _specific(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
+    return a if a[1] or not b[1] else b
+
+
+def build_rows(flows: list[CashFlow], cfg: TrailConfig) -> list[dict[str, Any]]:
+    """Movement rows (without ids) for these cash flows."""
+    pairs = pair(flows, cfg)
+    rows = []
+    for p in pairs:
+        rows.append(_row(p.canonical, p.mirror, p.method, _specific(p.canonical.src, p.mirror.src),
+                         _specific(p.mirror.dst, p.canonical.dst), p.amount, p.amount_usd))
+    matched = {p.canonical.id for p in pairs} | {p.mirror.id for p in pairs}
+    for fl in flows:
+        if fl.id in matched:
+            continue
+        rows.append(_row(fl, None, "single", fl.src, fl.dst, fl.amount, fl.amount_usd))
+    return rows
+
+
+def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str],
+         dst: tuple[str, str], amount: Decimal, amount_usd: Decimal | None) -> dict[str, Any]:
+    other = mirror or c
+    return {
+        "flow_id": c.id, "mirror_flow_id": mirror.id if mirror else None, "method": method,
+        "kind": "expenditure" if c.kind is FlowKind.EXPENDITURE else "transfer",
+        "src_org": src[0][:200], "src_activity": src[1][:300],
+        "dst_org": dst[0][:200], "dst_activity": dst[1][:300],
+        "amount": amount, "currency": c.currency, "amount_usd": amount_usd,
+        "value_date": c.value_date, "earmarking": c.earmarking or other.earmarking,
+        "recipient_country": c.country or other.country, "sector_code": c.sector or other.sector,
+        # a lump is several movements of one report: each keeps a key of its own
+        "sort_key": c.key + "|" + other.key if method == "lump" else c.key,
+    }
+
+
+def rebuild(conn: Connection, cfg: TrailConfig | None = None,
+            keep: list[dict[str, Any]] | None = None, pending: list[Rebuilds] | None = None
+            ) -> dict[str, Any]:
+    """Rebuild every movement from the current ledger (``keep``: receives the rows written,
+    so the attribution that follows need not read them back; ``pending``: receives the
+    table's index builds instead of running them)."""
+    cfg = cfg or TrailConfig()
+    # attribution first: on SQLite its rows go with the movements they point at.
+    dialect.empty(conn, "attribution", "movement")
+    t0 = time.perf_counter()
+    acts = reported_activities(conn)
+    flows = load_cash_flows(conn, acts)
+    t1 = time.perf_counter()
+    rows = build_rows(flows, cfg)
+    del flows
+    t2 = time.perf_counter()
+    builds = drop_for_load(conn, Movement.__table__)
+    write(conn, rows)
+    if pending is not None:  # the caller starts them when it has Python work to overlap
+        pending.append(builds)
+    else:
+        builds.run()
+    if keep is not None:
+        keep.extend(rows)
+    return {"movements": len(rows), "double_counted": sum(1 for r in rows if r["mirror_flow_id"]),
+            "seconds_movements_load": round(t1 - t0, 3), "seconds_movements_pair": round(t2 - t1, 3),
+            "seconds_movements_write": round(time.perf_counter() - t2, 3)}
+
+
+def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Give the rows ids and store them (PostgreSQL: one COPY stream of text lines)."""
+    for r, i in zip(rows, new_ids(conn, "movement", len(rows)), strict=True):
+        r["id"] = i
+    if conn.dialect.name == "postgresql" and rows:
+        copy_dicts(conn, "movement", rows, MOVEMENT_COLS)
+        return
+    for i in range(0, len(rows), 50_000):
+        bulk_insert(conn, Movement.__table__, rows[i:i + 50_000])
+
+
+MOVEMENT_COLS = [c.name for c in Movement.__table__.columns]
+
+
+def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
+                   ) -> list[CashFlow] | None:
+    """Every current cash flow that can fall in a group of ``orgs`` (None: cannot narrow).
+
+    A flow's two sides are its activity's reporter, its provider/receiver ref, or the
+    reporter of the activity it names; each is matched here. Organisations known only by
+    name cannot be looked up by an index, so then the caller loads everything. The empty
+    organisation (a side nobody named) is skipped: such groups are never paired, and the
+    flows of each are found through the group's other, named side.
+    """
+    # '' (nobody named) never pairs: its groups are rebuilt from the named side's flows
+    orgs = {o for o in orgs if o}
+    if any(o.startswith("name:") for o in orgs):
+        return None
+    f, a = m.Flow.__table__, m.Activity.__table__
+    out: list[CashFlow] = []
+    seen: set[int] = set()
+    refs = sorted(orgs)
+    named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
+             else sorted(i for i, o in acts.items() if o in orgs))
+    for i in range(0, len(refs), 500):
+        chunk = refs[i:i + 500]
+        own = select(a.c.id).where(a.c.reporting_org_ref.in_(chunk))
+        for fl in load_cash_flows(conn, acts, f.c.reporting_org_ref.in_(chunk)
+                                  | f.c.provider_ref.in_(chunk) | f.c.receiver_ref.in_(chunk)
+                                  | f.c.activity_id.in_(own)):
+            if fl.id not in seen:
+                seen.add(fl.id)
+                out.append(fl)
+    for i in range(0, len(named), 500):
+        chunk = named[i:i + 500]
+        for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
+                                  | f.c.receiver_activity_id.in_(chunk)):
+            if fl.id not in seen:
+                seen.add(fl.id)
+                out.append(fl)
+    return out
+
+
+def _old_movements(conn: Connection, flow_ids: set[int]) -> list[Any]:
+    t = Movement.__table__
+    ids = sorted(flow_ids)
+    rows: dict[int, Any] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        for r in conn.execute(select(t.c.id, t.c.flow_id, t.c.mirror_flow_id, t.c.src_org,
+                                     t.c.src_activity, t.c.dst_org, t.c.dst_activity)
+                              .where(t.c.flow_id.in_(chunk) | t.c.mirror_flow_id.in_(chunk))):
+            rows[r.id] = r
+    return list(rows.values())
+
+
+def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
+           ) -> tuple[dict[str, int], set[tuple[str, str]]]:
+    """Incremental: rebuild the movements of the organisation pairs a batch touched.
+
+    Only the flows of those pairs are loaded (by index), not the ledger. Returns counts
+    and the accounts whose money may have changed (for attribution).
+    """
+    cfg = cfg or TrailConfig()
+    f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
+    acts = ActivityOrgs(conn)
+    gone_ids = set(conn.execute(select(f.c.id).where(f.c.superseded_by == batch_id)).scalars())
+    idents = sorted(set(conn.execute(select(a.c.iati_identifier).where(
+        (a.c.batch_id == batch_id) | (a.c.superseded_by == batch_id))).scalars()))
+    seed: dict[int, CashFlow] = {fl.id: fl for fl in load_cash_flows(
+        conn, acts, f.c.batch_id == batch_id)}
+    for i in range(0, len(idents), 500):
+        chunk = idents[i:i + 500]
+        cur_acts = select(a.c.id).where(a.c.iati_identifier.in_(chunk),
+                                        current(a))
+        for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
+                                  | f.c.receiver_activity_id.in_(chunk)
+                                  | f.c.activity_id.in_(cur_acts)):
+            seed[fl.id] = fl
+    groups = {(fl.src[0], fl.dst[0]) for fl in seed.values()}
+    by_group: dict[tuple[str, str], dict[int, CashFlow]] = defaultdict(dict)
+    for fl in seed.values():
+        by_group[(fl.src[0], fl.dst[0])][fl.id] = fl
+    loaded: set[str] = set()
+    everything = False
+    dead: dict[int, Any] = {}
+    while True:
+        orgs = {o for g in groups for o in g} - loaded
+        if orgs and not everything:
+            got = _flows_of_orgs(conn, acts, orgs)
+            if got is None:
+                everything = True
+                acts = reported_activities(conn)  # every flow: every activity
+                got = load_cash_flows(conn, acts)
+            loaded |= orgs
+            for fl in got:
+                by_group[(fl.src[0], fl.dst[0])][fl.id] = fl
+        members = {i for g in groups for i in by_group.get(g, {})}
+        grew = False
+        for r in _old_movements(conn, members | gone_ids):
+            if r.id in dead:
+                continue
+            dead[r.id] = r
+            g = (r.src_org, r.dst_org)
+            if g not in groups:
+                groups.add(g)
+                grew = True
+        if not grew:
+            break
+    members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, {}).values()]
+    dead_ids = sorted(dead)
+    for i in range(0, len(dead_ids), 1000):
+        conn.execute(delete(t).where(t.c.id.in_(dead_ids[i:i + 1000])))
+    rows = build_rows(members_flows, cfg)
+    write(conn, rows)
+    touched: set[tuple[str, str]] = set()
+    for r in dead.values():
+        touched.update({(r.src_org, r.src_activity), (r.dst_org, r.dst_activity)})
+    for r in rows:
+        touched.update({(r["src_org"], r["src_activity"]), (r["dst_org"], r["dst_activity"])})
+    ident_set = set(idents)
+    for fl in seed.values():
+        if fl.src[1] in ident_set:
+            touched.add(fl.src)
+    return {"movements": len(rows), "movements_replaced": len(dead)}, touched

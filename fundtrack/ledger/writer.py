@@ -1,0 +1,490 @@
+"""Writing to the ledger: bulk loading a batch, the set-based merge, and revert.
+
+This module knows tables, not file formats. :class:`LedgerWriter` turns canonical
+records into rows and writes them in bulk inside the caller's transaction: PostgreSQL
+gets ``COPY``, SQLite multi-row ``INSERT``. :func:`supersede` then marks, in a handful
+of set-based statements, the rows of earlier batches that this batch replaces.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    delete,
+    exists,
+    select,
+    update,
+)
+from sqlalchemy.orm import aliased
+
+from fundtrack.config import get_settings
+from fundtrack.db import dialect
+from fundtrack.db.base import current
+from fundtrack.db.bulk import IdAllocator, bulk_insert
+from fundtrack.db.metadata import metadata
+from fundtrack.ledger import tables as m
+from fundtrack.ledger.fx import to_usd
+from fundtrack.records import (
+    ActivityRecord,
+    BudgetRecord,
+    FlowRecord,
+    Issue,
+    OrganisationRecord,
+    OrgRef,
+    Severity,
+)
+
+FLUSH_ROWS = 4_000
+MAX_REF = 200
+
+
+#: Key of the PostgreSQL advisory lock that serialises writers to the ledger.
+LEDGER_LOCK_KEY = 1325_2000
+
+
+def lock_ledger(conn: Connection) -> None:
+    """Serialise ledger writers (imports, reverts, recomputes) until the transaction ends.
+
+    Without it two concurrent uploads of the same file could both pass the sha256 check,
+    and two versions of one activity could both stay current. PostgreSQL: a transaction-
+    scoped advisory lock (readers are never blocked). SQLite: the ``BEGIN IMMEDIATE`` that
+    starts every write transaction already holds the database's write lock.
+
+    Writers also leave the API's statement timeout (set per connection for queries) for
+    ``FUNDTRACK_WRITE_STATEMENT_TIMEOUT_MS`` (default none) until the transaction ends, so
+    an upload through the API is not cancelled half-way through refreshing derived tables,
+    nor while it waits here for another writer.
+    """
+    dialect.writers_lock(conn, LEDGER_LOCK_KEY, get_settings().write_statement_timeout_ms)
+
+
+def _ref(org: OrgRef | None) -> str | None:
+    if org is None or not org.ref:
+        return None
+    return org.ref.strip()[:MAX_REF] or None
+
+
+class LedgerWriter:
+    """Buffers the rows of one batch and writes them in bulk.
+
+    Writes run on one background thread while the importer goes on parsing, so database
+    time overlaps parse time (both drivers release the GIL while the server works). At
+    most one write is in flight; a lock keeps the connection to one thread at a time.
+    Call :meth:`close` in all cases before the transaction ends.
+    """
+
+    order = (
+        m.Activity.__table__, m.ActivityCountry.__table__, m.ActivityRegion.__table__,
+        m.ActivitySector.__table__, m.PolicyMarker.__table__, m.ParticipatingOrg.__table__,
+        m.RelatedActivity.__table__, m.ActivityTag.__table__, m.Flow.__table__,
+        m.FlowPolicyMarker.__table__, m.FlowParent.__table__,
+        m.Budget.__table__,
+    )
+
+    def __init__(self, conn: Connection, batch_id: int) -> None:
+        self.conn = conn
+        self.batch_id = batch_id
+        self.lock = threading.Lock()
+        self.ids = IdAllocator(conn, self.lock)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self.in_flight: Future[None] | None = None
+        self.rows: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+        self.pending = 0
+        self.counts: dict[str, int] = Counter(activities=0, flows=0, budgets=0,
+                                              flows_without_usd=0)
+        self.orgs: dict[str, dict[str, Any]] = {}
+        self.org_records: dict[str, OrganisationRecord] = {}
+        self.described_orgs: set[str] = set()
+        self.no_rate: Counter[str] = Counter()
+        #: Flows without a value date: no ECB rate can be looked up (not the ECB's fault).
+        self.undated: Counter[str] = Counter()
+        self.issues: list[Issue] = []
+
+    # -- records -> rows -----------------------------------------------------------------
+
+    def _add(self, table: Table, row: dict[str, Any]) -> None:
+        self.rows[table].append(row)
+        self.pending += 1
+
+    def _org(self, org: OrgRef | None) -> None:
+        ref = _ref(org)
+        if ref is None or org is None:
+            return
+        known = self.orgs.get(ref)
+        if known is None:
+            self.orgs[ref] = {"ref": ref, "name": org.name, "type": org.type}
+        else:
+            known["name"] = known["name"] or org.name
+            known["type"] = known["type"] or org.type
+
+    def add_activity(self, a: ActivityRecord) -> None:
+        aid = self.ids.take("activity")
+        self._org(a.reporting_org)
+        self._add(m.Activity.__table__, {
+            "id": aid, "batch_id": self.batch_id, "superseded_by": None,
+            "iati_identifier": a.identifier[:300], "reporting_org_ref": _ref(a.reporting_org) or "",
+            "reporting_org_name": a.reporting_org.name, "reporting_org_type": a.reporting_org.type,
+            "title": a.title, "description": a.description, "status": a.status,
+            "start_planned": a.start_planned, "start_actual": a.start_actual,
+            "end_planned": a.end_planned, "end_actual": a.end_actual,
+            "default_currency": a.default_currency, "humanitarian": a.humanitarian,
+            "hierarchy": a.hierarchy, "last_updated": (a.last_updated or "")[:40] or None,
+            "iati_version": (a.version or "")[:10] or None, "source_location": a.location,
+        })
+        for c in a.recipient_countries:
+            self._add(m.ActivityCountry.__table__, {
+                "activity_id": aid, "code": c.code[:10], "percentage": c.percentage})
+        for r in a.recipient_regions:
+            self._add(m.ActivityRegion.__table__, {
+                "activity_id": aid, "vocabulary": r.vocabulary, "code": r.code[:20],
+                "percentage": r.percentage})
+        for s in a.sectors:
+            self._add(m.ActivitySector.__table__, {
+                "activity_id": aid, "vocabulary": s.vocabulary, "code": s.code[:60],
+                "percentage": s.percentage})
+        for p in a.policy_markers:
+            self._add(m.PolicyMarker.__table__, {
+                "activity_id": aid, "vocabulary": p.vocabulary[:10], "code": p.code[:20],
+                "significance": (p.significance or None) and p.significance[:10]})
+        for o in a.participating_orgs:
+            self._org(o)
+            self._add(m.ParticipatingOrg.__table__, {
+                "activity_id": aid, "ref": _ref(o), "name": o.name, "role": o.role,
+                "type": o.type, "activity_ref": (o.activity_id or "")[:300] or None})
+        for tag in a.tags:
+            self._add(m.ActivityTag.__table__, {
+                "activity_id": aid, "vocabulary": tag.vocabulary, "code": tag.code[:100]})
+        for rtype, ref in a.related_activities:
+            self._add(m.RelatedActivity.__table__, {
+                "activity_id": aid, "type": rtype or None, "ref": ref[:300]})
+        self.counts["activities"] += 1
+        for f in a.flows:
+            self.add_flow(f, aid, a.reporting_org)
+        for b in a.budgets:
+            self.add_budget(b, aid, None)
+        self._maybe_flush()
+
+    def add_flow(self, f: FlowRecord, activity_id: int | None,
+                 reporting_org: OrgRef | None = None) -> None:
+        reporting_org = reporting_org or f.reporting_org
+        self._org(reporting_org)
+        self._org(f.provider)
+        self._org(f.receiver)
+        conv = to_usd(f.amount, f.currency, f.value_date, f.usd_rate, f.usd_amount)
+        if conv is None:
+            self.counts["flows_without_usd"] += 1
+            if f.value_date is None and f.usd_rate is None and f.usd_amount is None:
+                self.undated[f.currency or "(none)"] += 1
+            else:
+                self.no_rate[f.currency or "(none)"] += 1
+        fid = self.ids.take("flow")
+        self._add(m.Flow.__table__, {
+            "id": fid, "batch_id": self.batch_id, "superseded_by": None,
+            "activity_id": activity_id, "reporting_org_ref": _ref(reporting_org),
+            "external_id": (f.external_id or "")[:200] or None, "ref": f.ref,
+            "kind": f.kind, "amount": f.amount, "currency": f.currency,
+            "value_date": f.value_date, "transaction_date": f.transaction_date,
+            "amount_usd": conv.amount_usd if conv else None,
+            "usd_rate": conv.rate if conv else None,
+            "usd_rate_date": conv.rate_date if conv else None,
+            "usd_rate_source": conv.source if conv else None,
+            "provider_ref": _ref(f.provider), "provider_name": f.provider.name,
+            "provider_activity_id": (f.provider.activity_id or "")[:300] or None,
+            "receiver_ref": _ref(f.receiver), "receiver_name": f.receiver.name,
+            "receiver_activity_id": (f.receiver.activity_id or "")[:300] or None,
+            "sector_vocabulary": f.sector.vocabulary if f.sector else None,
+            "sector_code": f.sector.code[:60] if f.sector else None,
+            "recipient_country": f.recipient_country, "recipient_region": f.recipient_region,
+            "aid_type": f.aid_type, "earmarking": f.earmarking, "flow_type": f.flow_type,
+            "finance_type": f.finance_type, "tied_status": f.tied_status,
+            "disbursement_channel": f.disbursement_channel, "humanitarian": f.humanitarian,
+            "description": f.description, "extra": f.extra or None,
+            "source_location": f.location,
+        })
+        for pm in f.policy_markers:
+            self._add(m.FlowPolicyMarker.__table__, {
+                "flow_id": fid, "vocabulary": pm.vocabulary[:10], "code": pm.code[:20],
+                "significance": (pm.significance or None) and pm.significance[:10]})
+        for parent in f.parent_external_ids:
+            self._add(m.FlowParent.__table__, {"flow_id": fid, "parent_external_id": parent[:200]})
+        self.counts["flows"] += 1
+        if activity_id is None:
+            self._maybe_flush()
+
+    def add_budget(self, b: BudgetRecord, activity_id: int | None, org_ref: str | None) -> None:
+        conv = to_usd(b.amount, b.currency, b.value_date or b.period_start)
+        self._add(m.Budget.__table__, {
+            "batch_id": self.batch_id, "superseded_by": None, "activity_id": activity_id,
+            "organisation_ref": org_ref, "kind": b.kind, "budget_type": b.budget_type,
+            "status": b.status, "period_start": b.period_start, "period_end": b.period_end,
+            "value_date": b.value_date, "amount": b.amount, "currency": b.currency,
+            "amount_usd": conv.amount_usd if conv else None,
+            "usd_rate": conv.rate if conv else None,
+            "usd_rate_date": conv.rate_date if conv else None,
+            "usd_rate_source": conv.source if conv else None,
+            "provider_ref": _ref(b.provider), "receiver_ref": _ref(b.receiver),
+            "receiver_name": b.receiver.name if b.receiver else None,
+            "recipient_country": b.recipient_country, "recipient_region": b.recipient_region,
+            "source_location": b.location,
+        })
+        self.counts["budgets"] += 1
+
+    def add_organisation(self, o: OrganisationRecord) -> None:
+        ref = o.ref.strip()[:MAX_REF]
+        self.org_records[ref] = o
+        self.described_orgs.add(ref)
+        self._org(OrgRef(ref=ref, name=o.name, type=o.type))
+        self._org(o.reporting_org)
+        for b in o.budgets:
+            self.add_budget(b, None, ref)
+        self._maybe_flush()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _maybe_flush(self) -> None:
+        if self.pending >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the buffered rows to the writer thread (after the previous write is done)."""
+        batch = [(t, self.rows.pop(t)) for t in self.order if self.rows.get(t)]
+        self.pending = 0
+        self.wait()
+        if batch:
+            self.in_flight = self.executor.submit(self._write, batch)
+
+    def _write(self, batch: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+        with self.lock:
+            for table, rows in batch:
+                bulk_insert(self.conn, table, rows)
+
+    def wait(self) -> None:
+        """Block until the write in flight is done; re-raise its error."""
+        if self.in_flight is not None:
+            future, self.in_flight = self.in_flight, None
+            future.result()
+
+    def close(self) -> None:
+        """Stop the writer thread; safe to call twice and after an error."""
+        try:
+            if self.in_flight is not None:
+                self.in_flight.exception()
+        finally:
+            self.in_flight = None
+            self.executor.shutdown(wait=True)
+
+    def finish(self) -> None:
+        """Write what is buffered and report, once per currency, flows left without USD."""
+        self.flush()
+        self.wait()
+        for currency, n in sorted(self.no_rate.items()):
+            self.issues.append(Issue(
+                Severity.WARNING,
+                f"{n} flow(s) in {currency} have no USD rate (no rate in the report and no ECB "
+                "reference rate for that currency and date); their USD amount is left empty",
+                "", "no-usd-rate"))
+        for currency, n in sorted(self.undated.items()):
+            self.issues.append(Issue(
+                Severity.WARNING,
+                f"{n} flow(s) in {currency} have no value date, so no exchange rate could be "
+                "looked up (and the report gives none); their USD amount is left empty",
+                "", "no-usd-rate"))
+        self.no_rate.clear()
+        self.undated.clear()
+
+    def upsert_organisations(self) -> int:
+        """Add organisations first seen in this batch; update those it describes itself."""
+        org = m.Organisation.__table__
+        refs = sorted(self.orgs)
+        existing: set[str] = set()
+        for i in range(0, len(refs), 500):
+            chunk = refs[i:i + 500]
+            existing.update(self.conn.execute(select(org.c.ref).where(org.c.ref.in_(chunk)))
+                            .scalars())
+        new_rows = [
+            {"ref": r, "name": self.orgs[r]["name"], "type": (self.orgs[r]["type"] or "")[:10]
+             or None, "is_womens_rights_org": False, "is_pooled_fund": False}
+            for r in refs if r not in existing
+        ]
+        bulk_insert(self.conn, org, new_rows)
+        # What the registry held before, so a revert can put it back (or remove what
+        # this batch added).
+        changes = [{"batch_id": self.batch_id, "org_ref": r, "existed": False, "name": None,
+                    "type": None, "default_currency": None, "prior_batch_id": None}
+                   for r in refs if r not in existing]
+        described = sorted(set(self.org_records) & existing)
+        for i in range(0, len(described), 500):
+            for row in self.conn.execute(
+                    select(org.c.ref, org.c.name, org.c.type, org.c.default_currency,
+                           org.c.batch_id).where(org.c.ref.in_(described[i:i + 500]))):
+                changes.append({"batch_id": self.batch_id, "org_ref": row.ref, "existed": True,
+                                "name": row.name, "type": row.type,
+                                "default_currency": row.default_currency,
+                                "prior_batch_id": row.batch_id})
+        bulk_insert(self.conn, m.BatchOrgChange.__table__, changes)
+        for ref, rec in self.org_records.items():
+            values = {"batch_id": self.batch_id}
+            if rec.name:
+                values["name"] = rec.name
+            if rec.type:
+                values["type"] = rec.type[:10]
+            if rec.default_currency:
+                values["default_currency"] = rec.default_currency[:3]
+            self.conn.execute(update(org).where(org.c.ref == ref).values(**values))
+        self.counts["new_organisations"] = len(new_rows)
+        return len(self.org_records)
+
+
+def supersede(conn: Connection, batch_id: int, described_orgs: set[str]) -> dict[str, int]:
+    """Mark rows of earlier batches that this batch replaces. Set-based, a few statements.
+
+    An activity is replaced by a later one with the same reporting organisation and
+    iati-identifier; its flows and budgets go with it. Flows outside activities are
+    replaced by ones with the same publisher and external id; organisation-level budgets
+    by a newer description of the same organisation.
+    """
+    act, flow, budget = m.Activity.__table__, m.Flow.__table__, m.Budget.__table__
+    new = aliased(m.Activity)
+    replaced = conn.execute(
+        update(act).where(
+            current(act), act.c.batch_id != batch_id,
+            exists().where(new.batch_id == batch_id,
+                           new.iati_identifier == act.c.iati_identifier,
+                           new.reporting_org_ref == act.c.reporting_org_ref),
+        ).values(superseded_by=batch_id)
+    ).rowcount
+    gone = select(act.c.id).where(act.c.superseded_by == batch_id)
+    replaced_flows = conn.execute(
+        update(flow).where(current(flow), flow.c.activity_id.in_(gone))
+        .values(superseded_by=batch_id)).rowcount
+    conn.execute(update(budget).where(current(budget),
+                                      budget.c.activity_id.in_(gone))
+                 .values(superseded_by=batch_id))
+    newf = aliased(m.Flow)
+    replaced_flows += conn.execute(
+        update(flow).where(
+            current(flow), flow.c.batch_id != batch_id,
+            flow.c.activity_id.is_(None), flow.c.external_id.is_not(None),
+            exists().where(newf.batch_id == batch_id, newf.external_id == flow.c.external_id,
+                           newf.reporting_org_ref == flow.c.reporting_org_ref),
+        ).values(superseded_by=batch_id)).rowcount
+    if described_orgs:
+        conn.execute(update(budget).where(
+            current(budget), budget.c.batch_id != batch_id,
+            budget.c.activity_id.is_(None), budget.c.organisation_ref.in_(sorted(described_orgs)),
+        ).values(superseded_by=batch_id))
+    return {"replaced_activities": replaced, "replaced_flows": replaced_flows}
+
+
+def revert(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Delete a batch's rows and bring back the rows it had replaced (if still wanted)."""
+    act, flow, budget = m.Activity.__table__, m.Flow.__table__, m.Budget.__table__
+    deleted_flows = conn.execute(delete(flow).where(flow.c.batch_id == batch_id)).rowcount
+    conn.execute(delete(budget).where(budget.c.batch_id == batch_id))
+    for child in (m.ActivityCountry, m.ActivityRegion, m.ActivitySector, m.PolicyMarker,
+                  m.ParticipatingOrg, m.RelatedActivity, m.ActivityTag):
+        t = child.__table__
+        conn.execute(delete(t).where(
+            t.c.activity_id.in_(select(act.c.id).where(act.c.batch_id == batch_id))))
+    deleted_acts = conn.execute(delete(act).where(act.c.batch_id == batch_id)).rowcount
+    cur = aliased(m.Activity)
+    restored = conn.execute(update(act).where(
+        act.c.superseded_by == batch_id,
+        ~exists().where(current(cur),
+                        cur.iati_identifier == act.c.iati_identifier,
+                        cur.reporting_org_ref == act.c.reporting_org_ref),
+    ).values(superseded_by=None)).rowcount
+    live = select(act.c.id).where(current(act))
+    conn.execute(update(flow).where(flow.c.superseded_by == batch_id,
+                                    flow.c.activity_id.in_(live)).values(superseded_by=None))
+    curf = aliased(m.Flow)
+    conn.execute(update(flow).where(
+        flow.c.superseded_by == batch_id, flow.c.activity_id.is_(None),
+        ~exists().where(and_(current(curf),
+                             curf.external_id == flow.c.external_id,
+                             curf.reporting_org_ref == flow.c.reporting_org_ref)),
+    ).values(superseded_by=None))
+    conn.execute(update(budget).where(budget.c.superseded_by == batch_id,
+                                      budget.c.activity_id.in_(live)).values(superseded_by=None))
+    conn.execute(update(budget).where(budget.c.superseded_by == batch_id,
+                                      budget.c.activity_id.is_(None)).values(superseded_by=None))
+    conn.execute(update(m.ImportBatch.__table__).where(m.ImportBatch.id == batch_id).values(
+        status="reverted", reverted_at=datetime.now(UTC)))
+    registry = revert_registry(conn, batch_id)
+    return {"deleted_activities": deleted_acts, "deleted_flows": deleted_flows,
+            "restored_activities": restored, **registry}
+
+
+#: Columns that name an organisation: one still named anywhere keeps its registry entry.
+ORG_REF_COLUMNS = (("activity", "reporting_org_ref"), ("participating_org", "ref"),
+                   ("flow", "reporting_org_ref"), ("flow", "provider_ref"),
+                   ("flow", "receiver_ref"), ("budget", "organisation_ref"),
+                   ("budget", "provider_ref"), ("budget", "receiver_ref"),
+                   ("fund", "organisation_ref"))
+
+
+def revert_registry(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Put back the registry fields (name, type, currency) of organisations the batch
+    described, and remove organisations it added that nothing names any more.
+
+    Run after the batch's rows are deleted and its status is ``reverted``. An organisation
+    a later batch has described since keeps that description. When the description before
+    this batch came from a batch that is itself reverted, the one before that is used.
+    """
+    org, ch = m.Organisation.__table__, m.BatchOrgChange.__table__
+    batch = m.ImportBatch.__table__
+    reverted = set(conn.execute(select(batch.c.id).where(batch.c.status == "reverted")).scalars())
+    restored = 0
+    gone: list[str] = []
+    rows = conn.execute(select(ch).where(ch.c.batch_id == batch_id).order_by(ch.c.id)).all()
+    described_by = {}
+    refs = [r.org_ref for r in rows]
+    for i in range(0, len(refs), 500):
+        described_by.update(conn.execute(select(org.c.ref, org.c.batch_id)
+                                    .where(org.c.ref.in_(refs[i:i + 500]))).all())
+    for row in rows:
+        if row.org_ref not in described_by or described_by[row.org_ref] not in (batch_id, None):
+            continue  # gone already, or a later batch describes it now
+        if described_by[row.org_ref] is None and row.existed:
+            continue  # only named, not described, by this batch: nothing to put back
+        prior = row
+        while prior.existed and prior.prior_batch_id in reverted:
+            earlier = conn.execute(select(ch).where(ch.c.batch_id == prior.prior_batch_id,
+                                                    ch.c.org_ref == row.org_ref)).first()
+            if earlier is None:
+                break
+            prior = earlier
+        if prior.existed:
+            conn.execute(update(org).where(org.c.ref == row.org_ref).values(
+                name=prior.name, type=prior.type, default_currency=prior.default_currency,
+                batch_id=prior.prior_batch_id))
+            restored += 1
+        else:
+            if described_by[row.org_ref] is not None:
+                # it did not exist before its description: if something still names it,
+                # it stays, but without the reverted description
+                conn.execute(update(org).where(org.c.ref == row.org_ref).values(
+                    name=None, type=None, default_currency=None, batch_id=None))
+                restored += 1
+            gone.append(row.org_ref)
+    removed = 0
+    tables = metadata.tables
+    for i in range(0, len(gone), 500):
+        chunk = gone[i:i + 500]
+        # kept when an admin edited it, or when any row (current or replaced) names it
+        stmt = delete(org).where(org.c.ref.in_(chunk), org.c.is_pooled_fund.is_(False),
+                                 org.c.is_womens_rights_org.is_(False), org.c.country.is_(None))
+        for t, c in ORG_REF_COLUMNS:
+            if t in tables:
+                col = tables[t].c[c]
+                stmt = stmt.where(~org.c.ref.in_(select(col).where(col.in_(chunk))))
+        removed += conn.execute(stmt).rowcount
+    return {"restored_organisations": restored, "removed_organisations": removed}

@@ -1,5 +1,0 @@
-"""Following the money: links, canonical movements, pooled-fund attribution, traces.
-
-The rule is stated once, in :mod:`fundtrack.trail.engine`, and explained with a worked
-example in ``docs/methodology.md``.
-"""
