@@ -59,7 +59,8 @@ def answers_something(value: Any) -> bool:
 
 def test_every_watchdog_query_is_tried() -> None:
     assert len(QUERIES) >= 12
-    for name in ("trace(", "donorSummary(", "reportCard(", "genderSummary("):
+    for name in ("trace(", "donorSummary(", "reportCard(", "genderSummary(", "donorSankey(",
+                 "traceCheck("):
         assert any(name in q for q in QUERIES), f"docs/api.md has no {name} example"
 
 
@@ -147,3 +148,25 @@ def test_pooled_fund_trace_example_accounts_for_every_grant(api: Api) -> None:
     assert trace["untraced"][0] == {"organization": {"ref": "XM-DAC-41122"},  # UNICEF
                                     "amount": "69577433.10", "currency": "USD",
                                     "reason": "not reported spent"}
+
+
+def test_donor_sankey_example_is_the_ministrys_reports(api: Api) -> None:
+    """The README's demo: the Ministry's own 2020 disbursements (90 in dportal_125.xml,
+    262,842,685 EUR counted with lxml), not the USD 2.06M its receivers report."""
+    q = next(x for x in QUERIES if "donorSankey(" in x)
+    sk = api.query(q)["donorSankey"]
+    assert sk["disbursed"] == [{"currency": "EUR", "amount": "262842685"}]
+    assert Decimal(sk["disbursedUsd"]) == Decimal("305694968.68") and sk["lowCoverage"]
+    assert Decimal(sk["receiverOnlyUsd"]) == Decimal("2058678.41")
+    assert sum(Decimal(b["amountUsd"]) for b in sk["bands"] if b["stage"] == 1) \
+        == Decimal(sk["disbursedUsd"])
+
+
+def test_trace_check_example_warns_of_the_receipts_counted_twice(api: Api) -> None:
+    q = next(x for x in QUERIES if "traceCheck(" in x)
+    check = api.query(q)["traceCheck"]
+    assert check["paid"][0]["amount"] == "1425000"
+    assert check["doubles"] == [{"counterpart": {"ref": "NL-KVK-27108436"},
+                                 "ownAmount": "1425000", "theirAmount": "1297735",
+                                 "atMost": "1297735"}]
+    assert len(check["warnings"]) == 1

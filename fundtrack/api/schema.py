@@ -21,6 +21,7 @@ from fundtrack.api.execution import execution_context_class
 from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
 from fundtrack.api.query import LedgerQuery
+from fundtrack.api.sankey import SankeyQuery
 from fundtrack.api.scalars import SCALAR_OVERRIDES
 from fundtrack.api.sync import SyncQuery
 from fundtrack.api.trace import TraceQuery
@@ -28,8 +29,8 @@ from fundtrack.api.types import Activity, Budget, Flow, ImportBatch, Organizatio
 from fundtrack.api.wps import WpsMutation, WpsQuery
 from fundtrack.config import Settings, get_settings
 
-QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, AccountingQuery, FundQuery, SyncQuery,
-                                  WpsQuery)
+QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, SankeyQuery, AccountingQuery, FundQuery,
+                                 SyncQuery, WpsQuery)
 MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation, WpsMutation)
 
 Query = merge_types("Query", QUERY_TYPES)

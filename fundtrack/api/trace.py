@@ -78,7 +78,10 @@ class TraceUntraced:
     amount: Decimal
     currency: str | None
     amount_usd: Decimal | None
-    reason: str
+    reason: str = strawberry.field(description="The reason's key (stable, for grouping).")
+    explanation: str = strawberry.field(
+        description="The reason as a sentence (what the pages show; `organization` names "
+                    "who holds it).")
     organization: TraceOrganization | None
     activity: TraceActivity | None
 
@@ -121,6 +124,104 @@ class TraceTotal:
     currency: str | None
     amount_usd: Decimal | None = strawberry.field(
         description="USD beside; null if any item of the list has no USD value.")
+
+
+@strawberry.type(description="An exact amount in one currency, USD beside when known.")
+class CheckAmount:
+    currency: str | None
+    amount: Decimal
+    amount_usd: Decimal | None
+    count: int = strawberry.field(description="Reports or movements summed.")
+
+
+@strawberry.type(description=(
+    "Movements at the activity with one direction, origin of report, counterpart, currency "
+    "and sign. `how`: PAIRED (this activity's report and the other side's, counted once), "
+    "OWN (only this activity reports it), THEIRS (only the other side reports it, naming "
+    "this activity)."))
+class CheckLine:
+    direction: str
+    how: str
+    counterpart: TraceOrganization | None
+    currency: str | None
+    negative: bool = strawberry.field(description="Corrections: never attributed.")
+    amount: Decimal
+    amount_usd: Decimal | None
+    count: int
+
+
+@strawberry.type(description=(
+    "Money that this activity and one counterpart both report, in reports that could not "
+    "be paired: each is its own movement, so up to `atMost` is counted twice."))
+class CheckDouble:
+    direction: str
+    counterpart: TraceOrganization
+    currency: str | None
+    own_amount: Decimal
+    own_count: int
+    their_amount: Decimal
+    their_count: int
+    at_most: Decimal
+
+
+@strawberry.type(description=(
+    "What the traces of an activity count, against what it reports: the trace page's "
+    "'originated against paid', with every difference explained."))
+class TraceCheck:
+    activity: str
+    basis: str = strawberry.field(description="IN: the upstream counts the money coming in; "
+                                              "OUT: nothing comes in, it counts what leaves.")
+    paid: list[CheckAmount] = strawberry.field(
+        description="Disbursements and expenditure this activity reports.")
+    received: list[CheckAmount] = strawberry.field(
+        description="Incoming funds this activity reports.")
+    counted: list[CheckAmount] = strawberry.field(
+        description="What the upstream trace counts (the movements of `basis`).")
+    lines: list[CheckLine]
+    doubles: list[CheckDouble]
+    notes: list[str] = strawberry.field(description="The explanation, sentence by sentence.")
+    warnings: list[str] = strawberry.field(
+        description="Where both reports of one payment are counted.")
+
+
+def _check(conn: Any, ident: str) -> TraceCheck:
+    from fundtrack.query import explain, nodes
+    from fundtrack.query.trace import _accounts_of, trace
+
+    b = explain.activity_balance(conn, ident)
+    names = nodes.names(conn, {ln.counterpart for ln in b.lines})
+    down = trace(conn, activity=ident, direction="DOWNSTREAM")
+    ends = explain.downstream_ends(down, _accounts_of(conn, ident, None))
+
+    def book(d: dict[Any, list[Any]]) -> list[CheckAmount]:
+        return [CheckAmount(currency=k, amount=v[0], amount_usd=v[1], count=v[2])
+                for k, v in sorted(d.items(), key=lambda kv: kv[0] or "")]
+    counted: dict[Any, list[Any]] = {}
+    for ln in b.lines:
+        if ln.direction == b.basis:
+            cell = counted.setdefault(ln.currency, [Decimal(0), Decimal(0), 0])
+            cell[0] += ln.amount
+            cell[1] = None if cell[1] is None or ln.amount_usd is None \
+                else cell[1] + ln.amount_usd
+            cell[2] += ln.count
+
+    def org(ref: str) -> TraceOrganization | None:
+        return TraceOrganization(ref=ref) if ref else None
+    notes = explain.upstream_notes(b, names) + explain.downstream_notes(b, ends)
+    return TraceCheck(
+        activity=ident, basis=b.basis.upper(), paid=book(b.paid), received=book(b.received),
+        counted=book(counted),
+        lines=[CheckLine(direction=ln.direction.upper(), how=ln.how.upper(),
+                         counterpart=org(ln.counterpart), currency=ln.currency,
+                         negative=ln.negative, amount=ln.amount, amount_usd=ln.amount_usd,
+                         count=ln.count) for ln in b.lines],
+        doubles=[CheckDouble(direction=d.direction.upper(),
+                             counterpart=TraceOrganization(ref=d.counterpart),
+                             currency=d.currency, own_amount=d.own_amount,
+                             own_count=d.own_count, their_amount=d.their_amount,
+                             their_count=d.their_count, at_most=d.at_most) for d in b.doubles],
+        notes=[" ".join([n.text, *n.items]) for n in notes],
+        warnings=[n.text for n in explain.double_notes(b, names)])
 
 
 def _first(first: int) -> int:
@@ -193,6 +294,7 @@ def _totals(rows: list[dict[str, Any]]) -> list[TraceTotal]:
 
 
 def _build(res: Any, direction: TraceDirection, where: TraceWhere | None) -> Trace:
+    from fundtrack.derived.trail.reasons import sentence
     from fundtrack.query.trace import totals_of
 
     movements = []
@@ -228,7 +330,7 @@ def _build(res: Any, direction: TraceDirection, where: TraceWhere | None) -> Tra
             currency=t["currency"], amount_usd=t["amount_usd"]) for t in terminals],
         all_untraced=[TraceUntraced(
             amount=u["amount"], currency=u["currency"], amount_usd=u.get("amount_usd"),
-            reason=u["reason"],
+            reason=u["reason"], explanation=sentence(u["reason"], "The organisation"),
             organization=TraceOrganization(ref=u["organization"]) if u.get("organization") else None,
             activity=TraceActivity(iati_identifier=u["activity"]) if u.get("activity") else None)
             for u in res.untraced])
@@ -297,6 +399,15 @@ class TraceQuery:
             c, activity=activity, organization=organization, flow=flow,
             direction=direction.value, max_depth=max_depth, limit=limit))
         return _build(res, direction, where)
+
+    @strawberry.field(description=(
+        "What the traces of an activity (iati-identifier) count against what it reports "
+        "paying and receiving, with the reason for every difference and a warning where "
+        "both reports of one payment are counted (the trace page's first section)."))
+    async def trace_check(self, info: Info, activity: str) -> TraceCheck:
+        if not activity.strip() or len(activity) > 300:
+            raise GraphQLError("`activity` must be an iati-identifier (1-300 characters)")
+        return await info.context.db(lambda c: _check(c, activity.strip()))
 
     @strawberry.field(description="Where a donor's money ended: by fund, recipient, country, "
                                   "gender significance and kind (USD).")

@@ -122,3 +122,35 @@ def legacy_code(name: str, value: str | None) -> tuple[str | None, bool]:
     # A code-like value (``D03``, ``B031``, ``99``) not in our copy of the list may be
     # newer than it: kept without a warning. Text ("Bilateral agency") is warned about.
     return v, bool(CODE_LIKE.match(v))
+
+
+@lru_cache(maxsize=16)
+def _labels(name: str) -> dict[str, str]:
+    """code -> English name, for codelist ``name``."""
+    out: dict[str, str] = {}
+    for item in _tree(name).iter("codelist-item"):
+        code = (item.findtext("code") or "").strip()
+        el = item.find("name")
+        if el is None or not code:
+            continue
+        text = el.findtext("narrative") if el.find("narrative") is not None else el.text
+        if text and text.strip():
+            out[code] = " ".join(text.split())
+    return out
+
+
+def country_name(code: str | None) -> str | None:
+    """A recipient country's name (IATI Country codelist): ``AF`` -> ``Afghanistan``."""
+    if not code:
+        return None
+    return _labels("Country").get(code.strip().upper())
+
+
+def sector_name(code: str | None) -> str | None:
+    """A DAC sector's name: 5-digit purpose codes (IATI Sector codelist), else 3-digit
+    categories (SectorCategory): ``15170`` -> ``Women's rights organisations and
+    movements, and government institutions``."""
+    if not code:
+        return None
+    c = code.strip()
+    return _labels("Sector").get(c) or _labels("SectorCategory").get(c)

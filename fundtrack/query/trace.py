@@ -27,6 +27,7 @@ from fundtrack.derived.trail.attribution import (
 from fundtrack.derived.trail.config import TrailConfig
 from fundtrack.derived.trail.engine import ORIGINATOR, Account, Part, attribute
 from fundtrack.derived.trail.reach import SUM_KINDS
+from fundtrack.derived.trail.reasons import HELD
 from fundtrack.derived.trail.tables import HELD_ROWS, Attribution, Movement, Reach
 from fundtrack.ledger import tables as m
 from fundtrack.money import money_number, money_sum
@@ -205,7 +206,7 @@ def _donor_reach(conn: Connection, org: str, max_depth: int, limit: int | None
             select(r.c.org, r.c.activity, r.c.amount)
             .where(*mine, HELD_ROWS, money_number(r.c.amount) > 0)
             .order_by(money_number(r.c.amount).desc(), r.c.org, r.c.activity)):
-        res.untraced.append({"reason": "not reported spent", "organization": o,
+        res.untraced.append({"reason": HELD, "organization": o,
                              "activity": a or None, "currency": "USD", "amount": amt,
                              "amount_usd": amt})
     res.accounts = [(o, a) for o, a in capped(
@@ -274,7 +275,7 @@ def _donor_downstream(conn: Connection, org: str, max_depth: int) -> TraceResult
         v = (i or Decimal(0)) - (x or Decimal(0))
         if v <= 0:
             continue
-        res.untraced.append({"reason": "not reported spent", "organization": o,
+        res.untraced.append({"reason": HELD, "organization": o,
                              "activity": a or None, "currency": "USD", "amount": v,
                              "amount_usd": v})
     return res
@@ -399,7 +400,7 @@ def _downstream(conn: Connection, activity: str | None, organization: str | None
                      for k, v in sorted(term.items())]
     for acc, (inn, out) in sorted(held_in.items()):
         if acc not in seeds and inn - out > 0:
-            res.untraced.append({"reason": "not reported spent", "organization": acc[0],
+            res.untraced.append({"reason": HELD, "organization": acc[0],
                                  "activity": acc[1] or None, "currency": "USD",
                                  "amount": inn - out, "amount_usd": inn - out})
     return res

@@ -172,8 +172,11 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
     right = right[:limit]
     sk = Sankey(basis=label, left_filter=left_f.graphql(), right_filter=right_f.graphql(),
                 not_drawn=negative)
-    names = org_names(conn, {r["provider"] for r in left} | {r["reporting_org"] for r in left}
-                      | {r["reporting_org"] for r in right})
+    from fundtrack.query import nodes
+    from fundtrack.query.sankey import place_label
+
+    names = nodes.names(conn, {r["provider"] for r in left} | {r["reporting_org"] for r in left}
+                        | {r["reporting_org"] for r in right})
     index: dict[str, int] = {}
 
     def node(key: str, text: str) -> int:
@@ -184,23 +187,54 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
         return index[key]
 
     def org_label(ref: str | None) -> str:
-        if not ref:
-            return UNNAMED
-        name = names.get(ref)
-        return f"{name} ({ref})" if name and name != ref else ref
+        return nodes.label(ref, names) if ref else UNNAMED
 
-    for r in left:
-        s = node(f"donor:{r['provider'] or ''}", "donor " + org_label(r["provider"]))
-        t = node(f"agency:{r['reporting_org'] or ''}", org_label(r["reporting_org"]))
+    for r in left:  # one node per organisation however its ref is spelled
+        s = node(f"donor:{nodes.identity(r['provider'])}", "donor " + org_label(r["provider"]))
+        t = node(f"agency:{nodes.identity(r['reporting_org'])}", org_label(r["reporting_org"]))
         sk.links.append({"source": s, "target": t, "value": r["sum_usd"], "count": r["count"],
                          "from": r["provider"], "to": r["reporting_org"], "side": "left",
                          "without_usd": r["count_without_usd"]})
     for r in right:
-        s = node(f"agency:{r['reporting_org'] or ''}", org_label(r["reporting_org"]))
+        s = node(f"agency:{nodes.identity(r['reporting_org'])}", org_label(r["reporting_org"]))
         c = r["recipient_country"]
-        t = node(f"country:{c or ''}", c or NO_COUNTRY)
+        t = node(f"country:{c or ''}", place_label("country", c) if c else NO_COUNTRY)
         sk.links.append({"source": s, "target": t, "value": r["sum_usd"], "count": r["count"],
                          "from": r["reporting_org"], "to": c, "side": "right",
                          "without_usd": r["count_without_usd"]})
     sk.without_usd = sum(link["without_usd"] for link in sk.links)
     return sk
+
+
+#: The last column of the donor Sankey: by recipient country or by DAC sector.
+SANKEY_BY = {"country": "recipient country", "sector": "DAC sector"}
+
+
+def donor_filter(flt: FlowFilter) -> FlowFilter:
+    """The part of a page filter that selects a donor's disbursement reports (and the
+    onward reports): everything but the donor itself, the kinds and the reporting org."""
+    return FlowFilter(year=flt.year, country=flt.country, gender=flt.gender, pillar=flt.pillar)
+
+
+def donor_sankey(conn: Connection, flt: FlowFilter, by: str = "country") -> Any:
+    """The Sankey from the donor's side (:mod:`fundtrack.query.sankey`), for ``flt.donor``
+    under the rest of the filter; the API's ``donorSankey`` with ``where`` =
+    ``donor_filter(flt).graphql()`` answers the same."""
+    from fundtrack.query.sankey import donor_sankey as build
+
+    assert flt.donor
+    rest = donor_filter(flt)
+    return build(conn, flt.donor, rest.clause() if rest.params() else None, by=by)
+
+
+def sankey_donors(conn: Connection, flt: FlowFilter, n: int = 30) -> list[tuple[str, str]]:
+    """(ref, label) of the organisations reporting the most disbursements (USD) under the
+    filter: the donors a reader can pick."""
+    from fundtrack.query import nodes
+
+    rows = groups(conn, donor_filter(flt).with_kinds((FlowKind.DISBURSEMENT,)),
+                  [FlowDimension.REPORTING_ORG])
+    rows = [r for r in rows if r["reporting_org"]]
+    rows.sort(key=lambda r: (-(r["sum_usd"] or 0), r["reporting_org"]))
+    names = nodes.names(conn, {r["reporting_org"] for r in rows[:n]})
+    return [(r["reporting_org"], nodes.label(r["reporting_org"], names)) for r in rows[:n]]

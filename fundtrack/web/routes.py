@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -52,9 +53,9 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 #: Every template a page renders; ``/healthz`` loads each (fundtrack.app).
-PAGE_TEMPLATES = ("base.html", "overview.html", "sankey.html", "activity.html", "card.html",
-                  "upload.html", "imports.html", "graphiql.html", "naps.html", "nap.html",
-                  "country.html", "league.html")
+PAGE_TEMPLATES = ("base.html", "overview.html", "sankey.html", "sankey_donor.html",
+                  "activity.html", "card.html", "upload.html", "imports.html", "graphiql.html",
+                  "naps.html", "nap.html", "country.html", "league.html")
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 NAV = (("/", "Overview"), ("/sankey", "Money flows"), ("/activity", "Activities and traces"),
@@ -85,10 +86,22 @@ def org_label(ref: str, names: dict[str, str]) -> str:
     return ref or "(not named)"
 
 
+def exact_text(v: Any) -> str:
+    """An exact amount with thousands separators, every reported digit kept."""
+    return "–" if v is None or v == "" else f"{Decimal(str(v)):,}"
+
+
 def pct(v: Any) -> str:
     if v is None:
         return "–"
     return f"{(Decimal(str(v)) * 100).quantize(Decimal('0.1'))}%"
+
+
+def reason_sentence(key: str | None, org: str | None = None) -> str:
+    """Why money stops, as a sentence (never the stored key): :mod:`fundtrack.derived.trail.reasons`."""
+    from fundtrack.derived.trail.reasons import sentence
+
+    return sentence(key, org)
 
 
 #: Characters that may not appear raw in JSON inside an HTML ``<script>`` element: ``<``
@@ -109,7 +122,8 @@ def html_json(value: Any) -> str:
 def env() -> Environment:
     e = Environment(loader=FileSystemLoader(HERE / "templates"),
                     autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-    e.filters.update(money=money, exact=exact, pct=pct)
+    e.filters.update(money=money, exact=exact, exact_text=exact_text, pct=pct,
+                     reason=reason_sentence)
     e.globals.update(org_label=org_label, nav=NAV, static=static_url,
                      gender_choices=GENDER_CHOICES, gid=encode_id,
                      pillar_choices=pillar_choices)
@@ -240,16 +254,40 @@ async def sankey_page(request: Request) -> HTMLResponse:
     basis = request.query_params.get("basis", "cash")
     if basis not in data.SANKEY_BASES:
         basis, error = "cash", f"basis must be one of {', '.join(data.SANKEY_BASES)}"
-    sk = await _read(request, lambda c: data.sankey(c, flt, basis))
+    by = request.query_params.get("by", "country")
+    if by not in data.SANKEY_BY:
+        by, error = "country", f"by must be one of {', '.join(data.SANKEY_BY)}"
     years = await _read(request, _years)
+    donors = await _read(request, lambda c: data.sankey_donors(c, flt))
+    common = {"flt": flt, "error": error, "years": years, "donor_choices": donors,
+              "status": 400 if error else 200, "title": "Money flows"}
+    if flt.donor:
+        dk = await _read(request, lambda c: data.donor_sankey(c, flt, by))
+        keys = list(dk.nodes)
+        index = {k: i for i, k in enumerate(keys)}
+        drawn = [b for b in dk.bands if b.amount_usd > 0]
+        figure = {"labels": [dk.nodes[k] for k in keys],
+                  "source": [index[b.source] for b in drawn],
+                  "target": [index[b.target] for b in drawn],
+                  "value": [float(b.amount_usd) for b in drawn],
+                  "exact": [exact(b.amount_usd) for b in drawn]}
+        where = data.donor_filter(flt).graphql()
+        own = replace(data.donor_filter(flt), reporting_org=flt.donor,
+                      kinds=(data.FlowKind.DISBURSEMENT,))
+        query = urlencode(own.params())
+        exports = [(label, f"/export.{EXTENSIONS[fmt]}?{query}")
+                   for fmt, label in (("csv", "CSV"), ("json", "JSON"), ("iati", "IATI 2.03 XML"))]
+        return render(request, "sankey_donor.html", dk=dk, by=by, bys=data.SANKEY_BY,
+                      drawn=drawn, where=where, figure_json=html_json(figure), exports=exports,
+                      export_note="the donor's own disbursement reports: the first band set",
+                      **common)
+    sk = await _read(request, lambda c: data.sankey(c, flt, basis))
     figure = {"labels": sk.nodes, "source": [lk["source"] for lk in sk.links],
               "target": [lk["target"] for lk in sk.links],
               "value": [float(lk["value"]) for lk in sk.links],
               "exact": [exact(lk["value"]) for lk in sk.links]}
-    return render(request, "sankey.html", status=400 if error else 200, title="Money flows",
-                  flt=flt, error=error, sk=sk,
-                  basis=basis, bases=data.SANKEY_BASES, years=years,
-                  figure_json=html_json(figure))
+    return render(request, "sankey.html", sk=sk, basis=basis, bases=data.SANKEY_BASES,
+                  figure_json=html_json(figure), **common)
 
 
 def _years(conn: Connection) -> list[int]:
@@ -271,6 +309,9 @@ def _activity_search(conn: Connection, q: str) -> list[Any]:
 
 
 def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
+    from fundtrack.query import explain, nodes
+    from fundtrack.query.trace import _accounts_of, trace
+
     a = m.Activity.__table__
     f = m.Flow.__table__
     act = conn.execute(select(a).where(current(a), a.c.iati_identifier == ident)
@@ -280,19 +321,43 @@ def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
     flows = list(conn.execute(select(f).where(current(f),
                                               f.c.activity_id == act["id"])
                               .order_by(f.c.value_date, f.c.id).limit(500)).mappings())
-    out: dict[str, Any] = {"activity": act, "flows": flows, "trace": None, "trace_error": None}
-    try:
-        from fundtrack.query.trace import trace
-    except ImportError as exc:  # pragma: no cover - the trail ships with the core
-        out["trace_error"] = f"not available yet: {exc}"
-        return out
-    out["trace"] = {"upstream": trace(conn, activity=ident, direction="UPSTREAM"),
-                    "downstream": trace(conn, activity=ident, direction="DOWNSTREAM")}
-    refs = set()
-    for res in out["trace"].values():
+    out: dict[str, Any] = {"activity": act, "flows": flows}
+    up = trace(conn, activity=ident, direction="UPSTREAM")
+    down = trace(conn, activity=ident, direction="DOWNSTREAM")
+    out["trace"] = {"upstream": up, "downstream": down}
+    balance = explain.activity_balance(conn, ident)
+    refs: set[str | None] = {ln.counterpart for ln in balance.lines}
+    for res in (up, down):
         refs |= {o.get("organization") for o in res.originators + res.terminals + res.untraced}
-    out["names"] = data.org_names(conn, {r for r in refs if r})
+    names = nodes.names(conn, {r for r in refs if r})
+    out["names"] = names
+    out["labels"] = {r: nodes.label(r, names) for r in names}
+    out["balance"] = balance
+    out["summary"] = _originated_vs_paid(balance, up)
+    out["notes_up"] = explain.upstream_notes(balance, names)
+    out["warnings"] = explain.double_notes(balance, names)
+    ends = explain.downstream_ends(down, _accounts_of(conn, ident, None))
+    out["notes_down"] = explain.downstream_notes(balance, ends)
     return out
+
+
+def _originated_vs_paid(balance: Any, up: Any) -> list[dict[str, Any]]:
+    """Per currency: what the activity reports paying, what the trace upstream says
+    originated with donors, what it could not trace, and the difference."""
+    rows: dict[Any, dict[str, Any]] = {}
+
+    def row(cur: Any) -> dict[str, Any]:
+        return rows.setdefault(cur, {"currency": cur, "paid": Decimal(0),
+                                     "originated": Decimal(0), "untraced": Decimal(0)})
+    for cur, (amount, _usd, _n) in balance.paid.items():
+        row(cur)["paid"] += amount
+    for o in up.originators:
+        row(o["currency"])["originated"] += o["amount"]
+    for u in up.untraced:
+        row(u["currency"])["untraced"] += u["amount"]
+    for r in rows.values():
+        r["difference"] = r["originated"] + r["untraced"] - r["paid"]
+    return [rows[k] for k in sorted(rows, key=lambda c: c or "")]
 
 
 async def activity_page(request: Request) -> HTMLResponse:
