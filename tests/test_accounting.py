@@ -308,7 +308,7 @@ def test_report_card_by_hand(fx):
         wi = i("wro_indirect_share")
         assert (wi.numerator, wi.value) == (D(120000), D(120000) / D(550000))
         # recipients pass on 300k of the donor's 550k (two parts at depth 2)
-        assert (wi.base_count, wi.coverage_numerator) == (2, D(300000))
+        assert (wi.base_count, wi.base_usd, wi.coverage_numerator) == (2, D(300000), D(300000))
     else:
         assert st["wro"]["not_available"] == trace.NO_ATTRIBUTION
         assert i("wro_indirect_share").not_available == trace.NO_ATTRIBUTION

@@ -64,7 +64,10 @@ def test_an_absurdly_long_filter_value_is_a_400(api: Api) -> None:
 
 def test_good_requests_still_answer_200(api: Api) -> None:
     assert api.get("/?year=2021").status_code == 200
-    assert api.get("/donor?ref=XM-DAC-7&year=2021").status_code == 200
+    assert api.get("/donor?ref=CA-3&year=2021").status_code == 200
+    # a reference nothing names is a 404 that says so (not an empty card)
+    r = api.get("/donor?ref=XM-DAC-7&year=2021")
+    assert r.status_code == 404 and "No such organisation" in r.text
     r = api.get("/export.csv?year=2021")
     assert r.status_code == 200 and r.text.startswith("flow_id,")
 

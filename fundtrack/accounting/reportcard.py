@@ -375,7 +375,7 @@ def m_wro_indirect(d: _Data, who: str, paid: list[Item], year: int) -> CardItem:
         return judge("wro_indirect_share", it, "")
     on = d.onward.get((who, year), {"usd": Decimal(0), "parts": 0, "wro_usd": Decimal(0)})
     it.numerator, it.value = on["wro_usd"], _share(on["wro_usd"], total)
-    it.base_count = on["parts"]
+    it.base_count, it.base_usd = on["parts"], on["usd"]
     it.base = (f"parts of the donor's money its recipients report passing on "
                f"(attribution depth 2), movements dated {year}")
     it.coverage, it.coverage_numerator = _share(on["usd"], total), on["usd"]
