@@ -16,9 +16,15 @@ import urllib.error
 import urllib.request
 from urllib.parse import urljoin, urlsplit
 
-PAGES = ["/", "/sankey", "/activity", "/activity?q=XM-DAC-7", "/donor", "/donor?ref=XM-DAC-7",
-         "/fund", "/upload", "/imports", "/graphql", "/healthz", "/livez",
+PAGES = ["/", "/sankey", "/activity", "/activity?q=XM-DAC-7", "/donor", "/fund", "/league",
+         "/naps", "/upload", "/imports", "/graphql", "/healthz", "/livez",
          "/export.csv", "/export.json", "/export.xml"]
+#: Pages whose first link of this shape is followed too: the card of an organisation the
+#: database really holds (the demo and the wheel's one-file database hold different ones).
+FOLLOW = {"/donor": re.compile(r'href="(/donor\?ref=[^"&]+)"'),
+          "/fund": re.compile(r'href="(/fund\?ref=[^"&]+)"')}
+#: Pages that must answer 404: an organisation nothing names gets "no such organisation".
+MISSING = ["/donor?ref=NO-SUCH-ORG-0"]
 ASSET = re.compile(r"""<(?:script|link|img)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", re.I)
 
 
@@ -50,12 +56,15 @@ def main(argv: list[str]) -> int:
     host = urlsplit(base).netloc
     bad: list[str] = []
     assets: set[str] = set()
-    for path in PAGES:
+    pages = list(PAGES)
+    for path in pages:
         status, body = get(base + path)
         print(f"{status} {path} ({len(body)} bytes)")
         if status != 200:
             bad.append(f"{status} {path}: {body[:300]!r}")
             continue
+        if path in FOLLOW and (hit := FOLLOW[path].search(body.decode("utf-8", "replace"))):
+            pages.append(hit.group(1).replace("&amp;", "&"))
         for link in ASSET.findall(body.decode("utf-8", "replace")):
             url = urljoin(base + path, link.replace("&amp;", "&"))
             if urlsplit(url).scheme not in ("http", "https"):
@@ -64,6 +73,11 @@ def main(argv: list[str]) -> int:
                 bad.append(f"external asset on {path}: {url}")
             elif not urlsplit(url).path.startswith(("/export.", "/activity", "/donor", "/fund")):
                 assets.add(url)
+    for path in MISSING:
+        status, body = get(base + path)
+        print(f"{status} {path} (must be 404)")
+        if status != 404 or b"No such organisation" not in body:
+            bad.append(f"{status} {path}: an unknown organisation must answer 404 and say so")
     for url in sorted(assets):
         status, body = get(url, accept="*/*")
         print(f"{status} {url.removeprefix(base)} ({len(body)} bytes)")
@@ -73,7 +87,7 @@ def main(argv: list[str]) -> int:
         bad.append("/graphql links no /static/graphiql/ asset (GraphiQL not served locally)")
     for line in bad:
         print("FAIL:", line)
-    print(f"{len(PAGES)} pages, {len(assets)} assets, {len(bad)} failures")
+    print(f"{len(pages) + len(MISSING)} pages, {len(assets)} assets, {len(bad)} failures")
     return 1 if bad else 0
 
 
