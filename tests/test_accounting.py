@@ -178,9 +178,12 @@ def test_scope_pillars_rules_and_override(fx):
         cls = classify_all(c, items)
     by_act = {(i.activity_identifier, i.amount): cls[i.flow_id] for i in items}
     a1 = by_act[("XM-DONOR-A1", D(100000))]
-    assert a1.in_scope and a1.why["scope"] == ["dac-152-conflict-peace-security"]
-    assert a1.pillars == ["participation", "prevention"]  # keywords + sector 15220
-    assert a1.why["pillar:participation"] == ["pillar-participation-keywords"]
+    # 15220 alone, "peace" and "women mediators" in the title (rules.toml, code-gated)
+    assert a1.in_scope and a1.why["scope"] == [
+        "dac-152-peace-security", "dac-152-peace-security-stated",
+        "participation-dac-democratic-women", "prevention-dac-peacebuilding"]
+    assert a1.pillars == ["participation", "prevention"]
+    assert a1.why["pillar:participation"] == ["participation-dac-democratic-women"]
     a4 = by_act[("XM-DONOR-A4", D(100000))]
     assert a4.why == {"scope": ["keyword-1325-wps"]}
     assert not by_act[("XM-DONOR-A3", D(50000))].in_scope

@@ -71,14 +71,15 @@ def test_import_classifies_by_hand_values(fx):
         assert {r[0] for r in rows if r[1] == "scope"} == current_flow_ids(c)
         got = by_activity(c)
     assert got[("XM-DONOR-A1", D(100000))] == {
-        "scope": (True, "dac-152-conflict-peace-security"),
-        "pillar:participation": (True, "pillar-participation-keywords"),
-        "pillar:prevention": (True, "pillar-prevention-keywords")}
+        "scope": (True, "dac-152-peace-security dac-152-peace-security-stated "
+                  "participation-dac-democratic-women prevention-dac-peacebuilding"),
+        "pillar:participation": (True, "participation-dac-democratic-women"),
+        "pillar:prevention": (True, "prevention-dac-peacebuilding")}
     assert got[("XM-DONOR-A4", D(100000))] == {"scope": (True, "keyword-1325-wps")}
     assert got[("XM-DONOR-A3", D(50000))] == {"scope": (False, None)}
     # 9 current flows: A1 3 (pledge, 100,000, 40,000), A2-A4 1 each, P1 3. Scope: all but
-    # A3 (8). Participation: A1 "peace process" 3 + P1 "participation" 3 = 6. Prevention:
-    # sector 15220 on A1 3, A2 1, P1 3 = 7.
+    # A3 (8). Participation: sector 15220 with "women mediators" on A1 3 + with "women's
+    # political" on P1 3 = 6. Prevention: sector 15220 alone on A1 3, A2 1, P1 3 = 7.
     with fx.connect() as c:
         assert len(current_flow_ids(c)) == 9
         assert stored.counts(c) == {"pillar:participation": 6, "pillar:prevention": 7,
@@ -118,9 +119,9 @@ def test_overrides_reclassify_and_are_cited(fx):
 def test_reimport_revert_and_rebuild_keep_it_exact(fx, tmp_path: Path):
     with fx.connect() as c:
         before = table_rows(c)
-    # A4 re-published without the 1325 keyword, A2 with a protection keyword
+    # A4 re-published without the 1325 keyword, A2 with women's participation
     changed = XML.format(acts="\n".join([
-        act("XM-DONOR-A2", "Community early warning and protection", "15220", "1",
+        act("XM-DONOR-A2", "Community early warning and women's participation", "15220", "1",
             tx(3, "300000", "2020-06-01", "XM-UNAGENCY", "3", "XM-UNAGENCY-P1",
                provider="XM-DONOR")),
         act("XM-DONOR-A4", "Support to the national action plan", None, None,
@@ -139,8 +140,8 @@ def test_reimport_revert_and_rebuild_keep_it_exact(fx, tmp_path: Path):
         assert {r[0] for r in rows} == current_flow_ids(c)
         got = by_activity(c)
     assert got[("XM-DONOR-A4", D(100000))] == {"scope": (False, None)}
-    assert got[("XM-DONOR-A2", D(300000))]["pillar:protection"] == (
-        True, "pillar-protection-keywords")
+    assert got[("XM-DONOR-A2", D(300000))]["pillar:participation"] == (
+        True, "participation-dac-democratic-women")
     counts = revert_batch(fx, res.batch_id)
     assert counts["classified_flows"] == 2
     with fx.connect() as c:
@@ -152,14 +153,24 @@ def test_reimport_revert_and_rebuild_keep_it_exact(fx, tmp_path: Path):
         assert table_rows(c) == before
     # the donor file again (the same content): a new batch supersedes, rows follow
     p2 = tmp_path / "donor-again.xml"
+    # A3 now says "GBV": the word alone classifies nothing (12220 is basic health care) ...
     p2.write_text(DONOR.replace("Maternal health clinics", "Maternal health clinics (GBV)"),
                   encoding="utf-8")
     res2 = import_file(fx, p2)
     assert res2.status == "applied", res2.summary()
     with fx.connect() as c:
         assert table_rows(c) == expected_rows(c)
+        assert by_activity(c)[("XM-DONOR-A3", D(50000))] == {"scope": (False, None)}
+    # ... under DAC 15180 (ending violence against women and girls) it is protection
+    p3 = tmp_path / "donor-15180.xml"
+    p3.write_text(DONOR.replace("Maternal health clinics", "Maternal health clinics (GBV)")
+                  .replace('code="12220"', 'code="15180"'), encoding="utf-8")
+    assert import_file(fx, p3).status == "applied"
+    with fx.connect() as c:
+        assert table_rows(c) == expected_rows(c)
         assert by_activity(c)[("XM-DONOR-A3", D(50000))] == {
-            "scope": (False, None), "pillar:protection": (True, "pillar-protection-keywords")}
+            "scope": (True, "protection-dac-15180-vawg"),
+            "pillar:protection": (True, "protection-dac-15180-vawg")}
 
 
 # ---- the API filters on the shared IATI files --------------------------------------------

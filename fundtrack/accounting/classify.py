@@ -50,18 +50,84 @@ def _keyword_re(words: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![\w]){'(?:' + alts + ')'}(?![\w])", re.IGNORECASE)
 
 
-def _rule_matches(rule: dict[str, Any], it: Item) -> bool:
-    sectors = set(it.sectors)
-    if sectors & set(rule.get("sectors", [])):
+#: What a rule is gated by: codes a publisher chose from a code list, never free text.
+GATE_KEYS = ("sectors", "sector_ranges", "tags", "clusters")
+
+
+def fts_clusters(extra: dict[str, Any]) -> set[str]:
+    """FTS global cluster ids of a flow's destination ("10:Protection; 7:Health" -> 10, 7)."""
+    raw = str(extra.get("destination_globalcluster") or "")
+    return {part.split(":", 1)[0].strip() for part in raw.split(";") if ":" in part}
+
+
+def _in_rule_sectors(rule: dict[str, Any], code: str) -> bool:
+    if code in rule.get("sectors", []):
         return True
-    for lo, hi in rule.get("sector_ranges", []):
-        if any(len(s) == 5 and s.isdigit() and lo <= s <= hi for s in sectors):
-            return True
+    return len(code) == 5 and code.isdigit() and any(
+        lo <= code <= hi for lo, hi in rule.get("sector_ranges", []))
+
+
+def _sector_share(rule: dict[str, Any], it: Item) -> float:
+    """Share of the item's distinct DAC codes that are the rule's (0 with none)."""
+    codes = set(it.sectors)
+    return sum(1 for c in codes if _in_rule_sectors(rule, c)) / len(codes) if codes else 0.0
+
+
+def _gate_matches(rule: dict[str, Any], it: Item) -> bool:
+    """Any of the rule's codes: DAC sector, sector range, donor code or FTS global cluster."""
+    if any(_in_rule_sectors(rule, c) for c in set(it.sectors)):
+        return True
     tags = {t.lower() for t in it.tags}
     if tags & {t.lower() for t in rule.get("tags", [])}:
         return True
-    rx = _keyword_re(tuple(rule.get("keywords", [])))
+    return bool(fts_clusters(it.extra) & set(rule.get("clusters", [])))
+
+
+def _narrow_matches(rule: dict[str, Any], it: Item) -> bool:
+    """The rule's secondary conditions: a gender marker in ``markers`` or a word of
+    ``keywords`` in the text (either will do when both are given); ``exclude`` words veto;
+    ``min_share``: the rule's DAC codes are at least that share of the item's."""
+    ex = _keyword_re(tuple(rule.get("exclude", [])))
+    if ex and it.text and ex.search(it.text):
+        return False
+    if "min_share" in rule and _sector_share(rule, it) < float(rule["min_share"]):
+        return False
+    markers, rx = rule.get("markers"), _keyword_re(tuple(rule.get("keywords", [])))
+    if markers is None and rx is None:
+        return True
+    if markers is not None and it.marker is not None and it.marker.common in markers:
+        return True
     return bool(rx and it.text and rx.search(it.text))
+
+
+def _rule_matches(rule: dict[str, Any], it: Item) -> bool:
+    """A code-gated rule: a code of the gate AND the secondary conditions. A rule without
+    a gate (``confidence = "low"``: keywords alone) needs its keywords. ``match = "any"``
+    (only the keyword rule set kept to compare with, before code-gating) matches on any
+    one condition."""
+    if rule.get("match") == "any":
+        rx = _keyword_re(tuple(rule.get("keywords", [])))
+        return _gate_matches(rule, it) or bool(rx and it.text and rx.search(it.text))
+    if any(rule.get(k) for k in GATE_KEYS):
+        return _gate_matches(rule, it) and _narrow_matches(rule, it)
+    return bool(rule.get("keywords")) and _narrow_matches(rule, it)
+
+
+def check_rules(doc: dict[str, Any]) -> list[str]:
+    """What is wrong with a rule set: a rule without a code gate that is not a labelled
+    low-confidence keyword rule, a rule without rationale, an unknown dimension."""
+    known = {SCOPE, *(f"pillar:{p}" for p in doc.get("pillars", []))}
+    errors = []
+    for r in doc.get("rules", []):
+        rid = r.get("id", "?")
+        if not any(r.get(k) for k in GATE_KEYS) and r.get("confidence") != "low":
+            errors.append(f"{rid}: no code gate; free keywords must be confidence = 'low'")
+        if r.get("match") == "any":
+            errors.append(f"{rid}: match = 'any' lets a keyword alone classify")
+        if not r.get("note"):
+            errors.append(f"{rid}: no note (rationale)")
+        errors += [f"{rid}: unknown dimension {d!r}" for d in r.get("sets", []) if d not in known]
+    return errors
 
 
 def plugin_classifiers() -> list[Callable[[Item], Iterable[tuple[str, str]]]]:
@@ -77,10 +143,11 @@ def plugin_classifiers() -> list[Callable[[Item], Iterable[tuple[str, str]]]]:
 
 def classify(it: Item, overrides: dict[str, dict[str, tuple[str, int]]] | None = None,
              extra: list[Callable[[Item], Iterable[tuple[str, str]]]] | None = None,
-             ) -> Classification:
-    """Apply rules, then plugin classifiers, then hand overrides (last word)."""
+             rules: dict[str, Any] | None = None) -> Classification:
+    """Apply rules (``rules.toml`` unless another parsed rule file is given), then plugin
+    classifiers, then hand overrides (last word)."""
     c = Classification()
-    for rule in load("rules")["rules"]:
+    for rule in (rules or load("rules"))["rules"]:
         if _rule_matches(rule, it):
             for dim in rule["sets"]:
                 c.why.setdefault(dim, []).append(rule["id"])

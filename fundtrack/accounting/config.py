@@ -27,6 +27,11 @@ def _load(path: str) -> dict[str, Any]:
         return tomllib.load(fh)
 
 
+def load_file(path: str | Path) -> dict[str, Any]:
+    """A rule file outside the data directory (e.g. an older rule set kept to compare)."""
+    return _load(str(path))
+
+
 def load(name: str) -> dict[str, Any]:
     """The parsed ``<name>.toml`` of the data directory (cached per path)."""
     return _load(str(data_dir() / f"{name}.toml"))
