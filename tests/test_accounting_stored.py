@@ -173,6 +173,53 @@ def test_reimport_revert_and_rebuild_keep_it_exact(fx, tmp_path: Path):
             "pillar:protection": (True, "protection-dac-15180-vawg")}
 
 
+def test_api_flow_classification_cites_rules(fx, db_url):
+    """Flow.classification: the stored rows, each rule with its rationale from rules.toml
+    (A1 by hand: DAC 15220 alone, "peace" and "women mediators" in its title)."""
+    with fx.begin() as c:
+        oid = stored.set_override(c, "activity:XM-DONOR-A3", "pillar:protection", "in")
+    q = """{ flows(first: 50, where: {kind: {_eq: DISBURSEMENT}}) { nodes {
+        amount activity { iatiIdentifier }
+        classification { dimension isIn rules { id note lowConfidence } } } } }"""
+    nodes = Api(db_url).query(q)["flows"]["nodes"]
+    got = {(n["activity"]["iatiIdentifier"], D(n["amount"])): n["classification"]
+           for n in nodes}
+    a1 = {c["dimension"]: c for c in got[("XM-DONOR-A1", D(100000))]}
+    assert sorted(a1) == ["pillar:participation", "pillar:prevention", "scope"]
+    assert a1["pillar:participation"]["isIn"] is True
+    assert a1["pillar:participation"]["rules"] == [{
+        "id": "participation-dac-democratic-women", "lowConfidence": False,
+        "note": "DAC 15150-15153 (democratic participation, elections, legislatures, media) "
+                "or 15220 (peacebuilding) and the text names women's participation or "
+                "leadership"}]
+    assert [r["id"] for r in a1["scope"]["rules"]] == [
+        "dac-152-peace-security", "dac-152-peace-security-stated",
+        "participation-dac-democratic-women", "prevention-dac-peacebuilding"]
+    a4 = got[("XM-DONOR-A4", D(100000))]
+    assert a4 == [{"dimension": "scope", "isIn": True, "rules": [{
+        "id": "keyword-1325-wps", "lowConfidence": True,
+        "note": "LOW CONFIDENCE: names the resolution or the agenda in free text without a "
+                "peace-and-security code; check by hand"}]}]
+    assert got[("XM-DONOR-A3", D(50000))] == [
+        {"dimension": "pillar:protection", "isIn": True, "rules": [
+            {"id": f"override:{oid}", "note": "hand decision (accounting_override)",
+             "lowConfidence": False}]},
+        {"dimension": "scope", "isIn": False, "rules": []}]
+    # the activity page shows the same rules beside each flow, notes as titles
+    import re
+
+    html = Api(db_url).get("/activity", params={"id": "XM-DONOR-A4"}).text
+    cell = re.search(r'<td class="classes">(.*?)</td>', html, re.S).group(1)
+    assert re.findall(r'data-dimension="([^"]+)"', cell) == ["scope"]
+    assert re.findall(r'data-rule="([^"]+)"', cell) == ["keyword-1325-wps"]
+    assert "(low confidence)" in cell and "LOW CONFIDENCE: names the resolution" in cell
+    html = Api(db_url).get("/activity", params={"id": "XM-DONOR-A1"}).text
+    cells = re.findall(r'<td class="classes">(.*?)</td>', html, re.S)
+    assert len(cells) == 3  # the pledge and two disbursements
+    assert all(re.findall(r'data-dimension="([^"]+)"', c) == [
+        "scope", "participation", "prevention"] for c in cells)
+
+
 # ---- the API filters on the shared IATI files --------------------------------------------
 
 @pytest.fixture(scope="module")

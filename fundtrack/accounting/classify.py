@@ -113,6 +113,17 @@ def _rule_matches(rule: dict[str, Any], it: Item) -> bool:
     return bool(rule.get("keywords")) and _narrow_matches(rule, it)
 
 
+def rule_info(rule_id: str) -> tuple[str | None, bool]:
+    """(rationale, low confidence?) of a cited rule id: from rules.toml, a hand override,
+    or a plugin classifier (no note)."""
+    if rule_id.startswith("override:"):
+        return "hand decision (accounting_override)", False
+    for r in load("rules")["rules"]:
+        if r["id"] == rule_id:
+            return r.get("note"), r.get("confidence") == "low"
+    return None, False
+
+
 def check_rules(doc: dict[str, Any]) -> list[str]:
     """What is wrong with a rule set: a rule without a code gate that is not a labelled
     low-confidence keyword rule, a rule without rationale, an unknown dimension."""

@@ -167,3 +167,25 @@ def counts(conn: Connection) -> dict[str, int]:
     t = _table()
     return dict(conn.execute(select(t.c.dimension, func.count()).where(t.c.is_in)
                              .group_by(t.c.dimension).order_by(t.c.dimension)).all())
+
+
+def cited(conn: Connection, flow_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    """Per flow, the dimensions it is in (scope first, then pillars), each with the rules
+    that put it there and their rationale (``rules.toml``): what a page shows beside a
+    flow. A flow out of scope with no pillar has an empty list."""
+    from fundtrack.accounting.classify import rule_info
+
+    t = _table()
+    ids = sorted(set(flow_ids))
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for i in range(0, len(ids), CHUNK):
+        for r in conn.execute(select(t.c.flow_id, t.c.dimension, t.c.rules).where(
+                t.c.flow_id.in_(ids[i:i + CHUNK]), t.c.is_in)
+                .order_by(t.c.flow_id, t.c.dimension != SCOPE, t.c.dimension)):
+            rules = []
+            for rid in (r.rules or "").split():
+                note, low = rule_info(rid)
+                rules.append({"id": rid, "note": note, "low_confidence": low})
+            out[r.flow_id].append({"dimension": r.dimension.removeprefix("pillar:"),
+                                   "rules": rules})
+    return out

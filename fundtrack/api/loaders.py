@@ -77,7 +77,9 @@ def _statement(spec: LoaderSpec, postgres: bool) -> Select[Any]:
     else:
         cond = col.in_(bindparam("keys", expanding=True))
     stmt = select(t).where(cond)
-    return stmt.order_by(t.c.id) if spec.many else stmt
+    if not spec.many:
+        return stmt
+    return stmt.order_by(t.c.id) if "id" in t.c else stmt.order_by(*t.primary_key.columns)
 
 
 #: Loader name -> what it loads. The look-ahead's relations
@@ -97,6 +99,7 @@ SPECS: dict[str, LoaderSpec] = {
     "issues_by_batch": LoaderSpec("batch_issue", "batch_id", many=True),
     "publishers_by_batch": LoaderSpec("batch_publisher", "batch_id", many=True),
     "fund_by_id": LoaderSpec("fund", "id"),
+    "classification_by_flow": LoaderSpec("flow_classification", "flow_id", many=True),
 }
 
 
@@ -125,6 +128,7 @@ class Loaders:
     issues_by_batch: DataLoader[int, list[Any]]
     publishers_by_batch: DataLoader[int, list[Any]]
     fund_by_id: DataLoader[int, Any]
+    classification_by_flow: DataLoader[int, list[Any]]
 
     def __init__(self, ctx: ApiContext) -> None:
         for name, spec in SPECS.items():

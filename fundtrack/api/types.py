@@ -261,6 +261,43 @@ class Flow(Node):
             "fundtrack.api.types")] | None:
         return _related(info.context, "get", "batch_by_id", self.batch_pk, _batch)
 
+    @_relation("classification_by_flow", "pk", "_classification",
+               description="The 1325 scope and pillars of this flow, each with the rules "
+               "(or hand override) that decided it and why (rules.toml); the pillar filter "
+               "reads the same rows. Empty for a superseded flow.")
+    def classification(self, info: Info) -> list[FlowClassification]:
+        return _related(info.context, "get", "classification_by_flow", self.pk,
+                        _classification)
+
+
+@strawberry.type(description="A classification rule as cited on a flow.")
+class ClassificationRule:
+    id: str = strawberry.field(description="Rule id in rules.toml, or override:<id>.")
+    note: str | None = strawberry.field(description="Why the rule exists (its rationale).")
+    low_confidence: bool = strawberry.field(
+        description="A free-keyword rule without a code gate: check by hand.")
+
+
+@strawberry.type(description="One dimension (scope or a pillar) a flow is in or out of.")
+class FlowClassification:
+    dimension: str = strawberry.field(description='"scope" or "pillar:<name>".')
+    is_in: bool
+    rules: list[ClassificationRule]
+
+
+def _classification(rows: list[Any]) -> list[FlowClassification]:
+    from fundtrack.accounting.classify import rule_info
+
+    out = []
+    for r in rows:
+        cited = []
+        for rid in (r["rules"] or "").split():
+            note, low = rule_info(rid)
+            cited.append(ClassificationRule(id=rid, note=note, low_confidence=low))
+        out.append(FlowClassification(dimension=r["dimension"], is_in=bool(r["is_in"]),
+                                      rules=cited))
+    return out
+
 
 #: Flow's GraphQL fields -> the ``flow`` columns :meth:`Flow.from_row` reads for them. A page
 #: of flows reads only the columns of the fields its client selected (the rest come back as
@@ -282,6 +319,7 @@ FLOW_COLUMNS: dict[str, tuple[str, ...]] = {
     "humanitarian": ("humanitarian",), "description": ("description",),
     "sourceLocation": ("source_location",), "current": ("superseded_by",),
     "activity": ("activity_id",), "reportingOrg": ("reporting_org_ref",), "batch": ("batch_id",),
+    "classification": ("id",),
     "__typename": (),
 }
 

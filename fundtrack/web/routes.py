@@ -322,6 +322,8 @@ def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
                                               f.c.activity_id == act["id"])
                               .order_by(f.c.value_date, f.c.id).limit(500)).mappings())
     out: dict[str, Any] = {"activity": act, "flows": flows}
+    from fundtrack.accounting.stored import cited
+    out["classes"] = cited(conn, [r["id"] for r in flows])
     up = trace(conn, activity=ident, direction="UPSTREAM")
     down = trace(conn, activity=ident, direction="DOWNSTREAM")
     out["trace"] = {"upstream": up, "downstream": down}

@@ -40,6 +40,7 @@ RELATIONS: dict[str, dict[str, tuple[str, str, str | None]]] = {
         "receiver.organization": ("organisation_by_ref", "receiver_ref", "Organization"),
         "reportingOrg": ("organisation_by_ref", "reporting_org_ref", "Organization"),
         "batch": ("batch_by_id", "batch_id", "ImportBatch"),
+        "classification": ("classification_by_flow", "id", None),
     },
     "Activity": {
         "reportingOrg": ("organisation_by_ref", "reporting_org_ref", "Organization"),
