@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from fundtrack.accounting.config import load
+from fundtrack.accounting.config import data_dir, load
 from fundtrack.accounting.items import Item
 from fundtrack.accounting.markers import COMMON_SCALE, Marker
 
@@ -118,10 +118,14 @@ def rule_info(rule_id: str) -> tuple[str | None, bool]:
     or a plugin classifier (no note)."""
     if rule_id.startswith("override:"):
         return "hand decision (accounting_override)", False
-    for r in load("rules")["rules"]:
-        if r["id"] == rule_id:
-            return r.get("note"), r.get("confidence") == "low"
-    return None, False
+    r = _rules_by_id(str(data_dir())).get(rule_id)
+    return (r.get("note"), r.get("confidence") == "low") if r else (None, False)
+
+
+@cache
+def _rules_by_id(directory: str) -> dict[str, dict[str, Any]]:
+    """rules.toml of a data directory, by rule id (a page cites thousands of rules)."""
+    return {r["id"]: r for r in load("rules")["rules"]}
 
 
 def check_rules(doc: dict[str, Any]) -> list[str]:
