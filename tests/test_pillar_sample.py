@@ -140,3 +140,19 @@ def test_social_protection_and_nutrition_are_not_protection(sectors, clusters, t
            "clusters": clusters, "marker": "not-screened", "text": text}
     got = classify(evaluate.item_from_row(row), rules=load_file(DEFAULT_DIR / "rules.toml"))
     assert got.why == {}
+
+
+def test_a_keyword_only_rule_file_is_refused(tmp_path, monkeypatch):
+    """A watchdog's own rules (FUNDTRACK_ACCOUNTING_DATA) are checked the same way: the
+    keyword rules of before would let "protection" alone classify, so they are refused."""
+    import shutil
+
+    from fundtrack.accounting.classify import checked_rules
+
+    shutil.copytree(DEFAULT_DIR, tmp_path / "rules")
+    shutil.copy(KEYWORD_RULES, tmp_path / "rules" / "rules.toml")
+    monkeypatch.setenv("FUNDTRACK_ACCOUNTING_DATA", str(tmp_path / "rules"))
+    with pytest.raises(ValueError, match="rules.toml is refused: .*no code gate"):
+        classify(evaluate.item_from_row(by_case("P014")))
+    with pytest.raises(ValueError, match="match = 'any'"):
+        checked_rules()

@@ -145,6 +145,21 @@ def check_rules(doc: dict[str, Any]) -> list[str]:
     return errors
 
 
+@cache
+def _checked(directory: str) -> dict[str, Any]:
+    doc = load("rules")
+    errors = check_rules(doc)
+    if errors:
+        raise ValueError(f"{directory}/rules.toml is refused: " + "; ".join(errors))
+    return doc
+
+
+def checked_rules() -> dict[str, Any]:
+    """The data directory's rules.toml, refused (ValueError) if check_rules finds a rule
+    a keyword alone could fire without saying so: fundtrack never classifies by it."""
+    return _checked(str(data_dir()))
+
+
 def plugin_classifiers() -> list[Callable[[Item], Iterable[tuple[str, str]]]]:
     """Classifiers from plugins (``fundtrack_classifiers`` hook); none when no plugin has one."""
     from fundtrack.plugins import plugin_manager
@@ -162,7 +177,7 @@ def classify(it: Item, overrides: dict[str, dict[str, tuple[str, int]]] | None =
     """Apply rules (``rules.toml`` unless another parsed rule file is given), then plugin
     classifiers, then hand overrides (last word)."""
     c = Classification()
-    for rule in (rules or load("rules"))["rules"]:
+    for rule in (rules if rules is not None else checked_rules())["rules"]:
         if _rule_matches(rule, it):
             for dim in rule["sets"]:
                 c.why.setdefault(dim, []).append(rule["id"])
