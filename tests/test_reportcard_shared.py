@@ -7,9 +7,10 @@ activity file) and, for FTS, the four custom-search pages. Sweden (SE-0) and the
 country funds report in USD, so their USD figures are the reported amounts; for the
 Netherlands (EUR) the tests check counts.
 
-Scope keywords: the ledger keeps the first narrative of a title and of the general
-description, so the reference reads those too (one Sida flow says "women, peace and
-security" only in its English narrative and is out of scope for both).
+Scope: the reference reads the rules of rules.toml as data and matches them by its own
+code. The ledger keeps the first narrative of a title and of the first description
+element (whatever its type), so the reference reads those too (one Sida flow says "women,
+peace and security" only in its English narrative and is out of scope for both).
 """
 
 from __future__ import annotations
@@ -84,13 +85,15 @@ def test_sweden_2020_is_no_longer_1479_percent_grade_a(cards) -> None:
 # --- gender, earmarking, timeliness --------------------------------------------------------
 
 def test_sweden_2020_gender_principal_share(cards) -> None:
-    """33 peace-and-security disbursements, USD 32,961,718.47, all with a DAC gender
-    marker; principal USD 26,124,676.55 (79.3%): graded A against 15%."""
+    """253 peace-and-security disbursements (the code-gated scope rules of rules.toml:
+    mostly humanitarian protection and gender-targeted relief), USD 139,204,684.56, all
+    with a DAC gender marker; principal USD 26,504,710.64 (19.0%): graded A against 15%."""
     gp = cards[("SE-0", 2020)].item("gender_principal_share")
-    assert (gp.numerator, gp.denominator) == (D("26124676.5453815010"), D("32961718.4685711816"))
-    assert (gp.base_count, gp.coverage) == (33, 1)
+    assert (gp.numerator, gp.denominator) == (D("26504710.6398688351"),
+                                              D("139204684.5572277084"))
+    assert (gp.base_count, gp.coverage) == (253, 1)
     assert (gp.status, gp.grade) == ("graded", "A")
-    assert "9.3% of the USD 355,857,710" in gp.note
+    assert "39.1% of the USD 355,857,710" in gp.note
 
 
 def test_sweden_2020_timeliness_reads_no_import_date(cards) -> None:
@@ -117,9 +120,11 @@ def test_timeliness_from_activity_last_updated(cards) -> None:
 
 def test_netherlands_2020_tiny_bases_and_receivers_links(cards) -> None:
     card = cards[("XM-DAC-7", 2020)]
-    # gender-principal on 2 peace-and-security flows: was "100%, A"
+    # gender-principal on 7 peace-and-security flows (6.3% of what it disbursed; the
+    # reference: EUR 6,242,198 principal of EUR 16,326,848): was "100%, A" on 2
     gp = card.item("gender_principal_share")
-    assert (gp.base_count, gp.value, gp.status, gp.grade) == (2, 1, "insufficient-data", None)
+    assert (gp.base_count, gp.status, gp.grade) == (7, "insufficient-data", None)
+    assert gp.value == gp.numerator / gp.denominator < 1
     # flexible on 1 of 90 disbursements: was "100%, A"
     fl = card.item("flexible_share")
     assert (fl.base_count, fl.value, fl.status) == (90, 1, "insufficient-data")
@@ -192,7 +197,7 @@ def test_league_rows_are_the_cards(loaded_engine: Engine, cards) -> None:
     assert all(r.item.status != "graded" for r in t.unranked)
     assert se.rank is not None
     nl = rows["XM-DAC-7"]
-    assert (nl.rank, nl.item.status, nl.item.base_count) == (None, "insufficient-data", 2)
+    assert (nl.rank, nl.item.status, nl.item.base_count) == (None, "insufficient-data", 7)
     # Sweden's trend: the share in every year it has data, with that year's rank
     assert [p.year for p in se.trend] == [2016, 2017, 2018, 2019, 2020, 2021]
     assert se.trend[4].value == se.item.value and se.trend[4].rank == se.rank
