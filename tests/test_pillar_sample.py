@@ -156,3 +156,25 @@ def test_a_keyword_only_rule_file_is_refused(tmp_path, monkeypatch):
         classify(evaluate.item_from_row(by_case("P014")))
     with pytest.raises(ValueError, match="match = 'any'"):
         checked_rules()
+
+
+def test_docs_show_these_rules_and_figures():
+    """docs/accounting.md lists every rule of rules.toml and prints the figures asserted
+    above (a rule change that moves them fails here until the docs say so)."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "accounting.md").read_text("utf-8")
+    section = doc[doc.index("## 2. Scope and pillars"):doc.index("## 3.")]
+    listed = re.findall(r"^\| `([a-z0-9-]+)`", section, re.M)
+    assert listed == [r["id"] for r in load_file(DEFAULT_DIR / "rules.toml")["rules"]]
+    rows = re.findall(r"^\|(?: code-gated \(shipped\)| keyword \(before\))? \| ([a-z ]+) \| "
+                      r"(\d+) \| (\d+) \| (\d+) \| ([\d.]+)% \| ([\d.]+)% \|$", section, re.M)
+    names = {"scope": "scope", "participation": "pillar:participation",
+             "protection": "pillar:protection", "prevention": "pillar:prevention",
+             "relief and recovery": "pillar:relief-and-recovery"}
+    shown = [(names[d], int(tp), int(fp), int(fn)) for d, tp, fp, fn, _, _ in rows]
+    assert shown == CODE_GATED + KEYWORD
+    for (*_, p, r), s in zip(rows, [*evaluate.measure(ROWS, load_file(
+            DEFAULT_DIR / "rules.toml")), *evaluate.measure(ROWS, load_file(KEYWORD_RULES))],
+            strict=True):
+        assert (D(p), D(r)) == (s.precision * 100, s.recall * 100)
