@@ -106,7 +106,7 @@ class ReportCard:
 @strawberry.type(description="Flows with one gender marker value, as reported and on the common scale.")
 class GenderGroup:
     common: str = strawberry.field(description="principal | significant | not-targeted | not-screened")
-    scale: str | None = strawberry.field(description="dac | gem | gam | pbf; null: no marker")
+    scale: str | None = strawberry.field(description="dac | gem | gam | pbf | iom | adb; null: no marker")
     score: str | None = strawberry.field(description="The score exactly as reported.")
     flows: int
     activities: int
