@@ -92,7 +92,8 @@ MarkerRow = tuple[str | None, ...]
 """(vocabulary, code, significance[, vocabulary_uri]) as stored."""
 
 
-def _read(row: MarkerRow, src: dict[str, Any]) -> tuple[str, str | None] | None:
+def _read(row: MarkerRow, src: dict[str, Any], scales: dict[str, Any]
+          ) -> tuple[str, str | None] | None:
     """(common value, score as reported) if ``row`` is a marker of source ``src``, else None."""
     vocab, code, score = row[0], row[1], row[2]
     uri = row[3] if len(row) > 3 else None
@@ -103,12 +104,12 @@ def _read(row: MarkerRow, src: dict[str, Any]) -> tuple[str, str | None] | None:
     if src.get("score_in") == "code":
         # The publisher's vocabulary names the score in the code; codes of that vocabulary
         # not on the scale (ADB's themes) are other markers, not gender ones.
-        table = load("markers")["scales"][src["scale"]]["scores"]
+        table = scales[src["scale"]]["scores"]
         key = normalise_score(code)
         return (table[key], code) if key in table else None
     if (code or "").strip() != src["code"]:
         return None
-    return to_common(src["scale"], score), score
+    return scales[src["scale"]]["scores"].get(normalise_score(score), NOT_SCREENED), score
 
 
 def activity_marker(rows: list[MarkerRow], level: str = "activity") -> Marker:
@@ -118,11 +119,13 @@ def activity_marker(rows: list[MarkerRow], level: str = "activity") -> Marker:
     Several gender markers (a DAC score and IOM's own, say): the source with the lowest
     ``priority`` number wins among screened values; an unscreened one only when nothing else.
     """
-    sources = load("markers")["activity_sources"]
+    if not rows:
+        return UNMARKED
+    cfg = load("markers")
     best: tuple[tuple[int, int], Marker] | None = None
     for row in rows:
-        for src in sources:
-            read = _read(row, src)
+        for src in cfg["activity_sources"]:
+            read = _read(row, src, cfg["scales"])
             if read is None:
                 continue
             common, score = read
