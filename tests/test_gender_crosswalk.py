@@ -196,3 +196,32 @@ def test_filter_and_summary_agree_on_crs_and_fts(engine, db_url, tmp_path):
     overall = _agree(db_url)
     # the CRS principal flow the issue names: the filter now finds it
     assert overall["principal"][0] >= 1
+
+
+def test_a_hand_gender_decision_reaches_filter_dimension_and_rollup(engine, db_url, tmp_path):
+    """test_accounting's fixture: principal A1 (3 flows) + A3 (1); A4 (1 flow) has no
+    marker. Deciding A4 principal by hand moves it in the filter, the grouped dimension
+    (answered from flow_rollup) and the summary alike."""
+    from test_accounting import load_fixture
+
+    from fundtrack.accounting import stored
+
+    load_fixture(engine, tmp_path)
+    api = Api(db_url)
+    q = """query($w: FlowWhere) { f: flowsAggregate(where: $w) { count }
+        g: flowsAggregate(groupBy: [GENDER_SIGNIFICANCE]) { groups { genderSignificance count } }
+        genderSummary { groups { common flows } } }"""
+
+    def principal() -> tuple[int, int, int]:
+        d = api.query(q, {"w": {"genderSignificance": {"_eq": 2}}})
+        return (d["f"]["count"],
+                sum(g["count"] for g in d["g"]["groups"] if g["genderSignificance"] == 2),
+                sum(g["flows"] for g in d["genderSummary"]["groups"] if g["common"] == "principal"))
+
+    assert principal() == (4, 4, 4)
+    with engine.begin() as c:
+        stored.set_override(c, "activity:XM-DONOR-A4", "gender", "principal", "test")
+    assert principal() == (5, 5, 5)
+    with engine.begin() as c:
+        stored.set_override(c, "activity:XM-DONOR-A4", "gender", None)
+    assert principal() == (4, 4, 4)
