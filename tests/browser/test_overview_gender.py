@@ -43,3 +43,9 @@ def test_overview_gender_table_equals_the_api(live: dict[str, Any], page: Any,
     page.locator("#by-gender").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "overview-gender.png"), full_page=True)
     assert page.js_errors == []
+    # the page's gender filter (genderSignificance) keeps exactly the principal row
+    page.goto(live["url"] + "/?gender=2")
+    cells = page.eval_on_selector_all("#gender-table td[data-marker]", """cs => cs.map(c => ({
+        marker: c.dataset.marker, kind: c.dataset.gkind, usd: c.dataset.usd || ''}))""")
+    assert {(c["marker"], c["kind"]): Decimal(c["usd"]) for c in cells if c["usd"]} == {
+        k: v for k, v in want.items() if k[0] == "2"}
