@@ -225,3 +225,48 @@ def test_a_hand_gender_decision_reaches_filter_dimension_and_rollup(engine, db_u
     with engine.begin() as c:
         stored.set_override(c, "activity:XM-DONOR-A4", "gender", None)
     assert principal() == (4, 4, 4)
+
+
+CHAIN = """<?xml version="1.0" encoding="UTF-8"?>
+<iati-activities version="2.03" generated-datetime="2021-03-01T00:00:00Z">
+ <iati-activity default-currency="USD">
+  <iati-identifier>XM-GD-1</iati-identifier>
+  <reporting-org ref="XM-GD" type="10"><narrative>Donor</narrative></reporting-org>
+  <title><narrative>Grant to the implementer</narrative></title>
+  <activity-status code="2"/>
+  <transaction><transaction-type code="3"/><transaction-date iso-date="2020-03-01"/>
+   <value value-date="2020-03-01">100000</value>
+   <provider-org ref="XM-GD"/><receiver-org ref="XM-GI" receiver-activity-id="XM-GI-1"/>
+  </transaction>
+ </iati-activity>
+ <iati-activity default-currency="USD">
+  <iati-identifier>XM-GI-1</iati-identifier>
+  <reporting-org ref="XM-GI" type="40"><narrative>Implementer</narrative></reporting-org>
+  <title><narrative>Targeted action</narrative></title>
+  <activity-status code="2"/>
+  <policy-marker vocabulary="99" vocabulary-uri="https://data.iom.int/codelist/genderpolicy.pdf"
+   code="2B"/>
+  <transaction><transaction-type code="1"/><transaction-date iso-date="2020-03-05"/>
+   <value value-date="2020-03-05">100000</value>
+   <provider-org ref="XM-GD" provider-activity-id="XM-GD-1"/><receiver-org ref="XM-GI"/>
+  </transaction>
+  <transaction><transaction-type code="4"/><transaction-date iso-date="2020-06-01"/>
+   <value value-date="2020-06-01">60000</value>
+   <provider-org ref="XM-GI"/><receiver-org ref="XM-SUPPLIER"/>
+  </transaction>
+ </iati-activity>
+</iati-activities>
+"""
+
+
+def test_donor_summary_reads_the_crosswalk(engine, tmp_path):
+    """The donor's money spent in an activity marked with IOM's 2B (targeted action) is
+    principal (DAC 2) in donorSummary's gender lines, as in genderSummary."""
+    from fundtrack.query.trace import donor_summary
+
+    p = tmp_path / "chain.xml"
+    p.write_text(CHAIN, encoding="utf-8")
+    assert import_file(engine, p).status == "applied"
+    with engine.connect() as c:
+        got = donor_summary(c, "XM-GD")["gender"]
+    assert [(g["key"], D(g["amount_usd"])) for g in got] == [("2", D(60000))]
