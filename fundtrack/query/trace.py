@@ -418,13 +418,13 @@ def donor_summary(conn: Connection, organization: str) -> dict[str, list[dict[st
     from fundtrack.query.vocabulary import GENDER_STORED
 
     rows: dict[str, list[tuple]] = {}
-    for r in conn.execute(select(a.c.iati_identifier, pm.c.vocabulary, pm.c.code,
-                                 pm.c.significance, pm.c.vocabulary_uri)
+    for mr in conn.execute(select(a.c.iati_identifier, pm.c.vocabulary, pm.c.code,
+                                  pm.c.significance, pm.c.vocabulary_uri)
                           .select_from(pm.join(a, a.c.id == pm.c.activity_id))
                           .where(current(a), or_(and_(pm.c.vocabulary == "1", pm.c.code == "1"),
                                                  pm.c.vocabulary == "99"))
                           .order_by(pm.c.id)):
-        rows.setdefault(r.iati_identifier, []).append(tuple(r)[1:])
+        rows.setdefault(mr.iati_identifier, []).append(tuple(mr)[1:])
     gender = {ident: str(GENDER_STORED[f"gender:{mk.common}"]) for ident, mk in
               ((i, activity_marker(rs)) for i, rs in rows.items())
               if f"gender:{mk.common}" in GENDER_STORED}
