@@ -268,7 +268,8 @@ def _activity(a: Any, kids: dict[str, dict[int, list[Any]]], flows: list[Any]) -
         p.append(f"<sector{_a('vocabulary', s['vocabulary'])}{_a('code', s['code'])}"
                  f"{_a('percentage', s['percentage'])}/>")
     for pm in kids["policy_marker"].get(aid, []):
-        p.append(f"<policy-marker{_a('vocabulary', pm['vocabulary'])}{_a('code', pm['code'])}"
+        p.append(f"<policy-marker{_a('vocabulary', pm['vocabulary'])}"
+                 f"{_a('vocabulary-uri', pm.get('vocabulary_uri'))}{_a('code', pm['code'])}"
                  f"{_a('significance', pm['significance'])}/>")
     p.extend(_budget(b) for b in kids["budget"].get(aid, []) if b["kind"] == "budget")
     p.extend(_budget(b) for b in kids["budget"].get(aid, []) if b["kind"] == "planned_disbursement")

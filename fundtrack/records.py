@@ -118,6 +118,7 @@ class PolicyMarker:
     code: str
     vocabulary: str = "1"
     significance: str | None = None  # kept as reported: "0"-"4", "2a", "M" ...
+    vocabulary_uri: str | None = None  # names a reporting organisation's own vocabulary (99)
 
 
 @dataclass(slots=True)

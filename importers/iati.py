@@ -250,7 +250,7 @@ class _Reader:
                 if code:
                     act.policy_markers.append(PolicyMarker(
                         code, self.vocab(child, "PolicyMarkerVocabulary", where),
-                        attr(child, "significance")))
+                        attr(child, "significance"), attr(child, "vocabulary-uri")))
             elif tag == "participating-org":
                 act.participating_orgs.append(OrgRef(
                     ref=attr(child, "ref"), name=text_of(child),

@@ -385,7 +385,9 @@ def test_fund_scorecard_on_two_allocations_is_insufficient_data(fx):
 def test_nap_coverage_by_hand(fx):
     """Counted by hand from the fixture: LR movements in 2019-2022 are A4's 100k
     disbursement, the donor's 300k to P1 (A2 names no country, P1's incoming-funds report
-    of the same money is in LR: two reports, one movement) and P1's 120k and 180k."""
+    of the same money is in LR: two reports, one movement) and P1's 120k and 180k. P1's
+    onward 120k + 180k is the donor's 300k passing a second hand: counted once (issue 16;
+    before, line 1.1 read 600k funded, 150%)."""
     from datetime import date
     with fx.begin() as c:
         nid = c.execute(insert(NationalActionPlan).values(
@@ -406,12 +408,14 @@ def test_nap_coverage_by_hand(fx):
     with fx.connect() as c:
         (plan,) = nap.coverage(c)
     assert (plan.movements, plan.reports) == (4, 5)
-    assert plan.costed_usd == D(1000000) and plan.funded_usd == D(700000)
-    assert plan.coverage == D("0.7")
+    assert plan.costed_usd == D(1000000) and plan.funded_usd == D(400000)
+    assert plan.coverage == D("0.4")
+    assert (plan.onward_usd, plan.onward_movements) == (D(300000), 2)
+    assert plan.funders == {"XM-DONOR": D(400000)}
     lines = {ln.code: ln for ln in plan.lines}
-    assert (lines["1.1"].funded_usd, lines["1.1"].coverage) == (D(600000), D("1.5"))
-    assert sorted(D(f["amount_usd"]) for f in lines["1.1"].flows) == [
-        D(120000), D(180000), D(300000)]
+    assert (lines["1.1"].funded_usd, lines["1.1"].coverage) == (D(300000), D("0.75"))
+    assert sorted((D(f["amount_usd"]), D(f["counted_usd"])) for f in lines["1.1"].flows) == [
+        (D(120000), D(0)), (D(180000), D(0)), (D(300000), D(300000))]
     (both,) = [f for f in lines["1.1"].flows if len(f["reports"]) == 2]
     assert D(both["amount_usd"]) == D(300000)
     assert (lines["2.1"].funded_usd, lines["2.1"].coverage) == (D(100000), D("0.4"))

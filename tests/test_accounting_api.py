@@ -101,11 +101,14 @@ def test_cli_report_card_formats(engine, db_url, tmp_path, monkeypatch):
 
 
 DAC_COMMON = {"0": "not-targeted", "1": "significant", "2": "principal"}
+#: IOM's own marker (vocabulary 99 named by this URI, the code is the score): dportal_118.
+IOM_URI = "https://data.iom.int/codelist/genderpolicy.pdf"
+IOM_COMMON = {"0": "not-targeted", "1": "not-targeted", "2A": "significant", "2B": "principal"}
 
 
 def independent_gender_count(paths):
-    """{common: (activities with transactions, transactions)} with plain xml.etree;
-    an activity reported again (same reporting org and identifier) replaces the earlier."""
+    """{common: (activities with transactions, transactions)} with plain xml.etree (the DAC
+    marker, else IOM's, docs/accounting.md); an activity reported again (same reporting org and identifier) replaces the earlier."""
     acts = {}
     for path in paths:
         for a in ET.parse(path).getroot().iter("iati-activity"):
@@ -119,6 +122,11 @@ def independent_gender_count(paths):
                     if sig in DAC_COMMON:
                         common = DAC_COMMON[sig]
                         break
+            if common == "not-screened":  # a DAC score first, else IOM's own marker
+                for pm in a.findall("policy-marker"):
+                    if pm.get("vocabulary") == "99" and pm.get("vocabulary-uri") == IOM_URI \
+                            and pm.get("code") in IOM_COMMON:
+                        common = IOM_COMMON[pm.get("code")]
             acts[key] = (common, len(a.findall("transaction")))
     out = defaultdict(lambda: [0, 0])
     for common, n in acts.values():

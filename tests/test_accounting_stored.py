@@ -26,8 +26,10 @@ from fundtrack.ledger import tables as m
 
 
 def table_rows(conn) -> set[tuple[int, str, bool, str | None]]:
+    """The scope and pillar rows (the gender rows are test_gender_crosswalk's)."""
     t = FlowClassification.__table__
-    return {(r.flow_id, r.dimension, bool(r.is_in), r.rules) for r in conn.execute(select(t))}
+    return {(r.flow_id, r.dimension, bool(r.is_in), r.rules) for r in conn.execute(
+        select(t).where(t.c.dimension.not_like("gender:%")))}
 
 
 def expected_rows(conn) -> set[tuple[int, str, bool, str | None]]:
@@ -59,7 +61,8 @@ def by_activity(conn) -> dict[tuple[str, D], dict[str, tuple[bool, str | None]]]
     for r in conn.execute(select(a.c.iati_identifier, f.c.amount, f.c.kind, t.c.dimension,
                                  t.c.is_in, t.c.rules)
                           .join(f, f.c.id == t.c.flow_id).join(a, a.c.id == f.c.activity_id)
-                          .where(f.c.kind == m.FlowKind.DISBURSEMENT)):
+                          .where(f.c.kind == m.FlowKind.DISBURSEMENT,
+                                 t.c.dimension.not_like("gender:%"))):
         out.setdefault((r.iati_identifier, r.amount), {})[r.dimension] = (bool(r.is_in), r.rules)
     return out
 
@@ -80,10 +83,13 @@ def test_import_classifies_by_hand_values(fx):
     # 9 current flows: A1 3 (pledge, 100,000, 40,000), A2-A4 1 each, P1 3. Scope: all but
     # A3 (8). Participation: sector 15220 with "women mediators" on A1 3 + with "women's
     # political" on P1 3 = 6. Prevention: sector 15220 alone on A1 3, A2 1, P1 3 = 7.
+    # Gender (DAC marker): principal A1 3 + A3 1 = 4, significant A2 1 + P1 3 = 4; A4 has
+    # none (not screened: no row).
     with fx.connect() as c:
         assert len(current_flow_ids(c)) == 9
         assert stored.counts(c) == {"pillar:participation": 6, "pillar:prevention": 7,
-                                    "scope": 8}
+                                    "scope": 8, "gender:principal": 4,
+                                    "gender:significant": 4}
 
 
 def test_overrides_reclassify_and_are_cited(fx):
@@ -132,8 +138,9 @@ def test_reimport_revert_and_rebuild_keep_it_exact(fx, tmp_path: Path):
     res = import_file(fx, p)
     assert res.status == "applied", res.summary()
     assert res.counts["classified_flows"] == 2
-    # rows of the 2 superseded flows: A2's scope + prevention, A4's scope
-    assert res.counts["classification_dropped"] == 3
+    # rows of the 2 superseded flows: A2's scope + prevention + gender:significant,
+    # A4's scope (A4 has no marker)
+    assert res.counts["classification_dropped"] == 4
     with fx.connect() as c:
         rows = table_rows(c)
         assert rows == expected_rows(c)

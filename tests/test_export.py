@@ -62,6 +62,12 @@ def _totals(engine: Engine) -> dict[str, object]:
                 b.superseded_by.is_(None), b.activity_id.is_not(None))).scalar_one(),
             "budget_sums": budget_sums,
             "markers": c.execute(select(func.count()).select_from(m.PolicyMarker)).scalar_one(),
+            # publishers' own vocabularies (IOM, ADB ...) keep their URI and whole code
+            "marker_uris": sorted(c.execute(select(m.PolicyMarker.vocabulary_uri,
+                                                   m.PolicyMarker.code, func.count())
+                                            .where(m.PolicyMarker.vocabulary_uri.is_not(None))
+                                            .group_by(m.PolicyMarker.vocabulary_uri,
+                                                      m.PolicyMarker.code)).all()),
             "sectors": c.execute(select(func.count()).select_from(m.ActivitySector)).scalar_one(),
             "orgs": c.execute(select(func.count()).select_from(m.ParticipatingOrg)).scalar_one(),
         }
@@ -78,6 +84,7 @@ def test_iati_round_trip_into_an_empty_database(loaded_engine: Engine, engine: E
     before, after = _totals(loaded_engine), _totals(engine)
     assert before["activities"] == 2843 and before["flows"] == 18050  # the shared files
     assert after == before
+    assert ("https://data.iom.int/codelist/genderpolicy.pdf", "2A", 33) in before["marker_uris"]
     assert not [i for i in result.issues if i.severity.value == "error"]
 
 

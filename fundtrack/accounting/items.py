@@ -178,9 +178,10 @@ def flow_markers(conn: Connection, flow_ids: list[int]) -> dict[int, list[tuple]
     fm = m.FlowPolicyMarker.__table__
     out: dict[int, list[tuple]] = defaultdict(list)
     for ids in _chunks(flow_ids):
-        for r in conn.execute(select(fm.c.flow_id, fm.c.vocabulary, fm.c.code, fm.c.significance)
+        for r in conn.execute(select(fm.c.flow_id, fm.c.vocabulary, fm.c.code, fm.c.significance,
+                                     fm.c.vocabulary_uri)
                               .where(fm.c.flow_id.in_(ids)).order_by(fm.c.id)):
-            out[r.flow_id].append((r.vocabulary, r.code, r.significance))
+            out[r.flow_id].append((r.vocabulary, r.code, r.significance, r.vocabulary_uri))
     return out
 
 
@@ -192,8 +193,10 @@ def activity_context(conn: Connection, activity_ids: set[int]) -> dict[int, dict
                                       for i in activity_ids}
     for ids in _chunks(activity_ids):
         for r in conn.execute(select(pm.c.activity_id, pm.c.vocabulary, pm.c.code,
-                                     pm.c.significance).where(pm.c.activity_id.in_(ids))):
-            markers[r.activity_id].append((r.vocabulary, r.code, r.significance))
+                                     pm.c.significance, pm.c.vocabulary_uri)
+                              .where(pm.c.activity_id.in_(ids)).order_by(pm.c.id)):
+            markers[r.activity_id].append((r.vocabulary, r.code, r.significance,
+                                           r.vocabulary_uri))
         for r in conn.execute(select(s.c.activity_id, s.c.vocabulary, s.c.code)
                               .where(s.c.activity_id.in_(ids)).order_by(s.c.id)):
             v = r.vocabulary or "1"

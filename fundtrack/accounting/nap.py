@@ -7,7 +7,10 @@ country (the flow's recipient country, else its activity's). A disbursement and 
 receiver's report of the same money are one movement, counted once; a receiver's report
 alone (the sender did not publish) counts too. Expenditure is not a transfer and is left
 out. An onward transfer (an implementer passing money to a partner in the country) is a
-movement of its own and counts as well: see docs/wps-data.md.
+movement of its own, but its money may already be counted: an organisation's onward
+transfers count only for the part beyond what it received in the movements counted for
+the plan (taken in date order, :func:`_not_yet_counted`), so money that passes two hands
+inside the country is funded once; see docs/wps-data.md.
 
 Which line: a hand link (``nap_link``, by the activity identifier of either report)
 first, else the first line (in code order) whose rule matches either report
@@ -37,7 +40,29 @@ MATCHING = ("a hand link by activity identifier first; else the first line, in c
             "with a DAC sector, sector range or donor code of either report (keywords, "
             "if any, must also appear in its title or description)")
 COUNTING = ("movements of the money trail (transfers) in the plan's period that either "
-            "report places in the country, each counted once however many reports it has")
+            "report places in the country, each counted once however many reports it has; "
+            "an organisation's onward transfers count only beyond what it received in those "
+            "movements (money passing two hands in the country is counted once)")
+
+
+def _not_yet_counted(movements: list[CountryMovement]) -> dict[int, Decimal]:
+    """USD of each movement not already counted as money its sender received.
+
+    Per sender, what it received in these movements is a pool its onward transfers use up
+    first (movements in date order, then id); only the rest is new money. A donor's
+    300,000 to an agency and the agency's 120,000 + 180,000 onward: 300,000 counted.
+    """
+    pool: dict[str, Decimal] = defaultdict(Decimal)
+    for mvt in movements:
+        if mvt.amount_usd is not None:
+            pool[mvt.dst_org] = SUM_CONTEXT.add(pool[mvt.dst_org], mvt.amount_usd)
+    out: dict[int, Decimal] = {}
+    for mvt in sorted(movements, key=lambda x: (x.value_date is None, x.value_date, x.id)):
+        usd = mvt.amount_usd or Decimal(0)
+        used = min(usd, pool[mvt.src_org]) if usd > 0 else Decimal(0)
+        pool[mvt.src_org] = SUM_CONTEXT.subtract(pool[mvt.src_org], used)
+        out[mvt.id] = SUM_CONTEXT.subtract(usd, used)
+    return out
 
 
 def line_matches(rule: dict[str, Any] | None, it: Item) -> bool:
@@ -90,6 +115,9 @@ class PlanCoverage:
     movements: int = 0
     reports: int = 0
     movements_without_usd: int = 0
+    #: Onward transfers' USD not counted again (the sender's receipts already counted it).
+    onward_usd: Decimal = Decimal(0)
+    onward_movements: int = 0
     budget_lines: list[dict[str, Any]] = field(default_factory=list)
     funders: dict[str, Decimal] = field(default_factory=dict)
 
@@ -142,6 +170,7 @@ class PlanCoverage:
             "coverage_note": self.coverage_note, "unlinked_usd": s(self.unlinked_usd),
             "unlinked_flows": self.unlinked_flows,
             "movements": self.movements, "reports": self.reports,
+            "onward_usd": str(self.onward_usd), "onward_movements": self.onward_movements,
             "domestic_budget_usd": s(self.domestic_budget_usd),
             "pillars": {k: {kk: s(vv) for kk, vv in v.items()} for k, v in self.pillars().items()},
             "lines": [{"code": ln.code, "pillar": ln.pillar, "title": ln.title,
@@ -229,7 +258,9 @@ def coverage(conn: Connection, nap_id: int | None = None, code: str | None = Non
                           plan.period_end, plan.source, list(cov.values()), code=plan.code,
                           budget_lines=budget_lines(conn, plan.id))
         funders: dict[str, Decimal] = defaultdict(Decimal)
-        for mvt in country_movements(conn, plan.country, plan.period_start, plan.period_end):
+        movements = country_movements(conn, plan.country, plan.period_start, plan.period_end)
+        new_money = _not_yet_counted(movements)
+        for mvt in movements:
             pc.movements += 1
             pc.reports += len(mvt.reports)
             line_id, how = next(((hand[it.activity_identifier], "hand") for it in mvt.reports
@@ -239,20 +270,25 @@ def coverage(conn: Connection, nap_id: int | None = None, code: str | None = Non
                                 if any(line_matches(ln.rule, it) for it in mvt.reports)), None)
             if mvt.amount_usd is None:
                 pc.movements_without_usd += 1
-            usd = mvt.amount_usd or Decimal(0)
+            usd = new_money[mvt.id]
+            if usd != (mvt.amount_usd or Decimal(0)):
+                pc.onward_usd = SUM_CONTEXT.add(pc.onward_usd, SUM_CONTEXT.subtract(
+                    mvt.amount_usd or Decimal(0), usd))
+                pc.onward_movements += 1
             if line_id is None:
                 pc.unlinked_usd = SUM_CONTEXT.add(pc.unlinked_usd, usd)
                 pc.unlinked_flows += 1
                 continue
             lc = cov[line_id]
             lc.funded_usd = SUM_CONTEXT.add(lc.funded_usd, usd)
-            funders[mvt.src_org] = SUM_CONTEXT.add(funders[mvt.src_org], usd)
+            if usd or mvt.amount_usd is None:  # an onward transfer counted already: not a funder
+                funders[mvt.src_org] = SUM_CONTEXT.add(funders[mvt.src_org], usd)
             lc.flows.append({"movement_id": mvt.id, "flow_id": mvt.reports[0].flow_id,
                              "reports": [it.flow_id for it in mvt.reports],
                              "activity": mvt.reports[0].activity_identifier,
                              "provider": mvt.src_org, "receiver": mvt.dst_org,
                              "amount_usd": None if mvt.amount_usd is None else str(mvt.amount_usd),
-                             "linked_by": how})
+                             "counted_usd": str(usd), "linked_by": how})
         pc.funders = dict(sorted(funders.items(), key=lambda kv: (-kv[1], kv[0])))
         out.append(pc)
     return out

@@ -1,9 +1,12 @@
-"""The scope and pillars of every current flow, kept in ``flow_classification`` for SQL.
+"""The scope, pillars and gender marker of every current flow, kept in ``flow_classification``
+for SQL.
 
 :func:`fundtrack.accounting.classify.classify` stays the one place for the rules; this
 module runs it and writes down what it decided (with the rule ids, ``override:<id>`` for
-hand decisions), so the API's ``FlowWhere.pillar`` / ``inScope`` and the web Sankey filter
-in SQL instead of classifying in Python per request.
+hand decisions), so the API's ``FlowWhere.pillar`` / ``inScope`` / ``genderSignificance``
+and the web Sankey filter in SQL instead of classifying in Python per request. The gender
+rows (``gender:principal`` ...) are the crosswalk's common value of the flow's effective
+marker (:mod:`fundtrack.accounting.markers`), the one ``genderSummary`` counts.
 
 Kept exact by the ingest pipeline (``fundtrack.derived``): after an import, the flows the
 batch superseded lose their rows and the batch's flows are classified; after a revert,
@@ -23,12 +26,14 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, or
 
 from fundtrack.accounting.classify import (
     SCOPE,
+    apply_gender_overrides,
     classify,
     load_overrides,
     plugin_classifiers,
     subject_of,
 )
 from fundtrack.accounting.items import load_items
+from fundtrack.accounting.markers import GENDER_DIMENSIONS, marker_rule
 from fundtrack.accounting.tables import ClassificationOverride, FlowClassification
 from fundtrack.db.base import current
 from fundtrack.db.bulk import bulk_insert
@@ -50,7 +55,13 @@ def rows_for(conn: Connection, flow_ids: Iterable[int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     ids = sorted(set(flow_ids))
     for i in range(0, len(ids), CHUNK):
-        for it in load_items(conn, f.c.id.in_(ids[i:i + CHUNK])):
+        items = load_items(conn, f.c.id.in_(ids[i:i + CHUNK]))
+        apply_gender_overrides(items, overrides)
+        for it in items:
+            mk = it.marker
+            if mk.common in GENDER_DIMENSIONS:
+                rows.append({"flow_id": it.flow_id, "dimension": GENDER_DIMENSIONS[mk.common],
+                             "is_in": True, "rules": marker_rule(mk)})
             c = classify(it, overrides, extra)
             mine = overrides.get(subject_of(it), {})
             out_by_hand = {dim: f"override:{oid}" for dim, (value, oid) in mine.items()
@@ -159,6 +170,11 @@ def set_override(conn: Connection, subject: str, dimension: str, value: str | No
             subject=subject, dimension=dimension, value=value, note=note,
             decided_by=decided_by, decided_at=datetime.now(UTC))).inserted_primary_key[0]
     _write(conn, flows)
+    if dimension == "gender":
+        # flow_rollup groups by the stored gender value: its years of these flows change.
+        from fundtrack.derived.rollup.maintain import refresh_flows
+
+        refresh_flows(conn, flows)
     return oid
 
 

@@ -184,7 +184,9 @@ class FlowClassification(Base):
     SQL filters (``FlowWhere.pillar``, ``inScope``) can use them.
 
     One ``scope`` row per current flow (``is_in`` true or false); one ``pillar:<name>``
-    (or plugin) row per dimension the flow is in, or is put out of by a hand override.
+    (or plugin) row per dimension the flow is in, or is put out of by a hand override;
+    one ``gender:<common value>`` row for a screened gender marker (the crosswalk's value,
+    ``rules`` says which marker or override gave it).
     ``rules``: the rule ids that made it, space-separated (``override:<id>`` for hand
     decisions); empty when out of scope because no rule matched."""
 

@@ -102,11 +102,16 @@ class _Fields:
             return v or None
         return v
 
-    def text(self, field: str, required: bool = False, max_len: int = 2000) -> str | None:
+    def given(self, field: str, required: bool) -> Any:
+        """The raw value, None when empty (and an error when it is required)."""
         v = self.raw(field)
+        if v is None and required:
+            self.fail(field, "required")
+        return v
+
+    def text(self, field: str, required: bool = False, max_len: int = 2000) -> str | None:
+        v = self.given(field, required)
         if v is None:
-            if required:
-                self.fail(field, "required")
             return None
         v = str(v)
         if len(v) > max_len:
@@ -126,30 +131,27 @@ class _Fields:
             self.fail(field, f"{v[:70]!r} is not an organisation reference (no spaces)")
         return v
 
-    def country(self, field: str, required: bool = True) -> str | None:
+    def _listed(self, field: str, required: bool, codelist: str, what: str) -> str | None:
+        """A code of an IATI codelist, upper-cased."""
         v = self.text(field, required)
         if v is None:
             return None
         up = v.upper()
-        if up not in codelists.codes("Country"):
-            self.fail(field, f"{v[:20]!r} is not an ISO 3166-1 alpha-2 country code "
-                             "(IATI Country codelist), e.g. GE, LR, JO")
+        if up not in codelists.codes(codelist):
+            self.fail(field, f"{v[:20]!r} is not {what}")
         return up
+
+    def country(self, field: str, required: bool = True) -> str | None:
+        return self._listed(field, required, "Country", "an ISO 3166-1 alpha-2 country code "
+                            "(IATI Country codelist), e.g. GE, LR, JO")
 
     def currency(self, field: str, required: bool = False) -> str | None:
-        v = self.text(field, required)
-        if v is None:
-            return None
-        up = v.upper()
-        if up not in codelists.codes("Currency"):
-            self.fail(field, f"{v[:20]!r} is not an ISO 4217 currency code, e.g. USD, GEL")
-        return up
+        return self._listed(field, required, "Currency",
+                            "an ISO 4217 currency code, e.g. USD, GEL")
 
     def amount(self, field: str, required: bool = False) -> Decimal | None:
-        v = self.raw(field)
+        v = self.given(field, required)
         if v is None:
-            if required:
-                self.fail(field, "required")
             return None
         if isinstance(v, float):
             self.fail(field, "give the amount as a decimal string, not a float")
@@ -169,10 +171,8 @@ class _Fields:
         return d
 
     def share(self, field: str, required: bool = True) -> Decimal | None:
-        v = self.raw(field)
+        v = self.given(field, required)
         if v is None:
-            if required:
-                self.fail(field, "required")
             return None
         try:
             d = v if isinstance(v, Decimal) else parse_amount(str(v))
@@ -184,10 +184,8 @@ class _Fields:
         return d
 
     def year(self, field: str, required: bool = True) -> int | None:
-        v = self.raw(field)
+        v = self.given(field, required)
         if v is None:
-            if required:
-                self.fail(field, "required")
             return None
         try:
             y = v if isinstance(v, int) and not isinstance(v, bool) else int(str(v), 10)
@@ -201,9 +199,8 @@ class _Fields:
 
     def day(self, field: str, end: bool) -> date | None:
         """A date, or a year alone (1 January for a start, 31 December for an end)."""
-        v = self.raw(field)
+        v = self.given(field, True)
         if v is None:
-            self.fail(field, "required")
             return None
         if isinstance(v, datetime):
             v = v.date()
@@ -303,6 +300,28 @@ def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     return _json(before) != _json(after)
 
 
+def _upsert(conn: Connection, table: Any, existing: dict[str, Any] | None,
+            clean: dict[str, Any], actor: Actor, entity: str, key: str,
+            nap_id: int | None = None, *, parent: Mapping[str, Any] | None = None,
+            own_nap: bool = False) -> tuple[dict[str, Any], str]:
+    """Insert ``clean`` (with the ``parent`` columns) or change ``existing`` to it, and
+    record who did it; returns the row and ``created`` | ``updated`` | ``unchanged``.
+    ``own_nap``: the row is a plan, its history is filed under itself."""
+    if existing is None:
+        pk = conn.execute(insert(table).values(**(parent or {}), **clean)
+                          .returning(table.id)).scalar_one()
+        row = _row(conn, table, table.id == pk)
+        _record(conn, actor, "create", entity, pk, key, pk if own_nap else nap_id, None, row)
+        return row, "created"  # type: ignore[return-value]
+    if not _changed({k: existing[k] for k in clean}, clean):
+        return existing, "unchanged"
+    conn.execute(update(table).where(table.id == existing["id"]).values(**clean))
+    row = _row(conn, table, table.id == existing["id"])
+    _record(conn, actor, "update", entity, existing["id"], key,
+            existing["id"] if own_nap else nap_id, existing, row)
+    return row, "updated"  # type: ignore[return-value]
+
+
 def _merge(existing: Mapping[str, Any] | None, values: Mapping[str, Any],
            fields: tuple[str, ...]) -> dict[str, Any]:
     """The record to validate: the stored one with the given fields replaced."""
@@ -352,19 +371,7 @@ def save_nap(conn: Connection, values: Mapping[str, Any], actor: Actor,
         f.fail("period_end", f"{clean['period_end']} is before the start "
                              f"{clean['period_start']}")
     f.check()
-    if existing is None:
-        pk = conn.execute(insert(NationalActionPlan).values(**clean)
-                          .returning(NationalActionPlan.id)).scalar_one()
-        row = _row(conn, NationalActionPlan, NationalActionPlan.id == pk)
-        _record(conn, actor, "create", "nap", pk, code, pk, None, row)
-        return row, "created"  # type: ignore[return-value]
-    if not _changed({k: existing[k] for k in clean}, clean):
-        return existing, "unchanged"
-    conn.execute(update(NationalActionPlan).where(NationalActionPlan.id == existing["id"])
-                 .values(**clean))
-    row = _row(conn, NationalActionPlan, NationalActionPlan.id == existing["id"])
-    _record(conn, actor, "update", "nap", existing["id"], code, existing["id"], existing, row)
-    return row, "updated"  # type: ignore[return-value]
+    return _upsert(conn, NationalActionPlan, existing, clean, actor, "nap", code, own_nap=True)
 
 
 def delete_nap(conn: Connection, code: str, actor: Actor) -> dict[str, Any]:
@@ -453,19 +460,8 @@ def save_line(conn: Connection, nap_code: str, values: Mapping[str, Any], actor:
     f.errors[:0] = nap_errors
     f.check()
     assert plan is not None
-    key = f"{plan['code']}/{code}"
-    if existing is None:
-        pk = conn.execute(insert(NapLine).values(nap_id=plan["id"], **clean)
-                          .returning(NapLine.id)).scalar_one()
-        row = _row(conn, NapLine, NapLine.id == pk)
-        _record(conn, actor, "create", "nap_line", pk, key, plan["id"], None, row)
-        return row, "created"  # type: ignore[return-value]
-    if not _changed({k: existing[k] for k in clean}, clean):
-        return existing, "unchanged"
-    conn.execute(update(NapLine).where(NapLine.id == existing["id"]).values(**clean))
-    row = _row(conn, NapLine, NapLine.id == existing["id"])
-    _record(conn, actor, "update", "nap_line", existing["id"], key, plan["id"], existing, row)
-    return row, "updated"  # type: ignore[return-value]
+    return _upsert(conn, NapLine, existing, clean, actor, "nap_line", f"{plan['code']}/{code}",
+                   plan["id"], parent={"nap_id": plan["id"]})
 
 
 def delete_line(conn: Connection, nap_code: str, code: str, actor: Actor) -> dict[str, Any]:
@@ -521,20 +517,9 @@ def save_budget_line(conn: Connection, nap_code: str, values: Mapping[str, Any],
     f.errors[:0] = nap_errors
     f.check()
     assert plan is not None
-    key = f"{plan['code']}/budget/{code}/{year}"
-    if existing is None:
-        pk = conn.execute(insert(NapBudgetLine).values(nap_id=plan["id"], **clean)
-                          .returning(NapBudgetLine.id)).scalar_one()
-        row = _row(conn, NapBudgetLine, NapBudgetLine.id == pk)
-        _record(conn, actor, "create", "nap_budget_line", pk, key, plan["id"], None, row)
-        return row, "created"  # type: ignore[return-value]
-    if not _changed({k: existing[k] for k in clean}, clean):
-        return existing, "unchanged"
-    conn.execute(update(NapBudgetLine).where(NapBudgetLine.id == existing["id"]).values(**clean))
-    row = _row(conn, NapBudgetLine, NapBudgetLine.id == existing["id"])
-    _record(conn, actor, "update", "nap_budget_line", existing["id"], key, plan["id"],
-            existing, row)
-    return row, "updated"  # type: ignore[return-value]
+    return _upsert(conn, NapBudgetLine, existing, clean, actor, "nap_budget_line",
+                   f"{plan['code']}/budget/{code}/{year}", plan["id"],
+                   parent={"nap_id": plan["id"]})
 
 
 def delete_budget_line(conn: Connection, nap_code: str, code: str, year: int, actor: Actor,
@@ -601,19 +586,8 @@ def save_stipulation(conn: Connection, values: Mapping[str, Any], actor: Actor,
                         t.year.is_(None) if clean["year"] is None else t.year == clean["year"],
                         t.target.is_(None) if clean["target"] is None
                         else t.target == clean["target"])
-    if existing is None:
-        pk = conn.execute(insert(t).values(**clean).returning(t.id)).scalar_one()
-        row = _row(conn, Stipulation, t.id == pk)
-        _record(conn, actor, "create", "stipulation", pk, _stipulation_key(clean), None,
-                None, row)
-        return row, "created"  # type: ignore[return-value]
-    if not _changed({k: existing[k] for k in clean}, clean):
-        return existing, "unchanged"
-    conn.execute(update(t).where(t.id == existing["id"]).values(**clean))
-    row = _row(conn, Stipulation, t.id == existing["id"])
-    _record(conn, actor, "update", "stipulation", existing["id"], _stipulation_key(clean),
-            None, existing, row)
-    return row, "updated"  # type: ignore[return-value]
+    return _upsert(conn, Stipulation, existing, clean, actor, "stipulation",
+                   _stipulation_key(clean))
 
 
 def delete_stipulation(conn: Connection, stipulation_id: int, actor: Actor) -> dict[str, Any]:
@@ -643,17 +617,7 @@ def save_fund_target(conn: Connection, values: Mapping[str, Any], actor: Actor,
         f.fail("fund_ref", f"{clean['fund_ref']!r} is not a pooled fund in the registry "
                            "(add it with `fundtrack funds add` or upsertFund)")
     f.check()
-    if existing is None:
-        pk = conn.execute(insert(t).values(**clean).returning(t.id)).scalar_one()
-        row = _row(conn, FundTarget, t.id == pk)
-        _record(conn, actor, "create", "fund_target", pk, ref, None, None, row)
-        return row, "created"  # type: ignore[return-value]
-    if not _changed({k: existing[k] for k in clean}, clean):
-        return existing, "unchanged"
-    conn.execute(update(t).where(t.id == existing["id"]).values(**clean))
-    row = _row(conn, FundTarget, t.id == existing["id"])
-    _record(conn, actor, "update", "fund_target", existing["id"], ref, None, existing, row)
-    return row, "updated"  # type: ignore[return-value]
+    return _upsert(conn, FundTarget, existing, clean, actor, "fund_target", ref)
 
 
 def delete_fund_target(conn: Connection, fund_ref: str, actor: Actor) -> dict[str, Any]:

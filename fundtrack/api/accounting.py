@@ -106,7 +106,7 @@ class ReportCard:
 @strawberry.type(description="Flows with one gender marker value, as reported and on the common scale.")
 class GenderGroup:
     common: str = strawberry.field(description="principal | significant | not-targeted | not-screened")
-    scale: str | None = strawberry.field(description="dac | gem | gam | pbf; null: no marker")
+    scale: str | None = strawberry.field(description="dac | gem | gam | pbf | iom | adb; null: no marker")
     score: str | None = strawberry.field(description="The score exactly as reported.")
     flows: int
     activities: int
@@ -198,6 +198,10 @@ class NationalActionPlan:
     reports: int = strawberry.field(
         description="Reports of those movements (a disbursement and the receiver's "
                     "incoming funds are two reports of one movement).")
+    onward_usd: Decimal = strawberry.field(
+        description="Onward transfers' USD not counted again: an organisation passing on "
+                    "money it received in the counted movements (counted once, there).")
+    onward_movements: int
     movements_without_usd: int
     domestic_budget_usd: Decimal = strawberry.field(
         description="Sum of the domestic budget lines in USD (shown beside, never added "
@@ -348,7 +352,7 @@ def _nap(p: napmod.PlanCoverage) -> NationalActionPlan:
         period_end=p.period_end, source=p.source, costed_usd=p.costed_usd,
         funded_usd=p.funded_usd, coverage=p.coverage, coverage_note=p.coverage_note,
         unlinked_usd=p.unlinked_usd, unlinked_movements=p.unlinked_flows, movements=p.movements,
-        reports=p.reports,
+        reports=p.reports, onward_usd=p.onward_usd, onward_movements=p.onward_movements,
         movements_without_usd=p.movements_without_usd,
         domestic_budget_usd=p.domestic_budget_usd, counting=napmod.COUNTING,
         matching=napmod.MATCHING,

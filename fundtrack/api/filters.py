@@ -198,7 +198,11 @@ class FlowWhere:
     activity: Optional[ActivityWhere] = strawberry.field(  # noqa: UP045
         default=None, description="the flow's activity matches")
     gender_significance: Optional[IntComparison] = strawberry.field(  # noqa: UP045
-        default=None, description="the flow's activity's DAC gender marker score")
+        default=None, description="the flow's gender marker on the common scale as a DAC "
+        "score: 2 principal, 1 significant, 0 not targeted, _is_null not screened. The "
+        "flow's own marker, else its activity's; publishers' own vocabularies (UN GEM, IASC "
+        "GAM, PBF, IOM, ADB) read through the crosswalk (docs/accounting.md); the value "
+        "genderSummary counts")
     pillar: Optional[PillarComparison] = strawberry.field(  # noqa: UP045
         default=None, description="WPS pillar by the 1325 classification rules (and hand "
         "overrides); see docs/accounting.md")

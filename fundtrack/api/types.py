@@ -99,6 +99,8 @@ class PolicyMarker:
     vocabulary: str
     code: str
     significance: str | None
+    vocabulary_uri: str | None = strawberry.field(
+        default=None, description="Names a reporting organisation's own vocabulary (99).")
 
 
 @strawberry.type
@@ -469,7 +471,8 @@ def _sectors(rows: list[Any]) -> list[Sector]:
 
 def _markers(rows: list[Any]) -> list[PolicyMarker]:
     return [PolicyMarker(vocabulary=r["vocabulary"], code=r["code"],
-                         significance=r["significance"]) for r in rows]
+                         significance=r["significance"], vocabulary_uri=r.get("vocabulary_uri"))
+            for r in rows]
 
 
 def _countries(rows: list[Any]) -> list[CountryShare]:

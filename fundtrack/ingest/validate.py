@@ -79,7 +79,7 @@ ACTIVITY_TEXT = _limits({
     "tags[].vocabulary": "activity_tag.vocabulary",
 }, ["identifier", "reporting_org.ref", "recipient_countries[].code", "recipient_regions[].code",
     "sectors[].code", "policy_markers[].code", "policy_markers[].vocabulary",
-    "policy_markers[].significance", "participating_orgs[].ref",
+    "policy_markers[].significance", "policy_markers[].vocabulary_uri", "participating_orgs[].ref",
     "participating_orgs[].activity_id", "tags[].code"])
 FLOW_TEXT = _limits({
     "currency": "flow.currency", "sector.vocabulary": "flow.sector_vocabulary",
@@ -89,7 +89,7 @@ FLOW_TEXT = _limits({
 }, ["external_id", "reporting_org.ref", "provider.ref", "provider.activity_id", "provider.type",
     "receiver.ref", "receiver.activity_id", "receiver.type", "sector.code",
     "policy_markers[].code", "policy_markers[].vocabulary", "policy_markers[].significance",
-    "parent_external_ids[]"])
+    "policy_markers[].vocabulary_uri", "parent_external_ids[]"])
 BUDGET_TEXT = _limits({
     "kind": "budget.kind", "budget_type": "budget.budget_type", "status": "budget.status",
     "currency": "budget.currency", "recipient_country": "budget.recipient_country",

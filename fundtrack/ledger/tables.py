@@ -207,8 +207,10 @@ class PolicyMarker(_ActivityChild, Base):
     __tablename__ = "policy_marker"
     activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
     vocabulary: Mapped[str] = mapped_column(String(10))
-    code: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(String(200))
     significance: Mapped[str | None] = mapped_column(String(10))
+    #: The publisher's own vocabulary (IATI vocabulary 99) is named by this URI.
+    vocabulary_uri: Mapped[str | None] = mapped_column(String(300))
 
 
 class ParticipatingOrg(_ActivityChild, Base):
@@ -294,8 +296,10 @@ class FlowPolicyMarker(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     flow_id: Mapped[int] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"), index=True)
     vocabulary: Mapped[str] = mapped_column(String(10))
-    code: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(String(200))
     significance: Mapped[str | None] = mapped_column(String(10))
+    #: The publisher's own vocabulary (IATI vocabulary 99) is named by this URI.
+    vocabulary_uri: Mapped[str | None] = mapped_column(String(300))
 
 
 class FlowParent(Base):

@@ -152,8 +152,9 @@ class LedgerWriter:
                 "percentage": s.percentage})
         for p in a.policy_markers:
             self._add(m.PolicyMarker.__table__, {
-                "activity_id": aid, "vocabulary": p.vocabulary[:10], "code": p.code[:20],
-                "significance": (p.significance or None) and p.significance[:10]})
+                "activity_id": aid, "vocabulary": p.vocabulary[:10], "code": p.code[:200],
+                "significance": (p.significance or None) and p.significance[:10],
+                "vocabulary_uri": (p.vocabulary_uri or None) and p.vocabulary_uri[:300]})
         for o in a.participating_orgs:
             self._org(o)
             self._add(m.ParticipatingOrg.__table__, {
@@ -211,8 +212,9 @@ class LedgerWriter:
         })
         for pm in f.policy_markers:
             self._add(m.FlowPolicyMarker.__table__, {
-                "flow_id": fid, "vocabulary": pm.vocabulary[:10], "code": pm.code[:20],
-                "significance": (pm.significance or None) and pm.significance[:10]})
+                "flow_id": fid, "vocabulary": pm.vocabulary[:10], "code": pm.code[:200],
+                "significance": (pm.significance or None) and pm.significance[:10],
+                "vocabulary_uri": (pm.vocabulary_uri or None) and pm.vocabulary_uri[:300]})
         for parent in f.parent_external_ids:
             self._add(m.FlowParent.__table__, {"flow_id": fid, "parent_external_id": parent[:200]})
         self.counts["flows"] += 1

@@ -18,7 +18,7 @@ from fundtrack.db.base import current
 from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
 from fundtrack.query import rollup
-from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
+from fundtrack.query.vocabulary import GENDER_STORED
 
 #: Answer from ``flow_rollup`` when it can (fundtrack.query.rollup); tests switch it off to
 #: compare both paths. FUNDTRACK_AGGREGATE_ROLLUP=0 turns it off for a server.
@@ -65,7 +65,7 @@ _ACTIVITY_DIMS = (FlowDimension.RECIPIENT_COUNTRY, FlowDimension.SECTOR,
 
 def joins(dims: list[FlowDimension]) -> dict[FlowDimension, Any]:
     t = m.Base.metadata.tables
-    ac, s, pm = t["activity_country"], t["activity_sector"], t["policy_marker"]
+    ac, s = t["activity_country"], t["activity_sector"]
     out: dict[FlowDimension, Any] = {}
     if FlowDimension.RECIPIENT_COUNTRY in dims:
         out[FlowDimension.RECIPIENT_COUNTRY] = _activity_single(ac, ac.c.code, "one_country")
@@ -73,13 +73,26 @@ def joins(dims: list[FlowDimension]) -> dict[FlowDimension, Any]:
         out[FlowDimension.SECTOR] = _activity_single(
             s, s.c.code, "one_sector", func.coalesce(s.c.vocabulary, "1") == "1")
     if FlowDimension.GENDER_SIGNIFICANCE in dims:
+        # The flow's stored crosswalk value (its own marker, else its activity's), as text
+        # '2'/'1'/'0' like the rollup column; keyed by flow, see join_on.
+        from fundtrack.accounting.tables import FlowClassification
+
+        fc = FlowClassification.__table__
         out[FlowDimension.GENDER_SIGNIFICANCE] = (
-            select(pm.c.activity_id.label("activity_id"),
-                   func.max(pm.c.significance).label("value"))
-            .where(pm.c.vocabulary == GENDER_VOCABULARY, pm.c.code == GENDER_CODE,
-                   pm.c.significance.in_(VALID_SIGNIFICANCE))
-            .group_by(pm.c.activity_id).subquery("gender"))
+            select(fc.c.flow_id.label("flow_id"),
+                   case(*[(fc.c.dimension == d, str(n)) for d, n in GENDER_STORED.items()])
+                   .label("value"))
+            .where(fc.c.dimension.in_(list(GENDER_STORED)), fc.c.is_in)
+            .subquery("gender"))
     return out
+
+
+def join_on(sub: Any) -> Any:
+    """How a derived table of :func:`joins` meets the flows: by flow or by activity."""
+    f = m.Flow
+    if "flow_id" in sub.c:
+        return sub.c.flow_id == f.id
+    return sub.c.activity_id == f.activity_id
 
 
 def dimension_expr(dim: FlowDimension, dialect: str,
@@ -93,7 +106,7 @@ def dimension_expr(dim: FlowDimension, dialect: str,
     f = m.Flow
     if joined is None and dim in _ACTIVITY_DIMS:
         sub = joins([dim])[dim]
-        return select(sub.c.value).where(sub.c.activity_id == f.activity_id).scalar_subquery()
+        return select(sub.c.value).where(join_on(sub)).scalar_subquery()
     if dim is FlowDimension.KIND:
         return f.kind
     if dim is FlowDimension.PROVIDER:
@@ -147,7 +160,7 @@ def aggregate_statement(where_clause: Any, dims: list[FlowDimension], dialect: s
     ]
     source: Any = m.Flow.__table__
     for sub in joined.values():
-        source = source.outerjoin(sub, sub.c.activity_id == f.activity_id)
+        source = source.outerjoin(sub, join_on(sub))
     stmt = select(*cols).select_from(source).where(and_(current(f), where_clause))
     if keys:
         # Positions, not names: a label like "currency" would mean the raw column in GROUP BY.

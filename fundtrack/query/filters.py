@@ -30,7 +30,12 @@ from sqlalchemy import (
 
 from fundtrack.ledger import tables as m
 from fundtrack.money import money_number
-from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
+from fundtrack.query.vocabulary import (
+    GENDER_CODE,
+    GENDER_STORED,
+    GENDER_VOCABULARY,
+    VALID_SIGNIFICANCE,
+)
 
 
 class Where(SimpleNamespace):
@@ -86,16 +91,18 @@ def compare_int_set(col: Any, cmp: Any, universe: Sequence[int]) -> ColumnElemen
     Turned into ``col IN (the codes that satisfy it)`` so dirty values ('', 'x') never
     reach a cast, on either database.
     """
-    def ok(x: int) -> bool:
-        checks = [
-            (cmp.eq, lambda v: x == v), (cmp.neq, lambda v: x != v),
-            (cmp.in_, lambda v: x in v), (cmp.nin, lambda v: x not in v),
-            (cmp.gt, lambda v: x > v), (cmp.gte, lambda v: x >= v),
-            (cmp.lt, lambda v: x < v), (cmp.lte, lambda v: x <= v),
-        ]
-        return all(fn(v) for v, fn in checks if v is not None)
+    return col.in_([str(x) for x in universe if accepts(cmp, x)])
 
-    return col.in_([str(x) for x in universe if ok(x)])
+
+def accepts(cmp: Any, x: int) -> bool:
+    """Whether the number ``x`` satisfies an int comparison (null checks aside)."""
+    checks = [
+        (cmp.eq, lambda v: x == v), (cmp.neq, lambda v: x != v),
+        (cmp.in_, lambda v: x in v), (cmp.nin, lambda v: x not in v),
+        (cmp.gt, lambda v: x > v), (cmp.gte, lambda v: x >= v),
+        (cmp.lt, lambda v: x < v), (cmp.lte, lambda v: x <= v),
+    ]
+    return all(fn(v) for v, fn in checks if v is not None)
 
 
 def _logic(w: Any, fn: Callable[[Any], ColumnElement[bool]]) -> list[ColumnElement[bool]]:
@@ -192,6 +199,28 @@ def _classified(flow_id: Any, dimensions: list[str]) -> ColumnElement[bool]:
                                             t.c.dimension.in_(dimensions), t.c.is_in))
 
 
+def flow_gender_condition(flow_id: Any, cmp: Any) -> ColumnElement[bool]:
+    """The flow's gender value on the common scale as a DAC number (principal 2,
+    significant 1, not targeted 0; ``_is_null``: not screened). Read from the stored
+    crosswalk value (the flow's own marker, else its activity's; hand decisions applied),
+    the one ``genderSummary`` counts."""
+    from fundtrack.accounting.tables import FlowClassification
+
+    t = FlowClassification.__table__
+    conds: list[ColumnElement[bool]] = []
+    if cmp.is_null is not None:
+        has = exists(select(t.c.flow_id).where(t.c.flow_id == flow_id,
+                                               t.c.dimension.in_(list(GENDER_STORED)), t.c.is_in))
+        conds.append(not_(has) if cmp.is_null else has)
+    if any(getattr(cmp, a) is not None for a in ("eq", "neq", "in_", "nin", "gt", "gte", "lt",
+                                                  "lte")):
+        ok = [d for d, n in GENDER_STORED.items() if accepts(cmp, n)]
+        conds.append(exists(select(t.c.flow_id).where(t.c.flow_id == flow_id,
+                                                      t.c.dimension.in_(ok), t.c.is_in))
+                     if ok else false())
+    return and_(true(), *conds)
+
+
 def pillar_condition(flow_id: Any, cmp: Any) -> ColumnElement[bool]:
     _no_nul(cmp)
     conds: list[ColumnElement[bool]] = []
@@ -240,7 +269,7 @@ def flow_where(w: Any) -> ColumnElement[bool]:
         a = m.Activity.__table__
         conds.append(f.activity_id.in_(select(a.c.id).where(activity_where(w.activity))))
     if w.gender_significance is not None:
-        conds.append(gender_condition(f.activity_id, w.gender_significance))
+        conds.append(flow_gender_condition(f.id, w.gender_significance))
     if w.pillar is not None:
         conds.append(pillar_condition(f.id, w.pillar))
     if w.in_scope is not None:

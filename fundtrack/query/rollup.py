@@ -5,9 +5,8 @@ the rollup; the caller then runs the statement over the flows. A ``where`` trans
 where the translation is equivalent row for row: comparisons on columns the rollup holds
 as they are (kind, currency, reporting org, provider, receiver, earmarking, and the
 registry entries of those organisations), value-date bounds on whole years, and gender
-significance conditions whose accepted scores are "this score or higher" (the flow filter
-asks whether *some* marker qualifies; the rollup holds the highest, and the two agree only
-for upward-closed sets).
+significance conditions (the rollup and the flow filter both read the flow's one stored
+gender value).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from sqlalchemy import (
 from fundtrack.derived.rollup.tables import FlowRollup
 from fundtrack.money import money_sum
 from fundtrack.query import filters as flt
-from fundtrack.query.vocabulary import VALID_SIGNIFICANCE
+from fundtrack.query.vocabulary import GENDER_STORED
 
 #: Rollup column for each ``FlowDimension`` value (they match except the org refs).
 DIMENSION_COLUMNS = {
@@ -96,25 +95,15 @@ def _years(cmp: Any, year: Any) -> ColumnElement[bool]:
     return and_(true(), *conds)
 
 
-def _accepts(cmp: Any, x: int) -> bool:
-    """Whether score ``x`` satisfies an int comparison (as in flt.compare_int_set)."""
-    return all(fn(v) for v, fn in (
-        (cmp.eq, lambda v: x == v), (cmp.neq, lambda v: x != v),
-        (cmp.in_, lambda v: x in v), (cmp.nin, lambda v: x not in v),
-        (cmp.gt, lambda v: x > v), (cmp.gte, lambda v: x >= v),
-        (cmp.lt, lambda v: x < v), (cmp.lte, lambda v: x <= v)) if v is not None)
-
-
 def _gender(cmp: Any, g: Any) -> ColumnElement[bool]:
+    """The rollup holds each flow's one stored gender value (as the flow filter reads it),
+    so every comparison translates exactly."""
     conds: list[Any] = []
     if cmp.is_null is not None:
         conds.append(g.is_(None) if cmp.is_null else g.is_not(None))
     if any(getattr(cmp, a) is not None for a in ("eq", "neq", "in_", "nin", "gt", "gte",
                                                  "lt", "lte")):
-        universe = [int(v) for v in VALID_SIGNIFICANCE]
-        ok = [x for x in universe if _accepts(cmp, x)]
-        if ok and ok != [x for x in universe if x >= min(ok)]:
-            raise _NotAnswerable
+        ok = [x for x in GENDER_STORED.values() if flt.accepts(cmp, x)]
         # Two-valued like the EXISTS it replaces, so _not keeps its meaning.
         conds.append(and_(g.is_not(None), g.in_([str(x) for x in ok])) if ok else false())
     return and_(true(), *conds)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, case, func, null, select, union_all
+from sqlalchemy import Connection, and_, case, func, null, or_, select, union_all
 
 from fundtrack.db.base import current
 from fundtrack.derived.trail.attribution import (
@@ -412,10 +412,22 @@ def donor_summary(conn: Connection, organization: str) -> dict[str, list[dict[st
     a, pm = m.Activity.__table__, m.PolicyMarker.__table__
     org = m.Organisation.__table__
     funds = set(conn.execute(select(org.c.ref).where(org.c.is_pooled_fund.is_(True))).scalars())
-    gender = dict(conn.execute(
-        select(a.c.iati_identifier, pm.c.significance).select_from(
-            pm.join(a, a.c.id == pm.c.activity_id))
-        .where(current(a), pm.c.vocabulary == "1", pm.c.code == "1")).all())
+    # The activity's gender marker on the common scale as a DAC number (the crosswalk of
+    # fundtrack.accounting.markers: IOM's, ADB's ... markers too), as genderSummary counts.
+    from fundtrack.accounting.markers import activity_marker
+    from fundtrack.query.vocabulary import GENDER_STORED
+
+    rows: dict[str, list[tuple]] = {}
+    for mr in conn.execute(select(a.c.iati_identifier, pm.c.vocabulary, pm.c.code,
+                                  pm.c.significance, pm.c.vocabulary_uri)
+                          .select_from(pm.join(a, a.c.id == pm.c.activity_id))
+                          .where(current(a), or_(and_(pm.c.vocabulary == "1", pm.c.code == "1"),
+                                                 pm.c.vocabulary == "99"))
+                          .order_by(pm.c.id)):
+        rows.setdefault(mr.iati_identifier, []).append(tuple(mr)[1:])
+    gender = {ident: str(GENDER_STORED[f"gender:{mk.common}"]) for ident, mk in
+              ((i, activity_marker(rs)) for i, rs in rows.items())
+              if f"gender:{mk.common}" in GENDER_STORED}
     out: dict[str, dict] = {k: {} for k in ("fund", "recipient", "country", "gender", "kind")}
     q = (select(t.c.kind, t.c.src_org, t.c.src_activity, t.c.recipient_country, at.c.amount,
                 at.c.amount_usd)

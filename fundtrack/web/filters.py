@@ -27,7 +27,7 @@ GENDER_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
     "1+": ("significant or principal (1-2)", {"gte": 1}),
     "1": ("significant (1)", {"eq": 1}),
     "0": ("not targeted (0)", {"eq": 0}),
-    "none": ("no gender marker", {"is_null": True}),
+    "none": ("not screened (no readable marker)", {"is_null": True}),
 }
 
 KEYS = ("year", "kind", "donor", "reporting_org", "country", "gender", "pillar", "activity")

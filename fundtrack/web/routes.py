@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -92,9 +92,17 @@ def exact_text(v: Any) -> str:
 
 
 def pct(v: Any) -> str:
+    """A share as a percentage to 0.1, except that a share that is not exactly 0 or 1
+    never prints as "0.0%" or "100.0%" (beside a grade B, "100.0%" reads as a contradiction):
+    there it keeps two decimals, rounded away from the boundary's value (99.96%, 0.04%,
+    99.99% for 0.99999; 100.01% for 1.0000001)."""
     if v is None:
         return "–"
-    return f"{(Decimal(str(v)) * 100).quantize(Decimal('0.1'))}%"
+    d = Decimal(str(v)) * 100
+    q = d.quantize(Decimal("0.1"))
+    if q in (0, 100) and d != q:
+        q = d.quantize(Decimal("0.01"), rounding=ROUND_DOWN if abs(d) < abs(q) else ROUND_UP)
+    return f"{q}%"
 
 
 def reason_sentence(key: str | None, org: str | None = None) -> str:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from fundtrack.web.routes import pct
 from tests.browser.conftest import graphql
 
 CARD = """query($d: String!, $y: Int) { reportCard(donor: $d, year: $y) { year items {
@@ -22,7 +23,8 @@ LEAGUE = """query($m: String!, $y: Int) { leagueTable(measure: $m, year: $y) { y
 
 
 def _pct(v: str | None) -> str:
-    return "–" if v is None else f"{(Decimal(v) * 100).quantize(Decimal('0.1'))}%"
+    """The page's percentage rule (tests/test_pct_boundary.py pins it down)."""
+    return pct(None if v is None else Decimal(v))
 
 
 def _exact(v: str | None) -> str:

@@ -11,8 +11,10 @@ Grains (column sets; the query picks the narrowest that covers its columns):
 2. every dimension (adds reporting org, provider, receiver)
 
 Every grain holds currency and year: currency keeps each row's sum in one currency, and
-year partitions the maintenance. A flow's key is a function of the flow row and its
-activity's children, which an import never changes, so after an import only the years of
+year partitions the maintenance. A flow's key is a function of the flow row, its
+activity's children and its stored classification (the gender value; the classification
+step runs before this one, and a hand gender decision refreshes its flows' years), which an
+import never changes for other flows, so after an import only the years of
 the flows it added or replaced change; they are recomputed set-based (DELETE + INSERT ...
 SELECT ... GROUP BY) inside the batch transaction. A revert rebuilds everything (reverts
 are rare; the rows it removed are gone by then). The dimension rules are those of
@@ -43,7 +45,7 @@ from fundtrack.db.base import current
 from fundtrack.derived.rollup.tables import FlowRollup
 from fundtrack.ledger import tables as m
 from fundtrack.money import money_sum
-from fundtrack.query.aggregate import FlowDimension, dimension_expr, joins
+from fundtrack.query.aggregate import FlowDimension, dimension_expr, join_on, joins
 from fundtrack.query.rollup import DIMENSION_COLUMNS, GRAINS
 
 
@@ -65,7 +67,7 @@ def _insert(conn: Connection, grain: int, condition: Any) -> int:
     f = m.Flow
     source: Any = m.Flow.__table__
     for sub in joined.values():
-        source = source.outerjoin(sub, sub.c.activity_id == f.activity_id)
+        source = source.outerjoin(sub, join_on(sub))
     sel = (select(literal(grain), *keys, func.count(), func.count() - func.count(f.amount_usd),
                   money_sum(f.amount), money_sum(f.amount_usd), func.min(f.value_date),
                   func.max(f.value_date))
@@ -137,6 +139,18 @@ def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     year = _year_int(conn.dialect.name)
     touched = or_(f.batch_id == batch_id, f.superseded_by == batch_id)
     found = conn.execute(select(year).where(touched).group_by(year)).scalars().all()
+    years = [y for y in found if y is not None]
+    return _years(conn, years, len(years) < len(found))
+
+
+def refresh_flows(conn: Connection, flow_ids: list[int]) -> dict[str, int]:
+    """Recompute the years of these flows (a hand gender decision changed their key)."""
+    f = m.Flow
+    year = _year_int(conn.dialect.name)
+    found: set[int | None] = set()
+    for i in range(0, len(flow_ids), 5_000):
+        found.update(conn.execute(select(year).where(f.id.in_(flow_ids[i:i + 5_000]))
+                                  .group_by(year)).scalars())
     years = [y for y in found if y is not None]
     return _years(conn, years, len(years) < len(found))
 
