@@ -196,7 +196,8 @@ def cited(conn: Connection, flow_ids: Iterable[int]) -> dict[int, list[dict[str,
     out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     for i in range(0, len(ids), CHUNK):
         for r in conn.execute(select(t.c.flow_id, t.c.dimension, t.c.rules).where(
-                t.c.flow_id.in_(ids[i:i + CHUNK]), t.c.is_in)
+                t.c.flow_id.in_(ids[i:i + CHUNK]), t.c.is_in,
+                t.c.dimension.not_like("gender:%"))  # genderSignificance's, not 1325's
                 .order_by(t.c.flow_id, t.c.dimension != SCOPE, t.c.dimension)):
             rules = []
             for rid in (r.rules or "").split():

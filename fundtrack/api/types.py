@@ -292,6 +292,8 @@ def _classification(rows: list[Any]) -> list[FlowClassification]:
 
     out = []
     for r in rows:
+        if r["dimension"].startswith("gender:"):
+            continue  # the stored gender value is genderSignificance's, not a 1325 dimension
         cited = []
         for rid in (r["rules"] or "").split():
             note, low = rule_info(rid)
