@@ -20,6 +20,7 @@ from fundtrack.api.accounting import AccountingQuery
 from fundtrack.api.execution import execution_context_class
 from fundtrack.api.funds import FundMutation, FundQuery
 from fundtrack.api.mutations import LedgerMutation
+from fundtrack.api.organizations import OrganizationQuery
 from fundtrack.api.query import LedgerQuery
 from fundtrack.api.sankey import SankeyQuery
 from fundtrack.api.scalars import SCALAR_OVERRIDES
@@ -30,7 +31,7 @@ from fundtrack.api.wps import WpsMutation, WpsQuery
 from fundtrack.config import Settings, get_settings
 
 QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, SankeyQuery, AccountingQuery, FundQuery,
-                                 SyncQuery, WpsQuery)
+                                 SyncQuery, WpsQuery, OrganizationQuery)
 MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation, WpsMutation)
 
 Query = merge_types("Query", QUERY_TYPES)

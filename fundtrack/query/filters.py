@@ -30,6 +30,7 @@ from sqlalchemy import (
 
 from fundtrack.ledger import tables as m
 from fundtrack.money import money_number
+from fundtrack.query.search import activity_search
 from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
 
 
@@ -180,6 +181,10 @@ def activity_where(w: Any, table: Any = None) -> ColumnElement[bool]:
         conds.append(_child_exists(p, a.id, compare(p.c.ref, pw2.ref),
                                    compare(p.c.name, pw2.name), compare(p.c.role, pw2.role),
                                    compare(p.c.type, pw2.type)))
+    if w.search is not None:
+        if "\x00" in w.search:
+            raise GraphQLError("`search` must not contain the NUL character (\\u0000)")
+        conds.append(activity_search(w.search, table))
     return and_(true(), *conds)
 
 

@@ -300,12 +300,12 @@ def _years(conn: Connection) -> list[int]:
 
 
 def _activity_search(conn: Connection, q: str) -> list[Any]:
+    """The first 50 current activities matching ``q`` (the API's ``ActivityWhere.search``)."""
+    from fundtrack.query.search import activity_search
+
     a = m.Activity.__table__
-    pattern = f"%{q}%"
     return list(conn.execute(select(a.c.iati_identifier, a.c.title, a.c.reporting_org_ref).where(
-        current(a),
-        a.c.iati_identifier.ilike(pattern) | a.c.title.ilike(pattern)
-        | a.c.reporting_org_ref.ilike(pattern)).order_by(a.c.iati_identifier).limit(50)).mappings())
+        current(a), activity_search(q)).order_by(a.c.iati_identifier).limit(50)).mappings())
 
 
 def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
