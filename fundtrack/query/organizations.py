@@ -229,3 +229,40 @@ def activity_lines(conn: Connection, org_refs: Sequence[str], limit: int = 100,
             got.insert(0, "reports it")
         lines.append(ActivityLine(r["iati_identifier"], r["title"], r["reporting_org_ref"], got))
     return total, lines
+
+
+@dataclass
+class OrganizationPage:
+    """Everything the organisation page shows."""
+
+    ref: str
+    refs: tuple[str, ...]
+    registry: Any
+    names: list[NameSeen]
+    money: dict[Direction, list[MoneyRow]]
+    filters: dict[Direction, dict[str, Any]]
+    activity_count: int
+    activities: list[ActivityLine]
+
+    @property
+    def name(self) -> str | None:
+        if self.registry is not None and (self.registry["name"] or "").strip():
+            return str(self.registry["name"]).strip()
+        return self.names[0].name if self.names else None
+
+
+def page(conn: Connection, ref: str) -> OrganizationPage | None:
+    """The organisation page's contents; None when nothing in the database names ``ref``
+    (:func:`fundtrack.accounting.subject.known`)."""
+    from fundtrack.accounting.subject import known
+
+    ref = ref.strip()
+    if not known(conn, ref):
+        return None
+    org_refs = refs(ref)
+    count, lines = activity_lines(conn, org_refs)
+    return OrganizationPage(
+        ref=ref, refs=org_refs, registry=registry_row(conn, ref),
+        names=names_seen(conn, org_refs), money=money(conn, org_refs),
+        filters={d: money_api_where(org_refs, d) for d in Direction},
+        activity_count=count, activities=lines)
