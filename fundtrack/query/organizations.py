@@ -208,7 +208,7 @@ class ActivityLine:
     roles: list[str]
 
 
-def activity_lines(conn: Connection, org_refs: Sequence[str], limit: int = 100,
+def activity_lines(conn: Connection, org_refs: Sequence[str], limit: int = 50,
                    ) -> tuple[int, list[ActivityLine]]:
     """(how many, the first ``limit`` by identifier) of :func:`activities_query`."""
     a, p = m.Activity.__table__, m.ParticipatingOrg.__table__
@@ -220,11 +220,10 @@ def activity_lines(conn: Connection, org_refs: Sequence[str], limit: int = 100,
     if ids:
         for aid, role in conn.execute(select(p.c.activity_id, p.c.role).where(
                 p.c.activity_id.in_(ids), p.c.ref.in_(org_refs))):
-            roles[aid].add(f"{PARTICIPATION.get(role or '', 'participating')} "
-                           "(participating organisation)")
+            roles[aid].add(PARTICIPATION.get(role or "", f"role {role}" if role else "no role"))
     lines = []
     for r in rows:
-        got = sorted(roles[r["id"]])
+        got = [f"participating: {', '.join(sorted(roles[r['id']]))}"] if roles[r["id"]] else []
         if r["reporting_org_ref"] in org_refs:
             got.insert(0, "reports it")
         lines.append(ActivityLine(r["iati_identifier"], r["title"], r["reporting_org_ref"], got))
