@@ -9,20 +9,24 @@ a cursor-paged connection (:mod:`fundtrack.api.paging`) with ``totalCount``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
 from graphql import GraphQLError
+from sqlalchemy import Table
 from strawberry.types import Info
 
 from fundtrack.api.paging import Connection, PageArgs, connection
 from fundtrack.query import organizations as q
 
 if TYPE_CHECKING:
-    from fundtrack.api.filters import ActivityOrder, ActivityWhere, FlowOrder, FlowWhere
+    from fundtrack.api.filters import ActivityWhere, FlowWhere
     from fundtrack.api.types import Activity, Budget, Flow, Organization
 
-FlowRole = strawberry.enum(q.FlowRole, description=(
+    ActivityOrder = Any  # built at run time (fundtrack.api.filters._order_input)
+    FlowOrder = Any
+
+strawberry.enum(q.FlowRole, description=(
     "Which end of a flow the organisation is on (PROVIDER, RECEIVER) or that it reports "
     "the flow (REPORTER), by the refs the report gives."))
 
@@ -42,7 +46,8 @@ def _flow_page(info: Info, query: Any, order_by: Any, args: PageArgs) -> Any:
     from fundtrack.api.types import Flow
     from fundtrack.ledger import tables as m
 
-    return connection(info.context, query, flt.order(order_by, m.Flow.__table__, "value_date"),
+    table = cast(Table, m.Flow.__table__)
+    return connection(info.context, query, flt.order(order_by, table, "value_date"),
                       Flow.from_row, args, kind="Flow", info=info)
 
 
@@ -65,7 +70,7 @@ class OrganizationLinks:
         from fundtrack.api.types import Activity
         from fundtrack.ledger import tables as m
 
-        t = m.Activity.__table__
+        t = cast(Table, m.Activity.__table__)
         query = q.activities_query(q.refs(self.ref)).where(flt.activity_where(where))
         return connection(info.context, query, flt.order(order_by, t, "iati_identifier"),
                           Activity.from_row, PageArgs(first, after, last, before),
@@ -75,7 +80,7 @@ class OrganizationLinks:
         "Current flows that name this organisation as provider or receiver, or that it "
         "reports (`role`); by value date unless `orderBy` says otherwise. `where` narrows "
         "them like `flows(where:)`."))
-    def flows(self, info: Info, role: FlowRole, where: FlowWhereInput | None = None,
+    def flows(self, info: Info, role: q.FlowRole, where: FlowWhereInput | None = None,
               order_by: list[FlowOrderInput] | None = None,
               first: int | None = None, after: str | None = None,
               last: int | None = None, before: str | None = None,

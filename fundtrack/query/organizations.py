@@ -149,11 +149,11 @@ def money(conn: Connection, org_refs: Sequence[str]) -> dict[Direction, list[Mon
     out: dict[Direction, list[MoneyRow]] = {}
     for d in Direction:
         stmt = aggregate_statement(money_where(org_refs, d), dims, conn.dialect.name)
-        rows = [MoneyRow(direction=d, year=int(r.year) if r.year is not None else None,
-                         kind=r.kind if isinstance(r.kind, FlowKind) else FlowKind[r.kind],
-                         currency=r.currency, count=r.count, amount=r.sum,
-                         amount_usd=r.sum_usd, count_without_usd=r.count_without_usd)
-                for r in conn.execute(stmt)]
+        rows = [MoneyRow(direction=d, year=int(r["year"]) if r["year"] is not None else None,
+                         kind=r["kind"] if isinstance(r["kind"], FlowKind) else FlowKind[r["kind"]],
+                         currency=r["currency"], count=int(r["count"]), amount=r["sum"],
+                         amount_usd=r["sum_usd"], count_without_usd=int(r["count_without_usd"]))
+                for r in conn.execute(stmt).mappings()]
         rows.sort(key=lambda r: (-(r.year or 0), r.kind.value, r.currency or ""))
         out[d] = rows
     return out
