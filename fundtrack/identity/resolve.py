@@ -372,6 +372,12 @@ def rebuild(conn: Connection) -> dict[str, Any]:
             org.type = org.type or row.type
     apply_decisions(r, r.decisions)  # type: ignore[attr-defined]
     t1 = time.perf_counter()
+    before = _resolved(conn)
+    changed = any(before.get(k, r.final(x.org_ref)) != r.final(x.org_ref)
+                  for k, x in parties.items() if x.org_ref)
+    # The trail's incremental update after an import assumes earlier flows keep their
+    # organisations; when they did not, it rebuilds everything (derived.trail.recompute).
+    conn.info[CHANGED] = conn.info.get(CHANGED, False) or changed
     ids = _write(conn, r, parties)
     fp = []
     for fid, pr, pn, rr, rn, rep in rows:
@@ -389,6 +395,17 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     return out
 
 
+#: ``conn.info`` key: an identity rebuild moved a party of earlier flows to another organisation.
+CHANGED = "fundtrack.identity_changed"
+
+
+def _resolved(conn: Connection) -> dict[tuple[str, str], str]:
+    """{(ref, name): canonical ref} as stored before a rebuild."""
+    pr, co = t.PartyResolution.__table__, t.CanonicalOrg.__table__
+    return {(a, b): c for a, b, c in conn.execute(
+        select(pr.c.ref, pr.c.name_key, co.c.ref).join(co, co.c.id == pr.c.org_id))}
+
+
 def _final(r: Resolver, res: Resolution | None) -> str | None:
     return r.final(res.org_ref) if res is not None and res.org_ref else None
 
@@ -402,19 +419,22 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
     refs = sorted(r.orgs)
     ids = {ref: i + 1 for i, ref in enumerate(refs)}
     orgs, idents, names = [], [], []
+    final = {ref: ids[r.final(ref)] for ref in refs}
     for ref in refs:
         o = r.orgs[ref]
+        if o.merged_into and ref not in o.ids:  # its ref now denotes the one it joined
+            o.ids[ref] = (scheme_of(ref), False, "decision", "merged by decision")
         orgs.append({"id": ids[ref], "ref": ref[:200], "name": o.name, "type": o.type,
                      "country": o.country, "origin": o.origin, "source": o.source,
                      "is_pooled_fund": o.pooled, "is_womens_rights_org": o.wro,
                      "merged_into_id": ids.get(o.merged_into or "")})
+        # identifiers and names of a merged organisation belong to the one it joined
         for value, (scheme, req, origin, source) in o.ids.items():
-            idents.append({"org_id": ids[ref], "scheme": scheme, "value": value[:200],
+            idents.append({"org_id": final[ref], "scheme": scheme, "value": value[:200],
                            "requires_name": req, "origin": origin, "source": source})
         for nm, (norm, lang, origin, source) in o.names.items():
-            names.append({"org_id": ids[ref], "name": nm, "normalised": norm, "lang": lang,
+            names.append({"org_id": final[ref], "name": nm, "normalised": norm, "lang": lang,
                           "origin": origin, "source": source})
-    final = {ref: ids[r.final(ref)] for ref in refs}
     res = []
     for (ref, name), x in sorted(parties.items()):
         if not x.org_ref:

@@ -66,12 +66,47 @@ def org_key(ref: str | None, name: str | None) -> str:
     return ""
 
 
+def canonical_reporters(conn: Connection) -> dict[str, str]:
+    """{reported ref: canonical ref} of the refs resolved alone (reporters; issue 15)."""
+    from fundtrack.identity.tables import CanonicalOrg, PartyResolution
+
+    pr, co = PartyResolution.__table__, CanonicalOrg.__table__
+    return {ref: canon for ref, canon in conn.execute(
+        select(pr.c.ref, co.c.ref).join(co, co.c.id == pr.c.org_id)
+        .where(pr.c.name_key == "", pr.c.ref != ""))}
+
+
+def reported_refs(conn: Connection, canon: Iterable[str]) -> tuple[set[str], bool]:
+    """The reported refs of these canonical organisations (their parties' and
+    identifiers' refs, and the canonical refs themselves), and whether any of them is
+    also reported by name alone (then no index finds all its flows)."""
+    from fundtrack.identity.tables import CanonicalOrg, OrgIdentifier, PartyResolution
+
+    pr, co, oi = (PartyResolution.__table__, CanonicalOrg.__table__,
+                  OrgIdentifier.__table__)
+    wanted = sorted(set(canon))
+    refs = set(wanted)
+    by_name = any(o.startswith("name:") for o in wanted)
+    for i in range(0, len(wanted), 500):
+        ids = select(co.c.id).where(co.c.ref.in_(wanted[i:i + 500]))
+        for ref in conn.execute(select(pr.c.ref).where(pr.c.org_id.in_(ids))).scalars():
+            if ref:
+                refs.add(ref)
+            else:
+                by_name = True
+        refs.update(conn.execute(select(oi.c.value).where(oi.c.org_id.in_(ids))).scalars())
+    return refs, by_name
+
+
 def reported_activities(conn: Connection) -> dict[str, str]:
-    """{iati-identifier: reporting org} of current activities (smallest org ref if several)."""
+    """{iati-identifier: reporting org (canonical)} of current activities (smallest org
+    ref if several)."""
     a = m.Activity.__table__
+    canon = canonical_reporters(conn)
     out: dict[str, str] = {}
     for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
                                    .where(current(a))):
+        org = canon.get(org, org)
         if ident not in out or org < out[ident]:
             out[ident] = org
     return out
@@ -85,6 +120,7 @@ class ActivityOrgs(dict[str, str]):
         super().__init__()
         self.conn = conn
         self.asked: set[str] = set()
+        self.canon = canonical_reporters(conn)
 
     def ensure(self, idents: Iterable[str | None]) -> None:
         a = m.Activity.__table__
@@ -94,6 +130,7 @@ class ActivityOrgs(dict[str, str]):
             for ident, org in self.conn.execute(
                     select(a.c.iati_identifier, a.c.reporting_org_ref).where(
                         current(a), a.c.iati_identifier.in_(todo[k:k + 500]))):
+                org = self.canon.get(org, org)
                 if ident not in self or org < self[ident]:
                     self[ident] = org
 
@@ -101,9 +138,10 @@ class ActivityOrgs(dict[str, str]):
         """Identifiers whose (smallest) reporter is one of ``orgs``."""
         a = m.Activity.__table__
         found: set[str] = set()
-        for k in range(0, len(orgs), 500):
+        raw = sorted(reported_refs(self.conn, orgs)[0])
+        for k in range(0, len(raw), 500):
             found.update(self.conn.execute(select(a.c.iati_identifier).distinct().where(
-                current(a), a.c.reporting_org_ref.in_(orgs[k:k + 500])))
+                current(a), a.c.reporting_org_ref.in_(raw[k:k + 500])))
                 .scalars())
         self.ensure(found)
         wanted = set(orgs)
@@ -120,13 +158,22 @@ _KINDS = {k.name: k for k in FlowKind}
 
 def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
                     ) -> list[CashFlow]:
-    """Current cash flows (all, or those matching ``where``) as plain records."""
+    """Current cash flows (all, or those matching ``where``) as plain records, their
+    parties named by canonical organisation (``flow_party``, issue 15)."""
+    from fundtrack.identity.tables import CanonicalOrg, FlowParty
+
     f, a = m.Flow.__table__, m.Activity.__table__
+    fp = FlowParty.__table__
+    pc, rc, ec = (CanonicalOrg.__table__.alias(n) for n in ("pc", "rc", "ec"))
     if where is None and conn.dialect.name == "postgresql" and not isinstance(acts, ActivityOrgs):
         return _all_cash_flows_pg(conn, acts)
     q = (select(*(f.c[c] for c in _FLOW_COLS), a.c.iati_identifier,
-                a.c.reporting_org_ref.label("act_org"))
-         .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
+                a.c.reporting_org_ref.label("act_org"), pc.c.ref, rc.c.ref, ec.c.ref)
+         .select_from(f.outerjoin(a, a.c.id == f.c.activity_id)
+                      .outerjoin(fp, fp.c.flow_id == f.c.id)
+                      .outerjoin(pc, pc.c.id == fp.c.provider_org_id)
+                      .outerjoin(rc, rc.c.id == fp.c.receiver_org_id)
+                      .outerjoin(ec, ec.c.id == fp.c.reporter_org_id))
          .where(current(f), f.c.kind.in_(CASH)))
     if where is not None:
         q = q.where(where)
@@ -142,8 +189,12 @@ def _all_cash_flows_pg(conn: Connection, acts: dict[str, str]) -> list[CashFlow]
     no SQLAlchemy row or type processing per row)."""
     cols = ", ".join(f"f.{c}" for c in _FLOW_COLS)
     kinds = ", ".join(f"'{k.name}'" for k in CASH)
-    sql = (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref FROM flow f "
-           f"LEFT JOIN activity a ON a.id = f.activity_id "
+    sql = (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref, pc.ref, rc.ref, ec.ref "
+           f"FROM flow f LEFT JOIN activity a ON a.id = f.activity_id "
+           f"LEFT JOIN flow_party fp ON fp.flow_id = f.id "
+           f"LEFT JOIN canonical_org pc ON pc.id = fp.provider_org_id "
+           f"LEFT JOIN canonical_org rc ON rc.id = fp.receiver_org_id "
+           f"LEFT JOIN canonical_org ec ON ec.id = fp.reporter_org_id "
            f"WHERE f.superseded_by IS NULL AND f.kind IN ({kinds})")
     raw = conn.connection.dbapi_connection
     with raw.cursor(name="cash_flows") as cur:  # type: ignore[union-attr]
@@ -163,13 +214,16 @@ def _side(ref: str | None, name: str | None, act_id: str | None,
 def _cash_flow(r: Any, acts: dict[str, str]) -> CashFlow:
     """A row of :data:`_FLOW_COLS` + (activity identifier, its reporter) as a record."""
     (fid, kind, amount, currency, usd, value_date, p_ref, p_name, p_act, r_ref, r_name, r_act,
-     reporter, external_id, location, earmarking, country, sector, ident, act_org) = r
+     reporter, external_id, location, earmarking, country, sector, ident, act_org,
+     p_canon, r_canon, rep_canon) = r
     kind = _KINDS.get(kind, kind)  # the driver's cursor gives the enum's name
-    provider = _side(p_ref, p_name, p_act, acts)
-    receiver = _side(r_ref, r_name, r_act, acts)
+    # the canonical organisation when the identity step resolved the party (issue 15)
+    provider = _side(p_canon or p_ref, p_name, p_act, acts)
+    receiver = _side(r_canon or r_ref, r_name, r_act, acts)
     in_activity = ident is not None
     if in_activity:
-        own = (act_org or reporter or "", ident)
+        own = ((rep_canon if act_org is None or act_org == reporter else acts.get(ident))
+               or act_org or reporter or "", ident)
         if kind is FlowKind.INCOMING_FUNDS:
             src, dst = provider, own
         else:
@@ -527,12 +581,13 @@ def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
     """
     # '' (nobody named) never pairs: its groups are rebuilt from the named side's flows
     orgs = {o for o in orgs if o}
-    if any(o.startswith("name:") for o in orgs):
+    raw, by_name = reported_refs(conn, orgs)
+    if by_name:
         return None
     f, a = m.Flow.__table__, m.Activity.__table__
     out: list[CashFlow] = []
     seen: set[int] = set()
-    refs = sorted(orgs)
+    refs = sorted(raw)
     named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
              else sorted(i for i, o in acts.items() if o in orgs))
     for i in range(0, len(refs), 500):
