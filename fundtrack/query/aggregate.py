@@ -82,6 +82,23 @@ def joins(dims: list[FlowDimension]) -> dict[FlowDimension, Any]:
     return out
 
 
+_PARTIES = {FlowDimension.PROVIDER: ("provider_org_id", "provider_ref"),
+            FlowDimension.RECEIVER: ("receiver_org_id", "receiver_ref"),
+            FlowDimension.REPORTING_ORG: ("reporter_org_id", "reporting_org_ref")}
+
+
+def canonical_party(dim: FlowDimension) -> Any:
+    """The canonical ref of a flow's provider, receiver or reporter (``flow_party``;
+    the reported ref for a flow the identity step has not resolved)."""
+    from fundtrack.identity.tables import CanonicalOrg, FlowParty
+
+    fp, co = FlowParty.__table__, CanonicalOrg.__table__
+    id_col, raw = _PARTIES[dim]
+    canon = (select(co.c.ref).select_from(fp.join(co, co.c.id == fp.c[id_col]))
+             .where(fp.c.flow_id == m.Flow.id).scalar_subquery())
+    return func.coalesce(canon, getattr(m.Flow, raw))
+
+
 def dimension_expr(dim: FlowDimension, dialect: str,
                    joined: dict[FlowDimension, Any] | None = None) -> Any:
     """The SQL expression a dimension groups by. Documented in docs/api.md.
@@ -96,12 +113,8 @@ def dimension_expr(dim: FlowDimension, dialect: str,
         return select(sub.c.value).where(sub.c.activity_id == f.activity_id).scalar_subquery()
     if dim is FlowDimension.KIND:
         return f.kind
-    if dim is FlowDimension.PROVIDER:
-        return f.provider_ref
-    if dim is FlowDimension.RECEIVER:
-        return f.receiver_ref
-    if dim is FlowDimension.REPORTING_ORG:
-        return f.reporting_org_ref
+    if dim in _PARTIES:
+        return canonical_party(dim)
     if dim is FlowDimension.CURRENCY:
         return f.currency
     if dim is FlowDimension.EARMARKING:
