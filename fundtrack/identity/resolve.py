@@ -259,6 +259,9 @@ class Resolver:
         if key in self.by_id:
             return self.orgs[self.by_id[key]]
         if key.startswith("name:"):
+            own = "name:" + normalise(key[5:])  # a name-only party left on its own
+            if own in self.orgs:  # (ambiguous or new): a decision names it as reported
+                return self.orgs[own]
             refs = sorted(self.by_name.get(normalise(key[5:]), ()))
             if len(refs) == 1:
                 return self.orgs[refs[0]]
