@@ -14,6 +14,7 @@ import strawberry
 from strawberry.types import Info
 
 from fundtrack.api.execution.fields import fast
+from fundtrack.api.identity import OrganizationIdentity
 from fundtrack.api.organizations import ActivityLinks, OrganizationLinks
 from fundtrack.query.ids import encode_id
 from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
@@ -56,7 +57,7 @@ class Node:
 
 
 @strawberry.type(description="An organisation in the registry (donor, fund, agency, NGO ...).")
-class Organization(OrganizationLinks, Node):
+class Organization(OrganizationLinks, OrganizationIdentity, Node):
     pk: strawberry.Private[int]
     ref: str
     name: str | None

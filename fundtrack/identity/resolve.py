@@ -313,7 +313,8 @@ def build(conn: Connection) -> Resolver:
 
 
 def apply_decisions(r: Resolver, decisions: list[Any]) -> None:
-    """Merges, types and flags, in the order they were taken."""
+    """Merges in the order they were taken; then types and flags, in order, on the
+    organisation their subject ends up in (a flag on a merged party flags the whole)."""
     for dec in decisions:
         org = r.find(dec.subject)
         if org is None:
@@ -323,7 +324,12 @@ def apply_decisions(r: Resolver, decisions: list[Any]) -> None:
             target = r.find(dec.target or "")
             if target is not None and r.final(target.ref) != org.ref:
                 org.merged_into = target.ref
-        elif dec.action == "set_type":
+    for dec in decisions:
+        org = r.find(dec.subject)
+        if org is None or dec.action == "merge":
+            continue
+        org = r.orgs[r.final(org.ref)]
+        if dec.action == "set_type":
             org.type = dec.value
         elif dec.action == "flag_pooled_fund":
             org.pooled = (dec.value or "true").lower() == "true"

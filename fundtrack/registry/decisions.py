@@ -152,6 +152,10 @@ def decide(conn: Connection, d: Decision, by: str, via: str) -> Any:
         if key is not None and not _names_something(conn, key):
             raise DecisionError(field, f"{key!r} names no organisation, identifier or "
                                 "reported name in this database")
+    for r in _active(conn):
+        if (r["action"], r["subject"], r["target"], r["value"]) == d.key():
+            raise DecisionError("subject", f"the same decision is in force already "
+                                f"(decision {r['id']}, {r['decided_by']})")
     row = _insert(conn, d, by.strip(), via, datetime.now(UTC))
     derived.after_registry_edit(conn)
     log.info("identity decision %s by %s via %s: %s %s -> %s (%s)", row["id"], by, via,
