@@ -26,6 +26,11 @@ FILES = ["dportal-covid19-2021/dportal_125.xml", "dportal-covid19-2021/dportal_3
          "iom-oipa-export/example_203_references.xml", "MAEC_IATI_INDONESIA.xml"]
 NL = "XM-DAC-7"  # the Netherlands Ministry of Foreign Affairs
 PBF = "XM-DAC-41141"  # the UN Peacebuilding Fund, named as funder by IOM
+#: Names reports give these organisations without a ref (IOM's file) that the identity
+#: rules match to them (issue 15): the connections count those flows too. (IOM's
+#: "Netherlands - Ministry of Foreign Affairs" is not matched to XM-DAC-7 today: the
+#: normalised names differ by "the"; when the rules learn it, add it here.)
+NAMES: dict[str, set[str]] = {NL: set(), PBF: {"UNITED NATIONS PEACEBUILDING FUND"}}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +49,17 @@ def api(db_factory: DatabaseFactory) -> Iterator[Api]:
 
 def _ref(el: Any) -> str | None:
     return ((el.get("ref") or "").strip() or None) if el is not None else None
+
+
+def _name(el: Any) -> str | None:
+    if el is None:
+        return None
+    return " ".join(n.text or "" for n in el.findall("narrative")).strip() or None
+
+
+def _is(el: Any, org: str) -> bool:
+    """The party ``el`` (provider-org, receiver-org) is ``org``: by ref, or named only."""
+    return _ref(el) == org or (_ref(el) is None and _name(el) in NAMES[org])
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +118,9 @@ def test_organization_connections_match_the_files(api: Api, xml: dict[Any, Any])
         assert acts["totalCount"] == len(mine) == len(seen)
         assert sorted(seen) == seen and set(seen) == mine  # every one once, by identifier
         assert org["asProvider"]["totalCount"] == sum(
-            _ref(t.find("provider-org")) == ref for _, t in transactions)
+            _is(t.find("provider-org"), ref) for _, t in transactions)
         assert org["asReceiver"]["totalCount"] == sum(
-            _ref(t.find("receiver-org")) == ref for _, t in transactions)
+            _is(t.find("receiver-org"), ref) for _, t in transactions)
         assert org["asReporter"]["totalCount"] == sum(rep == ref for rep, _ in transactions)
     # the numbers the files give (so a rule that matched nothing could not pass)
     assert len([1 for (rep, _), a in xml.items() if rep == NL
@@ -155,16 +171,17 @@ def test_activity_flows_page_through_with_cursors(api: Api, xml: Any) -> None:
 
 
 def _money_out(xml: dict[Any, Any], ref: str) -> dict[tuple[str, str], Decimal]:
-    """Money out of ``ref`` by (IATI transaction type, currency): it is the provider, or
-    it reports a commitment, disbursement, expenditure or pledge naming no provider."""
+    """Money out of ``ref`` by (IATI transaction type, currency): it is the provider (by
+    ref or by one of its :data:`NAMES`), or it reports a commitment, disbursement,
+    expenditure or pledge naming no provider at all."""
     out: dict[tuple[str, str], Decimal] = {}
     for (rep, _), a in xml.items():
         default = (a.get("default-currency") or "").upper()
         for t in a.iter("transaction"):
             code = t.find("transaction-type").get("code")
-            provider = _ref(t.find("provider-org"))
-            if provider == ref or (rep == ref and provider is None
-                                   and code in ("2", "3", "4", "12")):
+            p = t.find("provider-org")
+            if _is(p, ref) or (rep == ref and _ref(p) is None and _name(p) is None
+                               and code in ("2", "3", "4", "12")):
                 v = t.find("value")
                 key = (code, (v.get("currency") or default).upper())
                 out[key] = out.get(key, Decimal(0)) + Decimal(v.text.strip())
@@ -207,7 +224,7 @@ def test_organization_page_money_equals_the_files_and_the_api(api: Api, xml: Any
         groups = api.query(
             "query($w: FlowWhere) { flowsAggregate(where: $w, groupBy: [YEAR, KIND, CURRENCY])"
             " { groups { year kind currency count sum sumUsd } } }",
-            {"w": money_api_where((NL,), Direction(d))})["flowsAggregate"]["groups"]
+            {"w": money_api_where(NL, Direction(d))})["flowsAggregate"]["groups"]
         api_cells = {(str(g["year"] or ""), g["kind"], g["currency"] or ""):
                      (g["count"], Decimal(g["sum"]), g["sumUsd"] and Decimal(g["sumUsd"]))
                      for g in groups}

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 strawberry.enum(q.FlowRole, description=(
     "Which end of a flow the organisation is on (PROVIDER, RECEIVER) or that it reports "
-    "the flow (REPORTER), by the refs the report gives."))
+    "the flow (REPORTER), by the flow's resolved (canonical) parties."))
 
 _TYPES = "fundtrack.api.types"
 _FILTERS = "fundtrack.api.filters"
@@ -60,7 +60,7 @@ class OrganizationLinks:
 
     @strawberry.field(description=(
         "Current activities this organisation reports or takes part in as a participating "
-        "organisation (any role), by identifier."))
+        "organisation (any role), by any of its refs; by identifier."))
     def activities(self, info: Info, where: ActivityWhereInput | None = None,
                    order_by: list[ActivityOrderInput] | None = None,
                    first: int | None = None, after: str | None = None,
@@ -71,15 +71,16 @@ class OrganizationLinks:
         from fundtrack.ledger import tables as m
 
         t = cast(Table, m.Activity.__table__)
-        query = q.activities_query(q.refs(self.ref)).where(flt.activity_where(where))
+        query = q.activities_query(self.ref).where(flt.activity_where(where))
         return connection(info.context, query, flt.order(order_by, t, "iati_identifier"),
                           Activity.from_row, PageArgs(first, after, last, before),
                           kind="Activity", info=info)
 
     @strawberry.field(description=(
-        "Current flows that name this organisation as provider or receiver, or that it "
-        "reports (`role`); by value date unless `orderBy` says otherwise. `where` narrows "
-        "them like `flows(where:)`."))
+        "Current flows whose provider, receiver or reporting organisation (`role`) is this "
+        "organisation, however the report named it (the canonical organisation, as the "
+        "`provider`/`receiver`/`reportingOrg` filters match); by value date unless "
+        "`orderBy` says otherwise. `where` narrows them like `flows(where:)`."))
     def flows(self, info: Info, role: q.FlowRole, where: FlowWhereInput | None = None,
               order_by: list[FlowOrderInput] | None = None,
               first: int | None = None, after: str | None = None,
@@ -87,7 +88,7 @@ class OrganizationLinks:
               ) -> Connection[FlowNode]:
         from fundtrack.api import filters as flt
 
-        query = q.flows_query(q.refs(self.ref), role, flt.flow_where(where))
+        query = q.flows_query(self.ref, role, flt.flow_where(where))
         return _flow_page(info, query, order_by, PageArgs(first, after, last, before))
 
 
@@ -137,9 +138,9 @@ class NotFound(GraphQLError):
 @strawberry.type
 class OrganizationQuery:
     @strawberry.field(description=(
-        "One organisation by any of its refs (an error of type NOT_FOUND when no "
-        "organisation in the registry has it). Every ref a report names is in the "
-        "registry."))
+        "One organisation by its ref or any identifier of its canonical organisation (an "
+        "error of type NOT_FOUND when the registry holds none of them). Every ref a "
+        "report names is in the registry."))
     async def organization(self, info: Info, ref: str,
                            ) -> Annotated[Organization, strawberry.lazy(_TYPES)]:
         from fundtrack.api.types import Organization

@@ -2,10 +2,13 @@
 its connections (activities; flows as provider, receiver, reporter), ``Activity.flows``
 and ``Activity.budgets``, and the organisation page (``/organization?ref=``).
 
-Which refs are the organisation is :func:`fundtrack.accounting.subject.refs_of` (the one
-place; canonical identities extend it). Everything here reads current rows only
-(:func:`fundtrack.db.base.current`), except an activity's own flows and budgets, which
-belong to that version of the activity whether it is current or not.
+An organisation is its canonical organisation (issue 15, :mod:`fundtrack.identity`):
+flows match by their resolved parties (:func:`fundtrack.accounting.subject.party_is`, the
+same rule as the API's ``provider``/``receiver``/``reportingOrg`` filters), so a flow that
+names it by another identifier or by name alone is its flow; activities (which carry refs
+as reported) match by any ref of it (:func:`ref_set`). Everything here reads current rows
+only (:func:`fundtrack.db.base.current`), except an activity's own flows and budgets,
+which belong to that version of the activity whether it is current or not.
 """
 
 from __future__ import annotations
@@ -16,9 +19,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+)
 
-from fundtrack.accounting.subject import refs_of
+from fundtrack.accounting.subject import org_ids, party_is
 from fundtrack.db.base import current
 from fundtrack.ledger import tables as m
 from fundtrack.query.aggregate import FlowDimension, aggregate_statement
@@ -51,42 +64,64 @@ class Direction(enum.Enum):
     OUT = "out"
 
 
-def refs(ref: str) -> tuple[str, ...]:
-    """The references that denote the organisation ``ref`` names."""
-    return refs_of(ref.strip())
+def ref_set(ref: str) -> Any:
+    """SQL: every ref that denotes the organisation ``ref`` names: ``ref`` itself, its
+    canonical organisation's identifiers, and the refs of the parties resolved to it."""
+    from fundtrack.identity.tables import OrgIdentifier, PartyResolution
+
+    oi, pr = OrgIdentifier.__table__, PartyResolution.__table__
+    ids = org_ids(ref)
+    return union(select(literal(ref).label("ref")),
+                 select(oi.c.value).where(oi.c.org_id.in_(ids)),
+                 select(pr.c.ref).where(pr.c.org_id.in_(ids), pr.c.ref != ""))
+
+
+def refs(conn: Connection, ref: str) -> tuple[str, ...]:
+    """The refs of :func:`ref_set`, ``ref`` first."""
+    ref = ref.strip()
+    found = sorted(r for r in conn.execute(select(ref_set(ref).subquery().c.ref)).scalars()
+                   if r and r != ref)
+    return (ref, *found)
 
 
 def registry_row(conn: Connection, ref: str) -> Any:
-    """The organisation registry's entry for ``ref`` (the exact ref first, then any of
-    its other refs), or None when the registry does not know it."""
+    """The organisation registry's entry for ``ref`` (the exact ref first, then the
+    canonical organisation's other refs), or None when the registry knows none of them."""
     o = m.Organisation.__table__
-    wanted = refs(ref)
-    return conn.execute(select(o).where(o.c.ref.in_(wanted))
-                        .order_by(case((o.c.ref == ref.strip(), 0), else_=1), o.c.id)
-                        ).mappings().first()
+    ref = ref.strip()
+    exact = conn.execute(select(o).where(o.c.ref == ref)).mappings().first()
+    if exact is not None:
+        return exact
+    wanted = refs(conn, ref)
+    rows = {r["ref"]: r for r in conn.execute(select(o).where(o.c.ref.in_(wanted))).mappings()}
+    return next((rows[r] for r in wanted if r in rows), None)
 
 
-def activities_query(org_refs: Sequence[str]) -> Select[Any]:
-    """Current activities the organisation reports or is a participating organisation of."""
+def activities_query(ref: str) -> Select[Any]:
+    """Current activities the organisation reports or is a participating organisation of
+    (by any of its refs)."""
     a, p = m.Activity.__table__, m.ParticipatingOrg.__table__
+    mine = ref_set(ref)
     return select(a).where(current(a), or_(
-        a.c.reporting_org_ref.in_(org_refs),
-        a.c.id.in_(select(p.c.activity_id).where(p.c.ref.in_(org_refs)))))
+        a.c.reporting_org_ref.in_(mine),
+        a.c.id.in_(select(p.c.activity_id).where(p.c.ref.in_(ref_set(ref))))))
 
 
-def flow_role_where(org_refs: Sequence[str], role: FlowRole) -> ColumnElement[bool]:
-    """The flow names the organisation at ``role`` (by ref, as reported)."""
-    f = m.Flow.__table__.c
-    col = {FlowRole.PROVIDER: f.provider_ref, FlowRole.RECEIVER: f.receiver_ref,
-           FlowRole.REPORTER: f.reporting_org_ref}[role]
-    return col.in_(org_refs)
+#: flow_party's column for each role.
+_PARTY = {"provider": "provider_org_id", "receiver": "receiver_org_id",
+          "reporter": "reporter_org_id"}
 
 
-def flows_query(org_refs: Sequence[str], role: FlowRole,
+def flow_role_where(ref: str, role: FlowRole) -> ColumnElement[bool]:
+    """The flow's canonical ``role`` party is the organisation ``ref`` names."""
+    return party_is(_PARTY[role.value], (ref.strip(),))
+
+
+def flows_query(ref: str, role: FlowRole,
                 where: ColumnElement[bool] | None = None) -> Select[Any]:
-    """Current flows naming the organisation at ``role`` (and matching ``where``)."""
+    """Current flows whose ``role`` is the organisation (and matching ``where``)."""
     f = m.Flow.__table__
-    q = select(f).where(current(f), flow_role_where(org_refs, role))
+    q = select(f).where(current(f), flow_role_where(ref, role))
     return q.where(where) if where is not None else q
 
 
@@ -104,28 +139,33 @@ def activity_budgets_query(activity_pk: int) -> Select[Any]:
     return select(b).where(b.c.activity_id == activity_pk)
 
 
-def money_where(org_refs: Sequence[str], direction: Direction) -> ColumnElement[bool]:
-    """Flows of money into (IN) or out of (OUT) the organisation, as reports name it:
-    it is the receiver (IN) or provider (OUT), or it reports a flow of an incoming
-    (:data:`INCOMING`) or outgoing (:data:`OUTGOING`) kind that names no receiver or
-    provider. Others' reports about it count too (a recipient's incoming funds from a
-    donor are money out of the donor); the page says who reported each figure.
+def money_where(ref: str, direction: Direction) -> ColumnElement[bool]:
+    """Flows of money into (IN) or out of (OUT) the organisation: it is the receiver
+    (IN) or provider (OUT), however the report named it, or it reports a flow of an
+    incoming (:data:`INCOMING`) or outgoing (:data:`OUTGOING`) kind that names no
+    receiver or provider at all. Others' reports about it count too (a recipient's
+    incoming funds from a donor are money out of the donor); each flow counts once.
     """
     f = m.Flow.__table__.c
-    party, kinds = ((f.receiver_ref, INCOMING) if direction is Direction.IN
-                    else (f.provider_ref, OUTGOING))
-    return or_(party.in_(org_refs),
-               and_(f.reporting_org_ref.in_(org_refs), party.is_(None), f.kind.in_(kinds)))
+    ref = ref.strip()
+    role, ref_col, name_col, kinds = (
+        ("receiver_org_id", f.receiver_ref, f.receiver_name, INCOMING)
+        if direction is Direction.IN
+        else ("provider_org_id", f.provider_ref, f.provider_name, OUTGOING))
+    return or_(party_is(role, (ref,)),
+               and_(party_is("reporter_org_id", (ref,)), ref_col.is_(None), name_col.is_(None),
+                    f.kind.in_(kinds)))
 
 
-def money_api_where(org_refs: Sequence[str], direction: Direction) -> dict[str, Any]:
+def money_api_where(ref: str, direction: Direction) -> dict[str, Any]:
     """:func:`money_where` as a GraphQL ``FlowWhere``: anyone can check the page's figures
     with ``flowsAggregate(where: ..., groupBy: [YEAR, KIND, CURRENCY])``."""
-    party, kinds = (("receiverRef", INCOMING) if direction is Direction.IN
-                    else ("providerRef", OUTGOING))
-    refs_list = list(org_refs)
-    return {"_or": [{party: {"_in": refs_list}},
-                    {"reportingOrgRef": {"_in": refs_list}, party: {"_is_null": True},
+    party, kinds = (("receiver", INCOMING) if direction is Direction.IN
+                    else ("provider", OUTGOING))
+    ref = ref.strip()
+    return {"_or": [{party: {"ref": {"_eq": ref}}},
+                    {"reportingOrg": {"ref": {"_eq": ref}}, f"{party}Ref": {"_is_null": True},
+                     f"{party}Name": {"_is_null": True},
                      "kind": {"_in": [k.name for k in kinds]}}]}
 
 
@@ -143,12 +183,12 @@ class MoneyRow:
     count_without_usd: int
 
 
-def money(conn: Connection, org_refs: Sequence[str]) -> dict[Direction, list[MoneyRow]]:
+def money(conn: Connection, ref: str) -> dict[Direction, list[MoneyRow]]:
     """Money in and out by year (value date), kind and currency, latest year first."""
     dims = [FlowDimension.YEAR, FlowDimension.KIND, FlowDimension.CURRENCY]
     out: dict[Direction, list[MoneyRow]] = {}
     for d in Direction:
-        stmt = aggregate_statement(money_where(org_refs, d), dims, conn.dialect.name)
+        stmt = aggregate_statement(money_where(ref, d), dims, conn.dialect.name)
         rows = [MoneyRow(direction=d, year=int(r["year"]) if r["year"] is not None else None,
                          kind=r["kind"] if isinstance(r["kind"], FlowKind) else FlowKind[r["kind"]],
                          currency=r["currency"], count=int(r["count"]), amount=r["sum"],
@@ -171,8 +211,9 @@ class NameSeen:
         return sum(self.places.values())
 
 
-def names_seen(conn: Connection, org_refs: Sequence[str]) -> list[NameSeen]:
-    """Every name reports and the registry give the organisation's refs, most used first."""
+def names_seen(conn: Connection, ref: str, org_refs: Sequence[str]) -> list[NameSeen]:
+    """Every name the registry and reports give the organisation (by any of its refs
+    ``org_refs``, or as a flow's resolved provider or receiver), most used first."""
     o, a = m.Organisation.__table__, m.Activity.__table__
     p, f = m.ParticipatingOrg.__table__, m.Flow.__table__
     parts = [
@@ -182,9 +223,9 @@ def names_seen(conn: Connection, org_refs: Sequence[str]) -> list[NameSeen]:
         select(p.c.name, func.count()).select_from(p.join(a, a.c.id == p.c.activity_id))
         .where(current(a), p.c.ref.in_(org_refs)).group_by(p.c.name),
         select(f.c.provider_name, func.count()).where(
-            current(f), f.c.provider_ref.in_(org_refs)).group_by(f.c.provider_name),
+            current(f), party_is("provider_org_id", (ref,))).group_by(f.c.provider_name),
         select(f.c.receiver_name, func.count()).where(
-            current(f), f.c.receiver_ref.in_(org_refs)).group_by(f.c.receiver_name),
+            current(f), party_is("receiver_org_id", (ref,))).group_by(f.c.receiver_name),
     ]
     places = ("registry", "reporting organisation", "participating organisation",
               "flow provider", "flow receiver")
@@ -208,11 +249,12 @@ class ActivityLine:
     roles: list[str]
 
 
-def activity_lines(conn: Connection, org_refs: Sequence[str], limit: int = 50,
+def activity_lines(conn: Connection, ref: str, org_refs: Sequence[str], limit: int = 50,
                    ) -> tuple[int, list[ActivityLine]]:
-    """(how many, the first ``limit`` by identifier) of :func:`activities_query`."""
+    """(how many, the first ``limit`` by identifier) of :func:`activities_query`;
+    ``org_refs``: :func:`refs` of ``ref``."""
     a, p = m.Activity.__table__, m.ParticipatingOrg.__table__
-    q = activities_query(org_refs)
+    q = activities_query(ref)
     total = int(conn.execute(select(func.count()).select_from(q.subquery())).scalar_one())
     rows = list(conn.execute(q.order_by(a.c.iati_identifier, a.c.id).limit(limit)).mappings())
     roles: dict[int, set[str]] = defaultdict(set)
@@ -237,31 +279,56 @@ class OrganizationPage:
     ref: str
     refs: tuple[str, ...]
     registry: Any
+    canonical: Any
+    merged_into: Any
+    identifiers: list[Any]
     names: list[NameSeen]
     money: dict[Direction, list[MoneyRow]]
     filters: dict[Direction, dict[str, Any]]
     activity_count: int
     activities: list[ActivityLine]
+    match_count: int
+    matches: list[Any]
+    decisions: list[Any]
 
     @property
     def name(self) -> str | None:
-        if self.registry is not None and (self.registry["name"] or "").strip():
-            return str(self.registry["name"]).strip()
+        for row in (self.canonical, self.registry):
+            if row is not None and (row["name"] or "").strip():
+                return str(row["name"]).strip()
         return self.names[0].name if self.names else None
 
 
-def page(conn: Connection, ref: str) -> OrganizationPage | None:
+def page(conn: Connection, ref: str, limit: int = 50) -> OrganizationPage | None:
     """The organisation page's contents; None when nothing in the database names ``ref``
     (:func:`fundtrack.accounting.subject.known`)."""
     from fundtrack.accounting.subject import known
+    from fundtrack.identity.tables import OrgDecision, PartyResolution
+    from fundtrack.query import identity
 
     ref = ref.strip()
     if not known(conn, ref):
         return None
-    org_refs = refs(ref)
-    count, lines = activity_lines(conn, org_refs)
+    org_refs = refs(conn, ref)
+    count, lines = activity_lines(conn, ref, org_refs, limit)
+    canon = identity.canonical(conn, ref)
+    matches: list[Any] = []
+    match_count, decisions, idents = 0, [], []
+    if canon is not None:
+        pr, d = PartyResolution.__table__, OrgDecision.__table__
+        mq = identity.matches_query(canon["id"])
+        match_count = int(conn.execute(select(func.count()).select_from(mq.subquery()))
+                          .scalar_one())
+        matches = list(conn.execute(mq.order_by(pr.c.rule, pr.c.ref, pr.c.name_key)
+                                    .limit(limit)).mappings())
+        decisions = list(conn.execute(identity.decisions_query(
+            identity.keys_of(conn, canon), include_undone=True)
+            .order_by(d.c.decided_at, d.c.id)).mappings())
+        idents = identity.identifiers(conn, canon["id"])
     return OrganizationPage(
-        ref=ref, refs=org_refs, registry=registry_row(conn, ref),
-        names=names_seen(conn, org_refs), money=money(conn, org_refs),
-        filters={d: money_api_where(org_refs, d) for d in Direction},
-        activity_count=count, activities=lines)
+        ref=ref, refs=org_refs, registry=registry_row(conn, ref), canonical=canon,
+        merged_into=identity.merged_into(conn, ref), identifiers=idents,
+        names=names_seen(conn, ref, org_refs), money=money(conn, ref),
+        filters={d: money_api_where(ref, d) for d in Direction},
+        activity_count=count, activities=lines, match_count=match_count, matches=matches,
+        decisions=decisions)
