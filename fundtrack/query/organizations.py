@@ -293,9 +293,12 @@ class OrganizationPage:
 
     @property
     def name(self) -> str | None:
+        """The canonical organisation's name (seeded names beat the first name a file
+        gave the registry), else the registry's, else the name reports use most."""
         for row in (self.canonical, self.registry):
-            if row is not None and (row["name"] or "").strip():
-                return str(row["name"]).strip()
+            text = " ".join(str((row or {}).get("name") or "").split())
+            if text and text != (row or {}).get("ref"):
+                return text
         return self.names[0].name if self.names else None
 
 

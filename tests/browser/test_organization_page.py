@@ -19,7 +19,15 @@ from tests.browser.conftest import graphql
 
 AGG = """query($w: FlowWhere) { flowsAggregate(where: $w, groupBy: [YEAR, KIND, CURRENCY]) {
   groups { year kind currency count sum sumUsd } } }"""
-ORG = """query($r: String!) { organization(ref: $r) { name activities { totalCount } } }"""
+ORG = """query($r: String!) { organization(ref: $r) { name canonical { ref name }
+  activities { totalCount } } }"""
+
+
+def _title(org: dict[str, Any]) -> str:
+    """The page's title: the canonical organisation's name unless it is only its ref,
+    else the registry's name."""
+    c = org["canonical"]
+    return c["name"] if c and c["name"] and c["name"] != c["ref"] else org["name"]
 
 
 def _cells(page: Any, direction: str) -> list[dict[str, Any]]:
@@ -33,7 +41,7 @@ def test_organization_page_equals_the_api(live: dict[str, Any], page: Any,
     ref = "XM-DAC-7"
     page.goto(live["url"] + f"/organization?ref={quote(ref)}")
     api = graphql(live, ORG, {"r": ref})["organization"]
-    assert page.inner_text("h1") == api["name"]
+    assert page.inner_text("h1") == _title(api)
     shown = 0
     for d in ("in", "out"):
         note = page.inner_text(f"#money-{d}-h + p")
@@ -61,9 +69,11 @@ def test_activity_page_links_to_the_organisation(live: dict[str, Any], page: Any
     page.goto(live["url"] + "/activity?id=XM-DAC-47066-PB.0001")
     page.click("#participants a.org")
     page.wait_for_url("**/organization?ref=XM-DAC-41141")
-    # The registry keeps the first name a file gave; every name reports use is listed
-    # (publishers also put XM-DAC-41141 on other trust funds: issue 15).
-    assert page.inner_text("h1") == graphql(live, ORG, {"r": "XM-DAC-41141"})["organization"]["name"]
+    # The registry keeps the first name a file gave (publishers also put XM-DAC-41141 on
+    # other trust funds: issue 15); the page names the canonical organisation.
+    assert page.inner_text("h1") == "UN Peacebuilding Fund"
+    assert _title(graphql(live, ORG, {"r": "XM-DAC-41141"})["organization"]) == \
+        "UN Peacebuilding Fund"
     assert "XM-DAC-41141" in page.inner_text("#org-refs")
     assert "UNITED NATIONS PEACEBUILDING FUND" in page.inner_text("#names")
 
