@@ -211,3 +211,29 @@ reason = "sihanet.org"
     bad.write_text('[[decision]]\naction = "merge"\nsubject = "SA-KS-1"\nreason = "x"\n')
     out = run(main, ["orgs", "apply", str(bad)], env=env)
     assert out.exit_code != 0 and "decision 1 target" in out.output
+
+
+def test_set_type_and_flag_a_pooled_fund_then_undo(loaded: tuple[Api, str, Engine]) -> None:
+    api, token, _ = loaded
+    n, total = named_only("provider-org", KSRELIEF)
+    gov = {"provider": {"type": {_EQ: "10"}}}
+    pooled = {"provider": {"isPooledFund": {_EQ: True}}}
+    before = api.query(ALL), _agg(api, gov), _agg(api, pooled)
+    t = _decide(api, token, action="SET_TYPE", subject=f"name:{KSRELIEF}", value="10",
+                reason="KSrelief is a Saudi government agency")
+    p = _decide(api, token, action="FLAG_POOLED_FUND", subject=f"name:{KSRELIEF}",
+                value="true", reason="mechanism test: flags follow the name-only party")
+    assert _agg(api, gov) == (before[1][0] + n, before[1][1] + total)
+    assert _agg(api, pooled) == (before[2][0] + n, before[2][1] + total)
+    for d in (p, t):
+        assert api.query(UNDO, {"n": d["number"]}, token)["undoOrganizationDecision"][
+            "errors"] == []
+    assert (api.query(ALL), _agg(api, gov), _agg(api, pooled)) == before
+    listed = api.query("{ organizationDecisions(includeUndone: true) { totalCount "
+                       "nodes { number undoneBy } } }")["organizationDecisions"]
+    assert listed["totalCount"] == 2 and all(x["undoneBy"] for x in listed["nodes"])
+    assert api.query("{ organizationDecisions { totalCount } }")[
+        "organizationDecisions"]["totalCount"] == 0
+
+
+_EQ = "_eq"

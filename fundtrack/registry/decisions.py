@@ -22,9 +22,9 @@ import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from fundtrack.derived import steps as derived
 from fundtrack.identity.tables import OrgDecision
@@ -132,7 +132,7 @@ def _active(conn: Connection) -> list[Any]:
 
 
 def _insert(conn: Connection, d: Decision, by: str, via: str, now: datetime) -> Any:
-    t = OrgDecision.__table__
+    t = cast(Table, OrgDecision.__table__)
     pk = conn.execute(insert(t).values(
         action=d.action, subject=d.subject, target=d.target, value=d.value, reason=d.reason,
         decided_by=by, decided_at=now, via=via).returning(t.c.id)).scalar_one()
@@ -165,7 +165,7 @@ def decide(conn: Connection, d: Decision, by: str, via: str) -> Any:
 
 def undo(conn: Connection, decision_id: int, by: str) -> Any:
     """Mark a decision reverted and rebuild: the answers are those from before it."""
-    t = OrgDecision.__table__
+    t = cast(Table, OrgDecision.__table__)
     lock_ledger(conn)
     row = conn.execute(select(t).where(t.c.id == decision_id)).mappings().first()
     if row is None:
