@@ -350,6 +350,17 @@ def rebuild(conn: Connection) -> dict[str, Any]:
         wanted.add(key(row.ref, row.name))
         if row.type:
             types[key(row.ref, row.name)] = row.type
+    # activities' reporters and participating organisations (with their reported type)
+    a, po = m.Activity.__table__, m.ParticipatingOrg.__table__
+    for (rep,) in conn.execute(select(a.c.reporting_org_ref).distinct().where(current(a))):
+        wanted.add(key(rep, None))
+    for ref, name, ptype in conn.execute(
+            select(po.c.ref, po.c.name, po.c.type).distinct()
+            .join(a, a.c.id == po.c.activity_id).where(current(a))):
+        k = key(ref, name)
+        wanted.add(k)
+        if ptype and k not in types:
+            types[k] = ptype
     for _id, pr, pn, rr, rn, rep in rows:
         wanted.add(key(pr, pn))
         wanted.add(key(rr, rn))
@@ -379,14 +390,23 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     # organisations; when they did not, it rebuilds everything (derived.trail.recompute).
     conn.info[CHANGED] = conn.info.get(CHANGED, False) or changed
     ids = _write(conn, r, parties)
-    fp = []
+    pid = {k: ids.get(_final(r, x)) for k, x in parties.items()}  # type: ignore[arg-type]
+    fp = t.FlowParty.__table__
+    # the indexes are built once after the load (a million rows: 4x faster on SQLite)
+    indexes = [ix for ix in fp.indexes if not ix.unique]
+    for ix in indexes:
+        ix.drop(conn)
+    batch: list[dict[str, Any]] = []
     for fid, pr, pn, rr, rn, rep in rows:
-        fp.append({"flow_id": fid,
-                   "provider_org_id": ids.get(_final(r, parties.get(key(pr, pn)))),
-                   "receiver_org_id": ids.get(_final(r, parties.get(key(rr, rn)))),
-                   "reporter_org_id": ids.get(_final(r, parties.get(key(rep, None))))})
-    for i in range(0, len(fp), 50_000):
-        bulk_insert(conn, t.FlowParty.__table__, fp[i:i + 50_000])
+        batch.append({"flow_id": fid, "provider_org_id": pid.get(key(pr, pn)),
+                      "receiver_org_id": pid.get(key(rr, rn)),
+                      "reporter_org_id": pid.get(key(rep, None))})
+        if len(batch) == 50_000:
+            bulk_insert(conn, fp, batch)
+            batch = []
+    bulk_insert(conn, fp, batch)
+    for ix in indexes:
+        ix.create(conn)
     out = {"organisations": sum(1 for o in r.orgs.values() if not o.merged_into),
            "parties": len(parties), "match_candidates": len(r.candidates),
            "seconds_identity_resolve": round(t1 - t0, 3),
