@@ -32,9 +32,9 @@ import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from fundtrack.db import dialect
 from fundtrack.db.base import current
@@ -300,11 +300,11 @@ def build(conn: Connection) -> Resolver:
     from fundtrack.derived.trail.tables import Fund
 
     for fund in conn.execute(select(Fund.__table__)):
-        org = r.find(fund.organisation_ref)
-        if org is not None:
-            org.pooled = True
+        found = r.find(fund.organisation_ref)
+        if found is not None:
+            found.pooled = True
             for nm in fund.aliases or []:
-                r.add_name(org, nm, "registry", source="fund registry alias")
+                r.add_name(found, nm, "registry", source="fund registry alias")
     r.decisions = decisions  # type: ignore[attr-defined]
     return r
 
@@ -391,7 +391,7 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     conn.info[CHANGED] = conn.info.get(CHANGED, False) or changed
     ids = _write(conn, r, parties)
     pid = {k: ids.get(_final(r, x)) for k, x in parties.items()}  # type: ignore[arg-type]
-    fp = t.FlowParty.__table__
+    fp = cast(Table, t.FlowParty.__table__)
     # the indexes are built once after the load (a million rows: 4x faster on SQLite)
     indexes = [ix for ix in fp.indexes if not ix.unique]
     for ix in indexes:
@@ -467,8 +467,10 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
     cands = [{"party_ref": p, "party_name": n[:300], "org_id": final[o],
               "candidate_org_id": final[c], "rule": "name", "evidence": e}
              for p, n, o, c, e in r.candidates]
-    for table, data in ((t.CanonicalOrg, orgs), (t.OrgIdentifier, idents), (t.OrgName, names),
-                        (t.PartyResolution, res), (t.MatchCandidate, cands)):
+    tables: list[tuple[Any, list[dict[str, Any]]]] = [
+        (t.CanonicalOrg, orgs), (t.OrgIdentifier, idents), (t.OrgName, names),
+        (t.PartyResolution, res), (t.MatchCandidate, cands)]
+    for table, data in tables:
         for i, row in enumerate(data):
             row.setdefault("id", i + 1)
         for i in range(0, len(data), 50_000):
