@@ -261,8 +261,10 @@ def test_denmark_every_name_and_ref(api: Api) -> None:
                    for o in fl.get("sourceObjects", [])):
                 n += 1
     out = api.query("""{ flowsAggregate(where: {provider: {ref: {_eq: "XM-DAC-3"}}},
-      groupBy: [PROVIDER]) { groups { provider count } } }""")
-    assert out["flowsAggregate"]["groups"] == [{"provider": "XM-DAC-3-1", "count": n}]
+      groupBy: [PROVIDER]) { groups { provider providerName count } } }""")
+    assert out["flowsAggregate"]["groups"] == [{
+        "provider": "XM-DAC-3-1", "providerName": "Denmark - Ministry of Foreign Affairs",
+        "count": n}]
 
 
 # --- counted once across sources ----------------------------------------------------------
