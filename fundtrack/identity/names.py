@@ -1,6 +1,6 @@
 """Normalised names: what the name rule compares.
 
-Case, accents and punctuation are dropped; ``&`` is ``and``; a few abbreviations are
+Case, accents, apostrophes and punctuation are dropped; ``&`` is ``and``; a few abbreviations are
 spelled out; "peace building" is "peacebuilding"; a trailing parenthesised acronym is
 dropped ("... (CERF)"); and the ways reports order a government body and its country
 become one: "Denmark - Ministry of Foreign Affairs", "Ministry of Foreign Affairs,
@@ -36,7 +36,7 @@ _PAREN_END = re.compile(r"\s*\([^()]*\)\s*$")
 def _plain(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    text = text.replace("&", " and ")
+    text = text.replace("&", " and ").replace("'", "").replace("\u2019", "")
     words = [ABBREVIATIONS.get(w, w) for w in _PUNCT.sub(" ", text).split()]
     return " ".join(words).replace("peace building", "peacebuilding")
 
