@@ -237,3 +237,21 @@ def test_set_type_and_flag_a_pooled_fund_then_undo(loaded: tuple[Api, str, Engin
 
 
 _EQ = "_eq"
+
+
+def test_merged_into_names_the_organisation_a_ref_joined(
+        loaded: tuple[Api, str, Engine]) -> None:
+    api, token, _ = loaded
+    q = """{ organization(ref: "XM-OCHA-HPC6770") { ref canonical { ref } mergedInto { ref }
+             decisions { action target } } }"""
+    assert api.query(q)["organization"] == {
+        "ref": "XM-OCHA-HPC6770", "canonical": {"ref": "XM-OCHA-HPC6770"},
+        "mergedInto": None, "decisions": []}
+    _decide(api, token, action="MERGE", subject="XM-OCHA-HPC6770", target="SA-KS-1",
+            reason="OCHA's code for KSrelief")
+    assert api.query(q)["organization"] == {
+        "ref": "XM-OCHA-HPC6770", "canonical": {"ref": "SA-KS-1"},
+        "mergedInto": {"ref": "SA-KS-1"},
+        "decisions": [{"action": "merge", "target": "SA-KS-1"}]}
+    page = api.get("/organization?ref=XM-OCHA-HPC6770").text
+    assert 'id="org-merged"' in page and "OCHA&#39;s code for KSrelief" in page
