@@ -54,7 +54,7 @@ def party_is(role: str, orgs: Iterable[str]) -> ColumnElement[bool]:
     identity step has not resolved matches by its reported ref."""
     from fundtrack.identity.tables import FlowParty
 
-    fp, f = FlowParty.__table__, m.Flow.__table__.c
+    fp, f = FlowParty.__table__.alias("fp_subject"), m.Flow.__table__.c
     raw = {"provider_org_id": f.provider_ref, "receiver_org_id": f.receiver_ref,
            "reporter_org_id": f.reporting_org_ref}[role]
     orgs = tuple(orgs)

@@ -116,10 +116,12 @@ def _groups(rows: list[Any], dims: list[str],
                 keys[i] = _int(keys[i])
         mixed = currencies + (1 if no_currency else 0) > 1
         values = dict(zip(dims, keys, strict=True))
-        labels = {f"{d}_name": names.get(values[d]) for d in _ORG_DIMS
-                  if names and values.get(d) is not None}
+        label = {d: (names or {}).get(values[d]) if values.get(d) is not None else None
+                 for d in _ORG_DIMS}
         out.append(FlowGroup(
-            **{**_NO_VALUES, **values}, **labels, count=int(count),
+            **{**_NO_VALUES, **values}, provider_name=label["provider"],
+            receiver_name=label["receiver"], reporting_org_name=label["reporting_org"],
+            count=int(count),
             sum=None if mixed or total is None else _decimal(total),
             sum_usd=None if usd is None else _decimal(usd), count_without_usd=int(without),
             currencies=currencies, first_date=first, last_date=last))

@@ -106,6 +106,10 @@ class Resolver:
         self.split_names: dict[str, str | None] = {}
         self.candidates: list[tuple[str, str, str, str, str]] = []
         self.crs = crs_channel_names()
+        #: People's decisions not reverted, in the order taken.
+        self.decisions: list[Any] = []
+        #: Rows of the organisation registry (resolved like the flows' parties).
+        self.registry_parties: list[Any] = []
 
     # -- building --------------------------------------------------------------------
     def add_org(self, org: Org) -> Org:
@@ -299,7 +303,7 @@ def build(conn: Connection) -> Resolver:
     o = m.Organisation.__table__
     # Registry rows are parties like those of flows (imports store every organisation
     # they meet there); their flags are applied to what they resolve to.
-    r.registry_parties = list(conn.execute(select(o).order_by(o.c.ref)))  # type: ignore[attr-defined]
+    r.registry_parties = list(conn.execute(select(o).order_by(o.c.ref)))
     from fundtrack.derived.trail.tables import Fund
 
     for fund in conn.execute(select(Fund.__table__)):
@@ -308,7 +312,7 @@ def build(conn: Connection) -> Resolver:
             found.pooled = True
             for nm in fund.aliases or []:
                 r.add_name(found, nm, "registry", source="fund registry alias")
-    r.decisions = decisions  # type: ignore[attr-defined]
+    r.decisions = decisions
     return r
 
 
@@ -355,7 +359,7 @@ def rebuild(conn: Connection) -> dict[str, Any]:
 
     wanted: set[tuple[str, str]] = set()
     types: dict[tuple[str, str], str] = {}
-    for row in r.registry_parties:  # type: ignore[attr-defined]
+    for row in r.registry_parties:
         wanted.add(key(row.ref, row.name))
         if row.type:
             types[key(row.ref, row.name)] = row.type
@@ -383,14 +387,14 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     for k in sorted(wanted, key=lambda k: (k[0] == "", k)):
         if k != ("", ""):
             parties[k] = r.resolve(k[0], k[1], types.get(k))
-    for row in r.registry_parties:  # type: ignore[attr-defined]
+    for row in r.registry_parties:
         res = parties.get(key(row.ref, row.name))
         if res is not None and res.org_ref:
             org = r.orgs[res.org_ref]
             org.pooled = org.pooled or bool(row.is_pooled_fund)
             org.wro = org.wro or bool(row.is_womens_rights_org)
             org.type = org.type or row.type
-    apply_decisions(r, r.decisions)  # type: ignore[attr-defined]
+    apply_decisions(r, r.decisions)
     t1 = time.perf_counter()
     before = _resolved(conn)
     changed = any(before.get(k, r.final(x.org_ref)) != r.final(x.org_ref)

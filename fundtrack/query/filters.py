@@ -156,7 +156,8 @@ def party_matches(flow_id: Any, role: str, w: Any) -> ColumnElement[bool]:
     """The flow's canonical ``role`` organisation (``flow_party``) matches ``w``."""
     from fundtrack.identity.tables import CanonicalOrg, FlowParty
 
-    fp, co = FlowParty.__table__, CanonicalOrg.__table__
+    # an alias: a grouped statement joins flow_party itself, and must not correlate here
+    fp, co = FlowParty.__table__.alias("fp_where"), CanonicalOrg.__table__
     col = fp.c[PARTY_COLUMNS[role]]
     return exists(select(fp.c.flow_id).where(
         fp.c.flow_id == flow_id, col.in_(select(co.c.id).where(canonical_org_where(w)))))
