@@ -283,3 +283,28 @@ def test_search_counts_are_the_files(xml: Any) -> None:
               for t in SEARCHES]
     assert counts == [40, 20, 1, 11]
     assert Path(SHARED).exists()
+
+
+def test_a_code_put_on_another_fund_does_not_make_its_activities_the_pbfs(
+        engine: Any) -> None:
+    """dportal_118 (UNDP) names XM-DAC-41141 with "UN COVID-19 Response and Recovery Fund
+    - MPTF" on some activities: those are that fund's, not the Peacebuilding Fund's."""
+    from fundtrack.ingest.pipeline import import_file
+
+    path = SHARED / "iati-activity/dportal-covid19-2021/dportal_118.xml"
+    assert import_file(engine, path).status == "applied"
+    api = Api(engine.url.render_as_string(hide_password=False))
+    pbf, covid = set(), set()
+    for a in etree.parse(str(path)).getroot().iter("iati-activity"):
+        for p in a.iter("participating-org"):
+            if _ref(p) == PBF:
+                (pbf if _name(p) == "UNITED NATIONS PEACEBUILDING FUND" else covid).add(
+                    a.findtext("iati-identifier").strip())
+    assert (len(pbf), len(covid - pbf)) == (1, 6)  # activities (counted above: names)
+    org = api.query("""{ organization(ref: "XM-DAC-41141") { activities(first: 50) {
+        nodes { iatiIdentifier } } } }""")["organization"]
+    assert {n["iatiIdentifier"] for n in org["activities"]["nodes"]} == pbf
+    page = api.get(f"/organization?ref={PBF}").text
+    names = re.search(r'<table id="names">(.*?)</table>', page, re.S).group(1)
+    assert "UNITED NATIONS PEACEBUILDING FUND" in names
+    assert "UN COVID-19 Response and Recovery Fund" not in names

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    exists,
     func,
     literal,
     or_,
@@ -97,14 +98,28 @@ def registry_row(conn: Connection, ref: str) -> Any:
     return next((rows[r] for r in wanted if r in rows), None)
 
 
+def not_elsewhere(ref: str, ref_col: Any, name_col: Any) -> ColumnElement[bool]:
+    """SQL: the party (``ref_col``, ``name_col``) as reported is not resolved to another
+    organisation than ``ref``'s: a ref of the organisation put on another body, with that
+    body's name (``XM-DAC-41141`` with "UN COVID-19 Response and Recovery Fund - MPTF"),
+    is that body's, not this organisation's (issue 15, rule identifier+name)."""
+    from fundtrack.identity.tables import PartyResolution
+
+    pr = PartyResolution.__table__
+    return ~exists(select(pr.c.id).where(
+        pr.c.ref == func.coalesce(func.trim(ref_col), ""),
+        pr.c.name_key == func.coalesce(func.substr(func.trim(name_col), 1, 300), ""),
+        pr.c.org_id.not_in(org_ids(ref))))
+
+
 def activities_query(ref: str) -> Select[Any]:
     """Current activities the organisation reports or is a participating organisation of
-    (by any of its refs)."""
+    (by any of its refs, unless that participant resolves to another organisation)."""
     a, p = m.Activity.__table__, m.ParticipatingOrg.__table__
-    mine = ref_set(ref)
     return select(a).where(current(a), or_(
-        a.c.reporting_org_ref.in_(mine),
-        a.c.id.in_(select(p.c.activity_id).where(p.c.ref.in_(ref_set(ref))))))
+        a.c.reporting_org_ref.in_(ref_set(ref)),
+        a.c.id.in_(select(p.c.activity_id).where(
+            p.c.ref.in_(ref_set(ref)), not_elsewhere(ref, p.c.ref, p.c.name)))))
 
 
 #: flow_party's column for each role.
@@ -217,11 +232,14 @@ def names_seen(conn: Connection, ref: str, org_refs: Sequence[str]) -> list[Name
     o, a = m.Organisation.__table__, m.Activity.__table__
     p, f = m.ParticipatingOrg.__table__, m.Flow.__table__
     parts = [
-        select(o.c.name, func.count()).where(o.c.ref.in_(org_refs)).group_by(o.c.name),
+        select(o.c.name, func.count()).where(o.c.ref.in_(org_refs),
+                                             not_elsewhere(ref, o.c.ref, o.c.name))
+        .group_by(o.c.name),
         select(a.c.reporting_org_name, func.count()).where(
             current(a), a.c.reporting_org_ref.in_(org_refs)).group_by(a.c.reporting_org_name),
         select(p.c.name, func.count()).select_from(p.join(a, a.c.id == p.c.activity_id))
-        .where(current(a), p.c.ref.in_(org_refs)).group_by(p.c.name),
+        .where(current(a), p.c.ref.in_(org_refs), not_elsewhere(ref, p.c.ref, p.c.name))
+        .group_by(p.c.name),
         select(f.c.provider_name, func.count()).where(
             current(f), party_is("provider_org_id", (ref,))).group_by(f.c.provider_name),
         select(f.c.receiver_name, func.count()).where(
@@ -261,7 +279,8 @@ def activity_lines(conn: Connection, ref: str, org_refs: Sequence[str], limit: i
     ids = [r["id"] for r in rows]
     if ids:
         for aid, role in conn.execute(select(p.c.activity_id, p.c.role).where(
-                p.c.activity_id.in_(ids), p.c.ref.in_(org_refs))):
+                p.c.activity_id.in_(ids), p.c.ref.in_(org_refs),
+                not_elsewhere(ref, p.c.ref, p.c.name))):
             roles[aid].add(PARTICIPATION.get(role or "", f"role {role}" if role else "no role"))
     lines = []
     for r in rows:

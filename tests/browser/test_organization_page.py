@@ -65,7 +65,8 @@ def test_organization_page_equals_the_api(live: dict[str, Any], page: Any,
     assert page.js_errors == []
 
 
-def test_activity_page_links_to_the_organisation(live: dict[str, Any], page: Any) -> None:
+def test_activity_page_links_to_the_organisation(live: dict[str, Any], page: Any,
+                                                 artifacts: Path) -> None:
     page.goto(live["url"] + "/activity?id=XM-DAC-47066-PB.0001")
     page.click("#participants a.org")
     page.wait_for_url("**/organization?ref=XM-DAC-41141")
@@ -76,6 +77,10 @@ def test_activity_page_links_to_the_organisation(live: dict[str, Any], page: Any
         "UN Peacebuilding Fund"
     assert "XM-DAC-41141" in page.inner_text("#org-refs")
     assert "UNITED NATIONS PEACEBUILDING FUND" in page.inner_text("#names")
+    # identity on the page: the misused code is marked, name-only parties matched by name
+    assert "only with a name that agrees" in page.inner_text("#identifiers")
+    assert page.locator('#matches tr[data-rule="name"]').count() >= 1
+    page.screenshot(path=str(artifacts / "organization-pbf.png"), full_page=True)
 
 
 def test_unknown_organisation_page(live: dict[str, Any], page: Any) -> None:
