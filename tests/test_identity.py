@@ -402,3 +402,14 @@ def test_decisions_merge_split_and_undo(url: str, eng: Engine, api: Api) -> None
     assert out == 4  # 3 IATI (2 tranches + commitment) + 1 FTS
     undo(flag)
     assert _snapshot(api) == before
+
+
+def test_activities_by_reporting_organisation_any_identifier(api: Api) -> None:
+    """CERF reports its 76 activities of dportal_139.xml as XM-OCHA-CERF (counted in the
+    file); its FTS id finds the same ones."""
+    n = sum(1 for a in etree.parse(str(DPORTAL / "dportal_139.xml")).getroot()
+            .iter("iati-activity") if a.find("reporting-org").get("ref") == "XM-OCHA-CERF")
+    q = """query($r: String!) { activities(first: 1, where: {reportingOrg: {ref: {_eq: $r}}})
+      { totalCount } }"""
+    for ref in ("XM-OCHA-CERF", "FTS-ORG-4762", "XM-DAC-41147"):
+        assert api.query(q, {"r": ref})["activities"]["totalCount"] == n == 76
