@@ -144,9 +144,12 @@ def test_pooled_fund_trace_example_accounts_for_every_grant(api: Api) -> None:
         kind: {_eq: DISBURSEMENT}}) { groups { sumUsd } } }""")["flowsAggregate"]["groups"]
     assert [Decimal(t["amountUsd"]) for t in trace["untracedTotal"]] == [
         Decimal(paid[0]["sumUsd"])] == [Decimal("258419567")]
-    assert trace["untracedCount"] == 17 and trace["movementsCount"] == 154
+    # 155 (was 154): the Danish Refugee Council's incoming funds from "41119" are from
+    # UNFPA, XM-DAC-41119, which CERF funds (one organisation since issue 15)
+    assert trace["untracedCount"] == 17 and trace["movementsCount"] == 155
+    # UNICEF: "41122" and XM-DAC-41122 are one organisation since issue 15 (+12,674.77)
     assert trace["untraced"][0] == {"organization": {"ref": "XM-DAC-41122"},  # UNICEF
-                                    "amount": "69577433.10", "currency": "USD",
+                                    "amount": "69590107.87", "currency": "USD",
                                     "reason": "not reported spent"}
 
 

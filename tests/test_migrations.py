@@ -44,7 +44,9 @@ def test_upgrade_rebuilds_derived_tables_with_installed_code(db_url: str):
     engine.dispose()
     downgrade(db_url, "0007")
     assert crossed("0007", "0009") == ["0008", "0009"]
-    assert upgrade(db_url) == ["trail", "rollup"]  # 0010 (lump movements) rebuilds the trail
+    # 0010 (lump movements) rebuilds the trail; 0016 (organisation identity) identity and
+    # trail; 0017 (marker vocabulary-uri: stored gender values) classification and rollup
+    assert upgrade(db_url) == ["identity", "trail", "classification", "rollup"]
     engine = make_engine(db_url)
     with engine.connect() as c:
         after = sorted(repr(tuple(r)[1:]) for r in c.execute(select(FlowRollup.__table__)))

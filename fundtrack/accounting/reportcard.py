@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, not_, select
 
 from fundtrack.accounting import fulfilment
 from fundtrack.accounting import trail_evidence as trace
@@ -38,10 +38,11 @@ from fundtrack.accounting.methods import count, get_method, reported_shares
 from fundtrack.accounting.stipulations import check
 from fundtrack.accounting.subject import (
     api_filter,
+    denotes,
     item_owner,
     own_reports,
     owner,
-    refs_of,
+    party_is,
     reported_by_others,
     reporter_label,
     require_known,
@@ -210,6 +211,8 @@ def _load(conn: Connection, org: str | None, years: set[int] | None) -> _Data:
         who, y = item_owner(it), _year_of(it)
         if who is None or y is None or (years is not None and y not in years):
             continue
+        if org is not None:  # the subject's card, whatever ref the report used (issue 15)
+            who = org
         paid[(who, y)].append(it)
         items.append(it)
     promises: dict[str, list[fulfilment.Commitment]] = defaultdict(list)
@@ -244,14 +247,14 @@ def _onward(conn: Connection, org: str | None, wros: set[str]) -> dict[tuple[str
          .join(M, M.id == A.movement_id).join(f, f.c.id == M.flow_id)
          .where(A.depth >= 2, A.originator_ref.is_not(None)))
     if org is not None:
-        q = q.where(A.originator_ref.in_(refs_of(org)))
+        q = q.where(denotes(A.originator_ref, org))
     codes = [str(c) for c in load("wro").get("crs_channel_codes", [])]
     out: dict[tuple[str, int], dict[str, Any]] = defaultdict(
         lambda: {"usd": Decimal(0), "parts": 0, "wro_usd": Decimal(0)})
     for r in conn.execute(q):
         if r.value_date is None or r.amount_usd is None:
             continue
-        d = out[(r.originator_ref, r.value_date.year)]
+        d = out[(org if org is not None else r.originator_ref, r.value_date.year)]
         if r.depth == 2:
             d["usd"] = SUM_CONTEXT.add(d["usd"], r.amount_usd)
             d["parts"] += 1
@@ -277,7 +280,8 @@ def _others(conn: Connection, org: str | None, years: set[int] | None
         if r.value_date is None or owner(r.reporting_org_ref, r.provider_ref,
                                          r.provider_name, r.extra) == r.provider_ref:
             continue
-        d = out[(r.provider_ref, r.value_date.year)]
+        # one subject: its card, whatever ref the report used (issue 15)
+        d = out[(org if org is not None else r.provider_ref, r.value_date.year)]
         d["count"] += 1
         if r.amount_usd is not None:
             d["usd"] = SUM_CONTEXT.add(d["usd"], r.amount_usd)
@@ -458,6 +462,33 @@ def m_stipulations(conn: Connection, d: _Data, who: str, year: int, card: Card) 
     return judge("stipulations", it)
 
 
+def m_received(conn: Connection, fund: str, year: int) -> CardItem:
+    """What recipients report receiving from the fund (incoming funds and commitments
+    whose provider resolves to it, issue 15): the fund's money as its recipients see it,
+    however they name it (UNDP's donor code 11363, ``XM-DAC-41141``, a name alone).
+    Not graded, never added to the fund's own figures."""
+    f = m.Flow.__table__
+    kinds = (FlowKind.INCOMING_FUNDS, FlowKind.INCOMING_COMMITMENT)
+    rows = conn.execute(select(f.c.kind, f.c.amount_usd, f.c.reporting_org_ref).where(
+        current(f), f.c.kind.in_(kinds), year_between(f.c.value_date, year),
+        party_is("provider_org_id", [fund]),
+        not_(party_is("reporter_org_id", [fund])))).all()
+    funds = [r for r in rows if r.kind is FlowKind.INCOMING_FUNDS]
+    usd = exact_sum(r.amount_usd for r in funds if r.amount_usd is not None)
+    it = CardItem("received_from_fund",
+                  "Funds recipients report receiving from this fund (not counted above)",
+                  unit="USD", base_count=len(funds), base_usd=usd,
+                  numerator=usd if funds else None,
+                  base=f"incoming funds dated {year} whose provider is this fund")
+    commitments = [r for r in rows if r.kind is FlowKind.INCOMING_COMMITMENT]
+    reporters = sorted({r.reporting_org_ref or "?" for r in rows})
+    it.note = (f"{len(funds)} incoming funds and {len(commitments)} incoming commitments "
+               f"(USD {exact_sum(r.amount_usd for r in commitments if r.amount_usd is not None)}"
+               f") reported by {', '.join(reporters)}" if rows else "none")
+    it.status = NOT_GRADED
+    return it
+
+
 def m_others(d: _Data, who: str, year: int) -> CardItem:
     o = d.others.get((who, year))
     it = CardItem("reported_by_others",
@@ -506,6 +537,7 @@ def _card(conn: Connection, d: _Data, who: str, year: int, method: str, kind: st
         card.items += [m_wro_direct(d, paid, year), m_traceability(d, paid, year),
                        m_timeliness(d, paid, year)]
         card.figures["allocations_principal"] = fig.as_dict()
+        card.items.append(m_received(conn, who, year))
     card.items.append(m_others(d, who, year))
     card.figures["paid_usd"] = str(_total(paid))
     card.figures["paid_flows"] = len(paid)
@@ -518,7 +550,7 @@ def _own_target(conn: Connection, fund: str, year: int, d: _Data, paid: list[Ite
 
     it, _ = m_gender(d, paid, year, "own_target", "principal", scope=False, bkey="")
     target = conn.execute(select(FundTarget.__table__).where(
-        FundTarget.fund_ref.in_(refs_of(fund)))).first()
+        denotes(FundTarget.fund_ref, fund))).first()
     if target is None:
         it.not_available = "not available: no target registered for this fund"
         it.status, it.insufficient = NOT_AVAILABLE, None

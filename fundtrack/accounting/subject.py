@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, false, func, not_, or_, select
 
 from fundtrack.accounting.items import year_between
 from fundtrack.db.base import current
@@ -32,8 +32,47 @@ class UnknownOrganisation(LookupError):
 
 
 def refs_of(org: str) -> tuple[str, ...]:
-    """The references that denote ``org`` (today: the ref itself; issue 15 adds aliases)."""
+    """The references that denote ``org`` as a string (the ref itself): where rows hold
+    refs as reported, the canonical organisation is matched by :func:`party_is` (flows)
+    or :func:`denotes` (refs the trail and registries hold)."""
     return (org,)
+
+
+def org_ids(org: str) -> Any:
+    """SQL: the id of the canonical organisation (issue 15) that ``org`` denotes, by its
+    canonical ref or any of its identifiers."""
+    from fundtrack.identity.tables import CanonicalOrg, OrgIdentifier
+
+    co, oi = CanonicalOrg.__table__, OrgIdentifier.__table__
+    return select(co.c.id).where(or_(co.c.ref == org, co.c.id.in_(
+        select(oi.c.org_id).where(oi.c.value == org))))
+
+
+def party_is(role: str, orgs: Iterable[str]) -> ColumnElement[bool]:
+    """SQL: the flow's canonical ``role`` (provider_org_id, receiver_org_id,
+    reporter_org_id of ``flow_party``) is one of ``orgs``'s organisations; a flow the
+    identity step has not resolved matches by its reported ref."""
+    from fundtrack.identity.tables import FlowParty
+
+    fp, f = FlowParty.__table__.alias("fp_subject"), m.Flow.__table__.c
+    raw = {"provider_org_id": f.provider_ref, "receiver_org_id": f.receiver_ref,
+           "reporter_org_id": f.reporting_org_ref}[role]
+    orgs = tuple(orgs)
+    ids = [org_ids(o) for o in orgs]
+    resolved = exists(select(fp.c.flow_id).where(fp.c.flow_id == f.id))
+    return or_(exists(select(fp.c.flow_id).where(
+        fp.c.flow_id == f.id, or_(false(), *[fp.c[role].in_(i) for i in ids]))),
+        and_(raw.in_(orgs), not_(resolved)))
+
+
+def denotes(col: Any, org: str) -> ColumnElement[bool]:
+    """SQL: ``col`` (a ref the money trail or a registry holds) is ``org`` or another
+    ref of the same canonical organisation."""
+    from fundtrack.identity.tables import CanonicalOrg, OrgIdentifier
+
+    co, oi = CanonicalOrg.__table__, OrgIdentifier.__table__
+    return or_(col == org, col.in_(select(co.c.ref).where(co.c.id.in_(org_ids(org)))),
+               col.in_(select(oi.c.value).where(oi.c.org_id.in_(org_ids(org)))))
 
 
 #: Publishers that republish what others reported, each with the ``extra`` key naming who
@@ -55,9 +94,11 @@ def own_reports(org: str | Iterable[str] | None,
     mine = and_(f.reporting_org_ref.is_not(None),
                 or_(f.provider_ref == f.reporting_org_ref, f.provider_ref.is_(None)))
     via = and_(f.reporting_org_ref.in_(tuple(AGGREGATORS)), f.provider_ref.is_not(None))
-    if refs is not None:
-        mine = and_(mine, f.reporting_org_ref.in_(refs))
-        via = and_(via, f.provider_ref.in_(refs))
+    if refs is not None:  # by canonical organisation (issue 15)
+        mine = and_(f.reporting_org_ref.is_not(None), party_is("reporter_org_id", refs),
+                    or_(f.provider_ref.is_(None), f.provider_ref == f.reporting_org_ref,
+                        party_is("provider_org_id", refs)))
+        via = and_(via, party_is("provider_org_id", refs))
     clause = or_(mine, via)
     return and_(clause, f.kind.in_(kinds)) if kinds is not None else clause
 
@@ -100,7 +141,8 @@ def reported_by_others(org: str | None, kinds: tuple[FlowKind, ...]) -> ColumnEl
     conds = [f.kind.in_(kinds), f.provider_ref.is_not(None),
              or_(f.reporting_org_ref.is_(None), f.reporting_org_ref != f.provider_ref)]
     if org is not None:
-        conds.append(f.provider_ref.in_(refs_of(org)))
+        conds.append(party_is("provider_org_id", refs_of(org)))
+        conds.append(not_(party_is("reporter_org_id", refs_of(org))))
     return and_(*conds)
 
 
@@ -114,11 +156,14 @@ def api_filter(org: str, year: int, kind: FlowKind) -> dict[str, Any]:
     here; the card keeps those FTS says the provider reported itself: the card's note
     says how many it left out.)"""
     refs = list(refs_of(org))
+    # provider/reportingOrg mean the canonical organisation, whatever ref a report used
     return {"kind": {"_eq": kind.name},
             "valueDate": {"_gte": f"{year}-01-01", "_lte": f"{year}-12-31"},
-            "_or": [{"reportingOrgRef": {"_in": refs},
-                     "_or": [{"providerRef": {"_in": refs}}, {"providerRef": {"_is_null": True}}]},
-                    {"reportingOrgRef": {"_in": list(AGGREGATORS)}, "providerRef": {"_in": refs}}]}
+            "_or": [{"reportingOrg": {"ref": {"_in": refs}},
+                     "_or": [{"provider": {"ref": {"_in": refs}}},
+                             {"providerRef": {"_is_null": True}}]},
+                    {"reportingOrgRef": {"_in": list(AGGREGATORS)},
+                     "provider": {"ref": {"_in": refs}}}]}
 
 
 def known(conn: Connection, ref: str) -> bool:
@@ -130,6 +175,8 @@ def known(conn: Connection, ref: str) -> bool:
     f = m.Flow.__table__
     refs = refs_of(ref)
     if conn.execute(select(o.c.id).where(o.c.ref.in_(refs)).limit(1)).first():
+        return True
+    if conn.execute(org_ids(ref).limit(1)).first():  # any identifier of a canonical one
         return True
     if conn.execute(select(Fund.id).where(Fund.organisation_ref.in_(refs)).limit(1)).first():
         return True

@@ -46,6 +46,13 @@ class FlowGroup:
     currencies: int = strawberry.field(description="How many currencies the group holds.")
     first_date: date | None
     last_date: date | None
+    provider_name: str | None = strawberry.field(
+        default=None, description="The canonical organisation's name (grouped by PROVIDER).")
+    receiver_name: str | None = strawberry.field(
+        default=None, description="The canonical organisation's name (grouped by RECEIVER).")
+    reporting_org_name: str | None = strawberry.field(
+        default=None,
+        description="The canonical organisation's name (grouped by REPORTING_ORG).")
 
 
 @strawberry.type
@@ -72,7 +79,27 @@ def _int(v: Any) -> int:
         else int(Decimal(str(v)))
 
 
-def _groups(rows: list[Any], dims: list[str]) -> list[FlowGroup]:
+_ORG_DIMS = ("provider", "receiver", "reporting_org")
+
+
+def _org_names(conn: Connection, rows: list[Any], dims: list[str]) -> dict[str, str]:
+    """{canonical ref: name} of the organisations the grouped rows name (issue 15)."""
+    from sqlalchemy import select
+
+    from fundtrack.identity.tables import CanonicalOrg
+
+    co = CanonicalOrg.__table__
+    refs = sorted({r[i] for r in rows for i, d in enumerate(dims) if d in _ORG_DIMS
+                   and r[i] is not None})
+    out: dict[str, str] = {}
+    for k in range(0, len(refs), 500):
+        out.update({ref: name for ref, name in conn.execute(
+            select(co.c.ref, co.c.name).where(co.c.ref.in_(refs[k:k + 500]))) if name})
+    return out
+
+
+def _groups(rows: list[Any], dims: list[str],
+            names: dict[str, str] | None = None) -> list[FlowGroup]:
     """One ``FlowGroup`` per row with flows (rows are tuples: the keys, then ``_TOTALS``;
     plain tuples and positions rather than row mappings and names: 2,265 groups by year
     and country went from ~9 ms to ~6 ms)."""
@@ -88,8 +115,13 @@ def _groups(rows: list[Any], dims: list[str]) -> list[FlowGroup]:
             if keys[i] is not None:
                 keys[i] = _int(keys[i])
         mixed = currencies + (1 if no_currency else 0) > 1
+        values = dict(zip(dims, keys, strict=True))
+        label = {d: (names or {}).get(values[d]) if values.get(d) is not None else None
+                 for d in _ORG_DIMS}
         out.append(FlowGroup(
-            **{**_NO_VALUES, **dict(zip(dims, keys, strict=True))}, count=int(count),
+            **{**_NO_VALUES, **values}, provider_name=label["provider"],
+            receiver_name=label["receiver"], reporting_org_name=label["reporting_org"],
+            count=int(count),
             sum=None if mixed or total is None else _decimal(total),
             sum_usd=None if usd is None else _decimal(usd), count_without_usd=int(without),
             currencies=currencies, first_date=first, last_date=last))
@@ -104,13 +136,16 @@ async def flows_aggregate(info: Info, where_clause: Any, group_by: list[FlowDime
     dims = list(dict.fromkeys(group_by))
     stmt = aggregate_statement(where_clause, dims, ctx.dialect, where)
 
-    def run(conn: Connection) -> list[Any]:
+    def run(conn: Connection) -> tuple[list[Any], dict[str, str]]:
         # JIT compiling this plan costs about a second and saves less than it costs;
         # exact NUMERIC sums make wide hash-aggregate states, and 4MB spills to disk.
         dialect.set_local(conn, jit="off", work_mem="'32MB'")
         result = conn.execute(stmt)
         assert list(result.keys())[len(dims):] == list(_TOTALS)
-        return [tuple(r) for r in result]
+        rows = [tuple(r) for r in result]
+        names = (_org_names(conn, rows, [d.value for d in dims])
+                 if set(_ORG_DIMS) & {d.value for d in dims} else {})
+        return rows, names
 
-    rows = await ctx.db(run)
-    return FlowAggregate(group_by=dims, groups=_groups(rows, [d.value for d in dims]))
+    rows, names = await ctx.db(run)
+    return FlowAggregate(group_by=dims, groups=_groups(rows, [d.value for d in dims], names))

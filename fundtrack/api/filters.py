@@ -157,6 +157,10 @@ class ActivityWhere:
         default=None, description="DAC gender marker score (policy marker vocabulary 1 code 1)")
     participating_org: Optional[ParticipatingOrgWhere] = strawberry.field(  # noqa: UP045
         default=None, description="has a participating organisation matching all of these")
+    search: Optional[str] = strawberry.field(  # noqa: UP045
+        default=None, description="text found, ignoring case and accents, in the identifier, "
+        "title, or the name or ref of the reporting organisation, a participating "
+        "organisation or a flow's provider or receiver (docs/api.md)")
 
 
 @strawberry.input(description="A WPS pillar as the 1325 rules classify flows: participation, "

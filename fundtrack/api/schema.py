@@ -19,7 +19,9 @@ from strawberry.tools import merge_types
 from fundtrack.api.accounting import AccountingQuery
 from fundtrack.api.execution import execution_context_class
 from fundtrack.api.funds import FundMutation, FundQuery
+from fundtrack.api.identity import IdentityMutation, IdentityQuery
 from fundtrack.api.mutations import LedgerMutation
+from fundtrack.api.organizations import OrganizationQuery
 from fundtrack.api.query import LedgerQuery
 from fundtrack.api.sankey import SankeyQuery
 from fundtrack.api.scalars import SCALAR_OVERRIDES
@@ -30,8 +32,8 @@ from fundtrack.api.wps import WpsMutation, WpsQuery
 from fundtrack.config import Settings, get_settings
 
 QUERY_TYPES: tuple[type, ...] = (LedgerQuery, TraceQuery, SankeyQuery, AccountingQuery, FundQuery,
-                                 SyncQuery, WpsQuery)
-MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation, WpsMutation)
+                                 SyncQuery, WpsQuery, OrganizationQuery, IdentityQuery)
+MUTATION_TYPES: tuple[type, ...] = (LedgerMutation, FundMutation, WpsMutation, IdentityMutation)
 
 Query = merge_types("Query", QUERY_TYPES)
 Mutation = merge_types("Mutation", MUTATION_TYPES)

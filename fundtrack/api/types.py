@@ -14,6 +14,8 @@ import strawberry
 from strawberry.types import Info
 
 from fundtrack.api.execution.fields import fast
+from fundtrack.api.identity import OrganizationIdentity
+from fundtrack.api.organizations import ActivityLinks, OrganizationLinks
 from fundtrack.query.ids import encode_id
 from fundtrack.query.vocabulary import GENDER_CODE, GENDER_VOCABULARY, VALID_SIGNIFICANCE
 from fundtrack.records import FlowKind as _FlowKind
@@ -55,7 +57,7 @@ class Node:
 
 
 @strawberry.type(description="An organisation in the registry (donor, fund, agency, NGO ...).")
-class Organization(Node):
+class Organization(OrganizationLinks, OrganizationIdentity, Node):
     pk: strawberry.Private[int]
     ref: str
     name: str | None
@@ -126,7 +128,7 @@ class ParticipatingOrg:
 
 
 @strawberry.type(description="A project or programme as its reporting organisation describes it.")
-class Activity(Node):
+class Activity(ActivityLinks, Node):
     pk: strawberry.Private[int]
     batch_pk: strawberry.Private[int]
     iati_identifier: str

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 
 from fundtrack.config import get_settings
+from fundtrack.db.text import fold_text
 from fundtrack.money import SUM_CONTEXT
 
 
@@ -35,6 +36,7 @@ def _setup_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions start (see begin below).
         dbapi_conn.isolation_level = None
         dbapi_conn.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
+        dbapi_conn.create_function("ft_fold", 1, fold_text, deterministic=True)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")

@@ -14,6 +14,7 @@ from fundtrack.auth import tables as auth_tables  # noqa: F401
 from fundtrack.db.base import Base
 from fundtrack.derived.rollup import tables as rollup_tables  # noqa: F401
 from fundtrack.derived.trail import tables as trail_tables  # noqa: F401
+from fundtrack.identity import tables as identity_tables  # noqa: F401
 from fundtrack.ledger import tables as ledger_tables  # noqa: F401
 from fundtrack.sync import tables as sync_tables  # noqa: F401
 

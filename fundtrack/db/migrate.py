@@ -31,7 +31,8 @@ def alembic_config(url: str) -> Config:
 #: (migrations themselves never run model code, which would break on older schemas).
 REBUILD_AFTER: dict[str, str] = {
     "0003": "trail", "0006": "trail", "0007": "classification", "0008": "rollup",
-    "0009": "rollup", "0010": "trail",
+    "0009": "rollup", "0010": "trail", "0016": "identity trail",
+    "0017": "classification rollup",
 }
 
 
@@ -77,7 +78,8 @@ def upgrade(url: str | Engine, revision: str = "head") -> list[str]:
     before = current_revision(url)
     command.upgrade(alembic_config(url), revision)
     after = current_revision(url)
-    wanted = {REBUILD_AFTER[r] for r in crossed(before, after) if r in REBUILD_AFTER}
+    wanted = {name for r in crossed(before, after) if r in REBUILD_AFTER
+              for name in REBUILD_AFTER[r].split()}
     if before is None or not wanted:
         return []
     return rebuild_derived(url, [name for name in derived.NAMES if name in wanted])

@@ -1,8 +1,9 @@
 """Derived tables: one list of steps, run inside the writer's transaction.
 
 Every table computed from the ledger is kept by one :class:`Step` of :data:`STEPS`, in
-the order they run: the money trail (links, canonical movements, attribution), the 1325
-classification, the rollup behind ``flowsAggregate``. The ingest pipeline (after an import
+the order they run: organisation identity (each party's canonical organisation), the
+money trail (links, canonical movements, attribution), the 1325 classification, the
+rollup behind ``flowsAggregate``. The ingest pipeline (after an import
 or a revert), the migrations (after a revision that changes a derived table),
 ``fundtrack recompute`` and the registry edits (which change what attribution reads) all
 iterate this list and know nothing else about the steps.
@@ -20,6 +21,7 @@ from fundtrack.accounting import stored as classification
 from fundtrack.db import dialect
 from fundtrack.derived.rollup import maintain as rollup
 from fundtrack.derived.trail import recompute as trail
+from fundtrack.identity import resolve as identity
 
 
 def _trail_after_revert(conn: Connection, _batch_id: int) -> dict[str, int]:
@@ -47,6 +49,9 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
+    # first: the trail and the filters read canonical organisations (issue 15)
+    Step("identity", identity.after_batch, identity.after_batch, identity.rebuild,
+         reads_registry=True, reports_counts=False),
     Step("trail", trail.after_import, _trail_after_revert, trail.recompute,
          reads_registry=True),
     Step("classification", classification.after_import, classification.after_revert,

@@ -95,6 +95,45 @@ def join_on(sub: Any) -> Any:
     return sub.c.activity_id == f.activity_id
 
 
+_PARTIES = {FlowDimension.PROVIDER: ("provider_org_id", "provider_ref"),
+            FlowDimension.RECEIVER: ("receiver_org_id", "receiver_ref"),
+            FlowDimension.REPORTING_ORG: ("reporter_org_id", "reporting_org_ref")}
+
+
+def canonical_party(dim: FlowDimension, joined: dict[FlowDimension, Any] | None = None
+                    ) -> Any:
+    """The canonical ref of a flow's provider, receiver or reporter (``flow_party``;
+    the reported ref for a flow the identity step has not resolved): from the tables of
+    :func:`party_joins` when given, else a correlated subquery."""
+    from fundtrack.identity.tables import CanonicalOrg, FlowParty
+
+    fp, co = FlowParty.__table__, CanonicalOrg.__table__
+    id_col, raw = _PARTIES[dim]
+    if joined is not None and dim in joined:
+        return func.coalesce(joined[dim].c.ref, getattr(m.Flow, raw))
+    canon = (select(co.c.ref).select_from(fp.join(co, co.c.id == fp.c[id_col]))
+             .where(fp.c.flow_id == m.Flow.id).scalar_subquery())
+    return func.coalesce(canon, getattr(m.Flow, raw))
+
+
+def party_joins(source: Any, dims: list[FlowDimension]) -> tuple[Any, dict[FlowDimension, Any]]:
+    """``source`` outer-joined once to ``flow_party`` and to ``canonical_org`` for each
+    organisation dimension (one join per row rather than a subquery per row and group)."""
+    from fundtrack.identity.tables import CanonicalOrg, FlowParty
+
+    wanted = [d for d in dims if d in _PARTIES]
+    if not wanted:
+        return source, {}
+    fp = FlowParty.__table__
+    source = source.outerjoin(fp, fp.c.flow_id == m.Flow.id)
+    out: dict[FlowDimension, Any] = {}
+    for d in wanted:
+        co = CanonicalOrg.__table__.alias(f"canon_{d.value}")
+        source = source.outerjoin(co, co.c.id == fp.c[_PARTIES[d][0]])
+        out[d] = co
+    return source, out
+
+
 def dimension_expr(dim: FlowDimension, dialect: str,
                    joined: dict[FlowDimension, Any] | None = None) -> Any:
     """The SQL expression a dimension groups by. Documented in docs/api.md.
@@ -109,12 +148,8 @@ def dimension_expr(dim: FlowDimension, dialect: str,
         return select(sub.c.value).where(join_on(sub)).scalar_subquery()
     if dim is FlowDimension.KIND:
         return f.kind
-    if dim is FlowDimension.PROVIDER:
-        return f.provider_ref
-    if dim is FlowDimension.RECEIVER:
-        return f.receiver_ref
-    if dim is FlowDimension.REPORTING_ORG:
-        return f.reporting_org_ref
+    if dim in _PARTIES:
+        return canonical_party(dim, joined)
     if dim is FlowDimension.CURRENCY:
         return f.currency
     if dim is FlowDimension.EARMARKING:
@@ -146,7 +181,11 @@ def aggregate_statement(where_clause: Any, dims: list[FlowDimension], dialect: s
             return stmt
     f = m.Flow
     joined = joins(dims)
-    keys = [dimension_expr(d, dialect, joined).label(d.value) for d in dims]
+    source: Any = m.Flow.__table__
+    for sub in joined.values():
+        source = source.outerjoin(sub, join_on(sub))
+    source, parties = party_joins(source, dims)
+    keys = [dimension_expr(d, dialect, {**joined, **parties}).label(d.value) for d in dims]
     cols = [
         *keys,
         func.count().label("count"),
@@ -158,9 +197,6 @@ def aggregate_statement(where_clause: Any, dims: list[FlowDimension], dialect: s
         func.min(f.value_date).label("first_date"),
         func.max(f.value_date).label("last_date"),
     ]
-    source: Any = m.Flow.__table__
-    for sub in joined.values():
-        source = source.outerjoin(sub, join_on(sub))
     stmt = select(*cols).select_from(source).where(and_(current(f), where_clause))
     if keys:
         # Positions, not names: a label like "currency" would mean the raw column in GROUP BY.

@@ -30,6 +30,7 @@ from sqlalchemy import (
 
 from fundtrack.ledger import tables as m
 from fundtrack.money import money_number
+from fundtrack.query.search import activity_search
 from fundtrack.query.vocabulary import (
     GENDER_CODE,
     GENDER_STORED,
@@ -135,6 +136,51 @@ def org_matches(ref_col: Any, w: Any) -> ColumnElement[bool]:
     return exists(select(o.c.id).where(o.c.ref == ref_col, organization_where(w)))
 
 
+def canonical_org_where(w: Any) -> ColumnElement[bool]:
+    """An organisation filter on canonical organisations (issue 15): ``ref`` matches the
+    canonical ref or any of its identifiers (``XM-DAC-41141``, ``11363``, ``FTS-ORG-4762``);
+    the other fields are the canonical organisation's."""
+    from fundtrack.identity.tables import CanonicalOrg, OrgIdentifier
+
+    if w is None:
+        return true()
+    c, oi = CanonicalOrg.__table__.c, OrgIdentifier.__table__
+    conds = [*_logic(w, canonical_org_where), *_fields(w, {
+        "name": c.name, "type": c.type, "country": c.country,
+        "is_womens_rights_org": c.is_womens_rights_org, "is_pooled_fund": c.is_pooled_fund})]
+    if w.ref is not None:
+        conds.append(or_(compare(c.ref, w.ref), exists(select(oi.c.id).where(
+            oi.c.org_id == c.id, compare(oi.c.value, w.ref)))))
+    return and_(true(), *conds)
+
+
+#: flow_party's column for each organisation role of a flow filter.
+PARTY_COLUMNS = {"provider": "provider_org_id", "receiver": "receiver_org_id",
+                 "reporting_org": "reporter_org_id"}
+
+
+def party_matches(flow_id: Any, role: str, w: Any) -> ColumnElement[bool]:
+    """The flow's canonical ``role`` organisation (``flow_party``) matches ``w``."""
+    from fundtrack.identity.tables import CanonicalOrg, FlowParty
+
+    # an alias: a grouped statement joins flow_party itself, and must not correlate here
+    fp, co = FlowParty.__table__.alias("fp_where"), CanonicalOrg.__table__
+    col = fp.c[PARTY_COLUMNS[role]]
+    return exists(select(fp.c.flow_id).where(
+        fp.c.flow_id == flow_id, col.in_(select(co.c.id).where(canonical_org_where(w)))))
+
+
+def reporter_matches(ref_col: Any, w: Any) -> ColumnElement[bool]:
+    """A reporting org ref (activities carry no canonical id) whose canonical
+    organisation matches ``w``: through the reporters' resolutions (``party_resolution``
+    rows with no name)."""
+    from fundtrack.identity.tables import CanonicalOrg, PartyResolution
+
+    pr, co = PartyResolution.__table__, CanonicalOrg.__table__
+    return ref_col.in_(select(pr.c.ref).where(
+        pr.c.name_key == "", pr.c.org_id.in_(select(co.c.id).where(canonical_org_where(w)))))
+
+
 def _child_exists(table: Table, activity_id: Any, *conds: ColumnElement[bool]) -> Any:
     return exists(select(table.c.id).where(table.c.activity_id == activity_id, *conds))
 
@@ -166,7 +212,7 @@ def activity_where(w: Any, table: Any = None) -> ColumnElement[bool]:
         "start_planned": a.start_planned, "start_actual": a.start_actual,
         "end_planned": a.end_planned, "end_actual": a.end_actual})]
     if w.reporting_org is not None:
-        conds.append(org_matches(a.reporting_org_ref, w.reporting_org))
+        conds.append(reporter_matches(a.reporting_org_ref, w.reporting_org))
     if w.sector is not None:
         s = t["activity_sector"]
         conds.append(_child_exists(s, a.id, compare(s.c.vocabulary, w.sector.vocabulary),
@@ -187,6 +233,10 @@ def activity_where(w: Any, table: Any = None) -> ColumnElement[bool]:
         conds.append(_child_exists(p, a.id, compare(p.c.ref, pw2.ref),
                                    compare(p.c.name, pw2.name), compare(p.c.role, pw2.role),
                                    compare(p.c.type, pw2.type)))
+    if w.search is not None:
+        if "\x00" in w.search:
+            raise GraphQLError("`search` must not contain the NUL character (\\u0000)")
+        conds.append(activity_search(w.search, table))
     return and_(true(), *conds)
 
 
@@ -261,10 +311,9 @@ def flow_where(w: Any) -> ColumnElement[bool]:
         "flow_type": f.flow_type, "finance_type": f.finance_type,
         "earmarking": f.earmarking, "humanitarian": f.humanitarian,
         "amount": money_number(f.amount), "amount_usd": money_number(f.amount_usd)})]
-    for attr, col in (("provider", f.provider_ref), ("receiver", f.receiver_ref),
-                      ("reporting_org", f.reporting_org_ref)):
+    for attr in PARTY_COLUMNS:  # the canonical organisation, however the report named it
         if getattr(w, attr) is not None:
-            conds.append(org_matches(col, getattr(w, attr)))
+            conds.append(party_matches(f.id, attr, getattr(w, attr)))
     if w.activity is not None:
         a = m.Activity.__table__
         conds.append(f.activity_id.in_(select(a.c.id).where(activity_where(w.activity))))

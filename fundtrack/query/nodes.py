@@ -7,9 +7,10 @@ trivially different ways (``NL-KvK-41198890`` beside ``NL-KVK-41198890``), and a
 that drew each spelling as its own node would split one ministry in two.
 
 :func:`identity` is the one place that says which refs are the same organisation on the
-pages (the Sankey's nodes, the trace page's names). Today it folds case and spaces; when
-canonical organisations land (issue 15) this is the function that maps a ref to its
-canonical id, and every page follows.
+pages (the Sankey's nodes, the trace page's names). It folds case and spaces; the money
+trail and ``groupBy`` already name organisations canonically (issue 15,
+:mod:`fundtrack.identity`), and :func:`names` falls back on the canonical organisation's
+name.
 """
 
 from __future__ import annotations
@@ -62,9 +63,24 @@ def names(conn: Connection, refs: Iterable[str | None]) -> dict[str, str]:
                 if k not in registry or (exact and not registry[k][0]):
                     registry[k] = (exact, name.strip())
     out = {r: registry[identity(r)][1] for r in plain if identity(r) in registry}
+    out.update(_canonical_names(conn, sorted(r for r in plain if r not in out)))
     out.update(_reported_names(conn, sorted(r for r in wanted if r.startswith(NAME_PREFIX))))
     for r in wanted:
         out.setdefault(r, r[len(NAME_PREFIX):] if r.startswith(NAME_PREFIX) else r)
+    return out
+
+
+def _canonical_names(conn: Connection, refs: list[str]) -> dict[str, str]:
+    """Names of canonical organisations (issue 15) the registry does not name (a CRS
+    channel code's body, for one)."""
+    from fundtrack.identity.tables import CanonicalOrg
+
+    co = CanonicalOrg.__table__
+    out: dict[str, str] = {}
+    for i in range(0, len(refs), 500):
+        out.update({ref: name.strip() for ref, name in conn.execute(
+            select(co.c.ref, co.c.name).where(co.c.ref.in_(refs[i:i + 500])))
+            if name and name.strip()})
     return out
 
 

@@ -126,9 +126,8 @@ def _where(w: Any, used: set[str]) -> ColumnElement[bool]:
         if name in _PLAIN:
             used.add(_PLAIN[name])
             conds.append(flt.compare(r[_PLAIN[name]], value))
-        elif name in _ORGS:
-            used.add(_ORGS[name])
-            conds.append(flt.org_matches(r[_ORGS[name]], value))
+        elif name in _ORGS:  # canonical organisations: the rollup holds reported refs
+            raise _NotAnswerable
         elif name == "value_date":
             used.add("year")
             conds.append(_years(value, r.year))
@@ -149,6 +148,8 @@ def rollup_statement(where: Any, dims: list[Any]) -> Any | None:
     except _NotAnswerable:
         return None
     columns = [DIMENSION_COLUMNS[d.value] for d in dims]
+    if set(columns) & set(_ORGS.values()):
+        return None  # grouped by canonical organisation: over the flows
     grain = grain_for(used | set(columns))
     if grain is None:
         return None

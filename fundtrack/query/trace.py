@@ -146,6 +146,10 @@ def trace(conn: Connection, *, activity: str | None = None, organization: str | 
     """
     if sum(x is not None for x in (activity, organization, flow)) != 1:
         raise ValueError("trace from exactly one of activity, organization, flow")
+    if organization is not None:  # the trail names organisations canonically (issue 15)
+        from fundtrack.identity.resolve import canonical_ref
+
+        organization = canonical_ref(conn, organization)
     if direction.upper() == "UPSTREAM":
         return _finish(_upstream(conn, activity, organization, flow, max_depth), limit)
     if organization is not None and _pure_originator(conn, organization):
@@ -410,8 +414,11 @@ def donor_summary(conn: Connection, organization: str) -> dict[str, list[dict[st
     """Where a donor's money ended: by fund, recipient organisation, country, gender, kind."""
     t, at = Movement.__table__, Attribution.__table__
     a, pm = m.Activity.__table__, m.PolicyMarker.__table__
-    org = m.Organisation.__table__
-    funds = set(conn.execute(select(org.c.ref).where(org.c.is_pooled_fund.is_(True))).scalars())
+    from fundtrack.derived.trail.funds import pooled_refs
+    from fundtrack.identity.resolve import canonical_ref
+
+    organization = canonical_ref(conn, organization)
+    funds = pooled_refs(conn)
     # The activity's gender marker on the common scale as a DAC number (the crosswalk of
     # fundtrack.accounting.markers: IOM's, ADB's ... markers too), as genderSummary counts.
     from fundtrack.accounting.markers import activity_marker

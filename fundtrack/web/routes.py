@@ -55,7 +55,8 @@ STATIC = HERE / "static"
 #: Every template a page renders; ``/healthz`` loads each (fundtrack.app).
 PAGE_TEMPLATES = ("base.html", "overview.html", "sankey.html", "sankey_donor.html",
                   "activity.html", "card.html", "upload.html", "imports.html", "graphiql.html",
-                  "naps.html", "nap.html", "country.html", "league.html")
+                  "naps.html", "nap.html", "country.html", "league.html",
+                  "organization.html")
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 NAV = (("/", "Overview"), ("/sankey", "Money flows"), ("/activity", "Activities and traces"),
@@ -308,16 +309,17 @@ def _years(conn: Connection) -> list[int]:
 
 
 def _activity_search(conn: Connection, q: str) -> list[Any]:
+    """The first 50 current activities matching ``q`` (the API's ``ActivityWhere.search``)."""
+    from fundtrack.query.search import activity_search
+
     a = m.Activity.__table__
-    pattern = f"%{q}%"
     return list(conn.execute(select(a.c.iati_identifier, a.c.title, a.c.reporting_org_ref).where(
-        current(a),
-        a.c.iati_identifier.ilike(pattern) | a.c.title.ilike(pattern)
-        | a.c.reporting_org_ref.ilike(pattern)).order_by(a.c.iati_identifier).limit(50)).mappings())
+        current(a), activity_search(q)).order_by(a.c.iati_identifier).limit(50)).mappings())
 
 
 def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
     from fundtrack.query import explain, nodes
+    from fundtrack.query.organizations import PARTICIPATION
     from fundtrack.query.trace import _accounts_of, trace
 
     a = m.Activity.__table__
@@ -329,7 +331,11 @@ def _activity_detail(conn: Connection, ident: str) -> dict[str, Any] | None:
     flows = list(conn.execute(select(f).where(current(f),
                                               f.c.activity_id == act["id"])
                               .order_by(f.c.value_date, f.c.id).limit(500)).mappings())
-    out: dict[str, Any] = {"activity": act, "flows": flows}
+    p = m.ParticipatingOrg.__table__
+    participants = [{**r, "role": PARTICIPATION.get(r["role"] or "", r["role"])}
+                    for r in conn.execute(select(p.c.ref, p.c.name, p.c.role).where(
+                        p.c.activity_id == act["id"]).order_by(p.c.id)).mappings()]
+    out: dict[str, Any] = {"activity": act, "flows": flows, "participants": participants}
     from fundtrack.accounting.stored import cited
     out["classes"] = cited(conn, [r["id"] for r in flows])
     up = trace(conn, activity=ident, direction="UPSTREAM")
@@ -379,6 +385,23 @@ async def activity_page(request: Request) -> HTMLResponse:
     status = 404 if ident and detail is None else 200
     return render(request, "activity.html", status=status, title="Activities and traces",
                   flt=flt, ident=ident, q=q, found=found, detail=detail)
+
+
+async def organization_page(request: Request) -> HTMLResponse:
+    """One organisation: its refs, the names it goes by, money in and out, its activities."""
+    from fundtrack.query import organizations
+
+    ref = request.query_params.get("ref", "").strip()
+    if not ref:
+        raise BadRequest("ref is required: /organization?ref=XM-DAC-41141")
+    got = await _read(request, lambda c: organizations.page(c, ref))
+    if got is None:
+        return render(request, "organization.html", status=404, title="Organisation",
+                      ref=ref, org=None, flt=None,
+                      error=f"No such organisation: {ref!r}. No organisation, pooled fund or "
+                            "report in this database names it.")
+    return render(request, "organization.html", title=got.name or ref, ref=ref, org=got,
+                  flt=None, error=None, directions=list(organizations.Direction))
 
 
 def _card(kind: str, ref: str, year: int | None, method: str) -> Any:
@@ -625,6 +648,7 @@ def web_routes() -> Mount:
         Route("/activity", guarded(activity_page)),
         Route("/donor", guarded(card_page)),
         Route("/fund", guarded(card_page)),
+        Route("/organization", guarded(organization_page)),
         Route("/naps", guarded(naps_page)),
         Route("/nap/{code:path}", guarded(nap_page)),
         Route("/country/{code}", guarded(country_page)),

@@ -25,7 +25,6 @@ from sqlalchemy import Connection, Select
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from fundtrack.api.loaders import SPECS
-from fundtrack.api.types import PAGE_COLUMNS
 from fundtrack.config import Settings
 
 #: A selection tree: field name -> the selection below it.
@@ -101,6 +100,10 @@ def narrow_columns(query: Select[Any], type_name: str, tree: Tree,
     the selected fields. ``(query, None)`` when the type has no column map or a selected
     field is not in it.
     """
+    # Imported here, not at load: the types' modules build connections (``fundtrack.api.
+    # organizations``), so paging, and this module under it, must load without them.
+    from fundtrack.api.types import PAGE_COLUMNS
+
     fields = PAGE_COLUMNS.get(type_name)
     if fields is None:
         return query, None

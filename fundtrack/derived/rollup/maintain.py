@@ -48,6 +48,8 @@ from fundtrack.money import money_sum
 from fundtrack.query.aggregate import FlowDimension, dimension_expr, join_on, joins
 from fundtrack.query.rollup import DIMENSION_COLUMNS, GRAINS
 
+_REPORTED = ("reporting_org_ref", "provider_ref", "receiver_ref")
+
 
 def _year_int(dialect: str) -> Any:
     f = m.Flow.value_date
@@ -62,7 +64,10 @@ def _insert(conn: Connection, grain: int, condition: Any) -> int:
     columns = GRAINS[grain]
     dims = [by_column[c] for c in columns]
     joined = joins(dims)
-    keys = [_year_int(dialect) if c == "year" else dimension_expr(d, dialect, joined)
+    # Organisations as reported (the rollup never answers by canonical organisation,
+    # which a later identity rebuild may change for flows of earlier batches).
+    keys = [_year_int(dialect) if c == "year" else
+            getattr(m.Flow, c) if c in _REPORTED else dimension_expr(d, dialect, joined)
             for c, d in zip(columns, dims, strict=True)]
     f = m.Flow
     source: Any = m.Flow.__table__

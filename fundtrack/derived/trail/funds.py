@@ -108,6 +108,11 @@ def pooled_refs(conn: Connection) -> set[str]:
     org = m.Organisation.__table__
     refs = set(conn.execute(select(org.c.ref).where(org.c.is_pooled_fund.is_(True))).scalars())
     refs.update(conn.execute(select(Fund.organisation_ref)).scalars())
+    # the money trail names parties by canonical organisation (issue 15)
+    from fundtrack.identity.tables import CanonicalOrg
+
+    co = CanonicalOrg.__table__
+    refs.update(conn.execute(select(co.c.ref).where(co.c.is_pooled_fund.is_(True))).scalars())
     return refs
 
 

@@ -22,7 +22,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -55,6 +55,12 @@ class CashFlow:
     country: str | None
     sector: str | None
     key: str
+    #: Who pays and who is paid, by canonical organisation, whatever the report's
+    #: viewpoint (an activity's own disbursement names its provider too).
+    payer: str = ""
+    payee: str = ""
+    #: Reported by an aggregator (FTS) that republishes what others report.
+    aggregated: bool = False
 
 
 def org_key(ref: str | None, name: str | None) -> str:
@@ -66,12 +72,47 @@ def org_key(ref: str | None, name: str | None) -> str:
     return ""
 
 
+def canonical_reporters(conn: Connection) -> dict[str, str]:
+    """{reported ref: canonical ref} of the refs resolved alone (reporters; issue 15)."""
+    from fundtrack.identity.tables import CanonicalOrg, PartyResolution
+
+    pr, co = PartyResolution.__table__, CanonicalOrg.__table__
+    return {ref: canon for ref, canon in conn.execute(
+        select(pr.c.ref, co.c.ref).join(co, co.c.id == pr.c.org_id)
+        .where(pr.c.name_key == "", pr.c.ref != ""))}
+
+
+def reported_refs(conn: Connection, canon: Iterable[str]) -> tuple[set[str], bool]:
+    """The reported refs of these canonical organisations (their parties' and
+    identifiers' refs, and the canonical refs themselves), and whether any of them is
+    also reported by name alone (then no index finds all its flows)."""
+    from fundtrack.identity.tables import CanonicalOrg, OrgIdentifier, PartyResolution
+
+    pr, co, oi = (PartyResolution.__table__, CanonicalOrg.__table__,
+                  OrgIdentifier.__table__)
+    wanted = sorted(set(canon))
+    refs = set(wanted)
+    by_name = any(o.startswith("name:") for o in wanted)
+    for i in range(0, len(wanted), 500):
+        ids = select(co.c.id).where(co.c.ref.in_(wanted[i:i + 500]))
+        for ref in conn.execute(select(pr.c.ref).where(pr.c.org_id.in_(ids))).scalars():
+            if ref:
+                refs.add(ref)
+            else:
+                by_name = True
+        refs.update(conn.execute(select(oi.c.value).where(oi.c.org_id.in_(ids))).scalars())
+    return refs, by_name
+
+
 def reported_activities(conn: Connection) -> dict[str, str]:
-    """{iati-identifier: reporting org} of current activities (smallest org ref if several)."""
+    """{iati-identifier: reporting org (canonical)} of current activities (smallest org
+    ref if several)."""
     a = m.Activity.__table__
+    canon = canonical_reporters(conn)
     out: dict[str, str] = {}
     for ident, org in conn.execute(select(a.c.iati_identifier, a.c.reporting_org_ref)
                                    .where(current(a))):
+        org = canon.get(org, org)
         if ident not in out or org < out[ident]:
             out[ident] = org
     return out
@@ -85,6 +126,7 @@ class ActivityOrgs(dict[str, str]):
         super().__init__()
         self.conn = conn
         self.asked: set[str] = set()
+        self.canon = canonical_reporters(conn)
 
     def ensure(self, idents: Iterable[str | None]) -> None:
         a = m.Activity.__table__
@@ -94,6 +136,7 @@ class ActivityOrgs(dict[str, str]):
             for ident, org in self.conn.execute(
                     select(a.c.iati_identifier, a.c.reporting_org_ref).where(
                         current(a), a.c.iati_identifier.in_(todo[k:k + 500]))):
+                org = self.canon.get(org, org)
                 if ident not in self or org < self[ident]:
                     self[ident] = org
 
@@ -101,9 +144,10 @@ class ActivityOrgs(dict[str, str]):
         """Identifiers whose (smallest) reporter is one of ``orgs``."""
         a = m.Activity.__table__
         found: set[str] = set()
-        for k in range(0, len(orgs), 500):
+        raw = sorted(reported_refs(self.conn, orgs)[0])
+        for k in range(0, len(raw), 500):
             found.update(self.conn.execute(select(a.c.iati_identifier).distinct().where(
-                current(a), a.c.reporting_org_ref.in_(orgs[k:k + 500])))
+                current(a), a.c.reporting_org_ref.in_(raw[k:k + 500])))
                 .scalars())
         self.ensure(found)
         wanted = set(orgs)
@@ -120,13 +164,22 @@ _KINDS = {k.name: k for k in FlowKind}
 
 def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
                     ) -> list[CashFlow]:
-    """Current cash flows (all, or those matching ``where``) as plain records."""
+    """Current cash flows (all, or those matching ``where``) as plain records, their
+    parties named by canonical organisation (``flow_party``, issue 15)."""
+    from fundtrack.identity.tables import CanonicalOrg, FlowParty
+
     f, a = m.Flow.__table__, m.Activity.__table__
+    fp = FlowParty.__table__
+    pc, rc, ec = (CanonicalOrg.__table__.alias(n) for n in ("pc", "rc", "ec"))
     if where is None and conn.dialect.name == "postgresql" and not isinstance(acts, ActivityOrgs):
         return _all_cash_flows_pg(conn, acts)
     q = (select(*(f.c[c] for c in _FLOW_COLS), a.c.iati_identifier,
-                a.c.reporting_org_ref.label("act_org"))
-         .select_from(f.outerjoin(a, a.c.id == f.c.activity_id))
+                a.c.reporting_org_ref.label("act_org"), pc.c.ref, rc.c.ref, ec.c.ref)
+         .select_from(f.outerjoin(a, a.c.id == f.c.activity_id)
+                      .outerjoin(fp, fp.c.flow_id == f.c.id)
+                      .outerjoin(pc, pc.c.id == fp.c.provider_org_id)
+                      .outerjoin(rc, rc.c.id == fp.c.receiver_org_id)
+                      .outerjoin(ec, ec.c.id == fp.c.reporter_org_id))
          .where(current(f), f.c.kind.in_(CASH)))
     if where is not None:
         q = q.where(where)
@@ -142,8 +195,12 @@ def _all_cash_flows_pg(conn: Connection, acts: dict[str, str]) -> list[CashFlow]
     no SQLAlchemy row or type processing per row)."""
     cols = ", ".join(f"f.{c}" for c in _FLOW_COLS)
     kinds = ", ".join(f"'{k.name}'" for k in CASH)
-    sql = (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref FROM flow f "
-           f"LEFT JOIN activity a ON a.id = f.activity_id "
+    sql = (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref, pc.ref, rc.ref, ec.ref "
+           f"FROM flow f LEFT JOIN activity a ON a.id = f.activity_id "
+           f"LEFT JOIN flow_party fp ON fp.flow_id = f.id "
+           f"LEFT JOIN canonical_org pc ON pc.id = fp.provider_org_id "
+           f"LEFT JOIN canonical_org rc ON rc.id = fp.receiver_org_id "
+           f"LEFT JOIN canonical_org ec ON ec.id = fp.reporter_org_id "
            f"WHERE f.superseded_by IS NULL AND f.kind IN ({kinds})")
     raw = conn.connection.dbapi_connection
     with raw.cursor(name="cash_flows") as cur:  # type: ignore[union-attr]
@@ -163,13 +220,16 @@ def _side(ref: str | None, name: str | None, act_id: str | None,
 def _cash_flow(r: Any, acts: dict[str, str]) -> CashFlow:
     """A row of :data:`_FLOW_COLS` + (activity identifier, its reporter) as a record."""
     (fid, kind, amount, currency, usd, value_date, p_ref, p_name, p_act, r_ref, r_name, r_act,
-     reporter, external_id, location, earmarking, country, sector, ident, act_org) = r
+     reporter, external_id, location, earmarking, country, sector, ident, act_org,
+     p_canon, r_canon, rep_canon) = r
     kind = _KINDS.get(kind, kind)  # the driver's cursor gives the enum's name
-    provider = _side(p_ref, p_name, p_act, acts)
-    receiver = _side(r_ref, r_name, r_act, acts)
+    # the canonical organisation when the identity step resolved the party (issue 15)
+    provider = _side(p_canon or p_ref, p_name, p_act, acts)
+    receiver = _side(r_canon or r_ref, r_name, r_act, acts)
     in_activity = ident is not None
     if in_activity:
-        own = (act_org or reporter or "", ident)
+        own = ((rep_canon if act_org is None or act_org == reporter else acts.get(ident))
+               or act_org or reporter or "", ident)
         if kind is FlowKind.INCOMING_FUNDS:
             src, dst = provider, own
         else:
@@ -181,7 +241,14 @@ def _cash_flow(r: Any, acts: dict[str, str]) -> CashFlow:
     key = "|".join((reporter or "", ident or "", external_id or "", str(value_date or ""),
                     str(amount), currency or "", location or ""))
     return CashFlow(fid, kind, src, dst, in_activity, amount, currency, usd, value_date,
-                    earmarking, country, sector, key)
+                    earmarking, country, sector, key, provider[0] or src[0],
+                    receiver[0] or dst[0], (reporter or "") in _aggregators())
+
+
+def _aggregators() -> tuple[str, ...]:
+    from fundtrack.accounting.subject import AGGREGATORS
+
+    return tuple(AGGREGATORS)
 
 
 def _close(d: CashFlow, f: CashFlow, tol: Decimal) -> Decimal | None:
@@ -263,7 +330,81 @@ def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
         if len(paired) < len(ds) and len(taken) < len(fs):  # leftovers on both sides
             pairs.extend(_lumps([d for d in ds if d.id not in paired],
                                 [f for f in fs if f.id not in taken], cfg))
+    used = {p.canonical.id for p in pairs} | {p.mirror.id for p in pairs}
+    pairs.extend(cross_source([fl for fl in flows if fl.id not in used], cfg))
     return pairs
+
+
+#: The least window of :func:`cross_source` (days).
+CROSS_SOURCE_WINDOW_DAYS = 366
+
+
+def cross_source(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
+    """The same disbursement reported by its publisher and republished by an aggregator
+    (FTS): same canonical payer and payee (issue 15), amounts equal within the tolerance,
+    dates within the window; one to one, then one aggregator report to 2-6 tranches of
+    one activity (or the reverse) like :func:`_lumps`. The publisher's own report is canonical, the
+    aggregator's the mirror. Run on the disbursements no other rule paired. The window
+    is at least :data:`CROSS_SOURCE_WINDOW_DAYS`: FTS dates a grant once, at its decision,
+    where the publisher reports each tranche as paid (the Afghanistan Humanitarian Fund's
+    USD 499,916 grant to Afghan Women Rights Organization: FTS 2020-12-11, IATI tranches
+    2020-12-22 and 2021-04-23)."""
+    narrow = cfg
+    cfg = replace(cfg, match_window_days=max(cfg.match_window_days, CROSS_SOURCE_WINDOW_DAYS))
+    groups: dict[tuple[str, str], tuple[list[CashFlow], list[CashFlow]]] = defaultdict(
+        lambda: ([], []))
+    for fl in flows:
+        if fl.kind is FlowKind.DISBURSEMENT and fl.payer and fl.payee:
+            groups[(fl.payer, fl.payee)][fl.aggregated].append(fl)
+    out: list[Match] = []
+    for gkey in sorted(groups):
+        own, agg = groups[gkey]
+        if not own or not agg:
+            continue
+        own.sort(key=lambda x: x.key)
+        agg.sort(key=lambda x: x.key)
+        taken: set[int] = set()
+        paired: set[int] = set()
+        for d in own:
+            best = None
+            for f in agg:
+                if f.id in taken:
+                    continue
+                diff = _close(d, f, cfg.match_tolerance)
+                if diff is None or d.value_date is None or f.value_date is None:
+                    continue
+                days = abs((d.value_date - f.value_date).days)
+                # beyond the usual window only the very same amount
+                if days > cfg.match_window_days or (days > narrow.match_window_days and diff):
+                    continue
+                score = (days, diff, f.key)
+                if best is None or score < best[0]:
+                    best = (score, f)
+            if best is not None:
+                taken.add(best[1].id)
+                paired.add(d.id)
+                out.append(Match(d, best[1], "cross-source", d.amount, d.amount_usd))
+        # tranches: the publisher's reports of ONE activity against the aggregator's
+        by_activity: dict[str, list[CashFlow]] = defaultdict(list)
+        for d in own:
+            if d.id not in paired:
+                by_activity[d.src[1] if d.in_activity else ""].append(d)
+        for act in sorted(by_activity):
+            # one aggregator report = several tranches of the activity (wide window);
+            # then either way round within the usual window
+            for window, singles in ((cfg, True), (narrow, None)):
+                if window is cfg and not act:
+                    continue
+                left = [f for f in agg if f.id not in taken]
+                mine = [d for d in by_activity[act] if d.id not in paired]
+                if not left or not mine:
+                    break
+                found = _lumps(mine, left, window, mirror_side=lambda x: x.aggregated,
+                               method="cross-source", singles=singles)
+                taken.update(x.mirror.id for x in found)
+                paired.update(x.canonical.id for x in found)
+                out.extend(found)
+    return out
 
 
 # Lump matching: bounds of the subset search (per record on the "one" side)
@@ -272,7 +413,9 @@ LUMP_MAX_CANDIDATES = 16   # the records closest in date are tried, no others
 LUMP_MAX_STEPS = 5_000     # search nodes; the best sum found within them wins
 
 
-def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Match]:
+def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig,
+           mirror_side: Any = None, method: str = "lump", singles: bool | None = None
+           ) -> list[Match]:
     """One report on one side matched to several on the other (same provider and receiver).
 
     Run on what one-to-one pairing left in a group. Each leftover record, largest first
@@ -283,12 +426,16 @@ def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Mat
     dates, then the smallest content keys: content only, so import order never matters.
     A disbursement matched to several incoming funds is split among them in proportion
     (largest remainder, exact); several disbursements matched to one incoming funds each
-    keep their amount.
+    keep their amount. ``mirror_side`` says which records are the mirrors (default: the
+    incoming funds); ``singles``, when set, which side the "one" record may be on.
     """
+    def side(x: CashFlow) -> bool:
+        return bool(mirror_side(x)) if mirror_side else x.kind is FlowKind.INCOMING_FUNDS
+
     left = [x for x in ds + fs if x.amount > 0 and x.value_date is not None]
-    sides: dict[FlowKind, list[CashFlow]] = {FlowKind.DISBURSEMENT: [], FlowKind.INCOMING_FUNDS: []}
+    sides: dict[bool, list[CashFlow]] = {False: [], True: []}
     for x in left:
-        sides[x.kind].append(x)
+        sides[side(x)].append(x)
     if not all(sides.values()):
         return []
     for recs in sides.values():
@@ -299,10 +446,9 @@ def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Mat
     used: set[int] = set()
     out: list[Match] = []
     for t in left:
-        if t.id in used:
+        if t.id in used or (singles is not None and side(t) is not singles):
             continue
-        kind = (FlowKind.INCOMING_FUNDS if t.kind is FlowKind.DISBURSEMENT
-                else FlowKind.DISBURSEMENT)
+        kind = not side(t)
         others = _nearest(t, sides[kind], days[kind], window, used)
         if len(others) < 2:
             continue
@@ -311,7 +457,7 @@ def _lumps(ds: list[CashFlow], fs: list[CashFlow], cfg: TrailConfig) -> list[Mat
             continue
         used.add(t.id)
         used.update(o.id for o in found[0])
-        out.extend(_lump_matches(t, found[0], found[1]))
+        out.extend(_lump_matches(t, found[0], found[1], side(t), method))
     return out
 
 
@@ -409,15 +555,16 @@ def _search(t: CashFlow, cands: list[CashFlow], target: Decimal, tol: Decimal, u
     return best[1]
 
 
-def _lump_matches(t: CashFlow, parts: list[CashFlow], usd: bool) -> list[Match]:
+def _lump_matches(t: CashFlow, parts: list[CashFlow], usd: bool, t_is_mirror: bool,
+                  method: str = "lump") -> list[Match]:
     parts = sorted(parts, key=lambda o: o.key)
-    if t.kind is FlowKind.INCOMING_FUNDS:  # several tranches, one receipt
-        return [Match(d, t, "lump", d.amount, d.amount_usd) for d in parts]
+    if t_is_mirror:  # several tranches, one receipt (or one aggregator report)
+        return [Match(d, t, method, d.amount, d.amount_usd) for d in parts]
     weights = [(o.amount_usd if usd else o.amount) or Decimal(0) for o in parts]
     amounts = split_exact(t.amount, weights)
     usds = (split_exact(t.amount_usd, weights) if t.amount_usd is not None
             else [None] * len(parts))
-    return [Match(t, f, "lump", a, u) for f, a, u in zip(parts, amounts, usds, strict=True)]
+    return [Match(t, f, method, a, u) for f, a, u in zip(parts, amounts, usds, strict=True)]
 
 
 def split_exact(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
@@ -468,7 +615,7 @@ def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str]
         "value_date": c.value_date, "earmarking": c.earmarking or other.earmarking,
         "recipient_country": c.country or other.country, "sector_code": c.sector or other.sector,
         # a lump is several movements of one report: each keeps a key of its own
-        "sort_key": c.key + "|" + other.key if method == "lump" else c.key,
+        "sort_key": c.key + "|" + other.key if method in ("lump", "cross-source") else c.key,
     }
 
 
@@ -527,12 +674,13 @@ def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
     """
     # '' (nobody named) never pairs: its groups are rebuilt from the named side's flows
     orgs = {o for o in orgs if o}
-    if any(o.startswith("name:") for o in orgs):
+    raw, by_name = reported_refs(conn, orgs)
+    if by_name:
         return None
     f, a = m.Flow.__table__, m.Activity.__table__
     out: list[CashFlow] = []
     seen: set[int] = set()
-    refs = sorted(orgs)
+    refs = sorted(raw)
     named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
              else sorted(i for i, o in acts.items() if o in orgs))
     for i in range(0, len(refs), 500):

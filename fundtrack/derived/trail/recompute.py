@@ -65,7 +65,12 @@ def _recompute(conn: Connection, cfg: TrailConfig | None) -> dict[str, Any]:
 
 
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
-    """Incremental: links of the batch, movements of the pairs it touched, attribution downstream."""
+    """Incremental: links of the batch, movements of the pairs it touched, attribution
+    downstream; everything when the identity step moved earlier flows' parties."""
+    from fundtrack.identity.resolve import CHANGED
+
+    if conn.info.pop(CHANGED, False):  # earlier flows changed organisation: all of it
+        return {k: int(v) for k, v in recompute(conn).items() if not k.startswith("seconds")}
     cfg = TrailConfig()
     out = links.after_import(conn, batch_id)
     counts, touched = movements.update(conn, batch_id, cfg)

@@ -5,8 +5,8 @@ A reporting organisation's own marker vocabulary (IATI vocabulary 99) is named b
 crosswalk cannot tell whose vocabulary a code belongs to. ADB's codes are words
 ("Effective gender mainstreaming (EGM)") that 20 characters cut.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07
 """
 from typing import Sequence, Union
@@ -14,8 +14,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0016'
-down_revision: Union[str, None] = '0015'
+revision: str = '0017'
+down_revision: Union[str, None] = '0016'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
