@@ -189,6 +189,8 @@ def main() -> None:
     ap.add_argument("--db", default="sqlite,postgresql")
     ap.add_argument("--code", action="append", default=[],
                   help="LABEL=DIR: also run the command from this source tree")
+    ap.add_argument("--profile", action="store_true",
+                    help="then profile this tree's import on SQLite (cProfile, top 30)")
     ap.add_argument("--floor-child", nargs="+")
     args = ap.parse_args()
     if args.floor_child:
@@ -229,6 +231,33 @@ def main() -> None:
     for label, applied, wall, cpu, flows, rss in rows:
         print(f"| {label} | {applied} | {wall:.1f} | {cpu:.1f} | {mb / wall:.1f} | {flows:,} "
               f"| {flows / wall:,.0f} | {wall / floor:.2f} | {cpu / floor_cpu:.2f} | {rss:.0f} |")
+    if args.profile:
+        profile(work)
+
+
+PROFILE = """
+import cProfile, pstats, sys
+from fundtrack.cli import main
+sys.argv = ["fundtrack", "import", "--quiet", sys.argv[1]]
+prof = cProfile.Profile()
+try:
+    prof.runcall(main)
+except SystemExit:
+    pass
+pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+"""
+
+
+def profile(work: Path) -> None:
+    """Where the writer's time goes (the parse process is not in this profile)."""
+    work.mkdir(exist_ok=True)
+    url = fresh_db("sqlite", None, work, 99)
+    env = dict(os.environ, FUNDTRACK_DATABASE_URL=url, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", PROFILE, str(OUT)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    print("\n" + out[out.index("Ordered by"):] if "Ordered by" in out else out)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

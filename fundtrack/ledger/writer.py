@@ -352,13 +352,14 @@ def supersede(conn: Connection, batch_id: int, described_orgs: set[str]) -> dict
     by a newer description of the same organisation.
     """
     act, flow, budget = m.Activity.__table__, m.Flow.__table__, m.Budget.__table__
-    new = aliased(m.Activity)
+    # Core aliases: the ORM's ``aliased()`` cost ~10 ms a statement to adapt (per file).
+    new = act.alias("new")
     replaced = conn.execute(
         update(act).where(
             current(act), act.c.batch_id != batch_id,
-            exists().where(new.batch_id == batch_id,
-                           new.iati_identifier == act.c.iati_identifier,
-                           new.reporting_org_ref == act.c.reporting_org_ref),
+            exists().where(new.c.batch_id == batch_id,
+                           new.c.iati_identifier == act.c.iati_identifier,
+                           new.c.reporting_org_ref == act.c.reporting_org_ref),
         ).values(superseded_by=batch_id)
     ).rowcount
     gone = select(act.c.id).where(act.c.superseded_by == batch_id)
@@ -368,13 +369,14 @@ def supersede(conn: Connection, batch_id: int, described_orgs: set[str]) -> dict
     conn.execute(update(budget).where(current(budget),
                                       budget.c.activity_id.in_(gone))
                  .values(superseded_by=batch_id))
-    newf = aliased(m.Flow)
+    newf = flow.alias("newf")
     replaced_flows += conn.execute(
         update(flow).where(
             current(flow), flow.c.batch_id != batch_id,
             flow.c.activity_id.is_(None), flow.c.external_id.is_not(None),
-            exists().where(newf.batch_id == batch_id, newf.external_id == flow.c.external_id,
-                           newf.reporting_org_ref == flow.c.reporting_org_ref),
+            exists().where(newf.c.batch_id == batch_id,
+                           newf.c.external_id == flow.c.external_id,
+                           newf.c.reporting_org_ref == flow.c.reporting_org_ref),
         ).values(superseded_by=batch_id)).rowcount
     if described_orgs:
         conn.execute(update(budget).where(
