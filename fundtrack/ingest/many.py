@@ -5,7 +5,7 @@ write one after the other on one core, and the derived-table update (money trail
 classification, rollup) and planner statistics after every file. Here:
 
 - one **parse process** reads the files in order (sha256, format sniff, the importer's
-  records) and sends each file's records through a bounded queue (chunks of
+  records, their validation) and sends each file's records through a bounded queue (chunks of
   :data:`CHUNK` records, at most :data:`QUEUE_CHUNKS` in flight: memory stays bounded
   whatever the files' sizes) while this process writes the previous file; importers stay
   pure, the parse process never touches the database;
@@ -40,6 +40,7 @@ from fundtrack.ingest.pipeline import (
     _records,
     choose_importer,
     file_digest,
+    validated,
     write_batch,
 )
 from fundtrack.ledger import tables as m
@@ -129,7 +130,7 @@ def _parse_files(paths: list[str], fmt: str | None, options: dict[str, Any],
                 ctx = ImportContext(filename=Path(path).name, options=options)
                 chunk: list[Any] = []
                 try:
-                    for item in _records(importer, fh, ctx):
+                    for item in validated(_records(importer, fh, ctx)):
                         chunk.append(item)
                         if len(chunk) >= CHUNK:
                             queue.put(("items", chunk))

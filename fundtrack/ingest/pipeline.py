@@ -244,10 +244,19 @@ def import_file(
     reader: BinaryIO = stream
     if progress is not None:
         reader = io.BufferedReader(_CountingReader(stream, progress), 1 << 16)  # type: ignore[assignment]
-    return write_batch(engine, importer, _records(importer, reader, ctx), ctx, result,
+    return write_batch(engine, importer, validated(_records(importer, reader, ctx)), ctx, result,
                        size=size, dry_run=dry_run, strict=strict, imported_by=imported_by,
                        allowed_publishers=allowed_publishers, source_url=source_url,
                        on_merge=on_merge)
+
+
+def validated(records: Iterable[Any]) -> Iterator[tuple[Any, list[Issue] | None]]:
+    """(record, its problems) for each record of one file, as :class:`Validator` finds
+    them (it may repair the record in place); (issue, None) for an importer's issue. Pure:
+    the parse process of a many-file import runs it beside the importer."""
+    validator = Validator()
+    for item in records:
+        yield (item, None) if isinstance(item, Issue) else (item, validator.check(item))
 
 
 def write_batch(engine: Engine, importer: Importer, items: Iterable[Any], ctx: ImportContext,
@@ -256,7 +265,7 @@ def write_batch(engine: Engine, importer: Importer, items: Iterable[Any], ctx: I
                 allowed_publishers: Iterable[str] | None = None, source_url: str | None = None,
                 on_merge: Callable[[Connection, int], dict[str, int]] | None = None,
                 derive: bool = True) -> ImportResult:
-    """Write one file's records (``items``, as its importer yields them) as one atomic
+    """Write one file's records (``items``: :func:`validated` records) as one atomic
     batch, in one transaction; fill in and return ``result``.
 
     ``derive=False`` leaves the derived tables for one rebuild after a set of files and
@@ -334,7 +343,6 @@ def _run(conn: Connection, importer: Importer, items: Iterable[Any], ctx: Import
         ).returning(batch.c.id)
     ).scalar_one()
     writer = LedgerWriter(conn, batch_id)
-    validator = Validator()
     seen_activities: set[tuple[str, str]] = set()
     publishers: set[str] = set()
     issues = result.issues
@@ -354,11 +362,10 @@ def _run(conn: Connection, importer: Importer, items: Iterable[Any], ctx: Import
 
     first_seen: dict[tuple[str, str], str] = {}
     try:
-        for item in items:
-            if isinstance(item, Issue):
+        for item, problems in items:
+            if problems is None:  # an issue the importer reported
                 note(item)
                 continue
-            problems = validator.check(item)
             for problem in problems:
                 note(problem)
             if any(p.code == SKIPPED for p in problems):
