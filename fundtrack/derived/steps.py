@@ -127,7 +127,8 @@ def clear_stale(conn: Connection) -> None:
     for batch_id in stale_batches(conn):
         counts = dict(conn.execute(select(b.c.counts).where(b.c.id == batch_id)).scalar_one())
         counts.pop(STALE, None)
-        conn.execute(update(b).where(b.c.id == batch_id).values(counts=counts))
+        conn.execute(update(m.ImportBatch).where(m.ImportBatch.id == batch_id)
+                     .values(counts=counts))
 
 
 def after_registry_edit(conn: Connection) -> dict[str, Any]:

@@ -204,7 +204,7 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
              "rebuilt once at the end" if once else "updated after each file")
     # fork: the parse process starts before this process holds threads or a transaction
     # and needs none of its state but the importers; spawn where there is no fork.
-    mp = multiprocessing.get_context(
+    mp: Any = multiprocessing.get_context(
         "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     queue = mp.Queue(maxsize=QUEUE_CHUNKS)
     parser = mp.Process(target=_parse_files, args=(paths, fmt, options, known, queue, os.getpid()),
