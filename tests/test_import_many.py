@@ -209,3 +209,29 @@ def test_recompute_clears_the_stale_mark(engine: Engine) -> None:
 ])
 def test_auto_picks_the_cheaper(ledger: int, mb: int, files: int, once: bool) -> None:
     assert derive_once_is_cheaper(ledger, mb * 1_000_000, files) is once
+
+
+def test_cli_imports_a_folder_and_reports_the_broken_file(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fundtrack.cli import main
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for n, path in enumerate([DPORTAL / "dportal_8.xml", DPORTAL / "dportal_15.xml"]):
+        (folder / f"{n}-{path.name}").write_bytes(path.read_bytes())
+    (folder / "0b-broken.xml").write_bytes((DPORTAL / "dportal_26.xml").read_bytes()[:50_000])
+    monkeypatch.setenv("FUNDTRACK_DATABASE_URL", db_url)
+    out = CliRunner().invoke(main, ["import", "--quiet", str(folder)])
+    assert out.exit_code == 1, out.output
+    lines = [line for line in out.output.splitlines() if not line.startswith("  ")]
+    assert lines[0].startswith("0-dportal_8.xml: applied (batch 1) 100 activities, "
+                               f"{transactions(DPORTAL / 'dportal_8.xml')} flows")
+    assert lines[1].startswith("0b-broken.xml: rejected - malformed XML: the file ends early")
+    # (the batch number: PostgreSQL's sequence keeps the one the rejected file took)
+    assert lines[2].startswith("1-dportal_15.xml: applied (batch ")
+    assert f") 100 activities, {transactions(DPORTAL / 'dportal_15.xml')} flows" in lines[2]
+    assert "1 of 3 file(s) rejected" in out.output
+    again = CliRunner().invoke(main, ["import", "--quiet", str(folder)])
+    assert again.output.count(": unchanged - same file already imported") == 2
