@@ -19,12 +19,18 @@ from fundtrack.db import make_engine
               help="Column mapping (TOML) for spreadsheet imports.")
 @click.option("--by", "imported_by", default=None, help="Who is importing (kept on the batch).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--derived", "derive", type=click.Choice(["auto", "each", "once"]), default="auto",
+              show_default=True,
+              help="Many files: update the derived tables after each file, rebuild them once "
+                   "at the end, or pick the cheaper.")
 def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: bool,
-               mapping: Path | None, imported_by: str | None, quiet: bool) -> None:
-    """Import report files (IATI XML, ...). Exit status 1 if any file is rejected."""
-    from tqdm import tqdm
+               mapping: Path | None, imported_by: str | None, quiet: bool, derive: str) -> None:
+    """Import report files or folders (IATI XML, ...), each file its own batch.
 
-    from fundtrack.ingest.pipeline import import_file
+    Many files: a second process parses the next file while this one writes. Exit status 1
+    if any file is rejected (the others are imported).
+    """
+    from fundtrack.ingest.pipeline import ImportResult
 
     engine = make_engine()
     files: list[Path] = []
@@ -34,16 +40,9 @@ def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: 
     if mapping and not fmt:
         fmt = "spreadsheet"
     rejected = 0
-    for path in files:
-        size = path.stat().st_size
-        bar = None
-        if not quiet and size > 5 * 1024 * 1024 and sys.stderr.isatty():
-            bar = tqdm(total=size, unit="B", unit_scale=True, desc=path.name, leave=False)
-        result = import_file(engine, path, fmt=fmt, dry_run=dry_run, strict=strict,
-                             imported_by=imported_by, options=options,
-                             progress=bar.update if bar else None)
-        if bar:
-            bar.close()
+
+    def show(result: ImportResult) -> None:
+        nonlocal rejected
         click.echo(result.summary())
         if result.status == "rejected" and "format not recognised" in result.message:
             click.echo("  Name the format with --format NAME (see `fundtrack plugins`).")
@@ -58,6 +57,31 @@ def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: 
                        f"by kind: {kinds}")
         if not result.ok:
             rejected += 1
+
+    if len(files) == 1:
+        from fundtrack.ingest.pipeline import import_file
+
+        path = files[0]
+        bar = None
+        if not quiet and path.stat().st_size > 5 * 1024 * 1024 and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name,
+                       leave=False)
+        from fundtrack.ingest.many import resolve_stale
+
+        if not dry_run:
+            resolve_stale(engine)
+        show(import_file(engine, path, fmt=fmt, dry_run=dry_run, strict=strict,
+                         imported_by=imported_by, options=options,
+                         progress=bar.update if bar else None))
+        if bar:
+            bar.close()
+    else:
+        from fundtrack.ingest.many import import_files
+
+        import_files(engine, files, fmt=fmt, dry_run=dry_run, strict=strict,
+                     imported_by=imported_by, options=options, derive=derive, on_result=show)
     if rejected:
         click.echo(f"{rejected} of {len(files)} file(s) rejected", err=True)
         sys.exit(1)

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Text, cast, select, update
 
 from fundtrack.accounting import stored as classification
 from fundtrack.db import dialect
 from fundtrack.derived.rollup import maintain as rollup
 from fundtrack.derived.trail import recompute as trail
 from fundtrack.identity import resolve as identity
+from fundtrack.ledger import tables as m
 
 
 def _trail_after_revert(conn: Connection, _batch_id: int) -> dict[str, int]:
@@ -101,7 +102,38 @@ def rebuild(conn: Connection, names: Iterable[str] | None = None) -> dict[str, A
     for step in steps(names):
         out |= step.rebuild(conn)
     dialect.refresh_statistics(conn)
+    if names is None:
+        clear_stale(conn)
     return out
+
+
+#: Key in a batch's ``counts``: the batch was merged without its derived-table update (a
+#: set of files, rebuilt once at the end). Written in the batch's own transaction, so a
+#: set interrupted before its rebuild leaves the mark, and the next ``fundtrack import``
+#: or ``fundtrack recompute`` rebuilds (:func:`rebuild` of every step clears it).
+STALE = "derived_stale"
+
+
+def mark_stale(counts: dict[str, int]) -> None:
+    """Mark a batch's counts (written with the batch) as awaiting the rebuild."""
+    counts[STALE] = 1
+
+
+def stale_batches(conn: Connection) -> list[int]:
+    """Applied batches merged since the derived tables were last complete."""
+    b = m.ImportBatch.__table__
+    return list(conn.execute(select(b.c.id).where(
+        cast(b.c.counts, Text).like(f'%"{STALE}"%')).order_by(b.c.id)).scalars())
+
+
+def clear_stale(conn: Connection) -> None:
+    """Drop the mark from every batch (after a rebuild of every step)."""
+    b = m.ImportBatch.__table__
+    for batch_id in stale_batches(conn):
+        counts = dict(conn.execute(select(b.c.counts).where(b.c.id == batch_id)).scalar_one())
+        counts.pop(STALE, None)
+        conn.execute(update(m.ImportBatch).where(m.ImportBatch.id == batch_id)
+                     .values(counts=counts))
 
 
 def after_registry_edit(conn: Connection) -> dict[str, Any]:

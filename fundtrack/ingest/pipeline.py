@@ -240,14 +240,45 @@ def import_file(
     finally:
         stream.seek(0)
     result.importer = importer.name
+    ctx = ImportContext(filename=str(name), options=options or {})
+    reader: BinaryIO = stream
+    if progress is not None:
+        reader = io.BufferedReader(_CountingReader(stream, progress), 1 << 16)  # type: ignore[assignment]
+    return write_batch(engine, importer, validated(_records(importer, reader, ctx)), ctx, result,
+                       size=size, dry_run=dry_run, strict=strict, imported_by=imported_by,
+                       allowed_publishers=allowed_publishers, source_url=source_url,
+                       on_merge=on_merge)
 
+
+def validated(records: Iterable[Any]) -> Iterator[tuple[Any, list[Issue] | None]]:
+    """(record, its problems) for each record of one file, as :class:`Validator` finds
+    them (it may repair the record in place); (issue, None) for an importer's issue. Pure:
+    the parse process of a many-file import runs it beside the importer."""
+    validator = Validator()
+    for item in records:
+        yield (item, None) if isinstance(item, Issue) else (item, validator.check(item))
+
+
+def write_batch(engine: Engine, importer: Importer, items: Iterable[Any], ctx: ImportContext,
+                result: ImportResult, *, size: int, dry_run: bool = False, strict: bool = False,
+                imported_by: str | None = None,
+                allowed_publishers: Iterable[str] | None = None, source_url: str | None = None,
+                on_merge: Callable[[Connection, int], dict[str, int]] | None = None,
+                derive: bool = True) -> ImportResult:
+    """Write one file's records (``items``: :func:`validated` records) as one atomic
+    batch, in one transaction; fill in and return ``result``.
+
+    ``derive=False`` leaves the derived tables for one rebuild after a set of files and
+    marks the batch (:func:`fundtrack.derived.steps.mark_stale`) in the same transaction,
+    so an interruption before that rebuild is seen and resolved on the next start.
+    """
     with engine.connect() as conn:
         trans = conn.begin()
         try:
             lock_ledger(conn)
             existing = conn.execute(
                 select(m.ImportBatch.id, m.ImportBatch.publisher_ref)
-                .where(m.ImportBatch.sha256 == sha, m.ImportBatch.status == "applied")
+                .where(m.ImportBatch.sha256 == result.sha256, m.ImportBatch.status == "applied")
                 .order_by(m.ImportBatch.id.desc())
             ).first()
             if existing is not None and allowed_publishers is not None:
@@ -270,12 +301,11 @@ def import_file(
                 result.message = (f"same file already imported as batch {existing.id}; "
                                   "nothing changed")
                 return result
-            batch_id = _run(conn, importer, stream, result, name=str(name), size=size,
+            batch_id = _run(conn, importer, items, ctx, result, size=size,
                             strict=strict, imported_by=imported_by,
                             allowed=set(allowed_publishers) if allowed_publishers is not None
                             else None,
-                            options=options or {}, progress=progress,
-                            source_url=source_url, on_merge=on_merge)
+                            source_url=source_url, on_merge=on_merge, derive=derive)
         except FileRejected as exc:
             trans.rollback()
             result.status = "rejected"
@@ -298,12 +328,13 @@ def import_file(
     return result
 
 
-def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportResult, *,
-         name: str, size: int, strict: bool, imported_by: str | None,
-         allowed: set[str] | None, options: dict[str, Any],
-         progress: Callable[[int], None] | None, source_url: str | None = None,
-         on_merge: Callable[[Connection, int], dict[str, int]] | None = None) -> int:
+def _run(conn: Connection, importer: Importer, items: Iterable[Any], ctx: ImportContext,
+         result: ImportResult, *, size: int, strict: bool, imported_by: str | None,
+         allowed: set[str] | None, source_url: str | None = None,
+         on_merge: Callable[[Connection, int], dict[str, int]] | None = None,
+         derive: bool = True) -> int:
     batch = m.ImportBatch.__table__
+    name = ctx.filename
     batch_id = conn.execute(
         batch.insert().values(
             importer=importer.name, importer_version=importer.version, file_name=name,
@@ -312,11 +343,6 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
         ).returning(batch.c.id)
     ).scalar_one()
     writer = LedgerWriter(conn, batch_id)
-    validator = Validator()
-    ctx = ImportContext(filename=name, options=options)
-    reader: BinaryIO = stream
-    if progress is not None:
-        reader = io.BufferedReader(_CountingReader(stream, progress), 1 << 16)  # type: ignore[assignment]
     seen_activities: set[tuple[str, str]] = set()
     publishers: set[str] = set()
     issues = result.issues
@@ -336,11 +362,10 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
 
     first_seen: dict[tuple[str, str], str] = {}
     try:
-        for item in _records(importer, reader, ctx):
-            if isinstance(item, Issue):
+        for item, problems in items:
+            if problems is None:  # an issue the importer reported
                 note(item)
                 continue
-            problems = validator.check(item)
             for problem in problems:
                 note(problem)
             if any(p.code == SKIPPED for p in problems):
@@ -383,7 +408,10 @@ def _run(conn: Connection, importer: Importer, stream: BinaryIO, result: ImportR
     if on_merge is not None:
         counts.update(on_merge(conn, batch_id))
     counts["organisations"] = writer.upsert_organisations()
-    counts.update(derived.after_import(conn, batch_id))
+    if derive:
+        counts.update(derived.after_import(conn, batch_id))
+    else:
+        derived.mark_stale(counts)
     issues.extend(writer.issues)
     skipped = {kind: issues.skipped.get(kind, 0) for kind in KINDS}
     imported = {kind: counts.get(kind, 0) for kind in KINDS}
@@ -471,14 +499,14 @@ def refuse_if_older(conn: Connection, batch_id: int, generated: str | None) -> N
     (one statement with a join, whatever the number of activities).
     """
     act = m.Activity.__table__
-    new = aliased(m.Activity)
+    new = act.alias("new")  # a Core alias: the ORM's aliased() cost ~10 ms a file to adapt
     batch = m.ImportBatch.__table__
     rows = conn.execute(
-        select(act.c.iati_identifier, act.c.last_updated, act.c.batch_id, new.last_updated,
+        select(act.c.iati_identifier, act.c.last_updated, act.c.batch_id, new.c.last_updated,
                batch.c.file_name, batch.c.file_generated)
-        .join(new, (new.iati_identifier == act.c.iati_identifier)
-              & (new.reporting_org_ref == act.c.reporting_org_ref)
-              & (new.batch_id == batch_id))
+        .join(new, (new.c.iati_identifier == act.c.iati_identifier)
+              & (new.c.reporting_org_ref == act.c.reporting_org_ref)
+              & (new.c.batch_id == batch_id))
         .join(batch, batch.c.id == act.c.batch_id)
         .where(act.c.superseded_by == batch_id)
     ).all()

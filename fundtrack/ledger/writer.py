@@ -354,14 +354,16 @@ def supersede(conn: Connection, batch_id: int, described_orgs: set[str]) -> dict
     by a newer description of the same organisation.
     """
     act, flow, budget = m.Activity.__table__, m.Flow.__table__, m.Budget.__table__
-    new = aliased(m.Activity)
+    # Driven from this batch's rows (index on batch_id, then the key index), not from every
+    # current row of the ledger: the cost follows the file, not the database. Core aliases:
+    # the ORM's ``aliased()`` cost ~10 ms a statement to adapt.
+    new, old = act.alias("new"), act.alias("old")
     replaced = conn.execute(
-        update(act).where(
-            current(act), act.c.batch_id != batch_id,
-            exists().where(new.batch_id == batch_id,
-                           new.iati_identifier == act.c.iati_identifier,
-                           new.reporting_org_ref == act.c.reporting_org_ref),
-        ).values(superseded_by=batch_id)
+        update(act).where(act.c.id.in_(
+            select(old.c.id).join(new, (new.c.reporting_org_ref == old.c.reporting_org_ref)
+                                  & (new.c.iati_identifier == old.c.iati_identifier))
+            .where(new.c.batch_id == batch_id, old.c.batch_id != batch_id, current(old))
+        )).values(superseded_by=batch_id)
     ).rowcount
     gone = select(act.c.id).where(act.c.superseded_by == batch_id)
     replaced_flows = conn.execute(
@@ -370,14 +372,14 @@ def supersede(conn: Connection, batch_id: int, described_orgs: set[str]) -> dict
     conn.execute(update(budget).where(current(budget),
                                       budget.c.activity_id.in_(gone))
                  .values(superseded_by=batch_id))
-    newf = aliased(m.Flow)
+    newf, oldf = flow.alias("newf"), flow.alias("oldf")
     replaced_flows += conn.execute(
-        update(flow).where(
-            current(flow), flow.c.batch_id != batch_id,
-            flow.c.activity_id.is_(None), flow.c.external_id.is_not(None),
-            exists().where(newf.batch_id == batch_id, newf.external_id == flow.c.external_id,
-                           newf.reporting_org_ref == flow.c.reporting_org_ref),
-        ).values(superseded_by=batch_id)).rowcount
+        update(flow).where(flow.c.id.in_(
+            select(oldf.c.id).join(newf, (newf.c.reporting_org_ref == oldf.c.reporting_org_ref)
+                                   & (newf.c.external_id == oldf.c.external_id))
+            .where(newf.c.batch_id == batch_id, oldf.c.batch_id != batch_id, current(oldf),
+                   oldf.c.activity_id.is_(None), oldf.c.external_id.is_not(None))
+        )).values(superseded_by=batch_id)).rowcount
     if described_orgs:
         conn.execute(update(budget).where(
             current(budget), budget.c.batch_id != batch_id,

@@ -1,0 +1,264 @@
+"""Many real files in one ``fundtrack import`` command, against the parse-only floor.
+
+    .venv/bin/python bench/bench_many_files.py [--min-files 100] [--db sqlite,postgresql]
+        [--code DIR] [--keep]
+
+The set: every IATI activity and organisation file under ``../shared/data`` (the D-Portal
+pages included; the ``assembled/`` file is left out, it is four of those pages joined) and
+the demo D-Portal pages of ``fundtrack/data/demo``, then copies of the activity files with
+every activity identifier (and the provider/receiver activity references) suffixed, so each
+copy is new data rather than the same bytes (which would be "unchanged" and cost nothing),
+until there are at least ``--min-files`` files. Built once in ``bench/out/many-files``.
+
+Measured in the same run, each in its own process:
+
+- floor: the IATI importer's parse of every file (lxml iterparse + field extraction), no
+  database;
+- SQLite and PostgreSQL: ``fundtrack import --quiet DIR`` as one command into an empty
+  migrated database, derived tables complete at the end. PostgreSQL is a PRIVATE cluster
+  (``initdb`` in a temporary folder, own port, ``fsync=off``), never the shared server.
+
+Printed: wall seconds, CPU seconds (user + system of the command and every process it
+started and waited for: the parse process included), MB/s, flows/s, wall ratio to the floor,
+peak RSS of the largest single process (MB), and the load average before and after.
+``--code DIR`` runs the command from another source tree (e.g. ``git archive`` of the
+commit before) with this tree's files and floor, for before/after numbers in one run.
+Not a test: docs/performance.md records runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+OUT = ROOT / "bench" / "out" / "many-files"
+
+
+def source_files() -> tuple[list[Path], list[Path]]:
+    """(every IATI file to import as it is, the activity files that may be copied)."""
+    activity = sorted(p for p in (DATA / "iati-activity").rglob("*.xml")
+                      if "assembled" not in p.parts)
+    activity += sorted((DATA / "iati-legacy-1.0x").glob("*.xml"))
+    activity += sorted(p for p in (DATA / "iati-example").rglob("*.xml")
+                       if "organisation" not in p.name)
+    have = {p.name for p in activity}
+    activity += sorted(p for p in (ROOT / "fundtrack/data/demo").glob("dportal_*.xml")
+                       if p.name not in have)
+    orgs = sorted((DATA / "iati-organisation").glob("*.xml"))
+    orgs += sorted(p for p in (DATA / "iati-example").rglob("*.xml") if "organisation" in p.name)
+    return activity + orgs, activity
+
+
+_IDENT = re.compile(rb"(<iati-identifier>\s*)([^<]+?)(\s*</iati-identifier>)")
+_REF = re.compile(rb'((?:provider|receiver)-activity-id=")([^"]+)(")')
+
+
+def build_set(min_files: int) -> list[Path]:
+    """The files of the benchmark, copies made once (same bytes on every run)."""
+    originals, activity = source_files()
+    OUT.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    for n, p in enumerate(originals):
+        dest = OUT / f"{n:03d}-{p.name}"
+        if not dest.exists():
+            shutil.copyfile(p, dest)
+        files.append(dest)
+    copy = 0
+    while len(files) < min_files:
+        copy += 1
+        for p in activity:
+            if len(files) >= min_files:
+                break
+            dest = OUT / f"{len(files):03d}-copy{copy}-{p.name}"
+            if not dest.exists():
+                sfx = f"-copy{copy}".encode()
+                data = _IDENT.sub(lambda m, sfx=sfx: m[1] + m[2] + sfx + m[3], p.read_bytes())
+                dest.write_bytes(_REF.sub(lambda m, sfx=sfx: m[1] + m[2] + sfx + m[3], data))
+            files.append(dest)
+    for stale in set(OUT.iterdir()) - set(files):
+        stale.unlink()
+    return files
+
+
+def floor_child(paths: list[str]) -> None:
+    """The parse-only floor over every file (runs in its own process); prints JSON."""
+    sys.path.insert(0, str(ROOT))
+    from fundtrack.plugins import ImportContext
+    from importers.iati import IATI
+
+    flows = 0
+    for path in paths:
+        with open(path, "rb") as fh, contextlib.suppress(Exception):  # the broken ones
+            for rec in IATI.parse(fh, ImportContext(Path(path).name)):
+                flows += len(getattr(rec, "flows", ()))
+    print(json.dumps({"flows": flows}))
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, str]:
+    """Run a command; (wall s, CPU s of it and its waited-for children, peak RSS MB, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in (0, 1):  # 1: some file rejected, which the set may hold
+        sys.exit(f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, after.ru_maxrss / 1024, proc.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (initdb in a temp dir, own port); yields its base URL."""
+    base = Path(tempfile.mkdtemp(prefix="ft_bench_pg_"))
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if prefix:
+        shutil.chown(base, "postgres", "postgres")
+    port = _free_port()
+
+    def pg(tool: str, *args: str) -> None:
+        subprocess.run([*prefix, str(PG_BIN / tool), *args], check=True, capture_output=True,
+                       timeout=120)
+
+    pg("initdb", "-D", str(base / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+    pg("pg_ctl", "-D", str(base / "data"), "-l", str(base / "log"), "-w", "-o",
+       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg("pg_ctl", "-D", str(base / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh_db(kind: str, pg_base: str | None, work: Path, n: int) -> str:
+    from sqlalchemy import create_engine, text
+
+    from fundtrack.db.migrate import upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{work}/many{n}.db"
+    else:
+        assert pg_base
+        admin = create_engine(pg_base.replace("postgresql://", "postgresql+psycopg://")
+                              + "/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE many{n}"))
+        admin.dispose()
+        url = f"{pg_base}/many{n}"
+    upgrade(url)
+    return url
+
+
+def ledger_flows(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    from fundtrack.db import normalise_url
+
+    eng = create_engine(normalise_url(url))
+    with eng.connect() as c:
+        n = c.execute(text("SELECT count(*) FROM flow WHERE superseded_by IS NULL")).scalar_one()
+    eng.dispose()
+    return int(n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--min-files", type=int, default=100)
+    ap.add_argument("--db", default="sqlite,postgresql")
+    ap.add_argument("--code", action="append", default=[],
+                  help="LABEL=DIR: also run the command from this source tree")
+    ap.add_argument("--profile", action="store_true",
+                    help="then profile this tree's import on SQLite (cProfile, top 30)")
+    ap.add_argument("--floor-child", nargs="+")
+    args = ap.parse_args()
+    if args.floor_child:
+        floor_child(args.floor_child)
+        return
+    sys.path.insert(0, str(ROOT))
+    files = build_set(args.min_files)
+    mb = sum(p.stat().st_size for p in files) / 1e6
+    print(f"{len(files)} files, {mb:.1f} MB; load average before: {os.getloadavg()}")
+    wall, cpu, rss, out = run([sys.executable, __file__, "--floor-child", *map(str, files)])
+    floor = wall
+    parsed = json.loads(out.strip().splitlines()[-1])["flows"]
+    rows = [("floor (parse only)", "-", wall, cpu, parsed, rss)]
+    codes = [("this tree", ROOT)] + [(c.split("=", 1)[0], Path(c.split("=", 1)[1]))
+                                     for c in args.code]
+    work = Path(tempfile.mkdtemp(prefix="ft_bench_many_"))
+    kinds = args.db.split(",")
+    with contextlib.ExitStack() as stack:
+        pg_base = stack.enter_context(private_cluster()) if "postgresql" in kinds else None
+        n = 0
+        for kind in kinds:
+            for label, tree in codes:
+                n += 1
+                url = fresh_db(kind, pg_base, work, n)
+                env = dict(os.environ, FUNDTRACK_DATABASE_URL=url, PYTHONPATH=str(tree))
+                wall, cpu, rss, out = run([sys.executable, "-c",
+                                           "from fundtrack.cli import main; main()",
+                                           "import", "--quiet", str(OUT)], env)
+                applied = out.count(": applied")
+                rows.append((f"{kind}, {label}", f"{applied}/{len(files)}", wall, cpu,
+                             ledger_flows(url), rss))
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"load average after: {os.getloadavg()}\n")
+    print("| run | files applied | wall s | CPU s | MB/s (wall) | current flows | flows/s "
+          "| x floor (wall) | x floor (CPU) | peak RSS MB (largest process) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    floor_cpu = rows[0][3]
+    for label, applied, wall, cpu, flows, rss in rows:
+        print(f"| {label} | {applied} | {wall:.1f} | {cpu:.1f} | {mb / wall:.1f} | {flows:,} "
+              f"| {flows / wall:,.0f} | {wall / floor:.2f} | {cpu / floor_cpu:.2f} | {rss:.0f} |")
+    if args.profile:
+        profile(work)
+
+
+PROFILE = """
+import cProfile, pstats, sys
+from fundtrack.cli import main
+sys.argv = ["fundtrack", "import", "--quiet", sys.argv[1]]
+prof = cProfile.Profile()
+try:
+    prof.runcall(main)
+except SystemExit:
+    pass
+pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+"""
+
+
+def profile(work: Path) -> None:
+    """Where the writer's time goes (the parse process is not in this profile)."""
+    work.mkdir(exist_ok=True)
+    url = fresh_db("sqlite", None, work, 99)
+    env = dict(os.environ, FUNDTRACK_DATABASE_URL=url, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", PROFILE, str(OUT)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    print("\n" + out[out.index("Ordered by"):] if "Ordered by" in out else out)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Many files in one go: a parse process feeding the writer, derived tables once at the end.
+
+``fundtrack import`` of a folder or of many files used to pay, per file, the parse and the
+write one after the other on one core, and the derived-table update (money trail,
+classification, rollup) and planner statistics after every file. Here:
+
+- one **parse process** reads the files in order (sha256, format sniff, the importer's
+  records, their validation) and sends each file's records through a bounded queue (chunks of
+  :data:`CHUNK` records, at most :data:`QUEUE_CHUNKS` in flight: memory stays bounded
+  whatever the files' sizes) while this process writes the previous file; importers stay
+  pure, the parse process never touches the database;
+- every file is still **its own atomic batch** (:func:`pipeline.write_batch`, the code
+  path of a single import): a file that fails is rejected and changes nothing, the others
+  stand; the same bytes again are "unchanged";
+- when one rebuild of the derived tables costs less than updating them after every file
+  (:func:`derive_once_is_cheaper`), the batches are merged without the update, each marked
+  in its own transaction (:data:`fundtrack.derived.steps.STALE`), and every step is rebuilt
+  once at the end, which clears the marks. A set interrupted before that (``kill -9``)
+  leaves whole batches only and the marks: the next ``fundtrack import`` (or ``fundtrack
+  recompute``) rebuilds first.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from queue import Full
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from fundtrack.derived import steps as derived
+from fundtrack.ingest.pipeline import (
+    ImportResult,
+    _records,
+    choose_importer,
+    file_digest,
+    validated,
+    write_batch,
+)
+from fundtrack.ledger import tables as m
+from fundtrack.ledger.writer import lock_ledger
+from fundtrack.plugins import SNIFF_BYTES, ImportContext, importers
+from fundtrack.records import FileRejected
+
+log = logging.getLogger(__name__)
+
+#: Records per message from the parse process (a D-Portal page is ~200-500 records).
+CHUNK = 500
+#: Messages in flight: how far the parser may run ahead of the writer.
+QUEUE_CHUNKS = 8
+
+# The cost model behind "auto" (measured on this project's benches, docs/performance.md):
+# a full rebuild costs about REBUILD_S_PER_FLOW per current flow (1M flows: ~60 s); the
+# update after one file costs about PER_FILE_S plus PER_FILE_S_PER_FLOW per flow already in
+# the ledger (an empty database: ~0.3 s; 1M flows: ~5.5 s; 10M flows: 46-60 s).
+REBUILD_S_PER_FLOW = 60e-6
+PER_FILE_S = 0.3
+PER_FILE_S_PER_FLOW = 5.2e-6
+#: For the estimate of a set's new flows from its size (D-Portal pages: ~4.3 kB a flow).
+BYTES_PER_FLOW = 4000
+
+
+def derive_once_is_cheaper(ledger_flows: int, new_bytes: int, files: int) -> bool:
+    """Whether one rebuild after the set costs less than an update after every file."""
+    if files < 2:
+        return False
+    rebuild = REBUILD_S_PER_FLOW * (ledger_flows + new_bytes / BYTES_PER_FLOW)
+    per_file = files * (PER_FILE_S + PER_FILE_S_PER_FLOW * ledger_flows)
+    return rebuild < per_file
+
+
+def resolve_stale(engine: Engine) -> dict[str, Any] | None:
+    """Rebuild the derived tables if a set of files was interrupted before its rebuild."""
+    with engine.begin() as conn:
+        lock_ledger(conn)
+        stale = derived.stale_batches(conn)
+        if not stale:
+            return None
+        log.warning("derived tables are stale: %d batch(es) (from %d) were merged without "
+                    "their update and the rebuild did not run (interrupted?); rebuilding",
+                    len(stale), stale[0])
+        return derived.rebuild(conn)
+
+
+class _Sender:
+    """Puts on the bounded queue; exits if the writer is gone (``kill -9``), rather than
+    waiting on a full queue for ever."""
+
+    def __init__(self, queue: Any, writer_pid: int) -> None:
+        self.queue, self.writer_pid = queue, writer_pid
+
+    def put(self, msg: Any) -> None:
+        while True:
+            try:
+                self.queue.put(msg, timeout=1)
+                return
+            except Full:
+                if os.getppid() != self.writer_pid:
+                    os._exit(1)
+
+
+def _parse_files(paths: list[str], fmt: str | None, options: dict[str, Any],
+                 known: set[str], out: Any, writer_pid: int) -> None:
+    """The parse process: for each file, ("file", sha, size, importer|None, rejected|None),
+    then ("items", [...]) chunks, then ("end", meta) or ("rejected", message, location)."""
+    queue = _Sender(out, writer_pid)
+    registry = importers()
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                sha, size = file_digest(fh)
+                try:
+                    importer = choose_importer(fh.read(SNIFF_BYTES), Path(path).name, fmt,
+                                               registry)
+                except FileRejected as exc:
+                    queue.put(("file", sha, size, None, (exc.message, exc.location)))
+                    continue
+                finally:
+                    fh.seek(0)
+                queue.put(("file", sha, size, importer.name, None))
+                if sha in known:  # the writer will find it "unchanged": do not parse it
+                    queue.put(("end", {}))
+                    continue
+                ctx = ImportContext(filename=Path(path).name, options=options)
+                chunk: list[Any] = []
+                try:
+                    for item in validated(_records(importer, fh, ctx)):
+                        chunk.append(item)
+                        if len(chunk) >= CHUNK:
+                            queue.put(("items", chunk))
+                            chunk = []
+                except FileRejected as exc:
+                    queue.put(("rejected", exc.message, exc.location))
+                    continue
+                if chunk:
+                    queue.put(("items", chunk))
+                queue.put(("end", ctx.meta))
+        except OSError as exc:
+            queue.put(("file", "", 0, None, (f"could not read the file: {exc}", None)))
+        except BaseException:
+            queue.put(("crash", traceback.format_exc()))
+            return
+
+
+class _Items:
+    """One file's records from the parse process; its end sets ``ctx.meta``."""
+
+    def __init__(self, queue: Any, ctx: ImportContext) -> None:
+        self.queue, self.ctx, self.done = queue, ctx, False
+
+    def __iter__(self) -> Iterator[Any]:
+        while not self.done:
+            msg = self.queue.get()
+            if msg[0] == "items":
+                yield from msg[1]
+                continue
+            self.done = True
+            if msg[0] == "end":
+                self.ctx.meta.update(msg[1])
+            elif msg[0] == "rejected":
+                raise FileRejected(msg[1], msg[2])
+            else:
+                raise RuntimeError(f"parse process failed:\n{msg[1]}")
+
+    def drain(self) -> None:
+        """Skip what the writer did not read (an unchanged or refused file)."""
+        while not self.done:
+            msg = self.queue.get()
+            self.done = msg[0] != "items"
+            if msg[0] == "crash":
+                raise RuntimeError(f"parse process failed:\n{msg[1]}")
+
+
+def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
+                 fmt: str | None = None, dry_run: bool = False, strict: bool = False,
+                 imported_by: str | None = None, options: dict[str, Any] | None = None,
+                 derive: str = "auto",
+                 on_result: Callable[[ImportResult], None] | None = None) -> list[ImportResult]:
+    """Import the files in order, each its own atomic batch; return their results.
+
+    ``derive``: ``"each"`` updates the derived tables after every file (as a single
+    import does), ``"once"`` rebuilds them once after the set, ``"auto"`` picks the cheaper
+    (:func:`derive_once_is_cheaper`). ``on_result`` is called as each file is done.
+    """
+    paths = [str(p) for p in paths]
+    options = options or {}
+    registry = importers()
+    if not dry_run:
+        resolve_stale(engine)
+    with engine.connect() as conn:
+        b = m.ImportBatch.__table__
+        known = set(conn.execute(select(b.c.sha256).where(b.c.status == "applied")).scalars())
+        ledger_flows = conn.execute(select(func.max(m.Flow.id))).scalar() or 0
+    new_bytes = sum(os.path.getsize(p) for p in paths)
+    once = not dry_run and (derive == "once" or (
+        derive == "auto" and derive_once_is_cheaper(ledger_flows, new_bytes, len(paths))))
+    log.info("%d files, %.1f MB; derived tables %s", len(paths), new_bytes / 1e6,
+             "rebuilt once at the end" if once else "updated after each file")
+    # fork: the parse process starts before this process holds threads or a transaction
+    # and needs none of its state but the importers; spawn where there is no fork.
+    mp: Any = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    queue = mp.Queue(maxsize=QUEUE_CHUNKS)
+    parser = mp.Process(target=_parse_files, args=(paths, fmt, options, known, queue, os.getpid()),
+                        name="fundtrack-parse", daemon=True)
+    parser.start()
+    results: list[ImportResult] = []
+    applied = 0
+    try:
+        for path in paths:
+            msg = queue.get()
+            if msg[0] == "crash":
+                raise RuntimeError(f"parse process failed:\n{msg[1]}")
+            _, sha, size, importer_name, refused = msg
+            result = ImportResult(file_name=Path(path).name, sha256=sha, status="rejected")
+            if refused is not None:
+                issue = FileRejected(refused[0], refused[1]).as_issue()
+                result.issues.insert(0, issue)
+                result.message = refused[0]
+            else:
+                result.importer = importer_name
+                ctx = ImportContext(filename=Path(path).name, options=options)
+                items = _Items(queue, ctx)
+                write_batch(engine, registry[importer_name], items, ctx, result, size=size,
+                            dry_run=dry_run, strict=strict, imported_by=imported_by,
+                            derive=not once)
+                items.drain()
+                applied += result.status == "applied"
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        parser.join(timeout=30)
+    finally:
+        if parser.is_alive():
+            parser.kill()
+            parser.join()
+    # Interrupted before here: the batches' marks stay and the next start rebuilds.
+    if once and applied:
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            lock_ledger(conn)
+            derived.rebuild(conn)
+        log.info("derived tables rebuilt once for %d batch(es) in %.1f s", applied,
+                 time.perf_counter() - started)
+    return results
