@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from sqlalchemy import select
 
 from fundtrack.accounting import markers as mk
 from fundtrack.accounting.classify import apply_gender_overrides, load_overrides
@@ -141,13 +142,19 @@ def _agree(url: str) -> dict[str, tuple[int, D]]:
     q = """query($w: FlowWhere) { flowsAggregate(where: $w, groupBy: [REPORTING_ORG]) {
         groups { reportingOrg count sumUsd countWithoutUsd } } }"""
     eng = make_engine(url)
+    from fundtrack.identity.tables import CanonicalOrg, FlowParty
+
+    fp, co = FlowParty.__table__, CanonicalOrg.__table__
     with eng.connect() as c:
         items = load_items(c)
         apply_gender_overrides(items, load_overrides(c))
+        # REPORTING_ORG groups by canonical organisation (issue 15): its stored ref
+        reporter = dict(c.execute(select(fp.c.flow_id, co.c.ref).join(
+            co, co.c.id == fp.c.reporter_org_id)).all())
     eng.dispose()
     by_org: dict[tuple[str, str], list] = defaultdict(lambda: [0, D(0)])
     for it in items:
-        key = (it.reporting_org_ref or "", it.marker.common)
+        key = (reporter.get(it.flow_id, it.reporting_org_ref or ""), it.marker.common)
         by_org[key][0] += 1
         by_org[key][1] += it.amount_usd or D(0)
     summary = api.query(SUMMARY, {"w": None})["genderSummary"]["groups"]
