@@ -6,8 +6,11 @@ import csv
 import io
 import re
 from decimal import Decimal
+from html import unescape as html_unescape
+from urllib.parse import unquote
 
 import pytest
+from sqlalchemy import select
 
 from fundtrack.api.testing import Api
 from fundtrack.web import data
@@ -190,3 +193,26 @@ def test_filter_vocabulary() -> None:
         FlowFilter.parse({"kind": "gift"})
     with pytest.raises(FilterError):
         FlowFilter.parse_pairs(["year2020"])
+
+
+def test_overview_names_organisations_known_only_by_name(api: Api, loaded_url: str) -> None:
+    """Issue 15: a donor that reports never identified is its canonical organisation's name
+    with "no identifier reported" beside it, not its internal key ("name:giz")."""
+    from fundtrack.db import make_engine
+    from fundtrack.identity.tables import CanonicalOrg
+
+    html = api.get("/").text
+    donors = html[html.index("Largest donors"):html.index("Largest senders")]
+    rows = re.findall(r'<a href="/donor\?ref=([^"]+)">([^<]*)</a> <small>([^<]*)</small>', donors)
+    assert rows
+    assert not [name for _, name, _ in rows if name.startswith("name:")]
+    eng = make_engine(loaded_url)
+    with eng.connect() as c:
+        canon = dict(c.execute(select(CanonicalOrg.ref, CanonicalOrg.name)).all())
+    eng.dispose()
+    only_named = [(unquote(ref), name, small) for ref, name, small in rows
+                  if unquote(ref).startswith("name:")]
+    assert only_named, "the loaded files have a donor known only by name"
+    for ref, name, small in only_named:
+        assert html_unescape(name) == canon[ref].strip()
+        assert small == "no identifier reported"

@@ -63,8 +63,11 @@ def names(conn: Connection, refs: Iterable[str | None]) -> dict[str, str]:
                 if k not in registry or (exact and not registry[k][0]):
                     registry[k] = (exact, name.strip())
     out = {r: registry[identity(r)][1] for r in plain if identity(r) in registry}
-    out.update(_canonical_names(conn, sorted(r for r in plain if r not in out)))
-    out.update(_reported_names(conn, sorted(r for r in wanted if r.startswith(NAME_PREFIX))))
+    # the canonical organisation's name (issue 15): for refs the registry does not name and
+    # for ``name:`` keys of bodies only ever named (the overview's PROVIDER groups)
+    out.update(_canonical_names(conn, sorted(r for r in wanted if r not in out)))
+    out.update(_reported_names(conn, sorted(r for r in wanted
+                                            if r.startswith(NAME_PREFIX) and r not in out)))
     for r in wanted:
         out.setdefault(r, r[len(NAME_PREFIX):] if r.startswith(NAME_PREFIX) else r)
     return out

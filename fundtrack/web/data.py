@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, select
 from fundtrack.db.base import current
 from fundtrack.db.metadata import metadata
 from fundtrack.ledger import tables as m
+from fundtrack.query import nodes
 from fundtrack.query.aggregate import FlowDimension, aggregate_statement
 from fundtrack.records import FlowKind
 from fundtrack.web.filters import FlowFilter
@@ -66,15 +67,9 @@ def groups(conn: Connection, flt: FlowFilter, dims: list[FlowDimension]) -> list
 
 
 def org_names(conn: Connection, refs: set[str]) -> dict[str, str]:
-    t = m.Organisation.__table__
-    names: dict[str, str] = {}
-    refs = {r for r in refs if r}
-    ordered = sorted(refs)
-    for i in range(0, len(ordered), 500):
-        for ref, name in conn.execute(select(t.c.ref, t.c.name).where(t.c.ref.in_(ordered[i:i + 500]))):
-            if name:
-                names[ref] = name
-    return names
+    """A readable name per ref: the registry's, else the canonical organisation's
+    (:func:`fundtrack.query.nodes.names`, the one place that says how a page names one)."""
+    return nodes.names(conn, refs)
 
 
 @dataclass
@@ -172,7 +167,6 @@ def sankey(conn: Connection, flt: FlowFilter, basis: str = "cash", limit: int = 
     right = right[:limit]
     sk = Sankey(basis=label, left_filter=left_f.graphql(), right_filter=right_f.graphql(),
                 not_drawn=negative)
-    from fundtrack.query import nodes
     from fundtrack.query.sankey import place_label
 
     names = nodes.names(conn, {r["provider"] for r in left} | {r["reporting_org"] for r in left}
@@ -230,7 +224,6 @@ def donor_sankey(conn: Connection, flt: FlowFilter, by: str = "country") -> Any:
 def sankey_donors(conn: Connection, flt: FlowFilter, n: int = 30) -> list[tuple[str, str]]:
     """(ref, label) of the organisations reporting the most disbursements (USD) under the
     filter: the donors a reader can pick."""
-    from fundtrack.query import nodes
 
     rows = groups(conn, donor_filter(flt).with_kinds((FlowKind.DISBURSEMENT,)),
                   [FlowDimension.REPORTING_ORG])
