@@ -8,7 +8,7 @@ donor XM-DONOR, year 2020, pledge 1,000,000 (2020-01-10), disbursements:
   A2 sector 15220, DAC marker 1 (significant), "community early warning"
      300,000 -> XM-UNAGENCY activity XM-UNAGENCY-P1, earmarking 3, 2020-06-01
   A3 sector 12220 (health: out of scope), marker 2, 50,000 -> XM-DAC-21040 (CRS channel
-     21040, a WRO by wro.toml), earmarking 2, 2020-07-01
+     21040, a WRO by fundtrack/data/identity/wro.toml), earmarking 2, 2020-07-01
   A4 no sector, no marker, "support to the UNSCR 1325 national action plan" (scope by
      keyword), 100,000 -> XM-NGO, no earmarking, 2020-09-01, country LR
   A1 also 40,000 dated 2019-12-31 (another year: out).
@@ -38,6 +38,7 @@ from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.methods import count, get_method
+from fundtrack.registry import upsert_organization
 from fundtrack.accounting.subject import in_year, own_reports
 from fundtrack.accounting.tables import (
     ClassificationOverride,
@@ -114,10 +115,8 @@ def load_fixture(engine, tmp_path: Path) -> None:
         # the import date is not the publication date: timeliness must not read it
         c.execute(update(m.ImportBatch.__table__).values(
             created_at=datetime(2031, 1, 1, tzinfo=UTC)))
-        if c.execute(select(o.c.id).where(o.c.ref == "XM-WRO1")).first():
-            c.execute(update(o).where(o.c.ref == "XM-WRO1").values(is_womens_rights_org=True))
-        else:
-            c.execute(insert(o).values(ref="XM-WRO1", name="WRO one", is_womens_rights_org=True))
+        # through the registry, which refreshes the identity tables the WRO flag is read from
+        upsert_organization(c, "XM-WRO1", is_womens_rights_org=True)
 
 
 @pytest.fixture
