@@ -38,7 +38,6 @@ from fundtrack.accounting import trail_evidence as trace
 from fundtrack.accounting.classify import classify_all
 from fundtrack.accounting.items import load_items
 from fundtrack.accounting.methods import count, get_method
-from fundtrack.registry import upsert_organization
 from fundtrack.accounting.subject import in_year, own_reports
 from fundtrack.accounting.tables import (
     ClassificationOverride,
@@ -52,6 +51,7 @@ from fundtrack.accounting.tables import (
 from fundtrack.ingest.pipeline import import_file
 from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
+from fundtrack.registry import upsert_organization
 
 DONOR_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <iati-activities version="2.03" generated-datetime="2020-10-15T09:00:00Z">
@@ -110,7 +110,6 @@ def load_fixture(engine, tmp_path: Path) -> None:
         p.write_text(text, encoding="utf-8")
         res = import_file(engine, p)
         assert res.status == "applied", res.summary()
-    o = m.Organisation.__table__
     with engine.begin() as c:
         # the import date is not the publication date: timeliness must not read it
         c.execute(update(m.ImportBatch.__table__).values(
