@@ -37,7 +37,6 @@ def wro_refs(conn: Connection) -> WroRefs:
         co.c.is_womens_rights_org.is_(True), co.c.merged_into_id.is_(None))).all())
     refs = set(flagged.values())
     ids = list(flagged)
-    known = set()
     if ids:
         refs |= set(conn.execute(select(oi.c.value).where(oi.c.org_id.in_(ids))).scalars())
         refs |= set(conn.execute(select(pr.c.ref).where(pr.c.org_id.in_(ids), pr.c.ref != ""))
