@@ -502,3 +502,23 @@ def test_timeliness_takes_the_earliest_version(engine, tmp_path):
     assert "earlier version" in tm20.note
     # the 2021 disbursement exists only in the 2021 file: 2021-05-01 -> 2021-06-30, 60 days
     assert (tm21.numerator, tm21.denominator) == (1, 1)
+
+
+def test_a_decision_overrides_the_shipped_wro_list_and_undo_restores_it(fx):
+    """XM-DAC-21040 is flagged by fundtrack/data/identity/wro.toml; a flag_wro=false
+    decision takes its 50k out of the donor's direct WRO share; undo puts it back."""
+    from fundtrack.registry import decisions as dec
+
+    def direct() -> tuple[D, D]:
+        with fx.connect() as c:
+            it = reportcard.donor_card(c, "XM-DONOR", 2020).item("wro_direct_share")
+        return it.numerator, it.value
+
+    assert direct() == (D(150000), D(150000) / D(550000))
+    with fx.begin() as c:
+        row = dec.decide(c, dec.Decision("flag_wro", "XM-DAC-21040", "not a WRO here", None,
+                                         "false"), "test", "cli")
+    assert direct() == (D(100000), D(100000) / D(550000))
+    with fx.begin() as c:
+        dec.undo(c, row["id"], "test")
+    assert direct() == (D(150000), D(150000) / D(550000))
