@@ -8,7 +8,7 @@ donor XM-DONOR, year 2020, pledge 1,000,000 (2020-01-10), disbursements:
   A2 sector 15220, DAC marker 1 (significant), "community early warning"
      300,000 -> XM-UNAGENCY activity XM-UNAGENCY-P1, earmarking 3, 2020-06-01
   A3 sector 12220 (health: out of scope), marker 2, 50,000 -> XM-DAC-21040 (CRS channel
-     21040, a WRO by wro.toml), earmarking 2, 2020-07-01
+     21040, a WRO by fundtrack/data/identity/wro.toml), earmarking 2, 2020-07-01
   A4 no sector, no marker, "support to the UNSCR 1325 national action plan" (scope by
      keyword), 100,000 -> XM-NGO, no earmarking, 2020-09-01, country LR
   A1 also 40,000 dated 2019-12-31 (another year: out).
@@ -51,6 +51,7 @@ from fundtrack.accounting.tables import (
 from fundtrack.ingest.pipeline import import_file
 from fundtrack.ledger import tables as m
 from fundtrack.records import FlowKind
+from fundtrack.registry import upsert_organization
 
 DONOR_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <iati-activities version="2.03" generated-datetime="2020-10-15T09:00:00Z">
@@ -109,15 +110,12 @@ def load_fixture(engine, tmp_path: Path) -> None:
         p.write_text(text, encoding="utf-8")
         res = import_file(engine, p)
         assert res.status == "applied", res.summary()
-    o = m.Organisation.__table__
     with engine.begin() as c:
         # the import date is not the publication date: timeliness must not read it
         c.execute(update(m.ImportBatch.__table__).values(
             created_at=datetime(2031, 1, 1, tzinfo=UTC)))
-        if c.execute(select(o.c.id).where(o.c.ref == "XM-WRO1")).first():
-            c.execute(update(o).where(o.c.ref == "XM-WRO1").values(is_womens_rights_org=True))
-        else:
-            c.execute(insert(o).values(ref="XM-WRO1", name="WRO one", is_womens_rights_org=True))
+        # through the registry, which refreshes the identity tables the WRO flag is read from
+        upsert_organization(c, "XM-WRO1", is_womens_rights_org=True)
 
 
 @pytest.fixture
@@ -504,3 +502,23 @@ def test_timeliness_takes_the_earliest_version(engine, tmp_path):
     assert "earlier version" in tm20.note
     # the 2021 disbursement exists only in the 2021 file: 2021-05-01 -> 2021-06-30, 60 days
     assert (tm21.numerator, tm21.denominator) == (1, 1)
+
+
+def test_a_decision_overrides_the_shipped_wro_list_and_undo_restores_it(fx):
+    """XM-DAC-21040 is flagged by fundtrack/data/identity/wro.toml; a flag_wro=false
+    decision takes its 50k out of the donor's direct WRO share; undo puts it back."""
+    from fundtrack.registry import decisions as dec
+
+    def direct() -> tuple[D, D]:
+        with fx.connect() as c:
+            it = reportcard.donor_card(c, "XM-DONOR", 2020).item("wro_direct_share")
+        return it.numerator, it.value
+
+    assert direct() == (D(150000), D(150000) / D(550000))
+    with fx.begin() as c:
+        row = dec.decide(c, dec.Decision("flag_wro", "XM-DAC-21040", "not a WRO here", None,
+                                         "false"), "test", "cli")
+    assert direct() == (D(100000), D(100000) / D(550000))
+    with fx.begin() as c:
+        dec.undo(c, row["id"], "test")
+    assert direct() == (D(150000), D(150000) / D(550000))

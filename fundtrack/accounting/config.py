@@ -43,4 +43,7 @@ def fingerprint() -> str:
     for p in sorted(data_dir().glob("*.toml")):
         h.update(p.name.encode())
         h.update(p.read_bytes())
+    from fundtrack.identity.wro import WRO_FILE  # the WRO list the cards' shares read
+
+    h.update(WRO_FILE.read_bytes())
     return h.hexdigest()[:16]

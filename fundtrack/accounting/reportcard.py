@@ -47,7 +47,7 @@ from fundtrack.accounting.subject import (
     reporter_label,
     require_known,
 )
-from fundtrack.accounting.wro import reaches_wro, wro_refs
+from fundtrack.accounting.wro import channel_is_wro, reaches_wro, wro_refs
 from fundtrack.db.base import current
 from fundtrack.ledger import tables as m
 from fundtrack.money import SUM_CONTEXT, exact_sum
@@ -248,7 +248,6 @@ def _onward(conn: Connection, org: str | None, wros: set[str]) -> dict[tuple[str
          .where(A.depth >= 2, A.originator_ref.is_not(None)))
     if org is not None:
         q = q.where(denotes(A.originator_ref, org))
-    codes = [str(c) for c in load("wro").get("crs_channel_codes", [])]
     out: dict[tuple[str, int], dict[str, Any]] = defaultdict(
         lambda: {"usd": Decimal(0), "parts": 0, "wro_usd": Decimal(0)})
     for r in conn.execute(q):
@@ -258,8 +257,7 @@ def _onward(conn: Connection, org: str | None, wros: set[str]) -> dict[tuple[str
         if r.depth == 2:
             d["usd"] = SUM_CONTEXT.add(d["usd"], r.amount_usd)
             d["parts"] += 1
-        code = str((r.extra or {}).get("channel_code") or "")
-        if r.dst_org in wros or (code and code in codes):
+        if r.dst_org in wros or channel_is_wro((r.extra or {}).get("channel_code"), wros):
             d["wro_usd"] = SUM_CONTEXT.add(d["wro_usd"], r.amount_usd)
     return dict(out)
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from strawberry.types import Info
 
@@ -122,6 +124,35 @@ class MatchCandidate:
                    candidate_name=r["candidate_name"], rule=r["rule"], evidence=r["evidence"])
 
 
+@strawberry.type(description="An organisation the stated rules suggest as a women's rights "
+                 "organisation (docs/methodology.md, 'Women's rights organisations'). A "
+                 "suggestion flags nothing: a FLAG_WRO decision does.")
+class WroCandidate:
+    organization: CanonicalOrganization
+    rules: list[str] = strawberry.field(description=(
+        "The rules that suggested it: purpose (receiver of DAC 15170), name (says so in "
+        "one of the listed languages), type (an NGO type or none reported: the condition)."))
+    evidence: list[str] = strawberry.field(description="One line per rule.")
+    why: str = strawberry.field(description="'suggested as a women's rights organisation "
+                                "because ...': the evidence in one line.")
+    flagged: bool = strawberry.field(description="Already flagged (list, registry or decision).")
+    flows: int = strawberry.field(description="Current flows of purpose 15170 it receives.")
+    flows_usd: Decimal = strawberry.field(description="Their USD, summed exactly.")
+    flows_without_usd: int
+    example_activity: str | None
+    decide: str = strawberry.field(description="How to decide: the CLI command (the "
+                                   "mutation is decideOrganization with FLAG_WRO).")
+
+
+def _wro_candidate(c: Any, row: Any) -> WroCandidate:
+    return WroCandidate(
+        organization=CanonicalOrganization.from_row(row), rules=c.rules, evidence=c.evidence,
+        why=c.why, flagged=c.flagged, flows=c.flows, flows_usd=c.flows_usd,
+        flows_without_usd=c.flows_without_usd, example_activity=c.example_activity,
+        decide=f'fundtrack orgs flag "{c.ref}" wro --reason WHY' + (
+            " --off" if c.flagged else ""))
+
+
 @strawberry.type
 class OrganizationIdentity:
     """Identity fields of ``Organization`` (a mixin)."""
@@ -198,6 +229,23 @@ class IdentityQuery:
         t = Row.__table__
         return connection(info.context, q.candidates_query(),
                           [t.c.party_name, t.c.party_ref, t.c.id], MatchCandidate.from_row,
+                          PageArgs(first, after, last, before))
+
+    @strawberry.field(description="Organisations the stated rules suggest as women's rights "
+                      "organisations, each with its rules and evidence, by ref.")
+    async def wro_candidates(self, info: Info, include_flagged: bool = False,
+                             first: int | None = None, after: str | None = None,
+                             last: int | None = None, before: str | None = None,
+                             ) -> Connection[WroCandidate]:
+        from fundtrack.identity.tables import CanonicalOrg
+        from fundtrack.identity.wro import candidates
+
+        found = {c.org_id: c for c in await info.context.db(candidates)
+                 if include_flagged or not c.flagged}
+        t = CanonicalOrg.__table__
+        query = select(t).where(t.c.id.in_(sorted(found)))
+        return connection(info.context, query, [t.c.ref, t.c.id],
+                          lambda r: _wro_candidate(found[r["id"]], r),
                           PageArgs(first, after, last, before))
 
     @strawberry.field(description="People's decisions about who is who, oldest first.")

@@ -153,3 +153,25 @@ def export_cmd(path: Path) -> None:
     rows = _run(lambda c: dec.decisions(c), write=False)
     path.write_text(dec.to_toml(rows), "utf-8")
     click.echo(f"{len(rows)} decision(s) written to {path}")
+
+
+@orgs_group.command("wro-candidates")
+@click.option("--all", "include_flagged", is_flag=True, help="Those already flagged too.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def wro_candidates_cmd(include_flagged: bool, fmt: str) -> None:
+    """Organisations the stated rules suggest as women's rights organisations (receivers
+    of purpose 15170, names that say so, NGO or unknown type), each with its evidence.
+    A suggestion flags nothing: `fundtrack orgs flag SUBJECT wro --reason ...` does."""
+    from fundtrack.identity.wro import candidates
+
+    got = [c for c in _run(candidates, write=False) if include_flagged or not c.flagged]
+    if fmt == "json":
+        click.echo(json.dumps([{**c.__dict__, "flows_usd": str(c.flows_usd)} for c in got],
+                              indent=1))
+        return
+    for c in got:
+        state = "flagged" if c.flagged else "not flagged"
+        click.echo(f"{c.ref}  {c.name or ''}  [{state}; rules: {', '.join(c.rules)}]\n"
+                   f"  suggested because: {c.why}")
+    click.echo(f"{len(got)} candidate(s); decide with: fundtrack orgs flag SUBJECT wro "
+               "--reason WHY (or --off)")

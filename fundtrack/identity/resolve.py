@@ -394,6 +394,9 @@ def rebuild(conn: Connection) -> dict[str, Any]:
             org.pooled = org.pooled or bool(row.is_pooled_fund)
             org.wro = org.wro or bool(row.is_womens_rights_org)
             org.type = org.type or row.type
+    from fundtrack.identity.wro import apply_list
+
+    apply_list(r)  # the shipped WRO list; people's decisions below override it
     apply_decisions(r, r.decisions)
     t1 = time.perf_counter()
     before = _resolved(conn)

@@ -309,6 +309,8 @@ class OrganizationPage:
     match_count: int
     matches: list[Any]
     decisions: list[Any]
+    #: Why the stated rules suggest it as a women's rights organisation (None: they don't).
+    wro_candidate: Any = None
 
     @property
     def name(self) -> str | None:
@@ -325,6 +327,7 @@ def page(conn: Connection, ref: str, limit: int = 50) -> OrganizationPage | None
     """The organisation page's contents; None when nothing in the database names ``ref``
     (:func:`fundtrack.accounting.subject.known`)."""
     from fundtrack.accounting.subject import known
+    from fundtrack.identity import wro
     from fundtrack.identity.tables import OrgDecision, PartyResolution
     from fundtrack.query import identity
 
@@ -353,4 +356,4 @@ def page(conn: Connection, ref: str, limit: int = 50) -> OrganizationPage | None
         names=names_seen(conn, ref, org_refs), money=money(conn, ref),
         filters={d: money_api_where(ref, d) for d in Direction},
         activity_count=count, activities=lines, match_count=match_count, matches=matches,
-        decisions=decisions)
+        decisions=decisions, wro_candidate=next(iter(wro.candidates(conn, ref)), None))
