@@ -22,7 +22,10 @@ Order (docs/methodology.md, "Who is who"):
    ``name:<normalised name>``).
 
 The whole set of identity tables is rebuilt from the current ledger by :func:`rebuild`
-(the derived step ``identity``, first of :data:`fundtrack.derived.steps.STEPS`).
+(the derived step ``identity``, first of :data:`fundtrack.derived.steps.STEPS`, after
+``fundtrack recompute``, a decision or a registry edit); after an import or a revert,
+:mod:`fundtrack.identity.incremental` brings them up to date with the same
+:func:`resolve_set` and writes only what the batch changes.
 """
 
 from __future__ import annotations
@@ -345,6 +348,48 @@ _FLOW_PARTY_COLS = ("id", "provider_ref", "provider_name", "receiver_ref", "rece
                     "reporting_org_ref")
 
 
+def key(ref: str | None, name: str | None) -> tuple[str, str]:
+    """A party's key as ``party_resolution`` stores it: (ref, name cut to 300), '' for none."""
+    return ((ref or "").strip(), (name or "").strip()[:300])
+
+
+def registry_wanted(r: Resolver) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
+    """The registry's parties and their types: where every party set starts."""
+    wanted: set[tuple[str, str]] = set()
+    types: dict[tuple[str, str], str] = {}
+    for row in r.registry_parties:
+        wanted.add(key(row.ref, row.name))
+        if row.type:
+            types[key(row.ref, row.name)] = row.type
+    return wanted, types
+
+
+def resolve_set(r: Resolver, wanted: set[tuple[str, str]], types: dict[tuple[str, str], str]
+                ) -> dict[tuple[str, str], Resolution]:
+    """Resolve a whole party set in a fixed order (the result does not depend on the order
+    files came in), then apply the registry's flags and people's decisions. The same
+    set gives the same answers, whether a rebuild or an import's update computed it."""
+    parties: dict[tuple[str, str], Resolution] = {}
+    # CRS channel codes are bodies of the codelist, there before any party is compared
+    for ref in sorted({k[0] for k in wanted}):
+        crs = _CRS.match(ref)
+        if ref not in r.by_id and crs and crs.group(1) in r.crs and ref not in r.split_ids:
+            r.crs_org(crs.group(1))
+    # refs first (sorted), then name-only parties
+    for k in sorted(wanted, key=lambda k: (k[0] == "", k)):
+        if k != ("", ""):
+            parties[k] = r.resolve(k[0], k[1], types.get(k))
+    for row in r.registry_parties:
+        res = parties.get(key(row.ref, row.name))
+        if res is not None and res.org_ref:
+            org = r.orgs[res.org_ref]
+            org.pooled = org.pooled or bool(row.is_pooled_fund)
+            org.wro = org.wro or bool(row.is_womens_rights_org)
+            org.type = org.type or row.type
+    apply_decisions(r, r.decisions)
+    return parties
+
+
 def rebuild(conn: Connection) -> dict[str, Any]:
     """Rebuild every identity table (but ``org_decision``) from the current ledger."""
     t0 = time.perf_counter()
@@ -352,17 +397,8 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     f = m.Flow.__table__
     rows = conn.execute(select(*(f.c[c] for c in _FLOW_PARTY_COLS)).where(current(f))
                         .execution_options(yield_per=50_000)).all()
-    parties: dict[tuple[str, str], Resolution] = {}
 
-    def key(ref: str | None, name: str | None) -> tuple[str, str]:
-        return ((ref or "").strip(), (name or "").strip()[:300])
-
-    wanted: set[tuple[str, str]] = set()
-    types: dict[tuple[str, str], str] = {}
-    for row in r.registry_parties:
-        wanted.add(key(row.ref, row.name))
-        if row.type:
-            types[key(row.ref, row.name)] = row.type
+    wanted, types = registry_wanted(r)
     # activities' reporters and participating organisations (with their reported type)
     a, po = m.Activity.__table__, m.ParticipatingOrg.__table__
     for (rep,) in conn.execute(select(a.c.reporting_org_ref).distinct().where(current(a))):
@@ -378,23 +414,7 @@ def rebuild(conn: Connection) -> dict[str, Any]:
         wanted.add(key(pr, pn))
         wanted.add(key(rr, rn))
         wanted.add(key(rep, None))
-    # CRS channel codes are bodies of the codelist, there before any party is compared
-    for ref in sorted({k[0] for k in wanted}):
-        crs = _CRS.match(ref)
-        if ref not in r.by_id and crs and crs.group(1) in r.crs and ref not in r.split_ids:
-            r.crs_org(crs.group(1))
-    # refs first (sorted), then name-only parties: the result does not depend on file order
-    for k in sorted(wanted, key=lambda k: (k[0] == "", k)):
-        if k != ("", ""):
-            parties[k] = r.resolve(k[0], k[1], types.get(k))
-    for row in r.registry_parties:
-        res = parties.get(key(row.ref, row.name))
-        if res is not None and res.org_ref:
-            org = r.orgs[res.org_ref]
-            org.pooled = org.pooled or bool(row.is_pooled_fund)
-            org.wro = org.wro or bool(row.is_womens_rights_org)
-            org.type = org.type or row.type
-    apply_decisions(r, r.decisions)
+    parties = resolve_set(r, wanted, types)
     t1 = time.perf_counter()
     before = _resolved(conn)
     changed = any(before.get(k, r.final(x.org_ref)) != r.final(x.org_ref)
@@ -402,7 +422,7 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     # The trail's incremental update after an import assumes earlier flows keep their
     # organisations; when they did not, it rebuilds everything (derived.trail.recompute).
     conn.info[CHANGED] = conn.info.get(CHANGED, False) or changed
-    ids = _write(conn, r, parties)
+    ids = _write(conn, r, parties, types)
     pid = {k: ids.get(_final(r, x)) for k, x in parties.items()}  # type: ignore[arg-type]
     fp = cast(Table, t.FlowParty.__table__)
     # the indexes are built once after the load (a million rows: 4x faster on SQLite)
@@ -443,14 +463,28 @@ def _final(r: Resolver, res: Resolution | None) -> str | None:
     return r.final(res.org_ref) if res is not None and res.org_ref else None
 
 
-def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolution]
+def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolution],
+           types: dict[tuple[str, str], str], keep: dict[str, int] | None = None
            ) -> dict[str, int]:
     """Store the organisations, identifiers, names, resolutions and candidates; returns
-    {org ref: id}."""
-    dialect.empty(conn, "flow_party", "match_candidate", "party_resolution", "org_name",
-                  "org_identifier", "canonical_org")
+    {org ref: id}. With ``keep`` ({ref: id} as stored), an organisation keeps its id and
+    ``flow_party`` is left alone (an import's update rewrites only the rows it must);
+    without, every table is emptied and ids follow the refs' order."""
+    names_ = ("match_candidate", "party_resolution", "org_name", "org_identifier",
+              "canonical_org")
+    dialect.empty(conn, *(names_ if keep is not None else ("flow_party", *names_)))
     refs = sorted(r.orgs)
-    ids = {ref: i + 1 for i, ref in enumerate(refs)}
+    if keep is None:
+        ids = {ref: i + 1 for i, ref in enumerate(refs)}
+    else:
+        top = max(keep.values(), default=0)
+        ids = {}
+        for ref in refs:
+            if ref in keep:
+                ids[ref] = keep[ref]
+            else:
+                top += 1
+                ids[ref] = top
     orgs, idents, names = [], [], []
     final = {ref: ids[r.final(ref)] for ref in refs}
     for ref in refs:
@@ -475,7 +509,8 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
         rule, ev = x.rule, x.evidence
         if r.final(x.org_ref) != x.org_ref:
             rule, ev = "decision", f"{ev}; merged by decision into {r.final(x.org_ref)}"
-        res.append({"ref": ref, "name_key": name, "reported_type": None,
+        typ = (types.get((ref, name)) or "")[:10] or None
+        res.append({"ref": ref, "name_key": name, "reported_type": typ,
                     "org_id": final[x.org_ref], "rule": rule, "evidence": ev})
     cands = [{"party_ref": p, "party_name": n[:300], "org_id": final[o],
               "candidate_org_id": final[c], "rule": "name", "evidence": e}
@@ -489,12 +524,6 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
         for i in range(0, len(data), 50_000):
             bulk_insert(conn, table.__table__, data[i:i + 50_000])
     return {ref: final[ref] for ref in refs}
-
-
-def after_batch(conn: Connection, _batch_id: int) -> dict[str, int]:
-    """After an import or a revert: rebuild (the counts are left out of the batch's)."""
-    rebuild(conn)
-    return {}
 
 
 # -- lookups ---------------------------------------------------------------------------
