@@ -37,7 +37,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, delete, func, select, update
 
 from fundtrack.db import dialect
 from fundtrack.db.base import current
@@ -470,9 +470,9 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
     {org ref: id}. With ``keep`` ({ref: id} as stored), an organisation keeps its id and
     ``flow_party`` is left alone (an import's update rewrites only the rows it must);
     without, every table is emptied and ids follow the refs' order."""
-    names_ = ("match_candidate", "party_resolution", "org_name", "org_identifier",
-              "canonical_org")
-    dialect.empty(conn, *(names_ if keep is not None else ("flow_party", *names_)))
+    if keep is None:
+        dialect.empty(conn, "flow_party", "match_candidate", "party_resolution", "org_name",
+                      "org_identifier", "canonical_org")
     refs = sorted(r.orgs)
     if keep is None:
         ids = {ref: i + 1 for i, ref in enumerate(refs)}
@@ -518,12 +518,66 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
     tables: list[tuple[Any, list[dict[str, Any]]]] = [
         (t.CanonicalOrg, orgs), (t.OrgIdentifier, idents), (t.OrgName, names),
         (t.PartyResolution, res), (t.MatchCandidate, cands)]
+    if keep is not None:
+        _sync(conn, tables)
+        return {ref: final[ref] for ref in refs}
     for table, data in tables:
         for i, row in enumerate(data):
             row.setdefault("id", i + 1)
         for i in range(0, len(data), 50_000):
             bulk_insert(conn, table.__table__, data[i:i + 50_000])
     return {ref: final[ref] for ref in refs}
+
+
+def _sync(conn: Connection, tables: list[tuple[Any, list[dict[str, Any]]]]) -> None:
+    """Make the stored identity tables hold ``tables``' rows, writing only the difference
+    (an import changes a few organisations of tens of thousands). Organisations are
+    compared by their (kept) id and updated in place; the other tables by content: rows
+    gone are deleted (before any insert: an identifier may move to another organisation),
+    new rows inserted with fresh ids."""
+    (org_model, orgs), *children = tables
+    co = cast(Table, org_model.__table__)
+    cols = [c.name for c in co.columns]
+    old_orgs = {x.id: tuple(x) for x in conn.execute(select(*(co.c[c] for c in cols)))}
+    new_orgs = {o["id"]: tuple(o.get(c) for c in cols) for o in orgs}
+    plans = []
+    for model, data in children:
+        table = cast(Table, model.__table__)
+        ccols = [c.name for c in table.columns if c.name != "id"]
+        old: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for x in conn.execute(select(table.c.id, *(table.c[c] for c in ccols))):
+            old[tuple(x)[1:]].append(x.id)
+        gone: list[int] = []
+        new_rows: list[dict[str, Any]] = []
+        wanted: dict[tuple[Any, ...], int] = defaultdict(int)
+        for d in data:
+            wanted[tuple(d.get(c) for c in ccols)] += 1
+        for content, n in wanted.items():
+            have = old.get(content, [])
+            gone.extend(have[n:])
+            new_rows.extend(dict(zip(ccols, content, strict=True))
+                            for _ in range(max(0, n - len(have))))
+        for content, have in old.items():
+            if content not in wanted:
+                gone.extend(have)
+        plans.append((table, gone, new_rows))
+    for table, gone, _ in plans:
+        for i in range(0, len(gone), 1000):
+            conn.execute(delete(table).where(table.c.id.in_(gone[i:i + 1000])))
+    dead = sorted(set(old_orgs) - set(new_orgs))
+    for i in range(0, len(dead), 1000):
+        conn.execute(delete(co).where(co.c.id.in_(dead[i:i + 1000])))
+    for oid, content in new_orgs.items():
+        if oid in old_orgs and old_orgs[oid] != content:
+            conn.execute(update(co).where(co.c.id == oid)
+                         .values(dict(zip(cols, content, strict=True))))
+    bulk_insert(conn, co, [dict(zip(cols, content, strict=True))
+                           for oid, content in new_orgs.items() if oid not in old_orgs])
+    for table, _, new_rows in plans:
+        top = conn.execute(select(func.max(table.c.id))).scalar() or 0
+        for i, nr in enumerate(new_rows):
+            nr["id"] = top + i + 1
+        bulk_insert(conn, table, new_rows)
 
 
 # -- lookups ---------------------------------------------------------------------------
