@@ -41,7 +41,7 @@ import logging
 import time
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, func, or_, select, update
+from sqlalchemy import Connection, Table, delete, exists, func, or_, select, update
 
 from fundtrack.db.base import current
 from fundtrack.db.bulk import bulk_insert
@@ -234,9 +234,11 @@ def update_after(conn: Connection, batch_id: int, revert: bool = False) -> dict[
                                   for k, x in parties.items()}
     fp, f = cast(Table, t.FlowParty.__table__), cast(Table, m.Flow.__table__)
     if revert:
-        conn.execute(delete(fp).where(fp.c.flow_id.not_in(select(f.c.id).where(current(f)))))
+        # anti-joins as NOT EXISTS: PostgreSQL plans NOT IN over a million ids that do
+        # not fit work_mem as a rescan per row
+        conn.execute(delete(fp).where(~exists().where(f.c.id == fp.c.flow_id, current(f))))
         fresh = list(conn.execute(select(*(f.c[c] for c in _FCOLS)).where(
-            current(f), f.c.id.not_in(select(fp.c.flow_id)))))
+            current(f), ~exists().where(fp.c.flow_id == f.c.id))))
     else:
         # rows of the flows the batch replaced go; its own are (re)written: run twice,
         # the update gives the same tables
