@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select
 
 from fundtrack.db import make_engine
 from fundtrack.derived.trail.recompute import recompute
-from fundtrack.derived.trail.tables import Attribution, Movement
+from fundtrack.derived.trail.tables import Attribution, Movement, Reach
 from fundtrack.identity import resolve
 from fundtrack.identity import tables as t
 from fundtrack.ingest.pipeline import import_file, revert_batch
@@ -89,8 +89,9 @@ def snapshot(conn: Connection) -> dict[str, Any]:
     }
 
 
-def trail(conn: Connection) -> tuple[list[Any], list[Any]]:
-    """Movements and their attribution by content (flow ids, never movement ids)."""
+def trail(conn: Connection) -> tuple[list[Any], list[Any], list[Any]]:
+    """Movements, their attribution and the donor rollup by content (flow ids, never
+    movement ids)."""
     t, a = Movement.__table__, Attribution.__table__
     cols = (t.c.flow_id, t.c.mirror_flow_id, t.c.method, t.c.kind, t.c.src_org,
             t.c.src_activity, t.c.dst_org, t.c.dst_activity, t.c.amount, t.c.currency)
@@ -98,7 +99,11 @@ def trail(conn: Connection) -> tuple[list[Any], list[Any]]:
     attr = sorted((tuple(r) for r in conn.execute(
         select(t.c.flow_id, t.c.kind, a.c.originator_ref, a.c.untraced_reason, a.c.amount)
         .select_from(a.join(t, t.c.id == a.c.movement_id)))), key=repr)
-    return moves, attr
+    r = Reach.__table__
+    reach = sorted((tuple(x) for x in conn.execute(select(
+        r.c.originator_ref, r.c.kind, r.c.org, r.c.activity, r.c.currency, r.c.amount,
+        r.c.amount_usd, r.c.n, r.c.depth))), key=repr)
+    return moves, attr, reach
 
 
 def _check(eng: Any) -> dict[str, Any]:
@@ -117,6 +122,7 @@ def _check(eng: Any) -> dict[str, Any]:
         assert inc[k] == full[k], k
     assert inc_trail[0] == full_trail[0]
     assert inc_trail[1] == full_trail[1]
+    assert inc_trail[2] == full_trail[2]
     return inc
 
 
