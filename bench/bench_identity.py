@@ -7,7 +7,13 @@
    step left out (the trail then reads reported refs): the added share.
 2. ``identity.rebuild`` over ``--flows`` synthetic current flows (providers and receivers
    drawn from 20,000 refs and names, a fifth named only), as ``fundtrack recompute`` runs
-   it: seconds to resolve and to write ``flow_party``.
+   it: seconds to resolve and to write ``flow_party``; then the identity step after one
+   more batch of 500 such flows (a tenth with new organisations): the incremental update
+   (:mod:`fundtrack.identity.incremental`) against the rebuild it replaced.
+3. ``--batch``: a database of every shared IATI activity file but ``dportal_100.xml``
+   (imported one by one), then ``dportal_100.xml`` (514 flows) into a copy of it, once
+   with the identity step incremental and once with the full rebuild after the import
+   (what the step did before): the step's own time and the import's (SQLite).
 
 Not a test: numbers depend on the machine; docs/performance.md records a run.
 """
@@ -110,10 +116,93 @@ def bench_rebuild(n: int) -> None:
             t0 = time.perf_counter()
             out = resolve.rebuild(c)
             total = time.perf_counter() - t0
+        print(f"| {n:,} flows | {out['parties']:,} parties | {out['organisations']:,} orgs | "
+              f"resolve {out['seconds_identity_resolve']} s | write "
+              f"{out['seconds_identity_write']} s | total {total:.1f} s |")
+        _bench_batch_synthetic(eng, n, orgs, rng)
         eng.dispose()
-    print(f"| {n:,} flows | {out['parties']:,} parties | {out['organisations']:,} orgs | "
-          f"resolve {out['seconds_identity_resolve']} s | write "
-          f"{out['seconds_identity_write']} s | total {total:.1f} s |")
+
+
+def _bench_batch_synthetic(eng: object, n: int, orgs: list[tuple[str, str]],
+                           rng: random.Random) -> None:
+    """500 more flows as batch 2: the incremental step against a rebuild (rolled back)."""
+    from fundtrack.identity import incremental, resolve
+    from fundtrack.ledger import tables as m
+
+    with eng.begin() as c:  # type: ignore[attr-defined]
+        c.execute(insert(m.ImportBatch.__table__).values(
+            id=2, importer="bench", importer_version="0", file_name="bench2", sha256="1",
+            size_bytes=0, created_at=datetime.now(UTC), status="applied", counts={}))
+        rows = []
+        for i in range(500):
+            p = rng.choice(orgs)
+            r = (f"XX-NEW-{i}", f"New Organisation {i}") if i % 10 == 0 else rng.choice(orgs)
+            rows.append({"id": n + i + 1, "batch_id": 2, "kind": "DISBURSEMENT",
+                         "amount": "1", "currency": "USD", "value_date": date(2021, 1, 1),
+                         "reporting_org_ref": p[0], "provider_ref": p[0],
+                         "provider_name": p[1], "receiver_ref": r[0], "receiver_name": r[1]})
+        c.execute(insert(m.Flow.__table__), rows)
+    for label, run in (("incremental", lambda c: incremental.update_after(c, 2)),
+                       ("rebuild", resolve.rebuild)):
+        with eng.connect() as c:  # type: ignore[attr-defined]
+            t0 = time.perf_counter()
+            out = run(c)
+            total = time.perf_counter() - t0
+            c.rollback()
+        print(f"| +500 flows into {n:,} | identity step, {label} | {total:.2f} s | "
+              f"{out.get('flows_written', '')} flow_party rows written |")
+
+
+def bench_batch_real() -> None:
+    """dportal_100.xml into a database of the other shared IATI files (SQLite)."""
+    import shutil
+
+    from fundtrack.db.engine import make_engine
+    from fundtrack.db.migrate import upgrade
+    from fundtrack.derived import steps
+    from fundtrack.identity import resolve
+    from fundtrack.ingest.pipeline import import_file
+
+    data = ROOT.parent / "shared/data/iati-activity"
+    one = data / "dportal-covid19-2021/dportal_100.xml"
+    files = sorted(p for p in data.rglob("*.xml") if p != one)
+    with tempfile.TemporaryDirectory() as d:
+        base = f"{d}/base.db"
+        upgrade(f"sqlite:///{base}")
+        eng = make_engine(f"sqlite:///{base}")
+        t0 = time.perf_counter()
+        applied = sum(import_file(eng, p).status == "applied" for p in files)
+        eng.dispose()
+        print(f"base: {applied} of {len(files)} files applied in "
+              f"{time.perf_counter() - t0:.1f} s")
+        saved = steps.STEPS
+        for label in ("incremental", "rebuild"):
+            db = f"{d}/{label}.db"
+            shutil.copy(base, db)
+            spent: list[float] = []
+            ident = saved[0]
+            hook = ident.after_import if label == "incremental" else (
+                lambda c, _b: resolve.rebuild(c) and {})
+
+            def timed(c: object, b: int, hook: object = hook,
+                      spent: list[float] = spent) -> dict[str, int]:
+                t = time.perf_counter()
+                hook(c, b)  # type: ignore[operator]
+                spent.append(time.perf_counter() - t)
+                return {}
+
+            steps.STEPS = (steps.Step("identity", timed, ident.after_revert, ident.rebuild,
+                                      reads_registry=True, reports_counts=False), *saved[1:])
+            try:
+                eng = make_engine(f"sqlite:///{db}")
+                t0 = time.perf_counter()
+                res = import_file(eng, one)
+                total = time.perf_counter() - t0
+                eng.dispose()
+            finally:
+                steps.STEPS = saved
+            print(f"| {one.name} into the other {applied} files | identity step {label} | "
+                  f"{spent[0]:.3f} s | import {total:.2f} s | {res.status} |")
 
 
 def main() -> None:
@@ -122,7 +211,12 @@ def main() -> None:
     ap.add_argument("--flows", type=int, default=1_000_000)
     ap.add_argument("--pg", default=None)
     ap.add_argument("--rebuild-only", action="store_true")
+    ap.add_argument("--batch", action="store_true",
+                    help="only the real-file batch benchmark (3.)")
     args = ap.parse_args()
+    if args.batch:
+        bench_batch_real()
+        return
     if args.rebuild_only:
         bench_rebuild(args.flows)
         return

@@ -21,6 +21,7 @@ from fundtrack.accounting import stored as classification
 from fundtrack.db import dialect
 from fundtrack.derived.rollup import maintain as rollup
 from fundtrack.derived.trail import recompute as trail
+from fundtrack.identity import incremental as identity_batch
 from fundtrack.identity import resolve as identity
 from fundtrack.ledger import tables as m
 
@@ -51,7 +52,7 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     # first: the trail and the filters read canonical organisations (issue 15)
-    Step("identity", identity.after_batch, identity.after_batch, identity.rebuild,
+    Step("identity", identity_batch.after_import, identity_batch.after_revert, identity.rebuild,
          reads_registry=True, reports_counts=False),
     Step("trail", trail.after_import, _trail_after_revert, trail.recompute,
          reads_registry=True),

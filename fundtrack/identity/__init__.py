@@ -19,8 +19,11 @@ Public functions (import them from their modules):
   first, then the rules in order: identifier, identifier+name, name, new.
 - :func:`fundtrack.identity.resolve.rebuild` ``(conn)``: rebuild every identity table
   from seeds, registry, decisions and the current ledger (the derived step ``identity``,
-  run first in :data:`fundtrack.derived.steps.STEPS`); :func:`~.resolve.after_import`
-  ``(conn, batch_id)`` resolves a new batch's parties only.
+  run first in :data:`fundtrack.derived.steps.STEPS`: ``recompute``, decisions, registry
+  edits); :func:`fundtrack.identity.incremental.update_after` ``(conn, batch_id,
+  revert=False)``: the same answers after an import or a revert, writing ``flow_party``
+  only for the batch's flows and for earlier flows whose party changed organisation
+  (their ids go to the trail, which re-pairs them instead of rebuilding).
 - :func:`fundtrack.identity.resolve.canonical_ref` ``(conn, ref) -> str``: the canonical
   ref of an organisation known by any of its identifiers (``XM-DAC-41141`` ->
   ``FT-FUND-PBF``); the ref itself when unknown.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 ABBREVIATIONS = {
     "un": "united nations", "mfa": "ministry of foreign affairs", "govt": "government",
@@ -41,8 +42,11 @@ def _plain(text: str) -> str:
     return " ".join(words).replace("peace building", "peacebuilding")
 
 
+@lru_cache(maxsize=1 << 18)
 def normalise(name: str | None) -> str:
-    """The normalised form of ``name`` ('' for none); cut to 300 characters."""
+    """The normalised form of ``name`` ('' for none); cut to 300 characters. Cached: the
+    resolver normalises each party's name several times, and an import's update resolves
+    the whole party set again."""
     if not name or not name.strip():
         return ""
     text = name.strip()

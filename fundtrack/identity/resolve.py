@@ -22,7 +22,10 @@ Order (docs/methodology.md, "Who is who"):
    ``name:<normalised name>``).
 
 The whole set of identity tables is rebuilt from the current ledger by :func:`rebuild`
-(the derived step ``identity``, first of :data:`fundtrack.derived.steps.STEPS`).
+(the derived step ``identity``, first of :data:`fundtrack.derived.steps.STEPS`, after
+``fundtrack recompute``, a decision or a registry edit); after an import or a revert,
+:mod:`fundtrack.identity.incremental` brings them up to date with the same
+:func:`resolve_set` and writes only what the batch changes.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, delete, func, select, update
 
 from fundtrack.db import dialect
 from fundtrack.db.base import current
@@ -345,6 +348,51 @@ _FLOW_PARTY_COLS = ("id", "provider_ref", "provider_name", "receiver_ref", "rece
                     "reporting_org_ref")
 
 
+def key(ref: str | None, name: str | None) -> tuple[str, str]:
+    """A party's key as ``party_resolution`` stores it: (ref, name cut to 300), '' for none."""
+    return ((ref or "").strip(), (name or "").strip()[:300])
+
+
+def registry_wanted(r: Resolver) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
+    """The registry's parties and their types: where every party set starts."""
+    wanted: set[tuple[str, str]] = set()
+    types: dict[tuple[str, str], str] = {}
+    for row in r.registry_parties:
+        wanted.add(key(row.ref, row.name))
+        if row.type:
+            types[key(row.ref, row.name)] = row.type
+    return wanted, types
+
+
+def resolve_set(r: Resolver, wanted: set[tuple[str, str]], types: dict[tuple[str, str], str]
+                ) -> dict[tuple[str, str], Resolution]:
+    """Resolve a whole party set in a fixed order (the result does not depend on the order
+    files came in), then apply the registry's flags and people's decisions. The same
+    set gives the same answers, whether a rebuild or an import's update computed it."""
+    parties: dict[tuple[str, str], Resolution] = {}
+    # CRS channel codes are bodies of the codelist, there before any party is compared
+    for ref in sorted({k[0] for k in wanted}):
+        crs = _CRS.match(ref)
+        if ref not in r.by_id and crs and crs.group(1) in r.crs and ref not in r.split_ids:
+            r.crs_org(crs.group(1))
+    # refs first (sorted), then name-only parties
+    for k in sorted(wanted, key=lambda k: (k[0] == "", k)):
+        if k != ("", ""):
+            parties[k] = r.resolve(k[0], k[1], types.get(k))
+    for row in r.registry_parties:
+        res = parties.get(key(row.ref, row.name))
+        if res is not None and res.org_ref:
+            org = r.orgs[res.org_ref]
+            org.pooled = org.pooled or bool(row.is_pooled_fund)
+            org.wro = org.wro or bool(row.is_womens_rights_org)
+            org.type = org.type or row.type
+    from fundtrack.identity.wro import apply_list
+
+    apply_list(r)  # the shipped WRO list; people's decisions below override it
+    apply_decisions(r, r.decisions)
+    return parties
+
+
 def rebuild(conn: Connection) -> dict[str, Any]:
     """Rebuild every identity table (but ``org_decision``) from the current ledger."""
     t0 = time.perf_counter()
@@ -352,17 +400,8 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     f = m.Flow.__table__
     rows = conn.execute(select(*(f.c[c] for c in _FLOW_PARTY_COLS)).where(current(f))
                         .execution_options(yield_per=50_000)).all()
-    parties: dict[tuple[str, str], Resolution] = {}
 
-    def key(ref: str | None, name: str | None) -> tuple[str, str]:
-        return ((ref or "").strip(), (name or "").strip()[:300])
-
-    wanted: set[tuple[str, str]] = set()
-    types: dict[tuple[str, str], str] = {}
-    for row in r.registry_parties:
-        wanted.add(key(row.ref, row.name))
-        if row.type:
-            types[key(row.ref, row.name)] = row.type
+    wanted, types = registry_wanted(r)
     # activities' reporters and participating organisations (with their reported type)
     a, po = m.Activity.__table__, m.ParticipatingOrg.__table__
     for (rep,) in conn.execute(select(a.c.reporting_org_ref).distinct().where(current(a))):
@@ -378,26 +417,7 @@ def rebuild(conn: Connection) -> dict[str, Any]:
         wanted.add(key(pr, pn))
         wanted.add(key(rr, rn))
         wanted.add(key(rep, None))
-    # CRS channel codes are bodies of the codelist, there before any party is compared
-    for ref in sorted({k[0] for k in wanted}):
-        crs = _CRS.match(ref)
-        if ref not in r.by_id and crs and crs.group(1) in r.crs and ref not in r.split_ids:
-            r.crs_org(crs.group(1))
-    # refs first (sorted), then name-only parties: the result does not depend on file order
-    for k in sorted(wanted, key=lambda k: (k[0] == "", k)):
-        if k != ("", ""):
-            parties[k] = r.resolve(k[0], k[1], types.get(k))
-    for row in r.registry_parties:
-        res = parties.get(key(row.ref, row.name))
-        if res is not None and res.org_ref:
-            org = r.orgs[res.org_ref]
-            org.pooled = org.pooled or bool(row.is_pooled_fund)
-            org.wro = org.wro or bool(row.is_womens_rights_org)
-            org.type = org.type or row.type
-    from fundtrack.identity.wro import apply_list
-
-    apply_list(r)  # the shipped WRO list; people's decisions below override it
-    apply_decisions(r, r.decisions)
+    parties = resolve_set(r, wanted, types)
     t1 = time.perf_counter()
     before = _resolved(conn)
     changed = any(before.get(k, r.final(x.org_ref)) != r.final(x.org_ref)
@@ -405,7 +425,7 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     # The trail's incremental update after an import assumes earlier flows keep their
     # organisations; when they did not, it rebuilds everything (derived.trail.recompute).
     conn.info[CHANGED] = conn.info.get(CHANGED, False) or changed
-    ids = _write(conn, r, parties)
+    ids = _write(conn, r, parties, types)
     pid = {k: ids.get(_final(r, x)) for k, x in parties.items()}  # type: ignore[arg-type]
     fp = cast(Table, t.FlowParty.__table__)
     # the indexes are built once after the load (a million rows: 4x faster on SQLite)
@@ -446,14 +466,28 @@ def _final(r: Resolver, res: Resolution | None) -> str | None:
     return r.final(res.org_ref) if res is not None and res.org_ref else None
 
 
-def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolution]
+def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolution],
+           types: dict[tuple[str, str], str], keep: dict[str, int] | None = None
            ) -> dict[str, int]:
     """Store the organisations, identifiers, names, resolutions and candidates; returns
-    {org ref: id}."""
-    dialect.empty(conn, "flow_party", "match_candidate", "party_resolution", "org_name",
-                  "org_identifier", "canonical_org")
+    {org ref: id}. With ``keep`` ({ref: id} as stored), an organisation keeps its id and
+    ``flow_party`` is left alone (an import's update rewrites only the rows it must);
+    without, every table is emptied and ids follow the refs' order."""
+    if keep is None:
+        dialect.empty(conn, "flow_party", "match_candidate", "party_resolution", "org_name",
+                      "org_identifier", "canonical_org")
     refs = sorted(r.orgs)
-    ids = {ref: i + 1 for i, ref in enumerate(refs)}
+    if keep is None:
+        ids = {ref: i + 1 for i, ref in enumerate(refs)}
+    else:
+        top = max(keep.values(), default=0)
+        ids = {}
+        for ref in refs:
+            if ref in keep:
+                ids[ref] = keep[ref]
+            else:
+                top += 1
+                ids[ref] = top
     orgs, idents, names = [], [], []
     final = {ref: ids[r.final(ref)] for ref in refs}
     for ref in refs:
@@ -478,7 +512,8 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
         rule, ev = x.rule, x.evidence
         if r.final(x.org_ref) != x.org_ref:
             rule, ev = "decision", f"{ev}; merged by decision into {r.final(x.org_ref)}"
-        res.append({"ref": ref, "name_key": name, "reported_type": None,
+        typ = (types.get((ref, name)) or "")[:10] or None
+        res.append({"ref": ref, "name_key": name, "reported_type": typ,
                     "org_id": final[x.org_ref], "rule": rule, "evidence": ev})
     cands = [{"party_ref": p, "party_name": n[:300], "org_id": final[o],
               "candidate_org_id": final[c], "rule": "name", "evidence": e}
@@ -486,6 +521,9 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
     tables: list[tuple[Any, list[dict[str, Any]]]] = [
         (t.CanonicalOrg, orgs), (t.OrgIdentifier, idents), (t.OrgName, names),
         (t.PartyResolution, res), (t.MatchCandidate, cands)]
+    if keep is not None:
+        _sync(conn, tables)
+        return {ref: final[ref] for ref in refs}
     for table, data in tables:
         for i, row in enumerate(data):
             row.setdefault("id", i + 1)
@@ -494,10 +532,55 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
     return {ref: final[ref] for ref in refs}
 
 
-def after_batch(conn: Connection, _batch_id: int) -> dict[str, int]:
-    """After an import or a revert: rebuild (the counts are left out of the batch's)."""
-    rebuild(conn)
-    return {}
+def _sync(conn: Connection, tables: list[tuple[Any, list[dict[str, Any]]]]) -> None:
+    """Make the stored identity tables hold ``tables``' rows, writing only the difference
+    (an import changes a few organisations of tens of thousands). Organisations are
+    compared by their (kept) id and updated in place; the other tables by content: rows
+    gone are deleted (before any insert: an identifier may move to another organisation),
+    new rows inserted with fresh ids."""
+    (org_model, orgs), *children = tables
+    co = cast(Table, org_model.__table__)
+    cols = [c.name for c in co.columns]
+    old_orgs = {x.id: tuple(x) for x in conn.execute(select(*(co.c[c] for c in cols)))}
+    new_orgs = {o["id"]: tuple(o.get(c) for c in cols) for o in orgs}
+    plans = []
+    for model, data in children:
+        table = cast(Table, model.__table__)
+        ccols = [c.name for c in table.columns if c.name != "id"]
+        old: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for x in conn.execute(select(table.c.id, *(table.c[c] for c in ccols))):
+            old[tuple(x)[1:]].append(x.id)
+        gone: list[int] = []
+        new_rows: list[dict[str, Any]] = []
+        wanted: dict[tuple[Any, ...], int] = defaultdict(int)
+        for d in data:
+            wanted[tuple(d.get(c) for c in ccols)] += 1
+        for content, n in wanted.items():
+            have = old.get(content, [])
+            gone.extend(have[n:])
+            new_rows.extend(dict(zip(ccols, content, strict=True))
+                            for _ in range(max(0, n - len(have))))
+        for content, have in old.items():
+            if content not in wanted:
+                gone.extend(have)
+        plans.append((table, gone, new_rows))
+    for table, gone, _ in plans:
+        for i in range(0, len(gone), 1000):
+            conn.execute(delete(table).where(table.c.id.in_(gone[i:i + 1000])))
+    dead = sorted(set(old_orgs) - set(new_orgs))
+    for i in range(0, len(dead), 1000):
+        conn.execute(delete(co).where(co.c.id.in_(dead[i:i + 1000])))
+    for oid, content in new_orgs.items():
+        if oid in old_orgs and old_orgs[oid] != content:
+            conn.execute(update(co).where(co.c.id == oid)
+                         .values(dict(zip(cols, content, strict=True))))
+    bulk_insert(conn, co, [dict(zip(cols, content, strict=True))
+                           for oid, content in new_orgs.items() if oid not in old_orgs])
+    for table, _, new_rows in plans:
+        top = conn.execute(select(func.max(table.c.id))).scalar() or 0
+        for i, nr in enumerate(new_rows):
+            nr["id"] = top + i + 1
+        bulk_insert(conn, table, new_rows)
 
 
 # -- lookups ---------------------------------------------------------------------------

@@ -715,12 +715,14 @@ def _old_movements(conn: Connection, flow_ids: set[int]) -> list[Any]:
     return list(rows.values())
 
 
-def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
-           ) -> tuple[dict[str, int], set[tuple[str, str]]]:
+def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
+           extra: Iterable[int] = ()) -> tuple[dict[str, int], set[tuple[str, str]]]:
     """Incremental: rebuild the movements of the organisation pairs a batch touched.
 
-    Only the flows of those pairs are loaded (by index), not the ledger. Returns counts
-    and the accounts whose money may have changed (for attribution).
+    Only the flows of those pairs are loaded (by index), not the ledger. ``extra``: ids of
+    earlier flows whose canonical provider or receiver the identity step changed; their
+    pairs (old and new) are rebuilt too. Returns counts and the accounts whose money may
+    have changed (for attribution).
     """
     cfg = cfg or TrailConfig()
     f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
@@ -730,6 +732,10 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None
         (a.c.batch_id == batch_id) | (a.c.superseded_by == batch_id))).scalars()))
     seed: dict[int, CashFlow] = {fl.id: fl for fl in load_cash_flows(
         conn, acts, f.c.batch_id == batch_id)}
+    extra_ids = sorted(set(extra))
+    for i in range(0, len(extra_ids), 500):
+        for fl in load_cash_flows(conn, acts, f.c.id.in_(extra_ids[i:i + 500])):
+            seed[fl.id] = fl
     for i in range(0, len(idents), 500):
         chunk = idents[i:i + 500]
         cur_acts = select(a.c.id).where(a.c.iati_identifier.in_(chunk),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,8 @@ from sqlalchemy import Connection
 from fundtrack.derived.trail import attribution, funds, links, movements
 from fundtrack.derived.trail.config import TrailConfig
 from fundtrack.ledger.writer import lock_ledger
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -67,13 +70,23 @@ def _recompute(conn: Connection, cfg: TrailConfig | None) -> dict[str, Any]:
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     """Incremental: links of the batch, movements of the pairs it touched, attribution
     downstream; everything when the identity step moved earlier flows' parties."""
+    from fundtrack.identity.incremental import CHANGED_FLOWS, REPORTERS_MOVED
     from fundtrack.identity.resolve import CHANGED
 
-    if conn.info.pop(CHANGED, False):  # earlier flows changed organisation: all of it
+    moved = conn.info.pop(CHANGED_FLOWS, None)
+    reporters = conn.info.pop(REPORTERS_MOVED, False)
+    if conn.info.pop(CHANGED, False) and (moved is None or reporters):
+        # earlier flows changed organisation and which ones is not known, or a reporter
+        # moved (every activity it reports names another account): all of it
+        log.info("trail: rebuilt after batch %d: %s", batch_id,
+                 "a reporting organisation's identity changed" if reporters
+                 else "identity was rebuilt")
         return {k: int(v) for k, v in recompute(conn).items() if not k.startswith("seconds")}
     cfg = TrailConfig()
     out = links.after_import(conn, batch_id)
-    counts, touched = movements.update(conn, batch_id, cfg)
+    # earlier flows whose provider or receiver now is another organisation are re-paired
+    # with the batch's: their old movements go, their new pairs are rebuilt
+    counts, touched = movements.update(conn, batch_id, cfg, extra=moved or ())
     out.update(counts)
     out.update(attribution.update(conn, touched, cfg))
     return out

@@ -1,0 +1,172 @@
+"""The identity step after an import or a revert (issue 15/17): it touches the batch's
+parties and flows only, and gives the same canonical answers as ``identity.rebuild`` on the
+final ledger (compared by canonical ref, since organisation ids differ).
+
+Real shared files, imported one by one; a changed copy of one of them (a receiver that
+another file names only by name, "ActionAid Zimbabwe", given an identifier; a party
+renamed) re-imported over it, which moves the earlier name-only party; a second copy
+without the rename over that (the renamed party is named by nothing current: dropped); an
+FTS file imported and reverted; both copies reverted (the flows they replaced come back).
+Each step is checked against ``identity.rebuild`` of the same ledger.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+from sqlalchemy import Connection, select
+
+from fundtrack.db import make_engine
+from fundtrack.derived.trail.recompute import recompute
+from fundtrack.derived.trail.tables import Attribution, Movement, Reach
+from fundtrack.identity import resolve
+from fundtrack.identity import tables as t
+from fundtrack.ingest.pipeline import import_file, revert_batch
+from fundtrack.ledger import tables as m
+from tests.conftest import SHARED
+
+DPORTAL = SHARED / "iati-activity" / "dportal-covid19-2021"
+FILES = [DPORTAL / "dportal_15.xml", DPORTAL / "dportal_118.xml", DPORTAL / "dportal_130.xml"]
+FTS = sorted((SHARED / "fts-json").glob("custom-search-locationid-*.json"))[0]
+NAME, REF = "ActionAid Zimbabwe", "ZZ-TEST-AAZ"
+OLD = ("US-EIN-84-3058143", "Moving Well Project International")
+RENAMED = (OLD[0], OLD[1] + " (renamed)")
+
+
+def _changed_copy(tmp: Path, rename: bool) -> Path:
+    """dportal_118.xml (no receiver-org anywhere) whose first transaction now names its
+    receiver: ``REF``, ``NAME``; with ``rename``, ``OLD`` named ``RENAMED`` wherever it
+    appears."""
+    tree = etree.parse(str(DPORTAL / "dportal_118.xml"))
+    tx = next(tree.iter("transaction"))
+    prov = tx.find("provider-org")
+    rec = etree.Element("receiver-org", ref=REF)
+    etree.SubElement(rec, "narrative").text = NAME
+    prov.addnext(rec)
+    for n in tree.iter("narrative"):
+        if rename and n.text == OLD[1]:
+            n.text = RENAMED[1]
+    out = tmp / f"dportal_118{'-renamed' if rename else ''}.xml"
+    tree.write(str(out), xml_declaration=True, encoding="utf-8")
+    return out
+
+
+def _name_only_receivers(path: Path, name: str) -> int:
+    """Transactions whose receiver-org has no ref and is named ``name`` (lxml)."""
+    tree = etree.parse(str(path))
+    return sum(1 for r in tree.iter("receiver-org") if not r.get("ref")
+               and (r.findtext("narrative") or "").strip() == name)
+
+
+def snapshot(conn: Connection) -> dict[str, Any]:
+    """Canonical answers of the identity tables, by ref (not by id)."""
+    co, fp = t.CanonicalOrg.__table__, t.FlowParty.__table__
+    orgs = {r.id: (r.ref, r.merged_into_id) for r in conn.execute(select(co))}
+
+    def ref(oid: int | None) -> str | None:
+        while oid is not None and orgs[oid][1] is not None:
+            oid = orgs[oid][1]
+        return None if oid is None else orgs[oid][0]
+
+    pr, oi, on, mc = (t.PartyResolution.__table__, t.OrgIdentifier.__table__,
+                      t.OrgName.__table__, t.MatchCandidate.__table__)
+    f = m.Flow.__table__
+    return {
+        "current_flows": set(conn.execute(select(f.c.id).where(f.c.superseded_by.is_(None)))
+                             .scalars()),
+        "flow_party": {r.flow_id: (ref(r.provider_org_id), ref(r.receiver_org_id),
+                                   ref(r.reporter_org_id)) for r in conn.execute(select(fp))},
+        "parties": {(r.ref, r.name_key): (ref(r.org_id), r.rule)
+                    for r in conn.execute(select(pr))},
+        "identifiers": {(r.value, ref(r.org_id), r.scheme) for r in conn.execute(select(oi))},
+        "names": {(r.name, ref(r.org_id)) for r in conn.execute(select(on))},
+        "candidates": {(r.party_ref, r.party_name, ref(r.org_id), ref(r.candidate_org_id))
+                       for r in conn.execute(select(mc))},
+        "orgs": {(r.ref, r.name, r.type, r.is_pooled_fund, r.is_womens_rights_org)
+                 for r in conn.execute(select(co)) if r.merged_into_id is None},
+    }
+
+
+def trail(conn: Connection) -> tuple[list[Any], list[Any], list[Any]]:
+    """Movements, their attribution and the donor rollup by content (flow ids, never
+    movement ids)."""
+    t, a = Movement.__table__, Attribution.__table__
+    cols = (t.c.flow_id, t.c.mirror_flow_id, t.c.method, t.c.kind, t.c.src_org,
+            t.c.src_activity, t.c.dst_org, t.c.dst_activity, t.c.amount, t.c.currency)
+    moves = sorted(tuple(r) for r in conn.execute(select(*cols)))
+    attr = sorted((tuple(r) for r in conn.execute(
+        select(t.c.flow_id, t.c.kind, a.c.originator_ref, a.c.untraced_reason, a.c.amount)
+        .select_from(a.join(t, t.c.id == a.c.movement_id)))), key=repr)
+    r = Reach.__table__
+    reach = sorted((tuple(x) for x in conn.execute(select(
+        r.c.originator_ref, r.c.kind, r.c.org, r.c.activity, r.c.currency, r.c.amount,
+        r.c.amount_usd, r.c.n, r.c.depth))), key=repr)
+    return moves, attr, reach
+
+
+def _check(eng: Any) -> dict[str, Any]:
+    """The incremental tables against a rebuild of the same ledger (rolled back): identity
+    and, since the trail's incremental path reads it, the money trail too."""
+    with eng.connect() as conn:
+        inc = snapshot(conn)
+        inc_trail = trail(conn)
+        resolve.rebuild(conn)
+        full = snapshot(conn)
+        recompute(conn)
+        full_trail = trail(conn)
+        conn.rollback()
+    assert set(inc["flow_party"]) == inc["current_flows"]
+    for k in full:
+        assert inc[k] == full[k], k
+    assert inc_trail[0] == full_trail[0]
+    assert inc_trail[1] == full_trail[1]
+    assert inc_trail[2] == full_trail[2]
+    return inc
+
+
+def test_incremental_identity_equals_rebuild(db_factory: Any, tmp_path: Path) -> None:
+    url = db_factory.new_url()
+    eng = make_engine(url)
+    try:
+        for path in FILES:
+            assert import_file(eng, path).status == "applied", path
+            _check(eng)
+        before = _check(eng)
+        aaz = {k: v for k, v in before["parties"].items() if k == ("", NAME)}
+        assert aaz[("", NAME)][0] == "name:actionaid zimbabwe"
+        expected = _name_only_receivers(DPORTAL / "dportal_15.xml", NAME)
+        assert expected == 15
+        changed = import_file(eng, _changed_copy(tmp_path, rename=True))
+        assert changed.status == "applied"
+        after = _check(eng)
+        # the earlier name-only party now resolves (name rule) to the new identifier, and
+        # so do dportal_15's flows, which the re-import did not carry
+        assert after["parties"][("", NAME)] == (REF, "name")
+        moved = [fid for fid, (_, rec, _) in after["flow_party"].items()
+                 if rec == REF and before["flow_party"].get(fid, (None,) * 3)[1]
+                 == "name:actionaid zimbabwe"]
+        assert len(moved) == expected
+        # OLD stays: the organisation registry still names it (imports keep what they met)
+        assert OLD in after["parties"] and RENAMED in after["parties"]
+        # the same change without the rename, over it: RENAMED was named only by the rows
+        # this import replaces (and not by the registry): dropped, as a rebuild drops it
+        again = import_file(eng, _changed_copy(tmp_path, rename=False))
+        assert again.status == "applied"
+        assert RENAMED not in _check(eng)["parties"]
+        fts = import_file(eng, FTS)
+        assert fts.status == "applied"
+        _check(eng)
+        revert_batch(eng, fts.batch_id)
+        _check(eng)
+        revert_batch(eng, again.batch_id)  # the renamed copy's flows are current again
+        assert RENAMED in _check(eng)["parties"]
+        revert_batch(eng, changed.batch_id)  # dportal_118's original flows are current again
+        back = _check(eng)
+        assert back["parties"][("", NAME)] == ("name:actionaid zimbabwe", "new")
+        assert (REF, NAME) not in back["parties"] and RENAMED not in back["parties"]
+        assert back["flow_party"] == before["flow_party"]
+    finally:
+        eng.dispose()
+        db_factory.drop(url)
