@@ -52,6 +52,15 @@ log = logging.getLogger(__name__)
 _CRS = re.compile(r"^(?:XM-DAC-)?(\d{5})$")
 
 
+def ref_is_a_name(ref: str) -> bool:
+    """Whether a reported ref is really a name: words with lower-case letters separated
+    by spaces. Identifiers are codes ("XM-DAC-3-1", "GB-COH-1234"; even "BG - 11001",
+    spaced, stays an identifier)."""
+    words = ref.split()
+    return len(words) >= 2 and any(c.islower() for c in ref) and sum(
+        1 for w in words if any(c.isalpha() for c in w)) >= 2
+
+
 def scheme_of(ref: str) -> str:
     """The identifier scheme a reported ref belongs to, from its shape."""
     if ref.startswith("FTS-ORG-"):
@@ -188,8 +197,14 @@ class Resolver:
         """Resolve one reported party; creates its organisation when nothing matches."""
         ref = (ref or "").strip()
         name = (name or "").strip() or None
-        n = normalise(name)
         misused = ""
+        if ref and ref_is_a_name(ref):
+            # "Denmark - Ministry of Foreign Affairs" in a ref attribute: a name, matched
+            # as one (an identifier of its own would keep it apart from its organisation)
+            misused = f"the reported ref {ref!r} is a name, not an identifier; "
+            name = name or ref
+            ref = ""
+        n = normalise(name)
         if ref and ref in self.split_ids:
             org = self._own(ref, name, rtype)
             return Resolution(org.ref, "decision",
@@ -375,8 +390,8 @@ def resolve_set(r: Resolver, wanted: set[tuple[str, str]], types: dict[tuple[str
         crs = _CRS.match(ref)
         if ref not in r.by_id and crs and crs.group(1) in r.crs and ref not in r.split_ids:
             r.crs_org(crs.group(1))
-    # refs first (sorted), then name-only parties
-    for k in sorted(wanted, key=lambda k: (k[0] == "", k)):
+    # refs first (sorted), then name-only parties (a ref that is really a name is one)
+    for k in sorted(wanted, key=lambda k: (k[0] == "" or ref_is_a_name(k[0]), k)):
         if k != ("", ""):
             parties[k] = r.resolve(k[0], k[1], types.get(k))
     for row in r.registry_parties:
