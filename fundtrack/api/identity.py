@@ -293,10 +293,6 @@ class OrganizationDecisionPayload:
     errors: list[Annotated[UserError, strawberry.lazy("fundtrack.api.mutations")]]
 
 
-def _who(viewer: Any) -> str:
-    return f"token:{viewer.token_id} {viewer.label or ''}".strip()
-
-
 @strawberry.type
 class IdentityMutation:
     @strawberry.mutation(description=(
@@ -315,7 +311,7 @@ class IdentityMutation:
 
         def run() -> Any:
             with ctx.engine.begin() as conn:
-                return dec.decide(conn, d, _who(ctx.viewer), "api")
+                return dec.decide(conn, d, ctx.viewer.who, "api")
         try:
             row = await run_in_threadpool(run)
         except dec.DecisionError as exc:
@@ -337,7 +333,7 @@ class IdentityMutation:
 
         def run() -> Any:
             with ctx.engine.begin() as conn:
-                return dec.undo(conn, input.number, _who(ctx.viewer))
+                return dec.undo(conn, input.number, ctx.viewer.who)
         try:
             row = await run_in_threadpool(run)
         except dec.DecisionError as exc:

@@ -188,7 +188,7 @@ class LedgerMutation:
                     fmt = fmt or "spreadsheet"
                 return import_file(ctx.engine, upload.file, filename=name, fmt=fmt,
                                    dry_run=input.dry_run, strict=input.strict,
-                                   imported_by=f"token:{viewer.token_id} {viewer.label or ''}".strip(),
+                                   imported_by=viewer.who,
                                    allowed_publishers=allowed, options=options)
 
         try:

@@ -166,7 +166,7 @@ class CountryFactSheet:
 
 
 def _actor(viewer: Viewer) -> Actor:
-    return Actor(f"token:{viewer.token_id} {viewer.label or ''}".strip(), "api")
+    return Actor(viewer.who, "api")
 
 
 def _json(row: Any) -> Any:

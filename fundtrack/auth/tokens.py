@@ -38,6 +38,12 @@ class Viewer:
     def is_anonymous(self) -> bool:
         return self.role == ANONYMOUS
 
+    @property
+    def who(self) -> str:
+        """How records name this caller (an import's ``imported_by``, a decision's or a
+        WPS edit's author): ``token:<id> <label>``."""
+        return f"token:{self.token_id} {self.label or ''}".strip()
+
 
 ANONYMOUS_VIEWER = Viewer()
 
