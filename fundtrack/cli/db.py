@@ -40,7 +40,7 @@ def _safe_url(url: str) -> str:
 
 @click.command("recompute")
 def recompute_cmd() -> None:
-    """Rebuild every derived table (money trail, classification, rollup) from the ledger."""
+    """Rebuild every derived table (identity, money trail, classification, rollup) from the ledger."""
     from fundtrack.derived import steps as derived
 
     engine = make_engine(statement_timeout_ms=0)
