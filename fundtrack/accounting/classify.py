@@ -60,57 +60,96 @@ def fts_clusters(extra: dict[str, Any]) -> set[str]:
     return {part.split(":", 1)[0].strip() for part in raw.split(";") if ":" in part}
 
 
-def _in_rule_sectors(rule: dict[str, Any], code: str) -> bool:
-    if code in rule.get("sectors", []):
-        return True
-    return len(code) == 5 and code.isdigit() and any(
-        lo <= code <= hi for lo, hi in rule.get("sector_ranges", []))
+class CompiledRule:
+    """One rule of ``rules.toml`` read once: its code sets, keyword and exclude regexes.
+
+    Matching a flow against the parsed dict looked every key up and rebuilt every set per
+    flow and rule (18 rules x 53,000 flows of a many-file load); this does it once per rule.
+    """
+
+    __slots__ = ("id", "sets", "any_mode", "gated", "sectors", "ranges", "tags", "clusters",
+                 "min_share", "markers", "keywords", "has_keywords", "exclude")
+
+    def __init__(self, rule: dict[str, Any]) -> None:
+        self.id: str = rule.get("id", "?")
+        self.sets: tuple[str, ...] = tuple(rule.get("sets", ()))
+        self.any_mode = rule.get("match") == "any"
+        self.gated = any(rule.get(k) for k in GATE_KEYS)
+        self.sectors = frozenset(rule.get("sectors", ()))
+        self.ranges = tuple((lo, hi) for lo, hi in rule.get("sector_ranges", ()))
+        self.tags = frozenset(t.lower() for t in rule.get("tags", ()))
+        self.clusters = frozenset(rule.get("clusters", ()))
+        self.min_share = float(rule["min_share"]) if "min_share" in rule else None
+        markers = rule.get("markers")
+        self.markers = None if markers is None else tuple(markers)
+        self.keywords = _keyword_re(tuple(rule.get("keywords", [])))
+        self.has_keywords = bool(rule.get("keywords"))
+        self.exclude = _keyword_re(tuple(rule.get("exclude", [])))
+
+    def in_sectors(self, code: str) -> bool:
+        if code in self.sectors:
+            return True
+        return len(code) == 5 and code.isdigit() and any(
+            lo <= code <= hi for lo, hi in self.ranges)
+
+    def gate(self, f: Features) -> bool:
+        """Any of the rule's codes: DAC sector, sector range, donor code or FTS global cluster."""
+        if any(self.in_sectors(c) for c in f.sectors):
+            return True
+        return bool(f.tags & self.tags) or bool(f.clusters & self.clusters)
+
+    def narrow(self, f: Features) -> bool:
+        """The secondary conditions: a gender marker in ``markers`` or a word of
+        ``keywords`` in the text (either will do when both are given); ``exclude`` words
+        veto; ``min_share``: the rule's DAC codes are at least that share of the item's."""
+        if self.exclude and f.text and self.exclude.search(f.text):
+            return False
+        if self.min_share is not None:
+            share = (sum(1 for c in f.sectors if self.in_sectors(c)) / len(f.sectors)
+                     if f.sectors else 0.0)
+            if share < self.min_share:
+                return False
+        rx = self.keywords
+        if self.markers is None and rx is None:
+            return True
+        if self.markers is not None and f.marker is not None and f.marker in self.markers:
+            return True
+        return bool(rx and f.text and rx.search(f.text))
+
+    def matches(self, f: Features) -> bool:
+        """A code-gated rule: a code of the gate AND the secondary conditions. A rule
+        without a gate (``confidence = "low"``: keywords alone) needs its keywords.
+        ``match = "any"`` (only the keyword rule set kept to compare with, before
+        code-gating) matches on any one condition."""
+        if self.any_mode:
+            rx = self.keywords
+            return self.gate(f) or bool(rx and f.text and rx.search(f.text))
+        if self.gated:
+            return self.gate(f) and self.narrow(f)
+        return self.has_keywords and self.narrow(f)
 
 
-def _sector_share(rule: dict[str, Any], it: Item) -> float:
-    """Share of the item's distinct DAC codes that are the rule's (0 with none)."""
-    codes = set(it.sectors)
-    return sum(1 for c in codes if _in_rule_sectors(rule, c)) / len(codes) if codes else 0.0
+@dataclass(frozen=True, slots=True)
+class Features:
+    """All a rule reads of an item (hashable: flows of one activity share most of it, so a
+    run classifies each distinct one once)."""
 
+    sectors: frozenset[str]     # distinct DAC codes
+    tags: frozenset[str]        # lower-cased
+    clusters: frozenset[str]    # FTS global cluster ids
+    marker: str | None          # the gender marker's common value
+    text: str
 
-def _gate_matches(rule: dict[str, Any], it: Item) -> bool:
-    """Any of the rule's codes: DAC sector, sector range, donor code or FTS global cluster."""
-    if any(_in_rule_sectors(rule, c) for c in set(it.sectors)):
-        return True
-    tags = {t.lower() for t in it.tags}
-    if tags & {t.lower() for t in rule.get("tags", [])}:
-        return True
-    return bool(fts_clusters(it.extra) & set(rule.get("clusters", [])))
-
-
-def _narrow_matches(rule: dict[str, Any], it: Item) -> bool:
-    """The rule's secondary conditions: a gender marker in ``markers`` or a word of
-    ``keywords`` in the text (either will do when both are given); ``exclude`` words veto;
-    ``min_share``: the rule's DAC codes are at least that share of the item's."""
-    ex = _keyword_re(tuple(rule.get("exclude", [])))
-    if ex and it.text and ex.search(it.text):
-        return False
-    if "min_share" in rule and _sector_share(rule, it) < float(rule["min_share"]):
-        return False
-    markers, rx = rule.get("markers"), _keyword_re(tuple(rule.get("keywords", [])))
-    if markers is None and rx is None:
-        return True
-    if markers is not None and it.marker is not None and it.marker.common in markers:
-        return True
-    return bool(rx and it.text and rx.search(it.text))
+    @classmethod
+    def of(cls, it: Item) -> Features:
+        return cls(frozenset(it.sectors), frozenset(t.lower() for t in it.tags),
+                   frozenset(fts_clusters(it.extra)),
+                   it.marker.common if it.marker is not None else None, it.text)
 
 
 def _rule_matches(rule: dict[str, Any], it: Item) -> bool:
-    """A code-gated rule: a code of the gate AND the secondary conditions. A rule without
-    a gate (``confidence = "low"``: keywords alone) needs its keywords. ``match = "any"``
-    (only the keyword rule set kept to compare with, before code-gating) matches on any
-    one condition."""
-    if rule.get("match") == "any":
-        rx = _keyword_re(tuple(rule.get("keywords", [])))
-        return _gate_matches(rule, it) or bool(rx and it.text and rx.search(it.text))
-    if any(rule.get(k) for k in GATE_KEYS):
-        return _gate_matches(rule, it) and _narrow_matches(rule, it)
-    return bool(rule.get("keywords")) and _narrow_matches(rule, it)
+    """Whether one rule (a parsed dict, e.g. a NAP line's codes) matches an item."""
+    return CompiledRule(rule).matches(Features.of(it))
 
 
 def rule_info(rule_id: str) -> tuple[str | None, bool]:
@@ -171,27 +210,59 @@ def plugin_classifiers() -> list[Callable[[Item], Iterable[tuple[str, str]]]]:
     return [c for group in hook() for c in (group or [])]
 
 
+class Classifier:
+    """The rules (``rules.toml`` unless another parsed rule file is given), plugin
+    classifiers and hand overrides, read once for a run of many items.
+
+    The rules' verdict depends only on an item's :class:`Features`, so it is kept per
+    distinct features for the life of this object (one rebuild or import): many flows share
+    their activity's codes and text. Plugins and overrides still see every item.
+    """
+
+    def __init__(self, rules: dict[str, Any] | None = None,
+                 overrides: dict[str, dict[str, tuple[str, int]]] | None = None,
+                 extra: list[Callable[[Item], Iterable[tuple[str, str]]]] | None = None
+                 ) -> None:
+        doc = rules if rules is not None else checked_rules()
+        self.rules = [CompiledRule(r) for r in doc["rules"]]
+        self.overrides = overrides or {}
+        self.extra = extra or []
+        self._hits: dict[Features, tuple[tuple[str, str], ...]] = {}
+
+    def rule_hits(self, it: Item) -> tuple[tuple[str, str], ...]:
+        """(dimension, rule id) of every rule that matches, in rule order."""
+        f = Features.of(it)
+        hits = self._hits.get(f)
+        if hits is None:
+            hits = self._hits[f] = tuple(
+                (dim, r.id) for r in self.rules if r.matches(f) for dim in r.sets)
+        return hits
+
+    def classify(self, it: Item) -> Classification:
+        """Apply rules, then plugin classifiers, then hand overrides (last word)."""
+        c = Classification()
+        for dim, rule_id in self.rule_hits(it):
+            c.why.setdefault(dim, []).append(rule_id)
+        for fn in self.extra:
+            for dim, rule_id in fn(it) or []:
+                c.why.setdefault(dim, []).append(rule_id)
+        for dim, (value, oid) in self.overrides.get(subject_of(it), {}).items():
+            if dim == "gender":
+                continue
+            if value == "in":
+                c.why[dim] = [f"override:{oid}"]
+            else:
+                c.why.pop(dim, None)
+        return c
+
+
 def classify(it: Item, overrides: dict[str, dict[str, tuple[str, int]]] | None = None,
              extra: list[Callable[[Item], Iterable[tuple[str, str]]]] | None = None,
              rules: dict[str, Any] | None = None) -> Classification:
     """Apply rules (``rules.toml`` unless another parsed rule file is given), then plugin
-    classifiers, then hand overrides (last word)."""
-    c = Classification()
-    for rule in (rules if rules is not None else checked_rules())["rules"]:
-        if _rule_matches(rule, it):
-            for dim in rule["sets"]:
-                c.why.setdefault(dim, []).append(rule["id"])
-    for fn in extra or []:
-        for dim, rule_id in fn(it) or []:
-            c.why.setdefault(dim, []).append(rule_id)
-    for dim, (value, oid) in (overrides or {}).get(subject_of(it), {}).items():
-        if dim == "gender":
-            continue
-        if value == "in":
-            c.why[dim] = [f"override:{oid}"]
-        else:
-            c.why.pop(dim, None)
-    return c
+    classifiers, then hand overrides (last word). For many items use one
+    :class:`Classifier`."""
+    return Classifier(rules, overrides, extra).classify(it)
 
 
 def subject_of(it: Item) -> str:
@@ -228,5 +299,5 @@ def classify_all(conn: Connection, items: list[Item]) -> dict[int, Classificatio
     extra = plugin_classifiers()
     # The rules once for the whole set: looking them up per item re-read the settings from
     # the environment each time (5 s of a 53,000-flow load, bench/bench_many_files.py).
-    rules = checked_rules()
-    return {it.flow_id: classify(it, overrides, extra, rules) for it in items}
+    clf = Classifier(None, overrides, extra)
+    return {it.flow_id: clf.classify(it) for it in items}

@@ -26,8 +26,8 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, or
 
 from fundtrack.accounting.classify import (
     SCOPE,
+    Classifier,
     apply_gender_overrides,
-    classify,
     load_overrides,
     plugin_classifiers,
     subject_of,
@@ -47,10 +47,18 @@ def _table() -> Any:
     return FlowClassification.__table__
 
 
-def rows_for(conn: Connection, flow_ids: Iterable[int]) -> list[dict[str, Any]]:
-    """The rows the given (current) flows should have, classified as ``classify_all`` does."""
-    overrides = load_overrides(conn)
-    extra = plugin_classifiers()
+def classifier(conn: Connection) -> Classifier:
+    """The rules, plugin classifiers and hand overrides as they are now, read once for one
+    write of many flows (per flow, the rule file lookup alone re-read the settings)."""
+    return Classifier(None, load_overrides(conn), plugin_classifiers())
+
+
+def rows_for(conn: Connection, flow_ids: Iterable[int], clf: Classifier | None = None
+             ) -> list[dict[str, Any]]:
+    """The rows the given (current) flows should have, classified as ``classify_all`` does
+    (``clf``: a :func:`classifier` to reuse across calls of one run)."""
+    clf = clf or classifier(conn)
+    overrides = clf.overrides
     f = m.Flow.__table__
     rows: list[dict[str, Any]] = []
     ids = sorted(set(flow_ids))
@@ -62,7 +70,7 @@ def rows_for(conn: Connection, flow_ids: Iterable[int]) -> list[dict[str, Any]]:
             if mk.common in GENDER_DIMENSIONS:
                 rows.append({"flow_id": it.flow_id, "dimension": GENDER_DIMENSIONS[mk.common],
                              "is_in": True, "rules": marker_rule(mk)})
-            c = classify(it, overrides, extra)
+            c = clf.classify(it)
             mine = overrides.get(subject_of(it), {})
             out_by_hand = {dim: f"override:{oid}" for dim, (value, oid) in mine.items()
                            if value == "out" and dim != "gender"}
@@ -84,8 +92,9 @@ def _write(conn: Connection, flow_ids: list[int]) -> int:
     t = _table()
     for i in range(0, len(flow_ids), CHUNK):
         conn.execute(delete(t).where(t.c.flow_id.in_(flow_ids[i:i + CHUNK])))
+    clf = classifier(conn) if flow_ids else None
     for i in range(0, len(flow_ids), CHUNK):
-        bulk_insert(conn, t, rows_for(conn, flow_ids[i:i + CHUNK]))
+        bulk_insert(conn, t, rows_for(conn, flow_ids[i:i + CHUNK], clf))
     return len(flow_ids)
 
 
