@@ -60,15 +60,30 @@ def fts_clusters(extra: dict[str, Any]) -> set[str]:
     return {part.split(":", 1)[0].strip() for part in raw.split(";") if ":" in part}
 
 
+#: What separates the title, the activity's and the flow's description in ``Item.text``.
+TEXT_JOIN = " \n "
+
+
+@cache
+def _splits(words: tuple[str, ...]) -> bool:
+    """Whether a keyword regex finds a word in a text exactly when it finds one in some
+    piece of ``text.split(TEXT_JOIN)``: true unless a word is empty, holds a newline or
+    starts or ends with a space (a match of any other word cannot reach into the joint,
+    and the joint's characters are not word characters, as a text's ends are not)."""
+    return all(w and "\n" not in w and w[0] != " " and w[-1] != " " for w in words)
+
+
 class CompiledRule:
     """One rule of ``rules.toml`` read once: its code sets, keyword and exclude regexes.
 
     Matching a flow against the parsed dict looked every key up and rebuilt every set per
     flow and rule (18 rules x 53,000 flows of a many-file load); this does it once per rule.
+    A rule's verdict is :meth:`codes` (what the item's codes and marker decide) then
+    :meth:`decide` (what the text still has to say).
     """
 
     __slots__ = ("id", "sets", "any_mode", "gated", "sectors", "ranges", "tags", "clusters",
-                 "min_share", "markers", "keywords", "has_keywords", "exclude")
+                 "min_share", "markers", "keywords", "has_keywords", "exclude", "splits")
 
     def __init__(self, rule: dict[str, Any]) -> None:
         self.id: str = rule.get("id", "?")
@@ -82,9 +97,12 @@ class CompiledRule:
         self.min_share = float(rule["min_share"]) if "min_share" in rule else None
         markers = rule.get("markers")
         self.markers = None if markers is None else tuple(markers)
-        self.keywords = _keyword_re(tuple(rule.get("keywords", [])))
+        words, exclude = tuple(rule.get("keywords", [])), tuple(rule.get("exclude", []))
+        self.keywords = _keyword_re(words)
         self.has_keywords = bool(rule.get("keywords"))
-        self.exclude = _keyword_re(tuple(rule.get("exclude", [])))
+        self.exclude = _keyword_re(exclude)
+        #: Both regexes may be searched piece by piece of the text (see :func:`_splits`).
+        self.splits = _splits(words) and _splits(exclude)
 
     def in_sectors(self, code: str) -> bool:
         if code in self.sectors:
@@ -92,59 +110,70 @@ class CompiledRule:
         return len(code) == 5 and code.isdigit() and any(
             lo <= code <= hi for lo, hi in self.ranges)
 
-    def gate(self, f: Features) -> bool:
-        """Any of the rule's codes: DAC sector, sector range, donor code or FTS global cluster."""
-        if any(self.in_sectors(c) for c in f.sectors):
-            return True
-        return bool(f.tags & self.tags) or bool(f.clusters & self.clusters)
-
-    def narrow(self, f: Features) -> bool:
-        """The secondary conditions: a gender marker in ``markers`` or a word of
-        ``keywords`` in the text (either will do when both are given); ``exclude`` words
-        veto; ``min_share``: the rule's DAC codes are at least that share of the item's."""
-        if self.exclude and f.text and self.exclude.search(f.text):
-            return False
+    def codes(self, f: Codes) -> tuple[bool, bool, bool]:
+        """(gate, share, marker): any of the rule's codes (DAC sector, sector range, donor
+        code, FTS global cluster) is the item's; ``min_share`` holds (the rule's DAC codes
+        are at least that share of the item's); the gender marker is one of ``markers``."""
+        gate = (any(self.in_sectors(c) for c in f.sectors) or bool(f.tags & self.tags)
+                or bool(f.clusters & self.clusters))
+        share = True
         if self.min_share is not None:
             share = (sum(1 for c in f.sectors if self.in_sectors(c)) / len(f.sectors)
-                     if f.sectors else 0.0)
-            if share < self.min_share:
-                return False
-        rx = self.keywords
-        if self.markers is None and rx is None:
-            return True
-        if self.markers is not None and f.marker is not None and f.marker in self.markers:
-            return True
-        return bool(rx and f.text and rx.search(f.text))
+                     if f.sectors else 0.0) >= self.min_share
+        marker = (self.markers is not None and f.marker is not None
+                  and f.marker in self.markers)
+        return gate, share, marker
+
+    def decide(self, codes: tuple[bool, bool, bool],
+               found: Callable[[re.Pattern[str]], bool]) -> bool:
+        """A code-gated rule: a code of the gate AND the secondary conditions (a marker in
+        ``markers`` or a word of ``keywords`` in the text, either will do when both are
+        given; ``exclude`` words veto; ``min_share``). A rule without a gate
+        (``confidence = "low"``: keywords alone) needs its keywords. ``match = "any"``
+        (only the keyword rule set kept to compare with, before code-gating) matches on
+        any one condition. ``found(regex)``: whether the regex is in the item's text."""
+        gate, share, marker = codes
+        if self.any_mode:
+            return gate or (self.keywords is not None and found(self.keywords))
+        if not (gate if self.gated else self.has_keywords) or not share:
+            return False
+        if not (marker or (self.markers is None and self.keywords is None)
+                or (self.keywords is not None and found(self.keywords))):
+            return False
+        return self.exclude is None or not found(self.exclude)
 
     def matches(self, f: Features) -> bool:
-        """A code-gated rule: a code of the gate AND the secondary conditions. A rule
-        without a gate (``confidence = "low"``: keywords alone) needs its keywords.
-        ``match = "any"`` (only the keyword rule set kept to compare with, before
-        code-gating) matches on any one condition."""
-        if self.any_mode:
-            rx = self.keywords
-            return self.gate(f) or bool(rx and f.text and rx.search(f.text))
-        if self.gated:
-            return self.gate(f) and self.narrow(f)
-        return self.has_keywords and self.narrow(f)
+        text = f.text
+        return self.decide(self.codes(f.codes),
+                           lambda rx: bool(text and rx.search(text)))
 
 
 @dataclass(frozen=True, slots=True)
-class Features:
-    """All a rule reads of an item (hashable: flows of one activity share most of it, so a
-    run classifies each distinct one once)."""
+class Codes:
+    """All a rule reads of an item but its text (hashable: a run has few distinct ones)."""
 
     sectors: frozenset[str]     # distinct DAC codes
     tags: frozenset[str]        # lower-cased
     clusters: frozenset[str]    # FTS global cluster ids
     marker: str | None          # the gender marker's common value
+
+    @classmethod
+    def of(cls, it: Item) -> Codes:
+        return cls(frozenset(it.sectors), frozenset(t.lower() for t in it.tags),
+                   frozenset(fts_clusters(it.extra)),
+                   it.marker.common if it.marker is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """All a rule reads of an item."""
+
+    codes: Codes
     text: str
 
     @classmethod
     def of(cls, it: Item) -> Features:
-        return cls(frozenset(it.sectors), frozenset(t.lower() for t in it.tags),
-                   frozenset(fts_clusters(it.extra)),
-                   it.marker.common if it.marker is not None else None, it.text)
+        return cls(Codes.of(it), it.text)
 
 
 def _rule_matches(rule: dict[str, Any], it: Item) -> bool:
@@ -214,9 +243,11 @@ class Classifier:
     """The rules (``rules.toml`` unless another parsed rule file is given), plugin
     classifiers and hand overrides, read once for a run of many items.
 
-    The rules' verdict depends only on an item's :class:`Features`, so it is kept per
-    distinct features for the life of this object (one rebuild or import): many flows share
-    their activity's codes and text. Plugins and overrides still see every item.
+    For the life of this object (one rebuild or import), what the codes decide is kept per
+    distinct codes, whether a regex is in a text per distinct piece of text (flows of one
+    activity share its title and description), and the rules' verdict per distinct item:
+    many flows share their activity's codes and text. Plugins and overrides still see
+    every item.
     """
 
     def __init__(self, rules: dict[str, Any] | None = None,
@@ -227,15 +258,43 @@ class Classifier:
         self.rules = [CompiledRule(r) for r in doc["rules"]]
         self.overrides = overrides or {}
         self.extra = extra or []
-        self._hits: dict[Features, tuple[tuple[str, str], ...]] = {}
+        self._hits: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] = {}
+        self._codes: dict[tuple[Any, ...], list[tuple[bool, bool, bool]]] = {}
+        self._found: dict[re.Pattern[str], dict[str, bool]] = {}
+
+    def _search(self, rx: re.Pattern[str], piece: str) -> bool:
+        seen = self._found.setdefault(rx, {})
+        hit = seen.get(piece)
+        if hit is None:
+            hit = seen[piece] = rx.search(piece) is not None
+        return hit
 
     def rule_hits(self, it: Item) -> tuple[tuple[str, str], ...]:
         """(dimension, rule id) of every rule that matches, in rule order."""
-        f = Features.of(it)
-        hits = self._hits.get(f)
-        if hits is None:
-            hits = self._hits[f] = tuple(
-                (dim, r.id) for r in self.rules if r.matches(f) for dim in r.sets)
+        mk = it.marker
+        codes_key = (tuple(it.sectors), tuple(it.tags),
+                     str(it.extra.get("destination_globalcluster") or ""),
+                     mk.common if mk is not None else None)
+        key = (codes_key, it.text)
+        hits = self._hits.get(key)
+        if hits is not None:
+            return hits
+        codes = self._codes.get(codes_key)
+        if codes is None:
+            c = Codes.of(it)
+            codes = self._codes[codes_key] = [r.codes(c) for r in self.rules]
+        text = it.text
+        pieces = text.split(TEXT_JOIN) if text else []
+
+        def found_pieces(rx: re.Pattern[str]) -> bool:
+            return any(self._search(rx, p) for p in pieces)
+
+        def found_whole(rx: re.Pattern[str]) -> bool:
+            return bool(text) and self._search(rx, text)
+
+        hits = self._hits[key] = tuple(
+            (dim, r.id) for r, rc in zip(self.rules, codes, strict=True)
+            if r.decide(rc, found_pieces if r.splits else found_whole) for dim in r.sets)
         return hits
 
     def classify(self, it: Item) -> Classification:

@@ -73,9 +73,11 @@ def normalise_score(score: str | None) -> str:
     return s
 
 
-def to_common(scale: str, score: str | None) -> str:
-    """The common-scale value of ``score`` on ``scale``; unknown -> not-screened."""
-    table = load("markers")["scales"][scale]["scores"]
+def to_common(scale: str, score: str | None, cfg: dict[str, Any] | None = None) -> str:
+    """The common-scale value of ``score`` on ``scale``; unknown -> not-screened.
+    ``cfg``: ``markers.toml`` already read (callers looping over many flows pass it: each
+    lookup reads the settings)."""
+    table = (cfg or load("markers"))["scales"][scale]["scores"]
     return table.get(normalise_score(score), NOT_SCREENED)
 
 
@@ -112,7 +114,8 @@ def _read(row: MarkerRow, src: dict[str, Any], scales: dict[str, Any]
     return scales[src["scale"]]["scores"].get(normalise_score(score), NOT_SCREENED), score
 
 
-def activity_marker(rows: list[MarkerRow], level: str = "activity") -> Marker:
+def activity_marker(rows: list[MarkerRow], level: str = "activity",
+                    cfg: dict[str, Any] | None = None) -> Marker:
     """The gender marker of an activity (or, with ``level="flow"``, of a flow's own
     policy-marker rows) from its rows (vocabulary, code, score[, vocabulary-uri]).
 
@@ -121,7 +124,7 @@ def activity_marker(rows: list[MarkerRow], level: str = "activity") -> Marker:
     """
     if not rows:
         return UNMARKED
-    cfg = load("markers")
+    cfg = cfg or load("markers")
     best: tuple[tuple[int, int], Marker] | None = None
     for row in rows:
         for src in cfg["activity_sources"]:
@@ -136,16 +139,18 @@ def activity_marker(rows: list[MarkerRow], level: str = "activity") -> Marker:
     return best[1] if best else UNMARKED
 
 
-def flow_marker(extra: dict[str, Any] | None) -> Marker | None:
+def flow_marker(extra: dict[str, Any] | None, cfg: dict[str, Any] | None = None
+                ) -> Marker | None:
     """The gender marker a flow carries itself (CRS rows, FTS), or None."""
     if not extra:
         return None
+    cfg = cfg or load("markers")
     best: tuple[int, Marker] | None = None
-    for src in load("markers")["flow_sources"]:
+    for src in cfg["flow_sources"]:
         if src["key"] in extra and str(extra[src["key"]]).strip() != "":
             score = str(extra[src["key"]])
-            mk = Marker(to_common(src["scale"], score), src["scale"], "flow.extra", src["key"],
-                        score, "flow")
+            mk = Marker(to_common(src["scale"], score, cfg), src["scale"], "flow.extra",
+                        src["key"], score, "flow")
             if best is None or src["priority"] < best[0]:
                 best = (src["priority"], mk)
     return best[1] if best else None
@@ -153,15 +158,15 @@ def flow_marker(extra: dict[str, Any] | None) -> Marker | None:
 
 def effective_marker(flow_extra: dict[str, Any] | None, activity: Marker | None,
                      flow_rows: list[MarkerRow] | None = None,
-                     ) -> Marker:
+                     cfg: dict[str, Any] | None = None) -> Marker:
     """A flow's own marker where it has one, else its activity's (flow level is more specific).
 
     The flow's own marker comes from its ``flow_policy_marker`` rows, else from
     ``flow.extra`` keys written by older importers.
     """
-    own = activity_marker(flow_rows, "flow") if flow_rows else None
+    own = activity_marker(flow_rows, "flow", cfg) if flow_rows else None
     if own is None or own is UNMARKED:
-        own = flow_marker(flow_extra)
+        own = flow_marker(flow_extra, cfg)
     if own is not None and own.common != NOT_SCREENED:
         return own
     return activity or own or UNMARKED
