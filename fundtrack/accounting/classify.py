@@ -9,7 +9,7 @@ classifiers through the ``fundtrack_classifiers`` hook: each is a callable
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from fundtrack.accounting.config import data_dir, load
-from fundtrack.accounting.items import Item
+from fundtrack.accounting.items import Item, RuleInput
 from fundtrack.accounting.markers import COMMON_SCALE, Marker
 
 SCOPE = "scope"
@@ -158,7 +158,7 @@ class Codes:
     marker: str | None          # the gender marker's common value
 
     @classmethod
-    def of(cls, it: Item) -> Codes:
+    def of(cls, it: Item | RuleInput) -> Codes:
         return cls(frozenset(it.sectors), frozenset(t.lower() for t in it.tags),
                    frozenset(fts_clusters(it.extra)),
                    it.marker.common if it.marker is not None else None)
@@ -172,7 +172,7 @@ class Features:
     text: str
 
     @classmethod
-    def of(cls, it: Item) -> Features:
+    def of(cls, it: Item | RuleInput) -> Features:
         return cls(Codes.of(it), it.text)
 
 
@@ -269,7 +269,7 @@ class Classifier:
             hit = seen[piece] = rx.search(piece) is not None
         return hit
 
-    def rule_hits(self, it: Item) -> tuple[tuple[str, str], ...]:
+    def rule_hits(self, it: Item | RuleInput) -> tuple[tuple[str, str], ...]:
         """(dimension, rule id) of every rule that matches, in rule order."""
         mk = it.marker
         codes_key = (tuple(it.sectors), tuple(it.tags),
@@ -297,14 +297,17 @@ class Classifier:
             if r.decide(rc, found_pieces if r.splits else found_whole) for dim in r.sets)
         return hits
 
-    def classify(self, it: Item) -> Classification:
+    def classify(self, it: Item | RuleInput) -> Classification:
         """Apply rules, then plugin classifiers, then hand overrides (last word)."""
         c = Classification()
         for dim, rule_id in self.rule_hits(it):
             c.why.setdefault(dim, []).append(rule_id)
-        for fn in self.extra:
-            for dim, rule_id in fn(it) or []:
-                c.why.setdefault(dim, []).append(rule_id)
+        if self.extra:
+            if not isinstance(it, Item):
+                raise TypeError("plugin classifiers read whole items (load_items)")
+            for fn in self.extra:
+                for dim, rule_id in fn(it) or []:
+                    c.why.setdefault(dim, []).append(rule_id)
         for dim, (value, oid) in self.overrides.get(subject_of(it), {}).items():
             if dim == "gender":
                 continue
@@ -324,7 +327,7 @@ def classify(it: Item, overrides: dict[str, dict[str, tuple[str, int]]] | None =
     return Classifier(rules, overrides, extra).classify(it)
 
 
-def subject_of(it: Item) -> str:
+def subject_of(it: Item | RuleInput) -> str:
     """How overrides name an item: its activity, else the flow's external id or row id."""
     if it.activity_identifier:
         return f"activity:{it.activity_identifier}"
@@ -340,7 +343,7 @@ def load_overrides(conn: Connection) -> dict[str, dict[str, tuple[str, int]]]:
     return out
 
 
-def apply_gender_overrides(items: list[Item], overrides: dict[str, dict[str, tuple[str, int]]]
+def apply_gender_overrides(items: Sequence[Item | RuleInput], overrides: dict[str, dict[str, tuple[str, int]]]
                            ) -> None:
     """A hand gender value replaces the reported marker's common value (score kept)."""
     for it in items:

@@ -32,7 +32,7 @@ from fundtrack.accounting.classify import (
     plugin_classifiers,
     subject_of,
 )
-from fundtrack.accounting.items import load_items
+from fundtrack.accounting.items import Item, RuleInput, load_items, load_rule_inputs
 from fundtrack.accounting.markers import GENDER_DIMENSIONS, marker_rule
 from fundtrack.accounting.tables import ClassificationOverride, FlowClassification
 from fundtrack.db.base import current
@@ -63,7 +63,10 @@ def rows_for(conn: Connection, flow_ids: Iterable[int], clf: Classifier | None =
     rows: list[dict[str, Any]] = []
     ids = sorted(set(flow_ids))
     for i in range(0, len(ids), CHUNK):
-        items = load_items(conn, f.c.id.in_(ids[i:i + CHUNK]))
+        where = f.c.id.in_(ids[i:i + CHUNK])
+        # Plugins read whole items; the rules, overrides and gender rows only a few fields.
+        items: list[Item] | list[RuleInput] = (load_items(conn, where) if clf.extra
+                                               else load_rule_inputs(conn, where))
         apply_gender_overrides(items, overrides)
         for it in items:
             mk = it.marker
