@@ -57,47 +57,63 @@ def rows_for(conn: Connection, flow_ids: Iterable[int], clf: Classifier | None =
              ) -> list[dict[str, Any]]:
     """The rows the given (current) flows should have, classified as ``classify_all`` does
     (``clf``: a :func:`classifier` to reuse across calls of one run)."""
-    clf = clf or classifier(conn)
-    overrides = clf.overrides
     f = m.Flow.__table__
     rows: list[dict[str, Any]] = []
     ids = sorted(set(flow_ids))
+    clf = clf or classifier(conn)
     for i in range(0, len(ids), CHUNK):
-        where = f.c.id.in_(ids[i:i + CHUNK])
-        # Plugins read whole items; the rules, overrides and gender rows only a few fields.
-        items: list[Item] | list[RuleInput] = (load_items(conn, where) if clf.extra
-                                               else load_rule_inputs(conn, where))
-        apply_gender_overrides(items, overrides)
-        for it in items:
-            mk = it.marker
-            if mk.common in GENDER_DIMENSIONS:
-                rows.append({"flow_id": it.flow_id, "dimension": GENDER_DIMENSIONS[mk.common],
-                             "is_in": True, "rules": marker_rule(mk)})
-            c = clf.classify(it)
-            mine = overrides.get(subject_of(it), {})
-            out_by_hand = {dim: f"override:{oid}" for dim, (value, oid) in mine.items()
-                           if value == "out" and dim != "gender"}
-            rows.append({"flow_id": it.flow_id, "dimension": SCOPE, "is_in": c.in_scope,
-                         "rules": " ".join(c.why.get(SCOPE, [])) or out_by_hand.get(SCOPE)})
-            for dim, why in sorted(c.why.items()):
-                if dim != SCOPE:
-                    rows.append({"flow_id": it.flow_id, "dimension": dim[:40], "is_in": True,
-                                 "rules": " ".join(why)})
-            for dim, why in sorted(out_by_hand.items()):
-                if dim != SCOPE and dim not in c.why:
-                    rows.append({"flow_id": it.flow_id, "dimension": dim[:40], "is_in": False,
-                                 "rules": why})
+        rows += _rows(conn, f.c.id.in_(ids[i:i + CHUNK]), clf)
     return rows
 
 
-def _write(conn: Connection, flow_ids: list[int]) -> int:
-    """Replace the rows of these flows; returns how many flows were classified."""
-    t = _table()
+def _rows(conn: Connection, where: ColumnElement[bool], clf: Classifier
+          ) -> list[dict[str, Any]]:
+    """The rows of the current flows ``where`` picks (on the flow table)."""
+    overrides = clf.overrides
+    # Plugins read whole items; the rules, overrides and gender rows only a few fields.
+    items: list[Item] | list[RuleInput] = (load_items(conn, where) if clf.extra
+                                           else load_rule_inputs(conn, where))
+    apply_gender_overrides(items, overrides)
+    rows: list[dict[str, Any]] = []
+    for it in items:
+        mk = it.marker
+        if mk.common in GENDER_DIMENSIONS:
+            rows.append({"flow_id": it.flow_id, "dimension": GENDER_DIMENSIONS[mk.common],
+                         "is_in": True, "rules": marker_rule(mk)})
+        c = clf.classify(it)
+        mine = overrides.get(subject_of(it), {})
+        out_by_hand = {dim: f"override:{oid}" for dim, (value, oid) in mine.items()
+                       if value == "out" and dim != "gender"}
+        rows.append({"flow_id": it.flow_id, "dimension": SCOPE, "is_in": c.in_scope,
+                     "rules": " ".join(c.why.get(SCOPE, [])) or out_by_hand.get(SCOPE)})
+        for dim, why in sorted(c.why.items()):
+            if dim != SCOPE:
+                rows.append({"flow_id": it.flow_id, "dimension": dim[:40], "is_in": True,
+                             "rules": " ".join(why)})
+        for dim, why in sorted(out_by_hand.items()):
+            if dim != SCOPE and dim not in c.why:
+                rows.append({"flow_id": it.flow_id, "dimension": dim[:40], "is_in": False,
+                             "rules": why})
+    return rows
+
+
+def _write(conn: Connection, flow_ids: list[int], every_current: bool = False) -> int:
+    """Replace the rows of these flows; returns how many flows were classified.
+
+    ``every_current``: ``flow_ids`` are all current flows (sorted) and the table is empty
+    (a rebuild): chunks are then read by id range, not by lists of 5,000 ids."""
+    t, f = _table(), m.Flow.__table__
+    if not every_current:
+        for i in range(0, len(flow_ids), CHUNK):
+            conn.execute(delete(t).where(t.c.flow_id.in_(flow_ids[i:i + CHUNK])))
+    if not flow_ids:
+        return 0
+    clf = classifier(conn)
     for i in range(0, len(flow_ids), CHUNK):
-        conn.execute(delete(t).where(t.c.flow_id.in_(flow_ids[i:i + CHUNK])))
-    clf = classifier(conn) if flow_ids else None
-    for i in range(0, len(flow_ids), CHUNK):
-        bulk_insert(conn, t, rows_for(conn, flow_ids[i:i + CHUNK], clf))
+        chunk = flow_ids[i:i + CHUNK]
+        where = (and_(f.c.id >= chunk[0], f.c.id <= chunk[-1]) if every_current
+                 else f.c.id.in_(chunk))
+        bulk_insert(conn, t, _rows(conn, where, clf))
     return len(flow_ids)
 
 
@@ -141,7 +157,8 @@ def rebuild(conn: Connection) -> dict[str, int]:
     """Every current flow classified afresh (rules, plugins and overrides as they are now)."""
     conn.execute(delete(_table()))
     f = m.Flow.__table__
-    return {"classified_flows": _write(conn, _current_ids(conn, f.c.id.is_not(None)))}
+    return {"classified_flows": _write(conn, _current_ids(conn, f.c.id.is_not(None)),
+                                       every_current=True)}
 
 
 def _subject_flows(conn: Connection, subject: str) -> list[int]:
