@@ -147,7 +147,7 @@ def load_rule_inputs(conn: Connection, where: ColumnElement[bool] | None = None
     if where is not None:
         q = q.where(where)
     rows = conn.execute(q.order_by(f.c.id)).all()
-    ctx = activity_context(conn, {r[1] for r in rows if r[1]})
+    ctx = activity_context(conn, {r[1] for r in rows if r[1]}, countries=False)
     own_markers = flow_markers(conn, [r[0] for r in rows])
     cfg = load("markers")
     no_ctx: dict[str, Any] = {}
@@ -251,8 +251,10 @@ def flow_markers(conn: Connection, flow_ids: list[int]) -> dict[int, list[tuple]
     return out
 
 
-def activity_context(conn: Connection, activity_ids: set[int]) -> dict[int, dict[str, Any]]:
-    """Markers, DAC sectors, own tags and countries of activities, by activity id."""
+def activity_context(conn: Connection, activity_ids: set[int], countries: bool = True
+                     ) -> dict[int, dict[str, Any]]:
+    """Markers, DAC sectors, own tags and countries of activities, by activity id
+    (``countries=False``: without countries, which the 1325 rules do not read)."""
     pm, s, c = m.PolicyMarker.__table__, m.ActivitySector.__table__, m.ActivityCountry.__table__
     markers: dict[int, list] = defaultdict(list)
     out: dict[int, dict[str, Any]] = {i: {"sectors": [], "tags": [], "countries": []}
@@ -270,8 +272,9 @@ def activity_context(conn: Connection, activity_ids: set[int]) -> dict[int, dict
                 out[r.activity_id]["sectors"].append(r.code)
             elif v in ("98", "99"):
                 out[r.activity_id]["tags"].append(r.code)
-        for r in conn.execute(select(c.c.activity_id, c.c.code)
-                              .where(c.c.activity_id.in_(ids)).order_by(c.c.id)):
+        for r in (conn.execute(select(c.c.activity_id, c.c.code)
+                               .where(c.c.activity_id.in_(ids)).order_by(c.c.id))
+                  if countries else ()):
             out[r.activity_id]["countries"].append(r.code)
         tag = m.ActivityTag.__table__
         for r in conn.execute(select(tag.c.activity_id, tag.c.code)

@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, or
 
 from fundtrack.accounting.classify import (
     SCOPE,
+    Classification,
     Classifier,
     apply_gender_overrides,
     load_overrides,
@@ -75,26 +76,37 @@ def _rows(conn: Connection, where: ColumnElement[bool], clf: Classifier
                                            else load_rule_inputs(conn, where))
     apply_gender_overrides(items, overrides)
     rows: list[dict[str, Any]] = []
+    by_hits: dict[tuple[tuple[str, str], ...], list[tuple[str, bool, str | None]]] = {}
     for it in items:
         mk = it.marker
         if mk.common in GENDER_DIMENSIONS:
             rows.append({"flow_id": it.flow_id, "dimension": GENDER_DIMENSIONS[mk.common],
                          "is_in": True, "rules": marker_rule(mk)})
-        c = clf.classify(it)
-        mine = overrides.get(subject_of(it), {})
-        out_by_hand = {dim: f"override:{oid}" for dim, (value, oid) in mine.items()
-                       if value == "out" and dim != "gender"}
-        rows.append({"flow_id": it.flow_id, "dimension": SCOPE, "is_in": c.in_scope,
-                     "rules": " ".join(c.why.get(SCOPE, [])) or out_by_hand.get(SCOPE)})
-        for dim, why in sorted(c.why.items()):
-            if dim != SCOPE:
-                rows.append({"flow_id": it.flow_id, "dimension": dim[:40], "is_in": True,
-                             "rules": " ".join(why)})
-        for dim, why in sorted(out_by_hand.items()):
-            if dim != SCOPE and dim not in c.why:
-                rows.append({"flow_id": it.flow_id, "dimension": dim[:40], "is_in": False,
-                             "rules": why})
+        mine = overrides.get(subject_of(it))
+        if mine or clf.extra:
+            found = _found(clf.classify(it), mine or {})
+        else:  # the rules alone decide: flows with the same hits have the same rows
+            hits = clf.rule_hits(it)
+            found = by_hits.get(hits) or by_hits.setdefault(hits, _found(clf.classify(it), {}))
+        rows += [{"flow_id": it.flow_id, "dimension": dim, "is_in": is_in, "rules": rules}
+                 for dim, is_in, rules in found]
     return rows
+
+
+def _found(c: Classification, mine: dict[str, tuple[str, int]]
+           ) -> list[tuple[str, bool, str | None]]:
+    """(dimension, is in, rules) rows of a classification: scope always (out of scope
+    too, citing a hand "out" if there is one), each other dimension it is in, and the
+    dimensions a hand decision took out."""
+    out_by_hand = {dim: f"override:{oid}" for dim, (value, oid) in mine.items()
+                   if value == "out" and dim != "gender"}
+    found: list[tuple[str, bool, str | None]] = [
+        (SCOPE, c.in_scope, " ".join(c.why.get(SCOPE, [])) or out_by_hand.get(SCOPE))]
+    found += [(dim[:40], True, " ".join(why)) for dim, why in sorted(c.why.items())
+              if dim != SCOPE]
+    found += [(dim[:40], False, why) for dim, why in sorted(out_by_hand.items())
+              if dim != SCOPE and dim not in c.why]
+    return found
 
 
 def _write(conn: Connection, flow_ids: list[int], every_current: bool = False) -> int:
