@@ -1,10 +1,12 @@
 """The scope, pillars and gender marker of every current flow, kept in ``flow_classification``
 for SQL.
 
-:func:`fundtrack.accounting.classify.classify` stays the one place for the rules; this
-module runs it and writes down what it decided (with the rule ids, ``override:<id>`` for
-hand decisions), so the API's ``FlowWhere.pillar`` / ``inScope`` / ``genderSignificance``
-and the web Sankey filter in SQL instead of classifying in Python per request. The gender
+:class:`fundtrack.accounting.classify.Classifier` (what ``classify`` runs) stays the one
+place for the rules; this module runs one per write (rules, plugins and overrides read once,
+verdicts shared by flows with the same codes and text) and writes down what it decided
+(with the rule ids, ``override:<id>`` for hand decisions), so the API's
+``FlowWhere.pillar`` / ``inScope`` / ``genderSignificance`` and the web Sankey filter in
+SQL instead of classifying in Python per request. The gender
 rows (``gender:principal`` ...) are the crosswalk's common value of the flow's effective
 marker (:mod:`fundtrack.accounting.markers`), the one ``genderSummary`` counts.
 
