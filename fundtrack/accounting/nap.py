@@ -22,13 +22,14 @@ states no cost. Domestic budget lines are shown beside, never added to funded.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, and_, exists, or_, select
 
-from fundtrack.accounting.classify import _keyword_re, _rule_matches
+from fundtrack.accounting.classify import CompiledRule, Features, _keyword_re
 from fundtrack.accounting.items import Item, load_items
 from fundtrack.accounting.wps import RULE_CODE_KEYS
 from fundtrack.db.base import current
@@ -65,20 +66,30 @@ def _not_yet_counted(movements: list[CountryMovement]) -> dict[int, Decimal]:
     return out
 
 
-def line_matches(rule: dict[str, Any] | None, it: Item) -> bool:
-    """Whether a line's rule matches one report. The one place NAP lines meet flows.
+def line_matcher(rule: dict[str, Any] | None) -> Callable[[Item], bool]:
+    """A line's rule compiled once: whether it matches one report. The one place NAP lines
+    meet flows (a plan's coverage asks every line of every movement's reports).
 
     Code-gated: a sector code, a sector range or a donor's own code must match (the
     classifier's matcher does that part); keywords only narrow such a match. A rule with
     keywords alone (stored before this rule existed) matches nothing.
     """
-    if not rule:
-        return False
-    codes = {k: rule[k] for k in RULE_CODE_KEYS if rule.get(k)}
-    if not codes or not _rule_matches(codes, it):
-        return False
-    rx = _keyword_re(tuple(rule.get("keywords", [])))
-    return rx is None or bool(it.text and rx.search(it.text))
+    codes = {k: rule[k] for k in RULE_CODE_KEYS if rule.get(k)} if rule else {}
+    if not codes:
+        return lambda it: False
+    compiled = CompiledRule(codes)
+    rx = _keyword_re(tuple((rule or {}).get("keywords", [])))
+
+    def matches(it: Item) -> bool:
+        if not compiled.matches(Features.of(it)):
+            return False
+        return rx is None or bool(it.text and rx.search(it.text))
+    return matches
+
+
+def line_matches(rule: dict[str, Any] | None, it: Item) -> bool:
+    """Whether a line's rule matches one report (:func:`line_matcher`, for one call)."""
+    return line_matcher(rule)(it)
 
 
 @dataclass
@@ -260,14 +271,15 @@ def coverage(conn: Connection, nap_id: int | None = None, code: str | None = Non
         funders: dict[str, Decimal] = defaultdict(Decimal)
         movements = country_movements(conn, plan.country, plan.period_start, plan.period_end)
         new_money = _not_yet_counted(movements)
+        matchers = [(ln.id, line_matcher(ln.rule)) for ln in lines]
         for mvt in movements:
             pc.movements += 1
             pc.reports += len(mvt.reports)
             line_id, how = next(((hand[it.activity_identifier], "hand") for it in mvt.reports
                                  if it.activity_identifier in hand), (None, "rule"))
             if line_id is None:
-                line_id = next((ln.id for ln in lines
-                                if any(line_matches(ln.rule, it) for it in mvt.reports)), None)
+                line_id = next((lid for lid, match in matchers
+                                if any(match(it) for it in mvt.reports)), None)
             if mvt.amount_usd is None:
                 pc.movements_without_usd += 1
             usd = new_money[mvt.id]
