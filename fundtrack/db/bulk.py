@@ -162,7 +162,7 @@ def units_text(units: int, exp: int) -> str:
     return str(Decimal(units).scaleb(exp))
 
 
-def _max_id(conn: Connection, table: str) -> int:
+def max_id(conn: Connection, table: str) -> int:
     return int(conn.execute(text(f"SELECT max(id) FROM {table}")).scalar() or 0)
 
 
@@ -176,7 +176,7 @@ def new_ids(conn: Connection, table: str, n: int) -> list[int]:
         return list(conn.execute(text(
             "SELECT array_agg(nextval(CAST(:seq AS regclass))) FROM generate_series(1, :n)"),
             {"seq": seq, "n": int(n)}).scalar_one())
-    start = _max_id(conn, table) + 1
+    start = max_id(conn, table) + 1
     return list(range(start, start + n))
 
 
@@ -204,7 +204,7 @@ class IdAllocator:
             return pool.pop()
         if table not in self.next_id:
             with self.lock:
-                self.next_id[table] = _max_id(self.conn, table) + 1
+                self.next_id[table] = max_id(self.conn, table) + 1
         value = self.next_id[table]
         self.next_id[table] = value + 1
         return value
@@ -228,7 +228,7 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
-def _converters(table: Table, cols: list[str], sqlite: bool) -> list[Any]:
+def converters(table: Table, cols: list[str], sqlite: bool) -> list[Any]:
     """Per column, the function that turns a Python value into what the driver stores.
 
     Mirrors what the SQLAlchemy column types do, without their per-row overhead.
@@ -262,7 +262,7 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if dialect not in ("postgresql", "sqlite"):
         conn.execute(table.insert(), rows)
         return
-    convs = _converters(table, cols, sqlite=dialect == "sqlite")
+    convs = converters(table, cols, sqlite=dialect == "sqlite")
     pairs = list(zip(cols, convs, strict=True))
     values = [[conv(row[c]) if conv else row[c] for c, conv in pairs] for row in rows]
     raw = conn.connection.dbapi_connection
