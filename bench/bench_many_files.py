@@ -222,7 +222,9 @@ def main() -> None:
                 n += 1
                 url = fresh_db(kind, pg_base, work, n)
                 env = dict(os.environ, FUNDTRACK_DATABASE_URL=url, PYTHONPATH=str(tree))
-                wall, cpu, rss, out = run([sys.executable, "-c",
+                # -P: not the current folder first on sys.path, or a run from the project
+                # root would import this tree whatever PYTHONPATH names
+                wall, cpu, rss, out = run([sys.executable, "-P", "-c",
                                            LEDGER_ONLY if args.ledger_only else
                                            "from fundtrack.cli import main; main()",
                                            "import", "--quiet", str(OUT)], env)
