@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -178,36 +177,6 @@ def new_ids(conn: Connection, table: str, n: int) -> list[int]:
             {"seq": seq, "n": int(n)}).scalar_one())
     start = max_id(conn, table) + 1
     return list(range(start, start + n))
-
-
-class IdAllocator:
-    """Hands out primary keys before rows are written, so children can point at parents.
-
-    PostgreSQL: blocks of ``nextval`` from the table's own sequence (safe with concurrent
-    writers). SQLite: counting up from ``max(id)``, safe because the batch transaction
-    holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``).
-    """
-
-    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
-        self.conn = conn
-        self.lock = lock
-        self.pg = conn.dialect.name == "postgresql"
-        self.pool: dict[str, list[int]] = defaultdict(list)
-        self.next_id: dict[str, int] = {}
-
-    def take(self, table: str) -> int:
-        if self.pg:
-            pool = self.pool[table]
-            if not pool:
-                with self.lock:
-                    pool.extend(reversed(new_ids(self.conn, table, ID_BLOCK)))
-            return pool.pop()
-        if table not in self.next_id:
-            with self.lock:
-                self.next_id[table] = max_id(self.conn, table) + 1
-        value = self.next_id[table]
-        self.next_id[table] = value + 1
-        return value
 
 
 def _enum_name(value: Any) -> Any:
