@@ -191,6 +191,12 @@ def main() -> None:
                   help="LABEL=DIR: also run the command from this source tree")
     ap.add_argument("--profile", action="store_true",
                     help="then profile this tree's import on SQLite (cProfile, top 30)")
+    ap.add_argument("--ledger-only", action="store_true",
+                    help="stub the final derived-table rebuild (in the bench's child only): "
+                         "times the parse process + transport + ledger write alone")
+    ap.add_argument("--profile-parse", action="store_true",
+                    help="then profile the parse process's work (parse, validation, rows, "
+                         "pickling) in one process, no database")
     ap.add_argument("--floor-child", nargs="+")
     args = ap.parse_args()
     if args.floor_child:
@@ -216,7 +222,10 @@ def main() -> None:
                 n += 1
                 url = fresh_db(kind, pg_base, work, n)
                 env = dict(os.environ, FUNDTRACK_DATABASE_URL=url, PYTHONPATH=str(tree))
-                wall, cpu, rss, out = run([sys.executable, "-c",
+                # -P: not the current folder first on sys.path, or a run from the project
+                # root would import this tree whatever PYTHONPATH names
+                wall, cpu, rss, out = run([sys.executable, "-P", "-c",
+                                           LEDGER_ONLY if args.ledger_only else
                                            "from fundtrack.cli import main; main()",
                                            "import", "--quiet", str(OUT)], env)
                 applied = out.count(": applied")
@@ -232,11 +241,22 @@ def main() -> None:
         print(f"| {label} | {applied} | {wall:.1f} | {cpu:.1f} | {mb / wall:.1f} | {flows:,} "
               f"| {flows / wall:,.0f} | {wall / floor:.2f} | {cpu / floor_cpu:.2f} | {rss:.0f} |")
     if args.profile:
-        profile(work)
+        profile(work, args.ledger_only)
+    if args.profile_parse:
+        profile_parse(files)
+
+
+#: The command with the final rebuild of the derived tables stubbed (bench only): the
+#: batches stay marked stale, which is what ``--ledger-only`` measures around.
+LEDGER_ONLY = ("import fundtrack.derived.steps as s; s.rebuild = lambda conn: {}; "
+               "from fundtrack.cli import main; main()")
 
 
 PROFILE = """
 import cProfile, pstats, sys
+if sys.argv[2] == "1":
+    import fundtrack.derived.steps as s
+    s.rebuild = lambda conn: {}
 from fundtrack.cli import main
 sys.argv = ["fundtrack", "import", "--quiet", sys.argv[1]]
 prof = cProfile.Profile()
@@ -249,15 +269,46 @@ pstats.Stats(prof).sort_stats("tottime").print_stats(20)
 """
 
 
-def profile(work: Path) -> None:
+def profile(work: Path, ledger_only: bool = False) -> None:
     """Where the writer's time goes (the parse process is not in this profile)."""
     work.mkdir(exist_ok=True)
     url = fresh_db("sqlite", None, work, 99)
     env = dict(os.environ, FUNDTRACK_DATABASE_URL=url, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", PROFILE, str(OUT)], env=env,
+    out = subprocess.run([sys.executable, "-c", PROFILE, str(OUT), str(int(ledger_only))],
+                         env=env,
                          capture_output=True, text=True, check=True).stdout
     print("\n" + out[out.index("Ordered by"):] if "Ordered by" in out else out)
     shutil.rmtree(work, ignore_errors=True)
+
+
+class _Discard:
+    """A queue that pickles what it is given (as the real one does) and drops it."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def put(self, msg: object, timeout: float | None = None) -> None:
+        import pickle
+
+        self.bytes += len(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def profile_parse(files: list[Path]) -> None:
+    """The parse process's side alone (cProfile, in this process, no database)."""
+    import cProfile
+    import pstats
+
+    from fundtrack.ingest import many
+
+    sink = _Discard()
+    prof = cProfile.Profile()
+    cpu = time.process_time()
+    prof.runcall(many._parse_files, [str(p) for p in files], None, {}, set(), sink,
+                 os.getppid())
+    cpu = time.process_time() - cpu
+    print(f"\nparse process alone (profiled): {cpu:.1f} s CPU, {sink.bytes / 1e6:.1f} MB pickled")
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,116 @@ def test_many_files_answer_like_one_by_one(db_factory: Any, tmp_path: Path) -> N
         db_factory.drop(one_url)
 
 
+#: Every kind of row the writer makes: transaction policy markers (gdihub, canada), FTS
+#: flows outside activities with parents (flow_parent) and USD rates of their own, an
+#: organisation file (organisation-level budgets), activities replaced by later files (the
+#: annotated example in three versions), a file with warnings, and a broken file.
+ROW_FILES = [SHARED / "iati-activity/iati-flattener-fixtures/gdihub-activity.xml",
+             SHARED / "iati-activity/iati-flattener-fixtures/canada-activity.xml",
+             SHARED / "fts-json/custom-search-locationid-1-year-2020-page-3.json",
+             SHARED / "fts-json/custom-search-locationid-1-year-2020-page-2.json",
+             SHARED / "iati-example/2.03/organisation-standard-example-annotated.xml",
+             SHARED / "iati-example/2.01/activity-standard-example-annotated.xml",
+             SHARED / "iati-example/2.02/activity-standard-example-annotated.xml",
+             SHARED / "iati-example/2.03/activity-standard-example-annotated.xml",
+             SHARED / "iati-legacy-1.0x" / "complex_example_dfid.xml",
+             SHARED / "iati-activity" / "usaid-798.xml",
+             DPORTAL / "dportal_36.xml"]
+LEDGER_TABLES = ["import_batch", "activity", "activity_country", "activity_region",
+                 "activity_sector", "policy_marker", "participating_org", "related_activity",
+                 "activity_tag", "flow", "flow_policy_marker", "flow_parent", "budget",
+                 "organisation", "batch_org_change", "batch_issue", "batch_publisher"]
+
+
+def ledger_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every ledger table, primary keys included, in key order (the
+    batches' creation time left out)."""
+    from fundtrack.db.metadata import metadata
+
+    out = {}
+    with engine.connect() as c:
+        for name in LEDGER_TABLES:
+            t = metadata.tables[name]
+            cols = [col for col in t.c if col.name != "created_at"]
+            out[name] = [tuple(r) for r in c.execute(select(*cols).order_by(*t.primary_key))]
+    return out
+
+
+def crs_with_gender_markers(tmp_path: Path) -> Path:
+    """Three CRS rows with the gender marker set: flows with policy markers of their own."""
+    import csv
+    import io
+
+    lines = (Path(__file__).parent / "fixtures/crs/crs_1973.csv").read_text(
+        encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    rows = [next(csv.reader([line])) for line in lines[1:4]]
+    for row, score in zip(rows, ("2", "1", "0"), strict=True):
+        row[header.index("gender")] = score
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, *rows])
+    path = tmp_path / "crs-gender.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return path
+
+
+def test_rows_built_in_the_parse_process_equal_those_of_one_by_one(
+        db_factory: Any, tmp_path: Path) -> None:
+    """The many-file path (rows built in the parse process, ids mapped by the writer)
+    writes exactly the rows, ids included, of single imports (rows built beside the
+    writer), file by file; the issues and reconciliation too."""
+    files = [*ROW_FILES[:5], *files_with_broken(tmp_path)[2:3], *ROW_FILES[5:],
+             crs_with_gender_markers(tmp_path)]
+    assert all(p.exists() for p in files)
+    many_url, one_url = db_factory.new_url(), db_factory.new_url()
+    many, one = make_engine(many_url), make_engine(one_url)
+    try:
+        results = import_files(many, files, derive="each")
+        singles = [import_file(one, p) for p in files]
+        assert [r.status for r in results] == ["applied"] * 5 + ["rejected"] + ["applied"] * 7
+        for got, want in zip(results, singles, strict=True):
+            assert (got.status, got.batch_id, got.message, got.found, got.imported,
+                    got.skipped) == (want.status, want.batch_id, want.message, want.found,
+                                     want.imported, want.skipped)
+            assert [str(i) for i in got.issues] == [str(i) for i in want.issues]
+            assert got.issues.total == want.issues.total
+        rows, want_rows = ledger_rows(many), ledger_rows(one)
+        for name in LEDGER_TABLES:
+            assert rows[name] == want_rows[name], name
+        # the set exercises every table, warnings and replacements included
+        assert all(rows[name] for name in LEDGER_TABLES), [n for n in LEDGER_TABLES
+                                                            if not rows[n]]
+        assert sum(r.counts.get("replaced_activities", 0) for r in results) >= 2
+        assert any(r.counts.get("warnings") for r in results)
+        assert len(results[5].issues) >= 1  # the broken file's rejection comes first
+    finally:
+        many.dispose()
+        one.dispose()
+        db_factory.drop(many_url)
+        db_factory.drop(one_url)
+
+
+def test_strict_many_files_rejects_a_file_with_an_error(engine: Engine, tmp_path: Path) -> None:
+    """Strict mode is applied in the parse process: the file with an error is rejected
+    with the error's message and the issues before it; the others stand."""
+    bad = tmp_path / "bad-amount.xml"
+    data = (SHARED / "iati-example/2.03/activity-standard-example-annotated.xml").read_text()
+    bad.write_text(data.replace("<value currency=\"EUR\" value-date=\"2012-01-01\">1000</value>",
+                                "<value currency=\"EUR\" value-date=\"2012-01-01\">lots</value>", 1))
+    assert bad.read_text() != data
+    results = import_files(engine, [GOOD[0], bad, GOOD[1]], strict=True)
+    assert [r.status for r in results] == ["applied", "rejected", "applied"]
+    want = ("strict mode: value: not a decimal number: 'lots'; skipped at "
+            "/iati-activities/iati-activity[1] (line 8)/transaction[1] (line 265)")
+    assert results[1].message == want
+    assert [str(i) for i in results[1].issues] == [
+        "error: /iati-activities/iati-activity[1] (line 8)/transaction[1] (line 265): "
+        "strict mode: value: not a decimal number: 'lots'; skipped"]
+    with engine.connect() as c:
+        names = set(c.execute(select(m.ImportBatch.file_name)).scalars())
+    assert names == {GOOD[0].name, GOOD[1].name}
+
+
 KILLER = """
 import os, signal, sys
 from fundtrack.db import make_engine

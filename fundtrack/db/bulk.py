@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -162,7 +161,7 @@ def units_text(units: int, exp: int) -> str:
     return str(Decimal(units).scaleb(exp))
 
 
-def _max_id(conn: Connection, table: str) -> int:
+def max_id(conn: Connection, table: str) -> int:
     return int(conn.execute(text(f"SELECT max(id) FROM {table}")).scalar() or 0)
 
 
@@ -176,38 +175,8 @@ def new_ids(conn: Connection, table: str, n: int) -> list[int]:
         return list(conn.execute(text(
             "SELECT array_agg(nextval(CAST(:seq AS regclass))) FROM generate_series(1, :n)"),
             {"seq": seq, "n": int(n)}).scalar_one())
-    start = _max_id(conn, table) + 1
+    start = max_id(conn, table) + 1
     return list(range(start, start + n))
-
-
-class IdAllocator:
-    """Hands out primary keys before rows are written, so children can point at parents.
-
-    PostgreSQL: blocks of ``nextval`` from the table's own sequence (safe with concurrent
-    writers). SQLite: counting up from ``max(id)``, safe because the batch transaction
-    holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``).
-    """
-
-    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
-        self.conn = conn
-        self.lock = lock
-        self.pg = conn.dialect.name == "postgresql"
-        self.pool: dict[str, list[int]] = defaultdict(list)
-        self.next_id: dict[str, int] = {}
-
-    def take(self, table: str) -> int:
-        if self.pg:
-            pool = self.pool[table]
-            if not pool:
-                with self.lock:
-                    pool.extend(reversed(new_ids(self.conn, table, ID_BLOCK)))
-            return pool.pop()
-        if table not in self.next_id:
-            with self.lock:
-                self.next_id[table] = _max_id(self.conn, table) + 1
-        value = self.next_id[table]
-        self.next_id[table] = value + 1
-        return value
 
 
 def _enum_name(value: Any) -> Any:
@@ -228,7 +197,7 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
-def _converters(table: Table, cols: list[str], sqlite: bool) -> list[Any]:
+def converters(table: Table, cols: list[str], sqlite: bool) -> list[Any]:
     """Per column, the function that turns a Python value into what the driver stores.
 
     Mirrors what the SQLAlchemy column types do, without their per-row overhead.
@@ -262,7 +231,7 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if dialect not in ("postgresql", "sqlite"):
         conn.execute(table.insert(), rows)
         return
-    convs = _converters(table, cols, sqlite=dialect == "sqlite")
+    convs = converters(table, cols, sqlite=dialect == "sqlite")
     pairs = list(zip(cols, convs, strict=True))
     values = [[conv(row[c]) if conv else row[c] for c, conv in pairs] for row in rows]
     raw = conn.connection.dbapi_connection

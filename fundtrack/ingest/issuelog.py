@@ -47,6 +47,10 @@ class IssueLog(list[Issue]):
         self.skipped: Counter[str] = Counter()
         self.extend(issues)
 
+    def __reduce__(self) -> Any:
+        """Pickled whole, counts included (a many-file import's parse process sends it)."""
+        return (_restore, (list(self), self.keep, self.by_kind, self.total, self.skipped))
+
     def _count(self, issue: Issue) -> None:
         self.total += 1
         self.by_kind[(issue.severity.value, issue.code)] += 1
@@ -85,3 +89,11 @@ class IssueLog(list[Issue]):
         """Counts by kind, most frequent first: ``[{severity, code, count}]``."""
         return [{"severity": sev, "code": code, "count": n}
                 for (sev, code), n in sorted(self.by_kind.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def _restore(kept: list[Issue], keep: int, by_kind: Counter[tuple[str, str]], total: int,
+             skipped: Counter[str]) -> IssueLog:
+    log = IssueLog(keep=keep)
+    list.extend(log, kept)
+    log.by_kind, log.total, log.skipped = by_kind, total, skipped
+    return log

@@ -5,9 +5,9 @@ write one after the other on one core, and the derived-table update (money trail
 classification, rollup) and planner statistics after every file. Here:
 
 - one **parse process** reads the files in order (sha256, format sniff, the importer's
-  records, their validation) and sends each file's records through a bounded queue (chunks of
-  :data:`CHUNK` records, at most :data:`QUEUE_CHUNKS` in flight: memory stays bounded
-  whatever the files' sizes) while this process writes the previous file; importers stay
+  records, their validation, the rows they become) and sends each file's rows through a
+  bounded queue (chunks of ``FLUSH_ROWS`` rows, at most :data:`QUEUE_CHUNKS` in flight:
+  memory stays bounded whatever the files' sizes) while this process writes the previous file; importers stay
   pure, the parse process never touches the database;
 - every file is still **its own atomic batch** (:func:`pipeline.write_batch`, the code
   path of a single import): a file that fails is rejected and changes nothing, the others
@@ -36,6 +36,8 @@ from sqlalchemy import Engine, func, select
 
 from fundtrack.derived import steps as derived
 from fundtrack.ingest.pipeline import (
+    BatchRows,
+    BuiltRows,
     ImportResult,
     _records,
     choose_importer,
@@ -44,14 +46,12 @@ from fundtrack.ingest.pipeline import (
     write_batch,
 )
 from fundtrack.ledger import tables as m
-from fundtrack.ledger.writer import lock_ledger
+from fundtrack.ledger.writer import FLUSH_ROWS, RowChunk, lock_ledger
 from fundtrack.plugins import SNIFF_BYTES, ImportContext, importers
 from fundtrack.records import FileRejected
 
 log = logging.getLogger(__name__)
 
-#: Records per message from the parse process (a D-Portal page is ~200-500 records).
-CHUNK = 500
 #: Messages in flight: how far the parser may run ahead of the writer.
 QUEUE_CHUNKS = 8
 
@@ -106,9 +106,15 @@ class _Sender:
 
 
 def _parse_files(paths: list[str], fmt: str | None, options: dict[str, Any],
-                 known: set[str], out: Any, writer_pid: int) -> None:
+                 known: set[str], out: Any, writer_pid: int, sqlite: bool = True,
+                 strict: bool = False) -> None:
     """The parse process: for each file, ("file", sha, size, importer|None, rejected|None),
-    then ("items", [...]) chunks, then ("end", meta) or ("rejected", message, location)."""
+    then ("rows", RowChunk) messages, then ("end", meta, BatchRows without rows) or
+    ("rejected", message, location, issues so far).
+
+    It parses, validates and builds the rows (:class:`BatchRows`: checks, USD conversion,
+    values as the driver stores them), so the writer only maps ids and inserts; rows of
+    plain values also cost less to pickle than the records."""
     queue = _Sender(out, writer_pid)
     registry = importers()
     for path in paths:
@@ -125,22 +131,22 @@ def _parse_files(paths: list[str], fmt: str | None, options: dict[str, Any],
                     fh.seek(0)
                 queue.put(("file", sha, size, importer.name, None))
                 if sha in known:  # the writer will find it "unchanged": do not parse it
-                    queue.put(("end", {}))
+                    queue.put(("end", {}, None))
                     continue
                 ctx = ImportContext(filename=Path(path).name, options=options)
-                chunk: list[Any] = []
+                batch = BatchRows(importer.name, sqlite=sqlite, strict=strict)
+                rows = batch.rows
                 try:
-                    for item in validated(_records(importer, fh, ctx)):
-                        chunk.append(item)
-                        if len(chunk) >= CHUNK:
-                            queue.put(("items", chunk))
-                            chunk = []
+                    for item, problems in validated(_records(importer, fh, ctx)):
+                        batch.add(item, problems)
+                        if rows.pending >= FLUSH_ROWS:
+                            queue.put(("rows", rows.take()))
                 except FileRejected as exc:
-                    queue.put(("rejected", exc.message, exc.location))
+                    queue.put(("rejected", exc.message, exc.location, batch.issues))
                     continue
-                if chunk:
-                    queue.put(("items", chunk))
-                queue.put(("end", ctx.meta))
+                queue.put(("rows", rows.take()))
+                batch.finish()
+                queue.put(("end", ctx.meta, batch))
         except OSError as exc:
             queue.put(("file", "", 0, None, (f"could not read the file: {exc}", None)))
         except BaseException:
@@ -148,22 +154,25 @@ def _parse_files(paths: list[str], fmt: str | None, options: dict[str, Any],
             return
 
 
-class _Items:
-    """One file's records from the parse process; its end sets ``ctx.meta``."""
+class _Rows(BuiltRows):
+    """One file's rows from the parse process; its end sets ``ctx.meta`` and
+    :attr:`batch`; a rejection hands over the issues noted before it."""
 
-    def __init__(self, queue: Any, ctx: ImportContext) -> None:
-        self.queue, self.ctx, self.done = queue, ctx, False
+    def __init__(self, queue: Any, ctx: ImportContext, result: ImportResult) -> None:
+        self.queue, self.ctx, self.result, self.done = queue, ctx, result, False
 
-    def __iter__(self) -> Iterator[Any]:
+    def chunks(self) -> Iterator[RowChunk]:
         while not self.done:
             msg = self.queue.get()
-            if msg[0] == "items":
-                yield from msg[1]
+            if msg[0] == "rows":
+                yield msg[1]
                 continue
             self.done = True
             if msg[0] == "end":
                 self.ctx.meta.update(msg[1])
+                self.batch = msg[2]
             elif msg[0] == "rejected":
+                self.result.issues = msg[3]
                 raise FileRejected(msg[1], msg[2])
             else:
                 raise RuntimeError(f"parse process failed:\n{msg[1]}")
@@ -172,7 +181,7 @@ class _Items:
         """Skip what the writer did not read (an unchanged or refused file)."""
         while not self.done:
             msg = self.queue.get()
-            self.done = msg[0] != "items"
+            self.done = msg[0] != "rows"
             if msg[0] == "crash":
                 raise RuntimeError(f"parse process failed:\n{msg[1]}")
 
@@ -207,7 +216,9 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
     mp: Any = multiprocessing.get_context(
         "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     queue = mp.Queue(maxsize=QUEUE_CHUNKS)
-    parser = mp.Process(target=_parse_files, args=(paths, fmt, options, known, queue, os.getpid()),
+    sqlite = engine.dialect.name == "sqlite"
+    parser = mp.Process(target=_parse_files, args=(paths, fmt, options, known, queue, os.getpid(),
+                                                   sqlite, strict),
                         name="fundtrack-parse", daemon=True)
     parser.start()
     results: list[ImportResult] = []
@@ -226,7 +237,7 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
             else:
                 result.importer = importer_name
                 ctx = ImportContext(filename=Path(path).name, options=options)
-                items = _Items(queue, ctx)
+                items = _Rows(queue, ctx, result)
                 write_batch(engine, registry[importer_name], items, ctx, result, size=size,
                             dry_run=dry_run, strict=strict, imported_by=imported_by,
                             derive=not once)

@@ -115,28 +115,45 @@ def _values(obj: Any, path: str) -> Iterator[Any]:
         yield value
 
 
-def _slots(obj: Any, path: str) -> Iterator[tuple[Any, str]]:
-    """(holder, attribute) for every value at ``path`` in ``obj``, to read or replace."""
-    head, _, rest = path.partition(".")
-    if head.endswith("[]"):
-        for item in getattr(obj, head[:-2], None) or ():
-            if rest:
-                yield from _slots(item, rest)
-        return
-    if not rest:
-        yield obj, head
-        return
-    value = getattr(obj, head, None)
-    if value is not None:
-        yield from _slots(value, rest)
+_Steps = tuple[tuple[str, bool], ...]
+#: A limits table's paths, split once: (path, limit, steps (attribute, is a list)).
+_COMPILED: dict[int, list[tuple[str, int, _Steps]]] = {}
+
+
+def _compiled(limits: dict[str, int]) -> list[tuple[str, int, _Steps]]:
+    key = id(limits)
+    if key not in _COMPILED:
+        _COMPILED[key] = [(path, limit, tuple((p[:-2], True) if p.endswith("[]") else (p, False)
+                                              for p in path.split(".")))
+                          for path, limit in limits.items()]
+    return _COMPILED[key]
+
+
+def _holders(obj: Any, steps: _Steps) -> list[Any]:
+    """The objects holding the last attribute of ``steps`` (what :func:`_slots` gives,
+    without a generator per level: this runs for every record of every file)."""
+    objs = [obj]
+    for name, many in steps[:-1]:
+        nxt: list[Any] = []
+        for o in objs:
+            value = getattr(o, name, None)
+            if many:
+                nxt.extend(value or ())
+            elif value is not None:
+                nxt.append(value)
+        if not nxt:
+            return nxt
+        objs = nxt
+    return [] if steps[-1][1] else objs  # a path ending in "[]" names no attribute
 
 
 def _too_long(record: Any, limits: dict[str, int], where: str, what: str,
               issues: list[Issue] | None = None) -> Issue | None:
     """An error if an essential field is too long; other fields are cut to fit, with a
     warning in ``issues``."""
-    for path, limit in limits.items():
-        for holder, name in _slots(record, path):
+    for path, limit, steps in _compiled(limits):
+        name = steps[-1][0]
+        for holder in _holders(record, steps):
             value = getattr(holder, name, None)
             if not isinstance(value, str) or len(value) <= limit:
                 continue
