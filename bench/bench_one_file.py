@@ -55,15 +55,17 @@ AGENCIES = 40
 FUNDS = 10
 
 
-def write_file(path: Path, tag: str, n_flows: int = 500) -> None:
+def write_file(path: Path, tag: str, n_flows: int = 500, shape: str = "mixed") -> None:
     """A deterministic IATI 2.03 file of ``n_flows`` USD transactions in 25-transaction
-    activities, half reported by agencies, half by NGOs, all valued in 2023 (the ledger's year).
+    activities, all valued in 2023 (the ledger's year). ``mixed``: half reported by agencies
+    (money in from a pooled fund: every account downstream of that fund is re-attributed),
+    half by NGOs; ``ngo``: NGOs only (money in from existing projects, a bounded neighbourhood).
     """
     acts = []
     n_acts = max(n_flows // 25, 1)
     for a in range(n_acts):
         txs = []
-        if a % 2 == 0:  # an agency's new project: in from a fund, out to existing NGO grants
+        if shape == "mixed" and a % 2 == 0:  # an agency: in from a fund, out to NGO grants
             i = a % AGENCIES
             org, ident, otype = f"XB-AGENCY-{i}", f"XB-AGENCY-{i}-Q{tag}-{a}", "40"
             f = a % FUNDS
@@ -287,6 +289,8 @@ def main() -> None:
     ap.add_argument("--rss-limit-mb", type=int, default=12_000)
     ap.add_argument("--statement-timeout-ms", type=int, default=None,
                     help="for the import (default: the CLI's, FUNDTRACK_STATEMENT_TIMEOUT_MS)")
+    ap.add_argument("--shape", choices=("mixed", "ngo"), default="mixed",
+                    help="the file: mixed (agencies paid by pooled funds, and NGOs) or NGOs only")
     ap.add_argument("--check", action="store_true",
                     help="after each database's last run: derived tables == a full rebuild")
     ap.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
@@ -299,7 +303,8 @@ def main() -> None:
     found: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "bench500.xml"
-        write_file(path, "b17")
+        write_file(path, "b17", shape=a.shape)
+        print(f"file: {a.shape}, {path.stat().st_size:,} bytes", flush=True)
         for db in a.db:
             found[db] = []
             with psycopg.connect(db_url(a.admin_url, db)) as c:
