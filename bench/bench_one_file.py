@@ -8,9 +8,19 @@ as ``fundtrack recompute`` does: identity, trail, classification, rollup; VACUUM
     nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --load ft17_0 --flows 0
     nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --load ft17_1m --flows 1200000
 
+At 10M (``--flows 12000000``, 10,040,160 flows) today's full rebuild does not fit: the
+trail holds every cash flow in Python and passed 12 GB resident (``--rss-limit-mb``, the
+bench stops itself) while pairing movements. The generated ledger is kept without derived
+tables as ``ft17_10m_ledger``; with newer code, make the template from it (no new
+generation, only the rebuild)::
+
+    nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --load ft17_10m \
+        --from-ledger ft17_10m_ledger
+
 Then measure (this is the one command to re-run on newer code against the kept databases)::
 
-    nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --db ft17_0 --db ft17_1m --runs 3
+    nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --db ft17_0 --db ft17_1m \
+        [--db ft17_10m] --runs 3 [--shape ngo] [--check]
 
 Each run copies the template (``CREATE DATABASE ft17_run TEMPLATE <db>``, so every run
 starts equal and the template is never changed) and imports the same generated 500-flow
@@ -130,8 +140,10 @@ def _rss_watchdog(limit_mb: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def load(admin_url: str, db: str, n_flows: int, limit_mb: int) -> None:
-    """(Re)create template ``db``: migrate, generate, rebuild every derived table."""
+def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | None = None) -> None:
+    """(Re)create template ``db``: migrate, generate, rebuild every derived table. With
+    ``ledger`` (a database holding a generated ledger, derived tables not built): ``db`` is
+    its copy instead of a new generation, and only the rebuild runs."""
     from bench_trace import generate
     from sqlalchemy import text
 
@@ -142,12 +154,12 @@ def load(admin_url: str, db: str, n_flows: int, limit_mb: int) -> None:
     _rss_watchdog(limit_mb)
     with psycopg.connect(admin_url, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{db}"')
+        c.execute(f'CREATE DATABASE "{db}"' + (f' TEMPLATE "{ledger}"' if ledger else ""))
     url = db_url(admin_url, db)
     upgrade(url)
     eng = make_engine(url, statement_timeout_ms=0)
     t = time.perf_counter()
-    if n_flows:
+    if n_flows and not ledger:
         with eng.begin() as c:
             shape = generate(c, n_flows)
         print(f"generated {shape} in {time.perf_counter() - t:.0f} s", flush=True)
@@ -286,6 +298,9 @@ def main() -> None:
     ap.add_argument("--flows", type=int, default=1_200_000,
                     help="with --load: bench_trace.generate's argument (1,200,000 -> ~1.0M flows)")
     ap.add_argument("--load", metavar="DB", help="(re)create and load template DB instead")
+    ap.add_argument("--from-ledger", metavar="DB",
+                    help="with --load: copy DB (a generated ledger, no derived tables) instead of "
+                    "generating; only the derived rebuild runs")
     ap.add_argument("--rss-limit-mb", type=int, default=12_000)
     ap.add_argument("--statement-timeout-ms", type=int, default=None,
                     help="for the import (default: the CLI's, FUNDTRACK_STATEMENT_TIMEOUT_MS)")
@@ -298,7 +313,7 @@ def main() -> None:
     if a.child:
         return child(db_url(a.admin_url, "ft17_run"), a.child, a.statement_timeout_ms)
     if a.load:
-        return load(a.admin_url, a.load, a.flows, a.rss_limit_mb)
+        return load(a.admin_url, a.load, a.flows, a.rss_limit_mb, a.from_ledger)
     print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
     found: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as work:
