@@ -22,6 +22,21 @@ Then measure (this is the one command to re-run on newer code against the kept d
     nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --db ft17_0 --db ft17_1m \
         [--db ft17_10m] --runs 3 [--shape ngo] [--check]
 
+BEFORE (main at 7da04f9, 2026-12-07, private PostgreSQL 15 cluster, fsync off, 2 shared
+cores at load average 4-7; medians of 3 runs, wall seconds; CPU = client + its backends):
+
+    file    ledger   total   ledger write  identity  trail  classif.  rollup  peak RSS  CPU
+    mixed   0        2.29    0.55          0.40      1.00   0.21      0.07    85 MB     0.8
+    mixed   1.0M     470.7   0.40          6.02      448.7  0.61      7.15    2.9 GB    152
+    ngo     0        1.36    0.28          0.25      0.46   0.12      0.07    86 MB     0.6
+    ngo     1.0M     63.8    0.53          5.36      50.7   0.25      4.83    1.4 GB    27.6
+
+(derived 263x / 59x the empty database; ``--check``: after the mixed import the derived
+tables equal a full rebuild.) Loading ft17_1m: generation 51 s, full rebuild 419 s
+(identity 29, trail 128, classification 245, rollup 17), peak RSS 3.2 GB. At 10M the
+rebuild stopped at 12 GB (identity done in ~4 min; trail: cash flows read 07:48-07:53,
+10.2 GB, then pairing until 12 GB).
+
 Each run copies the template (``CREATE DATABASE ft17_run TEMPLATE <db>``, so every run
 starts equal and the template is never changed) and imports the same generated 500-flow
 file through the real pipeline (``fundtrack.ingest.pipeline.import_file`` with the CLI's
@@ -222,7 +237,10 @@ def child(url: str, path: str, timeout_ms: int | None) -> None:
     t = time.perf_counter()
     try:
         result = import_file(eng, path)
-        outcome = f"{result.status}, {result.counts.get('flows', 0)} flows"
+        outcome = f"{result.status}, {result.counts.get('flows', 0)} flows" + "".join(
+            f", {k} {result.counts[k]:,}" for k in ("movements", "movements_replaced",
+                                                  "reattributed_accounts", "attribution_parts")
+            if k in result.counts)
     except Exception as exc:  # noqa: BLE001 - the bench reports what stopped the import
         outcome = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     total = time.perf_counter() - t
