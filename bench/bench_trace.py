@@ -58,12 +58,26 @@ def generate(conn, n_flows: int, seed: int = 7) -> dict[str, int]:
                      "humanitarian": False})
         return aid
 
+    written = {"activities": 0, "flows": 0}
+
+    def flush() -> None:
+        """Write what is held (activities first: flows name them), so memory stays bounded."""
+        for rows, table, key in ((acts, m.Activity.__table__, "activities"),
+                                 (flows, m.Flow.__table__, "flows")):
+            for i in range(0, len(rows), 50_000):
+                bulk_insert(conn, table, rows[i:i + 50_000])
+            written[key] += len(rows)
+            rows.clear()
+
     def flow(aid: int, org: str, kind: FlowKind, amount: Decimal, day: int, **kw) -> None:
         flows.append({"id": next(flow_ids), "batch_id": batch, "superseded_by": None,
                       "activity_id": aid, "reporting_org_ref": org, "kind": kind,
                       "amount": amount, "currency": "USD", "amount_usd": amount,
-                      "value_date": base + timedelta(days=day), "source_location": str(len(flows)),
+                      "value_date": base + timedelta(days=day),
+                      "source_location": str(written["flows"] + len(flows)),
                       **{**OPTIONAL, **kw}})
+        if len(flows) >= 500_000:
+            flush()
 
     donors = [(f"XB-DONOR-{i}", f"XB-DONOR-{i}-A") for i in range(n_donors)]
     funds = [(f"XB-FUND-{i}", f"XB-FUND-{i}-A") for i in range(n_funds)]
@@ -110,11 +124,8 @@ def generate(conn, n_flows: int, seed: int = 7) -> dict[str, int]:
             flow(aid, ngo, FlowKind.EXPENDITURE, third, day + 30 + k, receiver_ref="XB-SUPPLIER")
         flow(p_aid[p], p[0], FlowKind.EXPENDITURE, (amt / 5).quantize(cents), day + 10,
              receiver_ref="XB-SUPPLIER")
-    for i in range(0, len(acts), 50_000):
-        bulk_insert(conn, m.Activity.__table__, acts[i:i + 50_000])
-    for i in range(0, len(flows), 50_000):
-        bulk_insert(conn, m.Flow.__table__, flows[i:i + 50_000])
-    return {"activities": len(acts), "flows": len(flows), "donors": n_donors, "funds": n_funds,
+    flush()
+    return {**written, "donors": n_donors, "funds": n_funds,
             "agencies": n_agencies, "projects": n_projects, "ngo_grants": n_ngo_grants}
 
 

@@ -11,6 +11,8 @@ iterate this list and know nothing else about the steps.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,14 @@ from fundtrack.derived.trail import recompute as trail
 from fundtrack.identity import incremental as identity_batch
 from fundtrack.identity import resolve as identity
 from fundtrack.ledger import tables as m
+
+log = logging.getLogger(__name__)
+
+#: Key in ``conn.info``: seconds each step took in the last :func:`after_import`,
+#: :func:`after_revert` or :func:`rebuild` on that connection (``statistics`` for the planner
+#: statistics refresh), so a bench can put the derived-table time beside the ledger write
+#: without the counts stored on batches changing. Also logged at INFO.
+SECONDS = "derived_seconds"
 
 
 def _trail_after_revert(conn: Connection, _batch_id: int) -> dict[str, int]:
@@ -89,23 +99,43 @@ def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
     """Run every step's ``hook`` for the batch, in :data:`STEPS` order; gather the counts of
     the steps that report them; refresh planner statistics once at the end."""
     counts: dict[str, int] = {}
+    seconds: dict[str, float] = {}
     for step in STEPS:
+        t = time.perf_counter()
         out = getattr(step, hook)(conn, batch_id)
+        seconds[step.name] = time.perf_counter() - t
         if step.reports_counts:
             counts |= out
+    t = time.perf_counter()
     dialect.refresh_statistics(conn)
+    seconds["statistics"] = time.perf_counter() - t
+    _record(conn, f"{hook} of batch {batch_id}", seconds)
     return counts
 
 
 def rebuild(conn: Connection, names: Iterable[str] | None = None) -> dict[str, Any]:
     """Rebuild the named steps (all by default) from the current ledger, in order."""
     out: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
     for step in steps(names):
+        t = time.perf_counter()
         out |= step.rebuild(conn)
+        seconds[step.name] = time.perf_counter() - t
+    t = time.perf_counter()
     dialect.refresh_statistics(conn)
+    seconds["statistics"] = time.perf_counter() - t
     if names is None:
         clear_stale(conn)
+    _record(conn, "rebuild", seconds)
     return out
+
+
+def _record(conn: Connection, what: str, seconds: dict[str, float]) -> None:
+    """Leave the per-step seconds in ``conn.info`` (:data:`SECONDS`) and log them."""
+    conn.info[SECONDS] = seconds
+    log.info("derived tables, %s: %s; total %.3f s", what,
+             ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()), sum(seconds.values()),
+             extra={SECONDS: seconds})
 
 
 #: Key in a batch's ``counts``: the batch was merged without its derived-table update (a
