@@ -310,6 +310,34 @@ def test_recompute_clears_the_stale_mark(engine: Engine) -> None:
         assert derived.stale_batches(c) == []
 
 
+def test_an_upload_after_an_interrupted_set_rebuilds_first(db_factory: Any) -> None:
+    """An API upload, ``fundtrack sync`` or a single import writes through the same
+    pipeline: when an interrupted set left batches without their derived update, the next
+    batch's update is a rebuild of every step, never an update on top of stale tables."""
+    url, ref_url = db_factory.new_url(), db_factory.new_url()
+    engine, ref = make_engine(url), make_engine(ref_url)
+    try:
+        first = import_file(engine, GOOD[0])
+        with engine.begin() as c:  # as a killed set leaves it: merged, marked, not derived
+            c.execute(FlowRollup.__table__.delete())
+            c.execute(m.ImportBatch.__table__.update()
+                      .where(m.ImportBatch.id == first.batch_id)
+                      .values(counts=dict(first.counts, **{derived.STALE: 1})))
+        assert derived_rows(engine) == []
+        second = import_file(engine, GOOD[1])  # what importReport and sync call
+        assert second.status == "applied"
+        with engine.connect() as c:
+            assert derived.stale_batches(c) == []
+        for p in GOOD[:2]:
+            import_file(ref, p)
+        assert derived_rows(engine) == derived_rows(ref)
+    finally:
+        engine.dispose()
+        ref.dispose()
+        db_factory.drop(url)
+        db_factory.drop(ref_url)
+
+
 @pytest.mark.parametrize(("ledger", "mb", "files", "once"), [
     (0, 93, 100, True),            # the benchmark: 100 real files into an empty database
     (0, 2, 1, False),              # one file: always its own update

@@ -97,7 +97,21 @@ def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:
 
 def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
     """Run every step's ``hook`` for the batch, in :data:`STEPS` order; gather the counts of
-    the steps that report them; refresh planner statistics once at the end."""
+    the steps that report them; refresh planner statistics once at the end.
+
+    The updates assume the derived tables were complete before the batch. When a set of
+    files was merged without them and its rebuild never ran (:data:`STALE` marks left by an
+    interrupted ``fundtrack import``), whoever writes next (an API upload, ``fundtrack
+    sync``, a revert) rebuilds every step instead, which clears the marks.
+    """
+    stale = stale_batches(conn)
+    if stale:
+        log.warning("derived tables are stale: %d batch(es) (from %d) were merged without "
+                    "their update; rebuilding every step with batch %d", len(stale), stale[0],
+                    batch_id)
+        out = rebuild(conn)
+        return {k: int(v) for k, v in out.items()
+                if isinstance(v, int) and not k.startswith("seconds")}
     counts: dict[str, int] = {}
     seconds: dict[str, float] = {}
     for step in STEPS:
