@@ -35,6 +35,7 @@ from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_dicts, drop_for_load, 
 from fundtrack.derived.trail.config import TrailConfig
 from fundtrack.derived.trail.tables import Movement
 from fundtrack.ledger import tables as m
+from fundtrack.money import to_text
 from fundtrack.records import FlowKind
 
 CASH = (FlowKind.INCOMING_FUNDS, FlowKind.DISBURSEMENT, FlowKind.EXPENDITURE)
@@ -708,8 +709,7 @@ def _old_movements(conn: Connection, flow_ids: set[int]) -> list[Any]:
     rows: dict[int, Any] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
-        for r in conn.execute(select(t.c.id, t.c.flow_id, t.c.mirror_flow_id, t.c.src_org,
-                                     t.c.src_activity, t.c.dst_org, t.c.dst_activity)
+        for r in conn.execute(select(t)  # every column: an unchanged movement is kept
                               .where(t.c.flow_id.in_(chunk) | t.c.mirror_flow_id.in_(chunk))):
             rows[r.id] = r
     return list(rows.values())
@@ -775,10 +775,22 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         if not grew:
             break
     members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, {}).values()]
+    rebuilt = build_rows(members_flows, cfg)
+    # a movement rebuilt exactly as it was stays (with its id and its parts): only the
+    # ones that differ go and come, and only their accounts are touched
+    old_by_content: dict[tuple, list[int]] = defaultdict(list)
+    for r in dead.values():
+        old_by_content[_content(r._mapping)].append(r.id)
+    rows = []
+    for row in rebuilt:
+        same = old_by_content.get(_content(row))
+        if same:
+            del dead[same.pop()]
+        else:
+            rows.append(row)
     dead_ids = sorted(dead)
     for i in range(0, len(dead_ids), 1000):
         conn.execute(delete(t).where(t.c.id.in_(dead_ids[i:i + 1000])))
-    rows = build_rows(members_flows, cfg)
     write(conn, rows)
     touched: set[tuple[str, str]] = set()
     for r in dead.values():
@@ -789,4 +801,12 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     for fl in seed.values():
         if fl.src[1] in ident_set:
             touched.add(fl.src)
-    return {"movements": len(rows), "movements_replaced": len(dead)}, touched
+    return {"movements": len(rebuilt), "movements_replaced": len(dead)}, touched
+
+
+_COMPARED = [c for c in MOVEMENT_COLS if c != "id"]
+
+
+def _content(row: Any) -> tuple:
+    """A movement's columns but its id, amounts as stored (canonical text)."""
+    return tuple(to_text(v) if isinstance(v, Decimal) else v for v in (row[c] for c in _COMPARED))
