@@ -208,6 +208,9 @@ def main() -> None:
     ap.add_argument("--pg-template", help="a bench_trace.py database (case b)")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--pg-files", default="page,small",
+                    help="case (b): which files, in order (page: the D-Portal page, small: "
+                         "bench_trace's chain file)")
     args = ap.parse_args()
     codes = [("this tree", ROOT)] + [(c.split("=", 1)[0], Path(c.split("=", 1)[1]))
                                      for c in args.code]
@@ -233,7 +236,9 @@ def main() -> None:
         res = {}
         for i, (label, tree) in enumerate(codes):
             url = pg_copy(args.pg_template, f"ft_batch_{i}")
-            res[label] = run_child(tree, url, [page, small], args.check)
+            pick = {"page": page, "small": small}
+            res[label] = run_child(tree, url, [pick[x] for x in args.pg_files.split(",")],
+                                   args.check)
         table(f"(b) PostgreSQL, {args.pg_template.rsplit('/', 1)[1]}, then {PAGE} and "
               "bench_trace's small file", res)
     print(f"\nload average after: {os.getloadavg()}")
