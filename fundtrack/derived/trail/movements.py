@@ -718,15 +718,20 @@ def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
     refs = sorted(raw)
     named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
              else sorted(i for i, o in acts.items() if o in orgs))
+    # one query per indexed column: an OR of them (with a subquery) is planned as a scan
+    # of the ledger joined to every flow_party row
     for i in range(0, len(refs), 500):
         chunk = refs[i:i + 500]
-        own = select(a.c.id).where(a.c.reporting_org_ref.in_(chunk))
-        for fl in load_cash_flows(conn, acts, f.c.reporting_org_ref.in_(chunk)
-                                  | f.c.provider_ref.in_(chunk) | f.c.receiver_ref.in_(chunk)
-                                  | f.c.activity_id.in_(own)):
-            if fl.id not in seen:
-                seen.add(fl.id)
-                out.append(fl)
+        own = sorted(conn.execute(select(a.c.id).where(a.c.reporting_org_ref.in_(chunk)))
+                     .scalars())
+        wheres = [f.c.reporting_org_ref.in_(chunk), f.c.provider_ref.in_(chunk),
+                  f.c.receiver_ref.in_(chunk)]
+        wheres += [f.c.activity_id.in_(own[k:k + 1000]) for k in range(0, len(own), 1000)]
+        for where in wheres:
+            for fl in load_cash_flows(conn, acts, where):
+                if fl.id not in seen:
+                    seen.add(fl.id)
+                    out.append(fl)
     for i in range(0, len(named), 500):
         chunk = named[i:i + 500]
         for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
