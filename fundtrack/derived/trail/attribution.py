@@ -10,9 +10,9 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, delete, select, tuple_
+from sqlalchemy import Connection, Table, delete, select, tuple_
 
 from fundtrack.db import dialect
 from fundtrack.db.base import current
@@ -429,7 +429,7 @@ def _update_changed(conn: Connection, touched: set[Account], cfg: TrailConfig
             break
         compute |= grow
         new = grow
-    t = Attribution.__table__
+    t = cast(Table, Attribution.__table__)
     ids = sorted(outs)
     for i in range(0, len(ids), 1000):
         conn.execute(delete(t).where(t.c.movement_id.in_(ids[i:i + 1000])))

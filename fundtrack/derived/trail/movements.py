@@ -25,9 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy import update as sa_update
 
 from fundtrack.db import dialect
@@ -819,8 +819,9 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     dead_ids = sorted(dead)
     for i in range(0, len(dead_ids), 1000):
         conn.execute(delete(t).where(t.c.id.in_(dead_ids[i:i + 1000])))
+    mt = cast(Table, t)
     for mid, flow_id, mirror_id in relinked:
-        conn.execute(sa_update(t).where(t.c.id == mid).values(flow_id=flow_id,
+        conn.execute(sa_update(mt).where(mt.c.id == mid).values(flow_id=flow_id,
                                                               mirror_flow_id=mirror_id))
     write(conn, rows)
     # the accounts whose movements changed: both ends of a transfer, the spender of an
