@@ -777,12 +777,15 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
             seed[fl.id] = fl
     for i in range(0, len(idents), 500):
         chunk = idents[i:i + 500]
-        cur_acts = select(a.c.id).where(a.c.iati_identifier.in_(chunk),
-                                        current(a))
-        for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
-                                  | f.c.receiver_activity_id.in_(chunk)
-                                  | f.c.activity_id.in_(cur_acts)):
-            seed[fl.id] = fl
+        cur_acts = sorted(conn.execute(select(a.c.id).where(a.c.iati_identifier.in_(chunk),
+                                                            current(a))).scalars())
+        # separate queries: an OR with a subquery is planned as a join of every flow
+        wheres = [f.c.provider_activity_id.in_(chunk) | f.c.receiver_activity_id.in_(chunk)]
+        wheres += [f.c.activity_id.in_(cur_acts[k:k + 1000])
+                   for k in range(0, len(cur_acts), 1000)]
+        for where in wheres:
+            for fl in load_cash_flows(conn, acts, where):
+                seed[fl.id] = fl
     groups = {(fl.src[0], fl.dst[0]) for fl in seed.values()}
     by_group: dict[tuple[str, str], dict[int, CashFlow]] = defaultdict(dict)
     for fl in seed.values():
