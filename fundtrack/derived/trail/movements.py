@@ -718,15 +718,16 @@ def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
     refs = sorted(raw)
     named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
              else sorted(i for i, o in acts.items() if o in orgs))
-    # one query per indexed column: an OR of them (with a subquery) is planned as a scan
-    # of the ledger joined to every flow_party row
+    # the activities' ids first, as a list: an OR with a subquery is planned as a scan of
+    # the ledger joined to every flow_party row; an OR of lists, by the indexes
     for i in range(0, len(refs), 500):
         chunk = refs[i:i + 500]
         own = sorted(conn.execute(select(a.c.id).where(a.c.reporting_org_ref.in_(chunk)))
                      .scalars())
-        wheres = [f.c.reporting_org_ref.in_(chunk), f.c.provider_ref.in_(chunk),
-                  f.c.receiver_ref.in_(chunk)]
-        wheres += [f.c.activity_id.in_(own[k:k + 1000]) for k in range(0, len(own), 1000)]
+        by_ref = (f.c.reporting_org_ref.in_(chunk) | f.c.provider_ref.in_(chunk)
+                  | f.c.receiver_ref.in_(chunk))
+        wheres = [by_ref | f.c.activity_id.in_(own[:1000])]
+        wheres += [f.c.activity_id.in_(own[k:k + 1000]) for k in range(1000, len(own), 1000)]
         for where in wheres:
             for fl in load_cash_flows(conn, acts, where):
                 if fl.id not in seen:
@@ -779,10 +780,11 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         chunk = idents[i:i + 500]
         cur_acts = sorted(conn.execute(select(a.c.id).where(a.c.iati_identifier.in_(chunk),
                                                             current(a))).scalars())
-        # separate queries: an OR with a subquery is planned as a join of every flow
-        wheres = [f.c.provider_activity_id.in_(chunk) | f.c.receiver_activity_id.in_(chunk)]
+        # the ids as a list: an OR with a subquery is planned as a join of every flow
+        by_id = f.c.provider_activity_id.in_(chunk) | f.c.receiver_activity_id.in_(chunk)
+        wheres = [by_id | f.c.activity_id.in_(cur_acts[:1000])]
         wheres += [f.c.activity_id.in_(cur_acts[k:k + 1000])
-                   for k in range(0, len(cur_acts), 1000)]
+                   for k in range(1000, len(cur_acts), 1000)]
         for where in wheres:
             for fl in load_cash_flows(conn, acts, where):
                 seed[fl.id] = fl
