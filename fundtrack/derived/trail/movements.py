@@ -726,7 +726,7 @@ def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
                      .scalars())
         by_ref = (f.c.reporting_org_ref.in_(chunk) | f.c.provider_ref.in_(chunk)
                   | f.c.receiver_ref.in_(chunk))
-        wheres = [by_ref | f.c.activity_id.in_(own[:1000])]
+        wheres: list[Any] = [by_ref | f.c.activity_id.in_(own[:1000])]
         wheres += [f.c.activity_id.in_(own[k:k + 1000]) for k in range(1000, len(own), 1000)]
         for where in wheres:
             for fl in load_cash_flows(conn, acts, where):
@@ -782,7 +782,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
                                                             current(a))).scalars())
         # the ids as a list: an OR with a subquery is planned as a join of every flow
         by_id = f.c.provider_activity_id.in_(chunk) | f.c.receiver_activity_id.in_(chunk)
-        wheres = [by_id | f.c.activity_id.in_(cur_acts[:1000])]
+        wheres: list[Any] = [by_id | f.c.activity_id.in_(cur_acts[:1000])]
         wheres += [f.c.activity_id.in_(cur_acts[k:k + 1000])
                    for k in range(1000, len(cur_acts), 1000)]
         for where in wheres:

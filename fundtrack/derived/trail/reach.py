@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, case, delete, func, insert, literal, null, select, tuple_
+from sqlalchemy import Connection, Table, case, delete, func, insert, literal, null, select, tuple_
 from sqlalchemy import union_all as sa_union_all
 
 from fundtrack.db import dialect
@@ -416,7 +416,7 @@ def update(conn: Connection, accounts: set[Account]) -> dict[str, int]:
     rows at a third of the ledger's accounts); where the difference cannot give the exact
     total (the scale or the deepest part could have gone with a removed row, or a total
     in USD is unknown), that donor is summed again in SQL, as before."""
-    r = Reach.__table__
+    r = cast(Table, Reach.__table__)
     accs = sorted(accounts)
     old: list[Any] = []
     rows: list[dict[str, Any]] = []
