@@ -353,11 +353,43 @@ def update(conn: Connection, touched: set[Account], cfg: TrailConfig | None = No
     (:func:`update_closure`): where a cycle is broken depends on all of it.
     """
     cfg = cfg or TrailConfig()
-    done = _update_changed(conn, touched, cfg)
+    seen = _Loaded()
+    done = _update_changed(conn, touched, cfg, seen)
     if done is not None:
         return done
     log.info("attribution: a cycle or a movement without parts near the batch: the closure")
-    return update_closure(conn, touched, cfg)
+    return update_closure(conn, touched, cfg, seen)
+
+
+class _Loaded:
+    """What the walk read (nothing written yet): the closure that may follow reuses it."""
+
+    def __init__(self) -> None:
+        self.outs: dict[int, Move] = {}  # movements leaving accounts of ``out_loaded``
+        self.out_loaded: set[Account] = set()
+        self.ins: dict[int, Move] = {}  # transfers entering accounts of ``in_loaded``
+        self.in_loaded: set[Account] = set()
+        self.stored: dict[int, list[Part]] = {}  # parts of movements in ``asked``
+        self.asked: set[int] = set()
+
+    def side(self, conn: Connection, cfg: TrailConfig, accounts: set[Account], side: str
+             ) -> list[Move]:
+        """Movements leaving (``src``) or transfers entering (``dst``) ``accounts``."""
+        have, loaded = (self.outs, self.out_loaded) if side == "src" else (self.ins,
+                                                                           self.in_loaded)
+        for mv in _side_moves(conn, cfg, sorted(accounts - loaded), side):
+            have[mv.id] = mv
+        loaded |= accounts
+        if side == "src":
+            return [mv for mv in have.values() if mv.src in accounts]
+        return [mv for mv in have.values() if mv.dst in accounts]
+
+    def parts(self, conn: Connection, ids: list[int]) -> dict[int, list[Part]]:
+        """Stored parts of these movements (those with any)."""
+        want = [mid for mid in ids if mid not in self.asked]
+        self.stored.update(load_parts(conn, want))
+        self.asked.update(want)
+        return {mid: self.stored[mid] for mid in ids if mid in self.stored}
 
 
 def _circular(parts: Iterable[Part]) -> bool:
@@ -376,33 +408,20 @@ def _same(computed: Parts | None, stored: list[Part] | None) -> bool:
     return norm(computed.decimals() if computed is not None else []) == norm(stored or [])
 
 
-def _update_changed(conn: Connection, touched: set[Account], cfg: TrailConfig
+def _update_changed(conn: Connection, touched: set[Account], cfg: TrailConfig, seen: _Loaded
                     ) -> dict[str, int] | None:
     """:func:`update`, walking only where parts change; None: take the closure instead."""
     compute: set[Account] = set(touched)
-    outs: dict[int, Move] = {}  # movements leaving accounts of ``compute``
-    ins: dict[int, Move] = {}  # transfers entering those of them that have outflows
-    out_loaded: set[Account] = set()
-    in_loaded: set[Account] = set()
-    stored: dict[int, list[Part]] = {}
-    asked: set[int] = set()
     reasons: dict[Account, str] = {}
     reasoned: set[Account] = set()
-    new = set(compute)
     while True:
-        for mv in _side_moves(conn, cfg, sorted(new - out_loaded), "src"):
-            outs[mv.id] = mv
-        out_loaded |= new
+        outs = {mv.id: mv for mv in seen.side(conn, cfg, compute, "src")}
         senders = {mv.src for mv in outs.values()}
-        for mv in _side_moves(conn, cfg, sorted(senders - in_loaded), "dst"):
-            ins[mv.id] = mv
-        in_loaded |= senders
+        ins = {mv.id: mv for mv in seen.side(conn, cfg, senders, "dst")}
         fixed_ids = [mid for mid, mv in ins.items() if mv.src not in compute]
         boundary = [mv for mv in outs.values()
                     if not mv.terminal and mv.dst not in compute and mv.dst != mv.src]
-        want = [mid for mid in fixed_ids + [mv.id for mv in boundary] if mid not in asked]
-        stored.update(load_parts(conn, want))
-        asked.update(want)
+        stored = seen.parts(conn, fixed_ids + [mv.id for mv in boundary])
         if any(mid not in stored and ins[mid].amount != 0 for mid in fixed_ids):
             return None  # a movement from outside without parts: the closure path rebuilds
         fixed = {mid: stored[mid] for mid in fixed_ids if mid in stored}
@@ -428,7 +447,6 @@ def _update_changed(conn: Connection, touched: set[Account], cfg: TrailConfig
         if not grow:
             break
         compute |= grow
-        new = grow
     t = cast(Table, Attribution.__table__)
     ids = sorted(outs)
     for i in range(0, len(ids), 1000):
@@ -438,21 +456,23 @@ def _update_changed(conn: Connection, touched: set[Account], cfg: TrailConfig
             **reach.update(conn, compute)}
 
 
-def update_closure(conn: Connection, touched: set[Account], cfg: TrailConfig | None = None
-                   ) -> dict[str, int]:
-    """Re-attribute everything downstream of ``touched`` accounts (the whole closure)."""
+def update_closure(conn: Connection, touched: set[Account], cfg: TrailConfig | None = None,
+                   seen: _Loaded | None = None) -> dict[str, int]:
+    """Re-attribute everything downstream of ``touched`` accounts (the whole closure).
+    ``seen``: what a walk read already (not read again)."""
     cfg = cfg or TrailConfig()
+    seen = seen or _Loaded()
     closure = downstream_sql(conn, touched)
     # the movements leaving the closure's accounts, and the transfers entering those of
     # them that pass money on (an account without outflows needs no inputs)
-    outs = _side_moves(conn, cfg, sorted(closure), "src")
-    moves = list({mv.id: mv for mv in outs + _side_moves(
-        conn, cfg, sorted({mv.src for mv in outs}), "dst")}.values())
+    outs = seen.side(conn, cfg, closure, "src")
+    moves = list({mv.id: mv for mv in outs + seen.side(
+        conn, cfg, {mv.src for mv in outs}, "dst")}.values())
     t = Attribution.__table__
     recompute = [mv for mv in moves if mv.src in closure]
     outside_in = [mv.id for mv in moves if mv.dst in closure and mv.src not in closure
                   and not mv.terminal]
-    fixed = load_parts(conn, outside_in)
+    fixed = seen.parts(conn, outside_in)
     # movements whose rows are missing (new movements from outside) are attributed anew
     amounts = {mv.id: mv.amount for mv in moves}
     missing = [mid for mid in outside_in if mid not in fixed and amounts[mid] != 0]
