@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, func, select
@@ -847,12 +848,14 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     return {"movements": len(rebuilt), "movements_replaced": len(dead)}, touched
 
 
-_COMPARED = [c for c in MOVEMENT_COLS if c not in ("id", "flow_id", "mirror_flow_id")]
+_COMPARED = itemgetter(*(c for c in MOVEMENT_COLS
+                         if c not in ("id", "flow_id", "mirror_flow_id", "amount", "amount_usd")))
 
 
 def _content(row: Any) -> tuple:
     """A movement's columns but its id and flows, amounts as stored (canonical text)."""
-    return tuple(to_text(v) if isinstance(v, Decimal) else v for v in (row[c] for c in _COMPARED))
+    usd = row["amount_usd"]
+    return (*_COMPARED(row), to_text(row["amount"]), None if usd is None else to_text(usd))
 
 
 def _keep_unchanged(rebuilt: list[dict[str, Any]], dead: dict[int, Any]
