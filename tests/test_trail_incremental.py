@@ -151,3 +151,34 @@ def test_incremental_equals_rebuild_on_real_pages(engine, tmp_path):
     check(engine)
     revert_batch(engine, r.batch_id)
     check(engine)
+
+
+def test_totals_moved_by_difference_are_exact_or_refused():
+    """A donor's total moved by the rows removed and added has the value and the scale
+    (the finest term's) that summing again gives, or is refused (then summed again)."""
+    import random
+    from decimal import Decimal
+
+    from fundtrack.derived.trail.reach import _exact_sum, _Total
+
+    rnd = random.Random(17)
+    moved = refused = 0
+    for _ in range(3000):
+        terms = [Decimal(rnd.randint(0, 10**5)).scaleb(-rnd.choice((0, 1, 2)))
+                 for _ in range(rnd.randint(1, 6))]
+        out = [t for t in terms if rnd.random() < 0.4]
+        left = list(terms)
+        for t in out:
+            left.remove(t)
+        into = [Decimal(rnd.randint(0, 10**5)).scaleb(-rnd.choice((0, 1, 2)))
+                for _ in range(rnd.randint(0, 3))]
+        total = _Total(_exact_sum(terms))
+        total.move(out, into)
+        if not total.ok:
+            refused += 1
+            continue
+        moved += 1
+        want = _exact_sum(left + into)
+        if want is not None:
+            assert (str(total.value), total.value) == (str(want), want), (terms, out, into)
+    assert moved > 1000 and refused > 100  # both paths taken
