@@ -6,12 +6,13 @@ what it returns into ``attribution``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, delete, select, tuple_
+from sqlalchemy import Connection, Table, delete, select, tuple_
 
 from fundtrack.db import dialect
 from fundtrack.db.base import current
@@ -19,7 +20,10 @@ from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_lines, copy_text, drop
 from fundtrack.derived.trail import reach
 from fundtrack.derived.trail.config import TrailConfig
 from fundtrack.derived.trail.engine import (
+    CIRCULAR,
     ORIGINATOR,
+    UNTRACED,
+    ZERO,
     Account,
     Move,
     Origin,
@@ -32,6 +36,9 @@ from fundtrack.derived.trail.engine import (
 from fundtrack.derived.trail.funds import pooled_refs
 from fundtrack.derived.trail.tables import Attribution, Movement
 from fundtrack.ledger import tables as m
+from fundtrack.money import to_text
+
+log = logging.getLogger(__name__)
 
 NO_INCOMING = "no incoming funds reported"
 BROKEN = "broken link"
@@ -291,15 +298,27 @@ def downstream_sql(conn: Connection, start: set[Account]) -> set[Account]:
 
 
 def moves_around(conn: Connection, cfg: TrailConfig, accounts: set[Account]) -> list[Move]:
-    """Movements leaving or entering ``accounts`` (by index)."""
+    """Movements leaving ``accounts``, and the transfers entering them (by index).
+    Expenditure entering an account (a receiver named on spending) is no input to it."""
     accs = sorted(accounts)
     out: dict[int, Move] = {}
-    for i in range(0, len(accs), 500):
-        chunk = accs[i:i + 500]
-        for side in ("src", "dst"):
-            for mv in load_moves(conn, cfg, _touching(chunk, side)):
-                out[mv.id] = mv
+    for side in ("src", "dst"):
+        for mv in _side_moves(conn, cfg, accs, side):
+            out[mv.id] = mv
     return list(out.values())
+
+
+def _side_moves(conn: Connection, cfg: TrailConfig, accounts: list[Account], side: str
+                ) -> list[Move]:
+    """Movements leaving (``side`` "src") or transfers entering ("dst") ``accounts``."""
+    t = Movement.__table__
+    out: list[Move] = []
+    for i in range(0, len(accounts), 500):
+        where = _touching(accounts[i:i + 500], side)
+        if side == "dst":
+            where = where & (t.c.kind != "expenditure")
+        out.extend(load_moves(conn, cfg, where))
+    return out
 
 
 def load_parts(conn: Connection, movement_ids: Iterable[int]) -> dict[int, list[Part]]:
@@ -316,15 +335,144 @@ def load_parts(conn: Connection, movement_ids: Iterable[int]) -> dict[int, list[
 
 def update(conn: Connection, touched: set[Account], cfg: TrailConfig | None = None
            ) -> dict[str, int]:
-    """Re-attribute only what lies downstream of ``touched`` accounts."""
+    """Re-attribute the accounts whose inputs changed: ``touched``, then, round by round,
+    each account an outflow of theirs enters whose parts came out different from the
+    stored ones. Where an outflow's parts are unchanged the walk stops: the account it
+    enters has the same inputs, so (the rule being a function of an account's inflows'
+    parts and its own movements) the same outputs as before, as a full rebuild gives.
+
+    Bound: the database work follows the movements into and out of the accounts
+    re-attributed (the changed set *C*), each read once; the rule runs once per round
+    over *C*, and there are as many rounds as the longest chain of accounts whose parts
+    change (*R*), so the rule's work is at most *R* x (movements around *C*). A long
+    chain whose every link changes (a new contribution at the top of a pooled fund,
+    passed on pro rata down to spending) re-attributes all of it: an exact result needs
+    that much, no less; a chain whose change is absorbed (new spending that leaves the
+    donors' shares as they were) stops where it is absorbed. Cycles (parts marked
+    "circular flow" met on the way) take the whole downstream closure, as before
+    (:func:`update_closure`): where a cycle is broken depends on all of it.
+    """
     cfg = cfg or TrailConfig()
+    seen = _Loaded()
+    done = _update_changed(conn, touched, cfg, seen)
+    if done is not None:
+        return done
+    log.info("attribution: a cycle or a movement without parts near the batch: the closure")
+    return update_closure(conn, touched, cfg, seen)
+
+
+class _Loaded:
+    """What the walk read (nothing written yet): the closure that may follow reuses it."""
+
+    def __init__(self) -> None:
+        self.outs: dict[int, Move] = {}  # movements leaving accounts of ``out_loaded``
+        self.out_loaded: set[Account] = set()
+        self.ins: dict[int, Move] = {}  # transfers entering accounts of ``in_loaded``
+        self.in_loaded: set[Account] = set()
+        self.stored: dict[int, list[Part]] = {}  # parts of movements in ``asked``
+        self.asked: set[int] = set()
+
+    def side(self, conn: Connection, cfg: TrailConfig, accounts: set[Account], side: str
+             ) -> list[Move]:
+        """Movements leaving (``src``) or transfers entering (``dst``) ``accounts``."""
+        have, loaded = (self.outs, self.out_loaded) if side == "src" else (self.ins,
+                                                                           self.in_loaded)
+        for mv in _side_moves(conn, cfg, sorted(accounts - loaded), side):
+            have[mv.id] = mv
+        loaded |= accounts
+        if side == "src":
+            return [mv for mv in have.values() if mv.src in accounts]
+        return [mv for mv in have.values() if mv.dst in accounts]
+
+    def parts(self, conn: Connection, ids: list[int]) -> dict[int, list[Part]]:
+        """Stored parts of these movements (those with any)."""
+        want = [mid for mid in ids if mid not in self.asked]
+        self.stored.update(load_parts(conn, want))
+        self.asked.update(want)
+        return {mid: self.stored[mid] for mid in ids if mid in self.stored}
+
+
+def _circular(parts: Iterable[Part]) -> bool:
+    return any(p.origin == CIRCULAR_ORIGIN for p in parts)
+
+
+CIRCULAR_ORIGIN = (UNTRACED, CIRCULAR)
+
+
+def _same(computed: Parts | None, stored: list[Part] | None) -> bool:
+    """Whether the parts the rule gave are the parts stored (as stored: the same text)."""
+    def norm(ps: list[Part]) -> list[tuple]:
+        return sorted((p.origin[0], p.origin[1][:200 if p.origin[0] == ORIGINATOR else 40],
+                       to_text(p.amount), None if p.amount_usd is None else to_text(p.amount_usd),
+                       p.depth) for p in ps)
+    return norm(computed.decimals() if computed is not None else []) == norm(stored or [])
+
+
+def _update_changed(conn: Connection, touched: set[Account], cfg: TrailConfig, seen: _Loaded
+                    ) -> dict[str, int] | None:
+    """:func:`update`, walking only where parts change; None: take the closure instead."""
+    compute: set[Account] = set(touched)
+    reasons: dict[Account, str] = {}
+    reasoned: set[Account] = set()
+    while True:
+        outs = {mv.id: mv for mv in seen.side(conn, cfg, compute, "src")}
+        senders = {mv.src for mv in outs.values()}
+        ins = {mv.id: mv for mv in seen.side(conn, cfg, senders, "dst")}
+        fixed_ids = [mid for mid, mv in ins.items() if mv.src not in compute]
+        boundary = [mv for mv in outs.values()
+                    if not mv.terminal and mv.dst not in compute and mv.dst != mv.src]
+        stored = seen.parts(conn, fixed_ids + [mv.id for mv in boundary])
+        if any(mid not in stored and ins[mid].amount != 0 for mid in fixed_ids):
+            return None  # a movement from outside without parts: the closure path rebuilds
+        fixed = {mid: stored[mid] for mid in fixed_ids if mid in stored}
+        if any(_circular(ps) for ps in fixed.values()):
+            return None
+        if senders - reasoned:
+            reasons.update(source_reasons(conn, senders - reasoned))
+            reasoned |= senders
+        moves = list({**ins, **outs}.values())
+        parts = attribute_units(moves, reasons, fixed=fixed, compute=compute)
+        for ps in parts.values():
+            if _circular(ps.given if ps.given is not None
+                         else (Part(o, ZERO, None, d) for o, _, _, d in ps.items)):
+                return None
+        grow = set()
+        for mv in boundary:
+            if _circular(stored.get(mv.id, ())):
+                return None
+            if not _same(parts.get(mv.id), stored.get(mv.id)):
+                grow.add(mv.dst)
+        log.debug("attribution round: %d accounts, %d moves, %d grow", len(compute),
+                  len(moves), len(grow))
+        if not grow:
+            break
+        compute |= grow
+    t = cast(Table, Attribution.__table__)
+    ids = sorted(outs)
+    for i in range(0, len(ids), 1000):
+        conn.execute(delete(t).where(t.c.movement_id.in_(ids[i:i + 1000])))
+    n = write(conn, {mid: ps for mid, ps in parts.items() if mid in outs}, moves)
+    return {"attribution_parts": n, "reattributed_accounts": len(compute),
+            **reach.update(conn, compute)}
+
+
+def update_closure(conn: Connection, touched: set[Account], cfg: TrailConfig | None = None,
+                   seen: _Loaded | None = None) -> dict[str, int]:
+    """Re-attribute everything downstream of ``touched`` accounts (the whole closure).
+    ``seen``: what a walk read already (not read again)."""
+    cfg = cfg or TrailConfig()
+    seen = seen or _Loaded()
     closure = downstream_sql(conn, touched)
-    moves = moves_around(conn, cfg, closure)
+    # the movements leaving the closure's accounts, and the transfers entering those of
+    # them that pass money on (an account without outflows needs no inputs)
+    outs = seen.side(conn, cfg, closure, "src")
+    moves = list({mv.id: mv for mv in outs + seen.side(
+        conn, cfg, {mv.src for mv in outs}, "dst")}.values())
     t = Attribution.__table__
     recompute = [mv for mv in moves if mv.src in closure]
     outside_in = [mv.id for mv in moves if mv.dst in closure and mv.src not in closure
                   and not mv.terminal]
-    fixed = load_parts(conn, outside_in)
+    fixed = seen.parts(conn, outside_in)
     # movements whose rows are missing (new movements from outside) are attributed anew
     amounts = {mv.id: mv.amount for mv in moves}
     missing = [mid for mid in outside_in if mid not in fixed and amounts[mid] != 0]

@@ -25,9 +25,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import update as sa_update
 
 from fundtrack.db import dialect
 from fundtrack.db.base import current
@@ -35,6 +37,7 @@ from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_dicts, drop_for_load, 
 from fundtrack.derived.trail.config import TrailConfig
 from fundtrack.derived.trail.tables import Movement
 from fundtrack.ledger import tables as m
+from fundtrack.money import to_text
 from fundtrack.records import FlowKind
 
 CASH = (FlowKind.INCOMING_FUNDS, FlowKind.DISBURSEMENT, FlowKind.EXPENDITURE)
@@ -102,6 +105,27 @@ def reported_refs(conn: Connection, canon: Iterable[str]) -> tuple[set[str], boo
                 by_name = True
         refs.update(conn.execute(select(oi.c.value).where(oi.c.org_id.in_(ids))).scalars())
     return refs, by_name
+
+
+def reported_names(conn: Connection, canon: Iterable[str]) -> set[str] | None:
+    """The names of the name-only parties of these canonical organisations, as
+    ``party_resolution`` keys them (None: an organisation known by name has none
+    recorded, so no lookup by name finds its flows)."""
+    from fundtrack.identity.tables import CanonicalOrg, PartyResolution
+
+    pr, co = PartyResolution.__table__, CanonicalOrg.__table__
+    wanted = sorted(set(canon))
+    names: set[str] = set()
+    found: set[str] = set()
+    for i in range(0, len(wanted), 500):
+        for org, name in conn.execute(
+                select(co.c.ref, pr.c.name_key).join(pr, pr.c.org_id == co.c.id)
+                .where(co.c.ref.in_(wanted[i:i + 500]), pr.c.ref == "")):
+            names.add(name)
+            found.add(org)
+    if any(o.startswith("name:") and o not in found for o in wanted):
+        return None
+    return names
 
 
 def reported_activities(conn: Connection) -> dict[str, str]:
@@ -667,31 +691,49 @@ def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
     """Every current cash flow that can fall in a group of ``orgs`` (None: cannot narrow).
 
     A flow's two sides are its activity's reporter, its provider/receiver ref, or the
-    reporter of the activity it names; each is matched here. Organisations known only by
-    name cannot be looked up by an index, so then the caller loads everything. The empty
+    reporter of the activity it names; each is matched here. Parties known only by name
+    are found by their names (a scan returning only their flows); only an organisation
+    keyed by a name with no recorded party makes the caller load everything. The empty
     organisation (a side nobody named) is skipped: such groups are never paired, and the
     flows of each are found through the group's other, named side.
     """
     # '' (nobody named) never pairs: its groups are rebuilt from the named side's flows
     orgs = {o for o in orgs if o}
     raw, by_name = reported_refs(conn, orgs)
-    if by_name:
+    names = reported_names(conn, orgs) if by_name else set()
+    if names is None:
         return None
     f, a = m.Flow.__table__, m.Activity.__table__
     out: list[CashFlow] = []
     seen: set[int] = set()
-    refs = sorted(raw)
-    named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
-             else sorted(i for i, o in acts.items() if o in orgs))
-    for i in range(0, len(refs), 500):
-        chunk = refs[i:i + 500]
-        own = select(a.c.id).where(a.c.reporting_org_ref.in_(chunk))
-        for fl in load_cash_flows(conn, acts, f.c.reporting_org_ref.in_(chunk)
-                                  | f.c.provider_ref.in_(chunk) | f.c.receiver_ref.in_(chunk)
-                                  | f.c.activity_id.in_(own)):
+    # parties known by name alone: their flows name them (stored trimmed), by a scan
+    # that returns only those flows (a name has no index), not the whole ledger
+    by_names = sorted(names)
+    for i in range(0, len(by_names), 500):
+        chunk = by_names[i:i + 500]
+        for fl in load_cash_flows(conn, acts, func.trim(f.c.provider_name).in_(chunk)
+                                  | func.trim(f.c.receiver_name).in_(chunk)):
             if fl.id not in seen:
                 seen.add(fl.id)
                 out.append(fl)
+    refs = sorted(raw)
+    named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
+             else sorted(i for i, o in acts.items() if o in orgs))
+    # the activities' ids first, as a list: an OR with a subquery is planned as a scan of
+    # the ledger joined to every flow_party row; an OR of lists, by the indexes
+    for i in range(0, len(refs), 500):
+        chunk = refs[i:i + 500]
+        own = sorted(conn.execute(select(a.c.id).where(a.c.reporting_org_ref.in_(chunk)))
+                     .scalars())
+        by_ref = (f.c.reporting_org_ref.in_(chunk) | f.c.provider_ref.in_(chunk)
+                  | f.c.receiver_ref.in_(chunk))
+        wheres: list[Any] = [by_ref | f.c.activity_id.in_(own[:1000])]
+        wheres += [f.c.activity_id.in_(own[k:k + 1000]) for k in range(1000, len(own), 1000)]
+        for where in wheres:
+            for fl in load_cash_flows(conn, acts, where):
+                if fl.id not in seen:
+                    seen.add(fl.id)
+                    out.append(fl)
     for i in range(0, len(named), 500):
         chunk = named[i:i + 500]
         for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
@@ -708,8 +750,7 @@ def _old_movements(conn: Connection, flow_ids: set[int]) -> list[Any]:
     rows: dict[int, Any] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
-        for r in conn.execute(select(t.c.id, t.c.flow_id, t.c.mirror_flow_id, t.c.src_org,
-                                     t.c.src_activity, t.c.dst_org, t.c.dst_activity)
+        for r in conn.execute(select(t)  # every column: an unchanged movement is kept
                               .where(t.c.flow_id.in_(chunk) | t.c.mirror_flow_id.in_(chunk))):
             rows[r.id] = r
     return list(rows.values())
@@ -738,12 +779,16 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
             seed[fl.id] = fl
     for i in range(0, len(idents), 500):
         chunk = idents[i:i + 500]
-        cur_acts = select(a.c.id).where(a.c.iati_identifier.in_(chunk),
-                                        current(a))
-        for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
-                                  | f.c.receiver_activity_id.in_(chunk)
-                                  | f.c.activity_id.in_(cur_acts)):
-            seed[fl.id] = fl
+        cur_acts = sorted(conn.execute(select(a.c.id).where(a.c.iati_identifier.in_(chunk),
+                                                            current(a))).scalars())
+        # the ids as a list: an OR with a subquery is planned as a join of every flow
+        by_id = f.c.provider_activity_id.in_(chunk) | f.c.receiver_activity_id.in_(chunk)
+        wheres: list[Any] = [by_id | f.c.activity_id.in_(cur_acts[:1000])]
+        wheres += [f.c.activity_id.in_(cur_acts[k:k + 1000])
+                   for k in range(1000, len(cur_acts), 1000)]
+        for where in wheres:
+            for fl in load_cash_flows(conn, acts, where):
+                seed[fl.id] = fl
     groups = {(fl.src[0], fl.dst[0]) for fl in seed.values()}
     by_group: dict[tuple[str, str], dict[int, CashFlow]] = defaultdict(dict)
     for fl in seed.values():
@@ -775,18 +820,73 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         if not grew:
             break
     members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, {}).values()]
+    rebuilt = build_rows(members_flows, cfg)
+    rows, relinked = _keep_unchanged(rebuilt, dead)
     dead_ids = sorted(dead)
     for i in range(0, len(dead_ids), 1000):
         conn.execute(delete(t).where(t.c.id.in_(dead_ids[i:i + 1000])))
-    rows = build_rows(members_flows, cfg)
+    mt = cast(Table, t)
+    for mid, flow_id, mirror_id in relinked:
+        conn.execute(sa_update(mt).where(mt.c.id == mid).values(flow_id=flow_id,
+                                                              mirror_flow_id=mirror_id))
     write(conn, rows)
+    # the accounts whose movements changed: both ends of a transfer, the spender of an
+    # expenditure (spending is no input to whoever it names as receiver)
     touched: set[tuple[str, str]] = set()
     for r in dead.values():
-        touched.update({(r.src_org, r.src_activity), (r.dst_org, r.dst_activity)})
-    for r in rows:
-        touched.update({(r["src_org"], r["src_activity"]), (r["dst_org"], r["dst_activity"])})
+        touched.add((r.src_org, r.src_activity))
+        if r.kind != "expenditure":
+            touched.add((r.dst_org, r.dst_activity))
+    for row in rows:
+        touched.add((row["src_org"], row["src_activity"]))
+        if row["kind"] != "expenditure":
+            touched.add((row["dst_org"], row["dst_activity"]))
     ident_set = set(idents)
     for fl in seed.values():
         if fl.src[1] in ident_set:
             touched.add(fl.src)
-    return {"movements": len(rows), "movements_replaced": len(dead)}, touched
+    return {"movements": len(rebuilt), "movements_replaced": len(dead)}, touched
+
+
+_COMPARED = itemgetter(*(c for c in MOVEMENT_COLS
+                         if c not in ("id", "flow_id", "mirror_flow_id", "amount", "amount_usd")))
+
+
+def _content(row: Any) -> tuple:
+    """A movement's columns but its id and flows, amounts as stored (canonical text)."""
+    usd = row["amount_usd"]
+    return (*_COMPARED(row), to_text(row["amount"]), None if usd is None else to_text(usd))
+
+
+def _keep_unchanged(rebuilt: list[dict[str, Any]], dead: dict[int, Any]
+                    ) -> tuple[list[dict[str, Any]], list[tuple[int, int, int | None]]]:
+    """Match rebuilt movements to the old ones of their groups. A movement rebuilt as it
+    was stays, with its id and its parts (the rule reads neither ids nor flows); one that
+    differs only in its flows (a re-imported report, same money) is pointed at the new
+    flows. Matched old movements leave ``dead``. Returns (the rows to insert, the
+    (id, flow, mirror flow) to point anew)."""
+    by_content: dict[tuple, list[Any]] = defaultdict(list)
+    for r in dead.values():
+        by_content[_content(r._mapping)].append(r)
+    unmatched: list[dict[str, Any]] = []
+    relink: list[tuple[dict[str, Any], tuple]] = []
+    for row in rebuilt:  # the same flows first: a movement that did not change at all
+        key = _content(row)
+        olds = by_content.get(key)
+        hit = next((r for r in olds or () if r.flow_id == row["flow_id"]
+                    and r.mirror_flow_id == row["mirror_flow_id"]), None)
+        if hit is not None:
+            olds.remove(hit)  # type: ignore[union-attr]
+            del dead[hit.id]
+        else:
+            relink.append((row, key))
+    relinked = []
+    for row, key in relink:
+        olds = by_content.get(key)
+        if olds:
+            hit = olds.pop()
+            del dead[hit.id]
+            relinked.append((hit.id, row["flow_id"], row["mirror_flow_id"]))
+        else:
+            unmatched.append(row)
+    return unmatched, relinked

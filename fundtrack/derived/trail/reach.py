@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, case, delete, func, insert, literal, null, select, tuple_
+from sqlalchemy import Connection, Table, case, delete, func, insert, literal, null, select, tuple_
 from sqlalchemy import union_all as sa_union_all
 
 from fundtrack.db import dialect
 from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_lines, copy_text, drop_for_load, units_text
 from fundtrack.derived.trail.engine import ORIGINATOR, Account, Move, Parts, units_exp
 from fundtrack.derived.trail.tables import Attribution, Movement, Reach
-from fundtrack.money import Money, money_number, money_sum
+from fundtrack.money import SUM_CONTEXT, Money, money_number, money_sum
 
 SUM_KINDS = ("spent-sum", "held-sum", "account-sum", "movement-sum")
 ZERO = Decimal(0)
@@ -409,23 +409,209 @@ def load(conn: Connection, rows: list) -> int:
 
 
 def update(conn: Connection, accounts: set[Account]) -> dict[str, int]:
-    """Rewrite the rollup rows of ``accounts`` (whose parts changed) and their donors' totals."""
-    r = Reach.__table__
+    """Rewrite the rollup rows of ``accounts`` (whose parts changed) and their donors' totals.
+
+    The totals move by the difference between the rows removed and the rows written
+    (:func:`_delta_sums`), not by re-summing every row of each donor (a large donor has
+    rows at a third of the ledger's accounts); where the difference cannot give the exact
+    total (the scale or the deepest part could have gone with a removed row, or a total
+    in USD is unknown), that donor is summed again in SQL, as before."""
+    r = cast(Table, Reach.__table__)
     accs = sorted(accounts)
-    donors: set[str] = set()
+    old: list[Any] = []
     rows: list[dict[str, Any]] = []
     for i in range(0, len(accs), 500):
         chunk = accs[i:i + 500]
         here = tuple_(r.c.org, r.c.activity).in_(chunk)
-        donors.update(conn.execute(select(r.c.originator_ref).distinct().where(
-            here, r.c.kind.in_(("spent", "account")))).scalars())
+        old.extend(conn.execute(select(r.c.originator_ref, r.c.kind, r.c.currency, r.c.amount,
+                                       r.c.amount_usd, r.c.n, r.c.depth).where(
+            here, r.c.kind.in_(("spent", "account")))))
         conn.execute(delete(r).where(here, r.c.kind.in_(("spent", "account"))))
         rows.extend(_detail_rows(conn, chunk))  # read whole before writing
-    donors.update(x["originator_ref"] for x in rows)
     _write(conn, rows)
-    ds = sorted(donors)
+    removed: dict[str, list[tuple]] = {}
+    added: dict[str, list[tuple]] = {}
+    for x in old:
+        removed.setdefault(x.originator_ref, []).append(
+            (x.kind, x.currency, x.amount, x.amount_usd, x.n, x.depth))
+    for d in rows:
+        added.setdefault(d["originator_ref"], []).append(
+            (d["kind"], d["currency"], d["amount"], d["amount_usd"], d["n"], d["depth"]))
+    ds = sorted(set(removed) | set(added))
+    stored: dict[str, dict[tuple[str, str | None], Any]] = {}
     for i in range(0, len(ds), 500):
-        conn.execute(delete(r).where(r.c.originator_ref.in_(ds[i:i + 500]),
+        for x in conn.execute(select(r).where(r.c.originator_ref.in_(ds[i:i + 500]),
+                                              r.c.kind.in_(SUM_KINDS))):
+            stored.setdefault(x.originator_ref, {})[(x.kind, x.currency)] = x
+    again: list[str] = []
+    gone: list[int] = []
+    fresh: list[dict[str, Any]] = []
+    for o in ds:
+        had = stored.get(o, {})
+        got = _delta_sums(o, had, removed.get(o, []), added.get(o, []))
+        if got is None:
+            again.append(o)
+            continue
+        for k, x in had.items():
+            new = got.pop(k, None)
+            if new is None:
+                gone.append(x.id)
+            elif tuple(new[c] for c in _SUM_COLS) != tuple(getattr(x, c) for c in _SUM_COLS) \
+                    or not _same_scale(new, x):
+                gone.append(x.id)
+                fresh.append(new)
+        fresh.extend(got.values())
+    for i in range(0, len(gone), 1000):
+        conn.execute(delete(r).where(r.c.id.in_(gone[i:i + 1000])))
+    _write(conn, fresh)
+    for i in range(0, len(again), 500):
+        conn.execute(delete(r).where(r.c.originator_ref.in_(again[i:i + 500]),
                                      r.c.kind.in_(SUM_KINDS)))
-    _sums(conn, ds)
+    _sums(conn, again)
     return {"reach_rows": len(rows)}
+
+
+_SUM_COLS = ("amount", "amount_usd", "n", "depth")
+
+
+def _same_scale(new: dict[str, Any], x: Any) -> bool:
+    """Equal amounts with the same text (1.50 is not 1.5: the scale is kept)."""
+    return all(str(new[c]) == str(getattr(x, c)) for c in ("amount", "amount_usd"))
+
+
+class _Total:
+    """One total moved by a difference: exact, or None when it cannot be known so."""
+
+    def __init__(self, old: Decimal | None) -> None:
+        self.value = old
+        self.ok = True
+
+    def move(self, out: list[Decimal | None], into: list[Decimal | None]) -> None:
+        if not self.ok:
+            return
+        if self.value is None:  # no total before: the terms added are all of it
+            if out:
+                self.ok = False
+                return
+            self.value = _exact_sum(into)
+            return
+        e = _exp(self.value)
+        # the total's scale is its finest term's: a removed term as fine may have been it,
+        # unless a term added is as fine (then the new scale is the finest added)
+        if any(v is None for v in out) or (
+                any(_exp(v) <= e for v in out if v is not None)
+                and not any(v is not None and _exp(v) <= e for v in into)):
+            self.ok = False
+            return
+        total = self.value
+        for v in out:
+            total = SUM_CONTEXT.subtract(total, v)  # type: ignore[arg-type]
+        for v in into:
+            if v is None:
+                self.ok = False
+                return
+            total = SUM_CONTEXT.add(total, v)
+        self.value = total
+
+
+def _exp(v: Decimal) -> int:
+    e = v.as_tuple().exponent
+    return e if isinstance(e, int) else 0
+
+
+def _exact_sum(values: list[Decimal | None]) -> Decimal | None:
+    out: Decimal | None = None
+    for v in values:
+        if v is None:
+            return None
+        out = v if out is None else SUM_CONTEXT.add(out, v)
+    return out
+
+
+def _delta_sums(o: str, had: dict[tuple[str, str | None], Any], removed: list[tuple],
+                added: list[tuple]) -> dict[tuple[str, str | None], dict[str, Any]] | None:
+    """The donor's total rows (:func:`_sums`) from its stored ones and the detail rows
+    removed and added; None where only a new sum is exact."""
+    out: dict[tuple[str, str | None], dict[str, Any]] = {}
+    # spent-sum, per currency: amounts, USD (all parts known, else NULL), parts, depth
+    spent_cur = {c for k, c, *_ in removed + added if k == "spent"}
+    for cur in spent_cur:
+        rem = [x for x in removed if x[0] == "spent" and x[1] == cur]
+        add = [x for x in added if x[0] == "spent" and x[1] == cur]
+        old = had.get(("spent-sum", cur))
+        if old is not None and old.amount_usd is None and rem:
+            return None  # how many parts lack USD is not stored
+        got = _moved(old, rem, add, amounts=True)
+        if got is None:
+            return None
+        if got:
+            n, depth, amt = got["n"], got["depth"], got["amount"]
+            usd = got["amount_usd"] if old is None or old.amount_usd is not None else None
+            out[("spent-sum", cur)] = _row(o, "spent-sum", "", "", cur, amt, usd, ZERO, n, depth)
+    acc_rem = [x for x in removed if x[0] == "account"]
+    acc_add = [x for x in added if x[0] == "account"]
+    if acc_rem or acc_add:
+        held_rem = [x for x in acc_rem if x[2] > 0]
+        held_add = [x for x in acc_add if x[2] > 0]
+        if held_rem or held_add:
+            got = _moved(had.get(("held-sum", "USD")), held_rem, held_add, amounts=True,
+                         usd_is_amount=True)
+            if got is None:
+                return None
+            if got:
+                out[("held-sum", "USD")] = _row(o, "held-sum", "", "", "USD", got["amount"],
+                                                got["amount"], ZERO, got["n"], got["depth"])
+        elif ("held-sum", "USD") in had:
+            x = had[("held-sum", "USD")]
+            out[("held-sum", "USD")] = _row(o, "held-sum", "", "", "USD", x.amount,
+                                            x.amount_usd, x.rank, x.n, x.depth)
+        got = _moved(had.get(("account-sum", None)), acc_rem, acc_add, amounts=False)
+        if got is None:
+            return None
+        if got:
+            out[("account-sum", None)] = _row(o, "account-sum", "", "", None, ZERO, None, ZERO,
+                                              got["n"], got["depth"])
+        old = had.get(("movement-sum", None))
+        if got:
+            n = (old.n if old is not None else 0) - sum(x[4] for x in acc_rem) \
+                + sum(x[4] for x in acc_add)
+            out[("movement-sum", None)] = _row(o, "movement-sum", "", "", None, ZERO, None,
+                                               ZERO, n, got["depth"])
+    # totals of kinds no removed or added row touches stay as they are
+    for k, x in had.items():
+        if k not in out and not ((k[0] == "spent-sum" and k[1] in spent_cur)
+                                 or (k[0] != "spent-sum" and (acc_rem or acc_add))):
+            out[k] = _row(o, x.kind, x.org, x.activity, x.currency, x.amount, x.amount_usd,
+                          x.rank, x.n, x.depth)
+    return out
+
+
+def _moved(old: Any, rem: list[tuple], add: list[tuple], *, amounts: bool,
+           usd_is_amount: bool = False) -> dict[str, Any] | None:
+    """A total moved by the rows ``rem`` out and ``add`` in: {} when no row is left,
+    None when the result cannot be exact (then the caller sums again)."""
+    n = (old.n if old is not None else 0) - len(rem) + len(add)
+    if old is None and rem:
+        return None
+    if n <= 0:
+        return {} if n == 0 else None
+    depth = old.depth if old is not None else 0
+    if rem and old is not None and max(x[5] for x in rem) >= depth \
+            and not (add and max(x[5] for x in add) >= depth):
+        return None  # the deepest may have gone (and none as deep comes)
+    depth = max([depth] + [x[5] for x in add])
+    out: dict[str, Any] = {"n": n, "depth": depth, "amount": ZERO, "amount_usd": None}
+    if amounts:
+        amt = _Total(old.amount if old is not None else None)
+        amt.move([x[2] for x in rem], [x[2] for x in add])
+        if not amt.ok or amt.value is None:
+            return None
+        out["amount"] = amt.value
+        if not usd_is_amount:
+            usd = _Total(old.amount_usd if old is not None else None)
+            usd.move([x[3] for x in rem], [x[3] for x in add])
+            out["amount_usd"] = usd.value if usd.ok else None
+            if old is not None and old.amount_usd is not None and not usd.ok \
+                    and all(x[3] is not None for x in add):
+                return None  # all parts have USD, but the scale cannot be known
+    return out

@@ -68,8 +68,10 @@ def _recompute(conn: Connection, cfg: TrailConfig | None) -> dict[str, Any]:
 
 
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
-    """Incremental: links of the batch, movements of the pairs it touched, attribution
-    downstream; everything when the identity step moved earlier flows' parties."""
+    """Incremental: links of the batch, movements of the pairs it touched (those rebuilt
+    unchanged are kept, with their parts), attribution of the accounts whose inputs
+    changed and onward only where parts change (:func:`attribution.update` states the
+    bound); everything when the identity step moved earlier flows' parties."""
     from fundtrack.identity.incremental import CHANGED_FLOWS, REPORTERS_MOVED
     from fundtrack.identity.resolve import CHANGED
 
