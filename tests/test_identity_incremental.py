@@ -171,3 +171,42 @@ def test_incremental_identity_equals_rebuild(db_factory: Any, tmp_path: Path) ->
     finally:
         eng.dispose()
         db_factory.drop(url)
+
+
+def _amount_changed_copy(tmp: Path) -> Path:
+    """dportal_130.xml with its first transaction's value doubled: new bytes, the same
+    parties."""
+    tree = etree.parse(str(DPORTAL / "dportal_130.xml"))
+    value = next(tree.iter("transaction")).find("value")
+    value.text = str(float(value.text) * 2)
+    out = tmp / "dportal_130-amount.xml"
+    tree.write(str(out), xml_declaration=True, encoding="utf-8")
+    return out
+
+
+def test_a_file_of_known_parties_only_skips_resolution(
+        db_factory: Any, tmp_path: Path, caplog: Any) -> None:
+    """A publisher's next file that names only parties already resolved changes no input
+    of the resolution: only its flows' ``flow_party`` rows are written, and the tables
+    equal a rebuild's. A file with a new party still resolves the set."""
+    url = db_factory.new_url()
+    eng = make_engine(url)
+    try:
+        for path in FILES:
+            assert import_file(eng, path).status == "applied", path
+        before = _check(eng)
+        caplog.set_level("INFO", logger="fundtrack.identity.incremental")
+        caplog.clear()
+        again = import_file(eng, _amount_changed_copy(tmp_path))
+        assert again.status == "applied" and again.counts["replaced_flows"] > 0
+        assert "every party already resolved" in caplog.text
+        after = _check(eng)
+        assert after["parties"] == before["parties"]
+        assert after["current_flows"] != before["current_flows"]
+        caplog.clear()
+        assert import_file(eng, _changed_copy(tmp_path, rename=False)).status == "applied"
+        assert "every party already resolved" not in caplog.text  # ZZ-TEST-AAZ is new
+        assert _check(eng)["parties"][("", NAME)] == (REF, "name")
+    finally:
+        eng.dispose()
+        db_factory.drop(url)
