@@ -48,6 +48,10 @@ class Step:
     #: Whether its counts are part of an import's or revert's counts (the rollup's row
     #: counts never were).
     reports_counts: bool = True
+    #: After a batch merged, before any step's ``after_import``: read what an earlier step
+    #: will change (the rollup reads the superseded flows' stored gender value, which the
+    #: classification step deletes).
+    before_import: Callable[[Connection, int], dict[str, int]] | None = None
 
 
 STEPS: tuple[Step, ...] = (
@@ -59,7 +63,7 @@ STEPS: tuple[Step, ...] = (
     Step("classification", classification.after_import, classification.after_revert,
          classification.rebuild),
     Step("rollup", rollup.after_import, rollup.after_revert, rollup.rebuild,
-         reports_counts=False),
+         reports_counts=False, before_import=rollup.before_import),
 )
 NAMES = tuple(s.name for s in STEPS)
 
@@ -89,6 +93,10 @@ def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
     """Run every step's ``hook`` for the batch, in :data:`STEPS` order; gather the counts of
     the steps that report them; refresh planner statistics once at the end."""
     counts: dict[str, int] = {}
+    if hook == "after_import":
+        for step in STEPS:
+            if step.before_import is not None:
+                step.before_import(conn, batch_id)
     for step in STEPS:
         out = getattr(step, hook)(conn, batch_id)
         if step.reports_counts:

@@ -23,13 +23,17 @@ are rare; the rows it removed are gone by then). The dimension rules are those o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Integer,
     and_,
+    bindparam,
     cast,
     delete,
     false,
@@ -44,7 +48,7 @@ from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.derived.rollup.tables import FlowRollup
 from fundtrack.ledger import tables as m
-from fundtrack.money import money_sum
+from fundtrack.money import SUM_CONTEXT, money_sum
 from fundtrack.query.aggregate import FlowDimension, dimension_expr, join_on, joins
 from fundtrack.query.rollup import DIMENSION_COLUMNS, GRAINS
 
@@ -138,7 +142,269 @@ def _years(conn: Connection, years: list[int], nulls: bool) -> dict[str, int]:
     return {"rollup_rows": rows}
 
 
+def _correlated(sub: Any) -> Any:
+    """A derived table of :func:`joins` as a scalar subquery for the current flow row.
+
+    The same rule (the activity's single value, the flow's stored gender value), looked up
+    per flow through the child table's index: for the few flows of a batch, joining the
+    derived table would aggregate the whole child table.
+    """
+    inner = sub.element
+    table = inner.get_final_froms()[0]
+    f = m.Flow
+    on = table.c.flow_id == f.id if "flow_id" in sub.c else table.c.activity_id == f.activity_id
+    return inner.where(on).with_only_columns(inner.selected_columns.value).scalar_subquery()
+
+
+#: The widest grain: every other grain's columns are among its columns.
+_ALL = GRAINS[2]
+_POS = {g: [_ALL.index(c) for c in cols] for g, cols in enumerate(GRAINS)}
+
+
+def _flow_rows(conn: Connection, condition: Any) -> list[Any]:
+    """Each flow matching ``condition``: the widest grain's key (year as the value date),
+    amount, amount in USD. Keys by :func:`dimension_expr`, one rule for both paths."""
+    f = m.Flow
+    by_column = {c: FlowDimension(d) for d, c in DIMENSION_COLUMNS.items()}
+    dims = [by_column[c] for c in _ALL if c != "year"]
+    # dimension_expr reads ``joined[d].c.value``: the per-flow subqueries stand in for it.
+    joined = {d: SimpleNamespace(c=SimpleNamespace(value=_correlated(sub)))
+              for d, sub in joins(dims).items()}
+    cols = [f.value_date if c == "year" else getattr(f, c) if c in _REPORTED
+            else dimension_expr(by_column[c], conn.dialect.name, joined) for c in _ALL]
+    return list(conn.execute(select(*cols, f.amount, f.amount_usd).where(condition)))
+
+
+@dataclass
+class _Sums:
+    """What a set of flows adds to one rollup key (or the stored row: ``row_id`` set)."""
+
+    flows: int = 0
+    without_usd: int = 0
+    amount: Decimal | None = None
+    amount_usd: Decimal | None = None
+    first: date | None = None
+    last: date | None = None
+    row_id: int | None = None
+
+    def add(self, amount: Decimal, usd: Decimal | None, day: date | None) -> None:
+        # From 0 like ``dsum`` (a reported -0 sums to 0; PostgreSQL has no -0).
+        self.flows += 1
+        self.amount = SUM_CONTEXT.add(self.amount or Decimal(0), amount)
+        if usd is None:
+            self.without_usd += 1
+        else:
+            self.amount_usd = SUM_CONTEXT.add(self.amount_usd or Decimal(0), usd)
+        if day is not None:
+            self.first = day if self.first is None else min(self.first, day)
+            self.last = day if self.last is None else max(self.last, day)
+
+
+Key = tuple[Any, ...]
+
+
+def _by_key(rows: list[Any]) -> dict[tuple[int, Key], _Sums]:
+    """Sum flows (rows of :func:`_flow_rows`) per grain and key, as the GROUP BY does."""
+    out: dict[tuple[int, Key], _Sums] = {}
+    year = _ALL.index("year")
+    n = len(_ALL)
+    for row in rows:
+        day = row[year]
+        wide = tuple(day.year if i == year and day is not None else v
+                     for i, v in enumerate(row[:n]))
+        for g, pos in _POS.items():
+            key = (g, tuple(wide[i] for i in pos))
+            out.setdefault(key, _Sums()).add(row[n], row[n + 1], day)
+    return out
+
+
+def _stored(conn: Connection, keys: list[tuple[int, Key]]) -> dict[tuple[int, Key], _Sums]:
+    """The rollup rows of these keys, read per grain through its (grain, year) index; the
+    other key columns narrow by IN (and IS NULL), the exact match is made here."""
+    r = FlowRollup.__table__
+    out: dict[tuple[int, Key], _Sums] = {}
+    wanted = set(keys)
+    for g in sorted({g for g, _ in keys}):
+        cols = GRAINS[g]
+        conds: list[Any] = [r.c.grain == g]
+        for i, c in enumerate(cols):
+            if c not in ("year", "currency", "kind", "reporting_org_ref"):
+                continue
+            values = {k[i] for gg, k in keys if gg == g}
+            known = sorted((v for v in values if v is not None), key=repr)
+            cond = [r.c[c].in_(known)] if known else []
+            if None in values:
+                cond.append(r.c[c].is_(None))
+            conds.append(or_(*cond))
+        sel = select(r.c.id, *[r.c[c] for c in cols], r.c.flows, r.c.flows_without_usd,
+                     r.c.amount, r.c.amount_usd, r.c.first_date, r.c.last_date).where(*conds)
+        n = len(cols)
+        for row in conn.execute(sel):
+            key = (g, tuple(row[1:n + 1]))
+            if key in wanted:
+                out[key] = _Sums(row[n + 1], row[n + 2], row[n + 3], row[n + 4], row[n + 5],
+                                 row[n + 6], row[0])
+    return out
+
+
+def _covers(removed: Any, stored: Any, added: Any, wider: Any) -> bool:
+    """Whether a min/max (or a sum's scale) stays known without the removed flows: the
+    removed value was not the stored extreme, or an added value reaches it. ``wider(x, y)``:
+    x is at least as far out as y."""
+    if removed is None or stored is None:
+        return True
+    if removed != stored:
+        return True
+    return added is not None and wider(added, stored)
+
+
+def _exp(d: Decimal | None) -> int | None:
+    return None if d is None else int(d.as_tuple().exponent)
+
+
+def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> _Sums | None:
+    """The stored row with the batch's flows added and its superseded flows removed, or
+    None when only the flows can tell (an extreme or the sum's scale was removed).
+
+    Counts and sums are exact by difference; a sum's scale (its decimals) is the largest
+    of its flows' (PostgreSQL ``sum`` and ``dsum`` alike), so it is known like a min/max.
+    """
+    flows = old.flows + plus.flows - minus.flows
+    without = old.without_usd + plus.without_usd - minus.without_usd
+    if flows < 0 or without < 0 or without > flows:
+        return None  # not the rows the rollup was built from: recompute
+    if flows == 0:
+        return _Sums(0, row_id=old.row_id)
+    if not (_covers(minus.first, old.first, plus.first, lambda a, b: a <= b)
+            and _covers(minus.last, old.last, plus.last, lambda a, b: a >= b)
+            and _covers(_exp(minus.amount), _exp(old.amount), _exp(plus.amount),
+                        lambda a, b: a <= b)):
+        return None
+    if flows > without and not _covers(_exp(minus.amount_usd), _exp(old.amount_usd),
+                                       _exp(plus.amount_usd), lambda a, b: a <= b):
+        return None
+
+    def total(*parts: Decimal | None, sub: Decimal | None) -> Decimal:
+        acc = Decimal(0)
+        for p in parts:
+            if p is not None:
+                acc = SUM_CONTEXT.add(acc, p)
+        return acc if sub is None else SUM_CONTEXT.subtract(acc, sub)
+
+    out = _Sums(flows, without, row_id=old.row_id)
+    out.amount = total(old.amount, plus.amount, sub=minus.amount)
+    if flows > without:
+        out.amount_usd = total(old.amount_usd, plus.amount_usd, sub=minus.amount_usd)
+    firsts = [d for d in (old.first, plus.first) if d is not None]
+    lasts = [d for d in (old.last, plus.last) if d is not None]
+    out.first = min(firsts) if firsts else None
+    out.last = max(lasts) if lasts else None
+    return out
+
+
+def _recompute(conn: Connection, keys: list[tuple[int, Key]]) -> dict[tuple[int, Key], _Sums]:
+    """These keys summed afresh from their current flows (the groups a delta cannot tell).
+
+    The flows are narrowed by the key's plain columns (value-date range of its year,
+    currency, kind, reported organisations, and the flow's own country and sector, which
+    the key's country and sector must equal when set), then matched here exactly.
+    """
+    f = m.Flow
+    plain = {"kind": f.kind, "currency": f.currency, "earmarking": f.earmarking,
+             **{c: getattr(f, c) for c in _REPORTED}}
+    own = {"recipient_country": f.recipient_country, "sector": f.sector_code}
+    found: dict[tuple[int, Key], _Sums] = {}
+    for g, key in keys:
+        conds: list[Any] = [current(f)]
+        for c, v in zip(GRAINS[g], key, strict=True):
+            if c == "year":
+                conds.append(f.value_date.is_(None) if v is None else
+                             and_(f.value_date >= date(v, 1, 1), f.value_date <= date(v, 12, 31)))
+            elif c in plain:
+                conds.append(plain[c].is_(None) if v is None else plain[c] == v)
+            elif c in own:
+                conds.append(own[c].is_(None) if v is None else
+                             or_(own[c] == v, own[c].is_(None)))
+        sums = _by_key(_flow_rows(conn, and_(*conds))).get((g, key))
+        found[(g, key)] = sums if sums is not None else _Sums(0)
+    return found
+
+
+def _apply(conn: Connection, new: dict[tuple[int, Key], _Sums]) -> None:
+    """Write the rows: update the stored ones, insert new keys, delete emptied ones."""
+    r = FlowRollup.__table__
+    gone = [s.row_id for s in new.values() if s.flows == 0 and s.row_id is not None]
+    changed = [s for s in new.values() if s.flows and s.row_id is not None]
+    added = [(g, k, s) for (g, k), s in new.items() if s.flows and s.row_id is None]
+    values = {"flows": "flows", "flows_without_usd": "without_usd", "amount": "amount",
+              "amount_usd": "amount_usd", "first_date": "first", "last_date": "last"}
+    for i in range(0, len(gone), 5_000):
+        conn.execute(delete(r).where(r.c.id.in_(gone[i:i + 5_000])))
+    if changed:
+        conn.execute(r.update().where(r.c.id == bindparam("rid")).values(
+            {c: bindparam(f"v_{c}") for c in values}),
+            [{"rid": s.row_id, **{f"v_{c}": getattr(s, a) for c, a in values.items()}}
+             for s in changed])
+    for grain in sorted({g for g, _, _ in added}):  # one column set per statement
+        conn.execute(r.insert(), [
+            {"grain": g, **dict(zip(GRAINS[g], k, strict=True)),
+             **{c: getattr(s, a) for c, a in values.items()}} for g, k, s in added if g == grain])
+
+
+def _delta(conn: Connection, plus: dict[tuple[int, Key], _Sums],
+           minus: dict[tuple[int, Key], _Sums]) -> dict[str, int]:
+    """Apply the batch's contribution (``plus`` added, ``minus`` superseded) per key."""
+    keys = sorted(plus.keys() | minus.keys(), key=repr)
+    stored = _stored(conn, keys)
+    new: dict[tuple[int, Key], _Sums] = {}
+    unknown: list[tuple[int, Key]] = []
+    for key in keys:
+        old = stored.get(key)
+        if old is None:
+            old = _Sums()
+        row = _combine(old, plus.get(key, _Sums()), minus.get(key, _Sums()))
+        if row is None:
+            unknown.append(key)
+        else:
+            new[key] = row
+    for key, row in _recompute(conn, unknown).items():
+        old = stored.get(key)
+        row.row_id = None if old is None else old.row_id
+        new[key] = row
+    _apply(conn, new)
+    return {"rollup_rows": len(new), "rollup_recomputed": len(unknown)}
+
+
+_REMOVED = "fundtrack.rollup.removed"
+
+
+def before_import(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Read what the flows the batch superseded took from the rollup, before later steps
+    run: their key holds the stored gender value, which the classification step deletes
+    for superseded flows. Kept on the connection for :func:`after_import`, tied to this
+    transaction."""
+    minus = _by_key(_flow_rows(conn, m.Flow.superseded_by == batch_id))
+    conn.info[_REMOVED] = (conn.get_transaction(), batch_id, minus)
+    return {}
+
+
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
+    """Add the batch's flows to the rollup and take out the ones it superseded (read by
+    :func:`before_import`), key by key: work in proportion to the batch. Without that
+    reading (a caller that skipped it) a batch that superseded flows recomputes its years."""
+    f = m.Flow
+    stash = conn.info.pop(_REMOVED, None)
+    if stash is not None and stash[0] is conn.get_transaction() and stash[1] == batch_id:
+        minus = stash[2]
+    elif conn.execute(select(f.id).where(f.superseded_by == batch_id).limit(1)).first():
+        return _after_import_by_years(conn, batch_id)
+    else:
+        minus = {}
+    plus = _by_key(_flow_rows(conn, and_(f.batch_id == batch_id, current(f))))
+    return _delta(conn, plus, minus)
+
+
+def _after_import_by_years(conn: Connection, batch_id: int) -> dict[str, int]:
     """Recompute the years of the flows the batch added or replaced (after the merge)."""
     f = m.Flow
     year = _year_int(conn.dialect.name)
