@@ -23,7 +23,7 @@ are rare; the rows it removed are gone by then). The dimension rules are those o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from types import SimpleNamespace
@@ -275,13 +275,17 @@ def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> _Sums | None:
         return None  # not the rows the rollup was built from: recompute
     if flows == 0:
         return _Sums(0, row_id=old.row_id)
-    if not (_covers(minus.first, old.first, plus.first, lambda a, b: a <= b)
-            and _covers(minus.last, old.last, plus.last, lambda a, b: a >= b)
-            and _covers(_exp(minus.amount), _exp(old.amount), _exp(plus.amount),
-                        lambda a, b: a <= b)):
-        return None
-    if flows > without and not _covers(_exp(minus.amount_usd), _exp(old.amount_usd),
-                                       _exp(plus.amount_usd), lambda a, b: a <= b):
+    if old.flows == minus.flows:  # none of the stored flows left: the batch's alone
+        return replace(plus, row_id=old.row_id)
+    # Some stored flows are left; if they all shared one date, they still do.
+    same_day = old.first is not None and old.first == old.last
+    dates = same_day or (_covers(minus.first, old.first, plus.first, lambda a, b: a <= b)
+                         and _covers(minus.last, old.last, plus.last, lambda a, b: a >= b))
+    scale = _covers(_exp(minus.amount), _exp(old.amount), _exp(plus.amount),
+                    lambda a, b: a <= b)
+    scale_usd = flows == without or _covers(_exp(minus.amount_usd), _exp(old.amount_usd),
+                                            _exp(plus.amount_usd), lambda a, b: a <= b)
+    if not (dates and scale and scale_usd):
         return None
 
     def total(*parts: Decimal | None, sub: Decimal | None) -> Decimal:
@@ -305,28 +309,36 @@ def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> _Sums | None:
 def _recompute(conn: Connection, keys: list[tuple[int, Key]]) -> dict[tuple[int, Key], _Sums]:
     """These keys summed afresh from their current flows (the groups a delta cannot tell).
 
-    The flows are narrowed by the key's plain columns (value-date range of its year,
-    currency, kind, reported organisations, and the flow's own country and sector, which
-    the key's country and sector must equal when set), then matched here exactly.
+    Keys sharing their plain columns (value-date range of the year, currency, kind,
+    earmarking, reported organisations) are read in one statement; the flow's own country
+    and sector narrow further (a key's country or sector, when set, is the flow's own or,
+    without one, its activity's). The keys are then matched here exactly.
     """
     f = m.Flow
     plain = {"kind": f.kind, "currency": f.currency, "earmarking": f.earmarking,
              **{c: getattr(f, c) for c in _REPORTED}}
     own = {"recipient_country": f.recipient_country, "sector": f.sector_code}
-    found: dict[tuple[int, Key], _Sums] = {}
+    sets: dict[tuple[int, Key], list[Key]] = {}
     for g, key in keys:
+        shared = tuple(v if c == "year" or c in plain else None
+                       for c, v in zip(GRAINS[g], key, strict=True))
+        sets.setdefault((g, shared), []).append(key)
+    found: dict[tuple[int, Key], _Sums] = {}
+    for (g, shared), members in sets.items():
         conds: list[Any] = [current(f)]
-        for c, v in zip(GRAINS[g], key, strict=True):
+        for i, (c, v) in enumerate(zip(GRAINS[g], shared, strict=True)):
             if c == "year":
                 conds.append(f.value_date.is_(None) if v is None else
                              and_(f.value_date >= date(v, 1, 1), f.value_date <= date(v, 12, 31)))
             elif c in plain:
                 conds.append(plain[c].is_(None) if v is None else plain[c] == v)
             elif c in own:
-                conds.append(own[c].is_(None) if v is None else
-                             or_(own[c] == v, own[c].is_(None)))
-        sums = _by_key(_flow_rows(conn, and_(*conds))).get((g, key))
-        found[(g, key)] = sums if sums is not None else _Sums(0)
+                values = {k[i] for k in members}
+                known = sorted(v for v in values if v is not None)
+                conds.append(or_(own[c].is_(None), *([own[c].in_(known)] if known else [])))
+        sums = _by_key(_flow_rows(conn, and_(*conds)))
+        for key in members:
+            found[(g, key)] = sums.get((g, key)) or _Sums(0)
     return found
 
 
