@@ -258,7 +258,10 @@ def test_delta_keeps_scale_dates_and_null_keys(engine: Engine, tmp_path: Path,
     emptied; a reported -0. Each state equals a rebuild, sums compared as text."""
     other = _activity_file(tmp_path / "other.xml", "XX-OTHER", [
         ("XX-OTHER-1", "KE", [("2019-01-01", "5.125", "USD"), ("2019-12-31", "1", "USD")]),
-        ("XX-OTHER-2", None, [("2019-06-01", "3", None)])])
+        ("XX-OTHER-2", None, [("2019-06-01", "3", None)]),
+        # a zero partial sum keeps its scale: 1.2500 - 1.2500 + 3.5 is 3.5000
+        ("XX-OTHER-3", "UG", [("2019-01-01", "1.2500", "USD"), ("2019-02-01", "-1.2500", "USD"),
+                              ("2019-03-01", "3.5", "USD")])])
     v1 = _activity_file(tmp_path / "v1.xml", "XX-DELTA", [
         ("XX-DELTA-1", "KE", [("2019-01-01", "1.2500", "USD"), ("2019-03-01", "2", "USD"),
                               ("2019-12-31", "-0", "USD"), ("2019-07-01", "9.99", "EUR")]),
@@ -289,6 +292,10 @@ def test_delta_keeps_scale_dates_and_null_keys(engine: Engine, tmp_path: Path,
     # other's 5.125 + 1 and the re-issued 1.25 + 2 + 0.10
     assert (ke[0], format(ke[1], "f"), str(ke[2]), str(ke[3])) == (
         5, "9.475", "2019-01-01", "2019-12-31")
+    with engine.connect() as c:
+        ug = c.execute(select(r.c.amount).where(r.c.grain == 3, r.c.recipient_country == "UG")
+                       ).scalar_one()
+    assert format(ug, "f") == "3.5000"
     revert_batch(engine, second.batch_id)
     _equals_rebuild(engine)
 

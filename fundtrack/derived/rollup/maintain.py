@@ -175,6 +175,9 @@ def _flow_rows(conn: Connection, condition: Any) -> list[Any]:
     return list(conn.execute(select(*cols, f.amount, f.amount_usd).where(condition)))
 
 
+_ZERO = Decimal(0)
+
+
 @dataclass
 class _Sums:
     """What a set of flows adds to one rollup key (or the stored row: ``row_id`` set)."""
@@ -190,11 +193,13 @@ class _Sums:
     def add(self, amount: Decimal, usd: Decimal | None, day: date | None) -> None:
         # From 0 like ``dsum`` (a reported -0 sums to 0; PostgreSQL has no -0).
         self.flows += 1
-        self.amount = SUM_CONTEXT.add(self.amount or Decimal(0), amount)
+        # (Not ``or``: a zero sum such as 0E-10 still carries its scale.)
+        self.amount = SUM_CONTEXT.add(_ZERO if self.amount is None else self.amount, amount)
         if usd is None:
             self.without_usd += 1
         else:
-            self.amount_usd = SUM_CONTEXT.add(self.amount_usd or Decimal(0), usd)
+            self.amount_usd = SUM_CONTEXT.add(
+                _ZERO if self.amount_usd is None else self.amount_usd, usd)
         if day is not None:
             self.first = day if self.first is None else min(self.first, day)
             self.last = day if self.last is None else max(self.last, day)
