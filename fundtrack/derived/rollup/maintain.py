@@ -267,6 +267,16 @@ def _exp(d: Decimal | None) -> int | None:
     return None if d is None else int(d.as_tuple().exponent)
 
 
+def _keeps_scale(stored: Decimal | None, removed: Decimal | None) -> bool:
+    """Whether the flows left still have the stored sum's scale: their sum has a non-zero
+    last decimal there (flows of fewer decimals could not sum to it)."""
+    if stored is None or removed is None:
+        return False
+    left = SUM_CONTEXT.subtract(stored, removed)
+    t = left.as_tuple()
+    return t.exponent == stored.as_tuple().exponent and t.digits[-1] != 0
+
+
 def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> _Sums | None:
     """The stored row with the batch's flows added and its superseded flows removed, or
     None when only the flows can tell (an extreme or the sum's scale was removed).
@@ -286,10 +296,11 @@ def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> _Sums | None:
     same_day = old.first is not None and old.first == old.last
     dates = same_day or (_covers(minus.first, old.first, plus.first, lambda a, b: a <= b)
                          and _covers(minus.last, old.last, plus.last, lambda a, b: a >= b))
-    scale = _covers(_exp(minus.amount), _exp(old.amount), _exp(plus.amount),
-                    lambda a, b: a <= b)
-    scale_usd = flows == without or _covers(_exp(minus.amount_usd), _exp(old.amount_usd),
-                                            _exp(plus.amount_usd), lambda a, b: a <= b)
+    scale = (_covers(_exp(minus.amount), _exp(old.amount), _exp(plus.amount),
+                     lambda a, b: a <= b) or _keeps_scale(old.amount, minus.amount))
+    scale_usd = flows == without or _covers(
+        _exp(minus.amount_usd), _exp(old.amount_usd), _exp(plus.amount_usd),
+        lambda a, b: a <= b) or _keeps_scale(old.amount_usd, minus.amount_usd)
     if not (dates and scale and scale_usd):
         return None
 
