@@ -226,13 +226,15 @@ def test_far_dated_import_touches_only_its_keys(engine: Engine, tmp_path: Path,
 
 def _no_full_paths(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Fail on a rebuild or a recompute of whole years; return the list that gathers how
-    many keys each delta had to recompute from their flows."""
+    many keys each delta had to read from their flows (probed or recomputed)."""
     recomputed: list[int] = []
-    real = rollup._recompute
+    real, probe = rollup._recompute, rollup._probe
     monkeypatch.setattr(rollup, "rebuild", lambda c: pytest.fail("full rebuild on import"))
     monkeypatch.setattr(rollup, "_years", lambda *a: pytest.fail("years recomputed on import"))
     monkeypatch.setattr(rollup, "_recompute",
                         lambda c, keys: recomputed.append(len(keys)) or real(c, keys))
+    monkeypatch.setattr(rollup, "_probe",
+                        lambda c, *a: recomputed.append(1) or probe(c, *a))
     return recomputed
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
+    case,
     cast,
     delete,
     false,
@@ -161,18 +162,24 @@ _ALL = GRAINS[2]
 _POS = {g: [_ALL.index(c) for c in cols] for g, cols in enumerate(GRAINS)}
 
 
-def _flow_rows(conn: Connection, condition: Any) -> list[Any]:
-    """Each flow matching ``condition``: the widest grain's key (year as the value date),
-    amount, amount in USD. Keys by :func:`dimension_expr`, one rule for both paths."""
+def _key_exprs(conn: Connection) -> list[Any]:
+    """Per flow row, the widest grain's key columns (year as the value date), by
+    :func:`dimension_expr`: one rule for the rebuild and the delta."""
     f = m.Flow
     by_column = {c: FlowDimension(d) for d, c in DIMENSION_COLUMNS.items()}
     dims = [by_column[c] for c in _ALL if c != "year"]
     # dimension_expr reads ``joined[d].c.value``: the per-flow subqueries stand in for it.
     joined = {d: SimpleNamespace(c=SimpleNamespace(value=_correlated(sub)))
               for d, sub in joins(dims).items()}
-    cols = [f.value_date if c == "year" else getattr(f, c) if c in _REPORTED
+    return [f.value_date if c == "year" else getattr(f, c) if c in _REPORTED
             else dimension_expr(by_column[c], conn.dialect.name, joined) for c in _ALL]
-    return list(conn.execute(select(*cols, f.amount, f.amount_usd).where(condition)))
+
+
+def _flow_rows(conn: Connection, condition: Any) -> list[Any]:
+    """Each flow matching ``condition``: its :func:`_key_exprs`, amount, amount in USD."""
+    f = m.Flow
+    return list(conn.execute(select(*_key_exprs(conn), f.amount, f.amount_usd)
+                             .where(condition)))
 
 
 _ZERO = Decimal(0)
@@ -277,9 +284,11 @@ def _keeps_scale(stored: Decimal | None, removed: Decimal | None) -> bool:
     return t.exponent == stored.as_tuple().exponent and t.digits[-1] != 0
 
 
-def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> _Sums | None:
-    """The stored row with the batch's flows added and its superseded flows removed, or
-    None when only the flows can tell (an extreme or the sum's scale was removed).
+def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> tuple[_Sums, set[str]] | None:
+    """The stored row with the batch's flows added and its superseded flows removed, and
+    the parts only the flows can tell (``first``, ``last``: a removed flow held the
+    stored extreme; ``scale``, ``scale_usd``: it held the sum's scale); None when the
+    counts do not add up (not the rows the rollup was built from: recompute).
 
     Counts and sums are exact by difference; a sum's scale (its decimals) is the largest
     of its flows' (PostgreSQL ``sum`` and ``dsum`` alike), so it is known like a min/max.
@@ -287,22 +296,25 @@ def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> _Sums | None:
     flows = old.flows + plus.flows - minus.flows
     without = old.without_usd + plus.without_usd - minus.without_usd
     if flows < 0 or without < 0 or without > flows:
-        return None  # not the rows the rollup was built from: recompute
-    if flows == 0:
-        return _Sums(0, row_id=old.row_id)
-    if old.flows == minus.flows:  # none of the stored flows left: the batch's alone
-        return replace(plus, row_id=old.row_id)
-    # Some stored flows are left; if they all shared one date, they still do.
-    same_day = old.first is not None and old.first == old.last
-    dates = same_day or (_covers(minus.first, old.first, plus.first, lambda a, b: a <= b)
-                         and _covers(minus.last, old.last, plus.last, lambda a, b: a >= b))
-    scale = (_covers(_exp(minus.amount), _exp(old.amount), _exp(plus.amount),
-                     lambda a, b: a <= b) or _keeps_scale(old.amount, minus.amount))
-    scale_usd = flows == without or _covers(
-        _exp(minus.amount_usd), _exp(old.amount_usd), _exp(plus.amount_usd),
-        lambda a, b: a <= b) or _keeps_scale(old.amount_usd, minus.amount_usd)
-    if not (dates and scale and scale_usd):
         return None
+    if flows == 0:
+        return _Sums(0, row_id=old.row_id), set()
+    if old.flows == minus.flows:  # none of the stored flows left: the batch's alone
+        return replace(plus, row_id=old.row_id), set()
+    unknown: set[str] = set()
+    # Some stored flows are left; if they all shared one date, they still do.
+    if not (old.first is not None and old.first == old.last):
+        if not _covers(minus.first, old.first, plus.first, lambda a, b: a <= b):
+            unknown.add("first")
+        if not _covers(minus.last, old.last, plus.last, lambda a, b: a >= b):
+            unknown.add("last")
+    if not (_covers(_exp(minus.amount), _exp(old.amount), _exp(plus.amount),
+                    lambda a, b: a <= b) or _keeps_scale(old.amount, minus.amount)):
+        unknown.add("scale")
+    if flows > without and not (_covers(_exp(minus.amount_usd), _exp(old.amount_usd),
+                                        _exp(plus.amount_usd), lambda a, b: a <= b)
+                                or _keeps_scale(old.amount_usd, minus.amount_usd)):
+        unknown.add("scale_usd")
 
     def total(*parts: Decimal | None, sub: Decimal | None) -> Decimal:
         acc = Decimal(0)
@@ -319,7 +331,56 @@ def _combine(old: _Sums, plus: _Sums, minus: _Sums) -> _Sums | None:
     lasts = [d for d in (old.last, plus.last) if d is not None]
     out.first = min(firsts) if firsts else None
     out.last = max(lasts) if lasts else None
-    return out
+    return out, unknown
+
+
+def _scale_expr(conn: Connection, column: Any) -> Any:
+    """The decimals of a stored amount (canonical text on SQLite, NUMERIC on PostgreSQL)."""
+    if conn.dialect.name == "sqlite":
+        dot = func.instr(column, ".")
+        return case((dot > 0, func.length(column) - dot), else_=0)
+    return func.scale(column)
+
+
+def _probe(conn: Connection, g: int, key: Key, parts: set[str], row: _Sums) -> None:
+    """Fill the ``parts`` of ``row`` the delta could not tell, from the key's current flows.
+
+    Each part is one indexed probe that stops at its first flow: the first or last
+    value date (the date index, in order), and for a scale, whether a flow of that many
+    decimals exists (from the stored scale down; usually the first answers). A big group
+    answers at once; a small one is bounded by the flows of its year and plain columns.
+    """
+    f = m.Flow
+    exprs = dict(zip(_ALL, _key_exprs(conn), strict=True))
+    conds: list[Any] = [current(f)]
+    for c, v in zip(GRAINS[g], key, strict=True):
+        if c == "year":
+            conds.append(f.value_date.is_(None) if v is None else
+                         and_(f.value_date >= date(v, 1, 1), f.value_date <= date(v, 12, 31)))
+        else:
+            conds.append(exprs[c].is_(None) if v is None else exprs[c] == v)
+    if "first" in parts:
+        row.first = conn.execute(select(f.value_date).where(*conds)
+                                 .order_by(f.value_date).limit(1)).scalar()
+    if "last" in parts:
+        row.last = conn.execute(select(f.value_date).where(*conds)
+                                .order_by(f.value_date.desc()).limit(1)).scalar()
+    for part, column in (("scale", f.amount), ("scale_usd", f.amount_usd)):
+        value = row.amount if part == "scale" else row.amount_usd
+        if part not in parts or value is None:
+            continue
+        scale = _scale_expr(conn, column)
+        for k in range(-int(value.as_tuple().exponent), -1, -1):
+            if conn.execute(select(literal(1)).where(*conds, column.is_not(None), scale == k)
+                            .limit(1)).first() is not None:
+                break
+        else:
+            k = 0
+        value = value.quantize(Decimal(1).scaleb(-k), context=SUM_CONTEXT)
+        if part == "scale":
+            row.amount = value
+        else:
+            row.amount_usd = value
 
 
 def _recompute(conn: Connection, keys: list[tuple[int, Key]]) -> dict[tuple[int, Key], _Sums]:
@@ -386,21 +447,26 @@ def _delta(conn: Connection, plus: dict[tuple[int, Key], _Sums],
     stored = _stored(conn, keys)
     new: dict[tuple[int, Key], _Sums] = {}
     unknown: list[tuple[int, Key]] = []
+    probed = 0
     for key in keys:
         old = stored.get(key)
         if old is None:
             old = _Sums()
-        row = _combine(old, plus.get(key, _Sums()), minus.get(key, _Sums()))
-        if row is None:
+        found = _combine(old, plus.get(key, _Sums()), minus.get(key, _Sums()))
+        if found is None:
             unknown.append(key)
-        else:
-            new[key] = row
+            continue
+        row, parts = found
+        if parts:
+            _probe(conn, key[0], key[1], parts, row)
+            probed += 1
+        new[key] = row
     for key, row in _recompute(conn, unknown).items():
         old = stored.get(key)
         row.row_id = None if old is None else old.row_id
         new[key] = row
     _apply(conn, new)
-    return {"rollup_rows": len(new), "rollup_recomputed": len(unknown)}
+    return {"rollup_rows": len(new), "rollup_probed": probed, "rollup_recomputed": len(unknown)}
 
 
 _REMOVED = "fundtrack.rollup.removed"
