@@ -13,11 +13,17 @@ Grains (column sets; the query picks the narrowest that covers its columns):
 Every grain holds currency and year: currency keeps each row's sum in one currency, and
 year partitions the maintenance. A flow's key is a function of the flow row, its
 activity's children and its stored classification (the gender value; the classification
-step runs before this one, and a hand gender decision refreshes its flows' years), which an
-import never changes for other flows, so after an import only the years of
-the flows it added or replaced change; they are recomputed set-based (DELETE + INSERT ...
-SELECT ... GROUP BY) inside the batch transaction. A revert rebuilds everything (reverts
-are rare; the rows it removed are gone by then). The dimension rules are those of
+step runs before this one), which an import never changes for other flows. So after an
+import only the keys of the flows it added or superseded change, and the rollup is kept
+by delta, key by key (work in proportion to the batch, not to the years it touches):
+:func:`before_import` reads the superseded flows' keys (before the classification step
+deletes their gender), :func:`after_import` adds the batch's flows, takes those out and
+updates, inserts or deletes the rows. Counts and sums subtract exactly; a first/last
+date or a sum's scale (its decimals: the largest of its flows') held by a removed flow
+is probed from the key's flows (:func:`_probe`). A hand gender decision changes
+existing flows' keys after their old gender is gone: :func:`refresh_flows` recomputes
+their years (rare). A revert rebuilds everything (reverts are rare; the rows it removed
+are gone by then). The dimension rules are those of
 :func:`fundtrack.query.aggregate.dimension_expr`: one place for each rule.
 """
 
