@@ -265,13 +265,15 @@ def test_delta_keeps_scale_dates_and_null_keys(engine: Engine, tmp_path: Path,
         ("XX-OTHER-3", "UG", [("2019-01-01", "1.2500", "USD"), ("2019-02-01", "-1.2500", "USD"),
                               ("2019-03-01", "3.5", "USD")]),
         ("XX-OTHER-4", "RW", [("2019-05-01", "3.75", "USD")]),
-        ("XX-OTHER-5", "BI", [("2019-05-01", "0.0001", "USD")])])
+        ("XX-OTHER-5", "BI", [("2019-05-01", "0.0001", "USD")]),
+        ("XX-OTHER-6", "GH", [("2019-05-01", "0.5000", "USD")])])
     v1 = _activity_file(tmp_path / "v1.xml", "XX-DELTA", [
         ("XX-DELTA-1", "KE", [("2019-01-01", "1.2500", "USD"), ("2019-03-01", "2", "USD"),
                               ("2019-12-31", "-0", "USD"), ("2019-07-01", "9.99", "EUR")]),
         ("XX-DELTA-2", None, [("2019-06-01", "4.5", None), ("2020-02-02", "7", "EUR")]),
         ("XX-DELTA-4", "RW", [("2019-05-01", "1.2500", "USD"), ("2019-05-01", "2", "USD")]),
-        ("XX-DELTA-5", "BI", [("2019-05-01", "1.2500", "USD")])])
+        ("XX-DELTA-5", "BI", [("2019-05-01", "1.2500", "USD")]),
+        ("XX-DELTA-6", "GH", [("2019-05-01", "1.2500", "USD")])])
     # re-issued: the 4-decimal amount now 2 decimals, the first and last dates moved in,
     # the EUR flow gone (its keys emptied), a new key (TZ); XX-DELTA-2 stays as it was
     v2 = _activity_file(tmp_path / "v2.xml", "XX-DELTA", [
@@ -279,7 +281,8 @@ def test_delta_keeps_scale_dates_and_null_keys(engine: Engine, tmp_path: Path,
                               ("2019-11-30", "0.10", "USD")]),
         ("XX-DELTA-3", "TZ", [("2020-02-02", "7", "EUR")]),
         ("XX-DELTA-4", "RW", [("2019-05-01", "1.25", "USD"), ("2019-05-01", "2", "USD")]),
-        ("XX-DELTA-5", "BI", [("2019-05-01", "1.25", "USD")])])
+        ("XX-DELTA-5", "BI", [("2019-05-01", "1.25", "USD")]),
+        ("XX-DELTA-6", "GH", [("2019-05-01", "1.25", "USD")])])
     assert import_file(engine, other).status == "applied"
     recomputed = _no_full_paths(monkeypatch)
     first = import_file(engine, v1)
@@ -288,7 +291,7 @@ def test_delta_keeps_scale_dates_and_null_keys(engine: Engine, tmp_path: Path,
     _equals_rebuild(engine)
     recomputed = _no_full_paths(monkeypatch)
     second = import_file(engine, v2)
-    assert second.status == "applied" and second.counts["replaced_flows"] == 7
+    assert second.status == "applied" and second.counts["replaced_flows"] == 8
     monkeypatch.undo()
     assert sum(recomputed) > 0  # the scale and the dates were read from the flows
     _equals_rebuild(engine)
@@ -305,11 +308,13 @@ def test_delta_keeps_scale_dates_and_null_keys(engine: Engine, tmp_path: Path,
                        ).scalar_one()
     assert format(ug, "f") == "3.5000"
     # same dates; the removed 1.2500 held the scale: RW's flows left are 3.75 + 1.25 + 2
-    # (a difference would say 7.0000), BI's keep four decimals (0.0001 + 1.25)
+    # (a difference would say 7.0000), BI's keep four decimals (0.0001 + 1.25: the sum
+    # tells), GH's too (0.5000 + 1.25: a flow of four decimals is found)
     with engine.connect() as c:
         by_country = dict(c.execute(select(r.c.recipient_country, r.c.amount).where(
-            r.c.grain == 3, r.c.recipient_country.in_(["RW", "BI"]))).all())
-    assert {k: format(v, "f") for k, v in by_country.items()} == {"RW": "7.00", "BI": "1.2501"}
+            r.c.grain == 3, r.c.recipient_country.in_(["RW", "BI", "GH"]))).all())
+    assert {k: format(v, "f") for k, v in by_country.items()} == {
+        "RW": "7.00", "BI": "1.2501", "GH": "1.7500"}
     revert_batch(engine, second.batch_id)
     _equals_rebuild(engine)
 

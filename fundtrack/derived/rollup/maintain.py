@@ -389,6 +389,41 @@ def _probe(conn: Connection, g: int, key: Key, parts: set[str], row: _Sums) -> N
             row.amount_usd = value
 
 
+def _scales_kept(conn: Connection, rows: dict[tuple[int, Key], _Sums],
+                 asked: dict[tuple[int, Key], set[str]]) -> None:
+    """The common answer to a scale probe, for many keys at once: a flow of the stored
+    scale is left (then the sum is right as it is). One statement per grain, year, amount
+    column and scale reads the flows of those keys' plain columns once; the part is taken
+    out of ``asked`` for every key that has such a flow."""
+    f = m.Flow
+    plain = {"kind": f.kind, "currency": f.currency, "earmarking": f.earmarking,
+             **{c: getattr(f, c) for c in _REPORTED}}
+    sets: dict[tuple[int, Any, str, int], list[Key]] = {}
+    for (g, key), parts in asked.items():
+        for part in ("scale", "scale_usd"):
+            value = rows[(g, key)].amount if part == "scale" else rows[(g, key)].amount_usd
+            if part in parts and value is not None:
+                year = key[GRAINS[g].index("year")]
+                sets.setdefault((g, year, part, -int(value.as_tuple().exponent)), []).append(key)
+    for (g, year, part, k), keys in sets.items():
+        cols = GRAINS[g]
+        exprs = dict(zip(_ALL, _key_exprs(conn), strict=True))
+        column = f.amount if part == "scale" else f.amount_usd
+        each = [and_(true(), *[plain[c].is_(None) if v is None else plain[c] == v
+                               for c, v in zip(cols, key, strict=True) if c in plain])
+                for key in keys]
+        when = (f.value_date.is_(None) if year is None else
+                and_(f.value_date >= date(year, 1, 1), f.value_date <= date(year, 12, 31)))
+        sel = (select(*[exprs[c] for c in cols if c != "year"])
+               .where(current(f), when, column.is_not(None), _scale_expr(conn, column) == k,
+                      or_(false(), *each)).distinct())
+        at = cols.index("year")
+        have = {(*r[:at], year, *r[at:]) for r in conn.execute(sel)}
+        for key in keys:
+            if key in have:
+                asked[(g, key)].discard(part)
+
+
 def _recompute(conn: Connection, keys: list[tuple[int, Key]]) -> dict[tuple[int, Key], _Sums]:
     """These keys summed afresh from their current flows (the groups a delta cannot tell).
 
@@ -453,6 +488,7 @@ def _delta(conn: Connection, plus: dict[tuple[int, Key], _Sums],
     stored = _stored(conn, keys)
     new: dict[tuple[int, Key], _Sums] = {}
     unknown: list[tuple[int, Key]] = []
+    asked: dict[tuple[int, Key], set[str]] = {}
     probed = 0
     for key in keys:
         old = stored.get(key)
@@ -464,9 +500,13 @@ def _delta(conn: Connection, plus: dict[tuple[int, Key], _Sums],
             continue
         row, parts = found
         if parts:
-            _probe(conn, key[0], key[1], parts, row)
-            probed += 1
+            asked[key] = parts
         new[key] = row
+    _scales_kept(conn, {k: new[k] for k in asked}, asked)
+    for key, parts in asked.items():
+        if parts:
+            _probe(conn, key[0], key[1], parts, new[key])
+            probed += 1
     for key, row in _recompute(conn, unknown).items():
         old = stored.get(key)
         row.row_id = None if old is None else old.row_id
