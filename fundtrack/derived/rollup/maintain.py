@@ -45,10 +45,12 @@ from sqlalchemy import (
     delete,
     false,
     func,
+    insert,
     literal,
     or_,
     select,
     true,
+    update,
 )
 
 from fundtrack.db import dialect
@@ -462,21 +464,21 @@ def _recompute(conn: Connection, keys: list[tuple[int, Key]]) -> dict[tuple[int,
 
 def _apply(conn: Connection, new: dict[tuple[int, Key], _Sums]) -> None:
     """Write the rows: update the stored ones, insert new keys, delete emptied ones."""
-    r = FlowRollup.__table__
+    r = FlowRollup
     gone = [s.row_id for s in new.values() if s.flows == 0 and s.row_id is not None]
     changed = [s for s in new.values() if s.flows and s.row_id is not None]
     added = [(g, k, s) for (g, k), s in new.items() if s.flows and s.row_id is None]
     values = {"flows": "flows", "flows_without_usd": "without_usd", "amount": "amount",
               "amount_usd": "amount_usd", "first_date": "first", "last_date": "last"}
     for i in range(0, len(gone), 5_000):
-        conn.execute(delete(r).where(r.c.id.in_(gone[i:i + 5_000])))
+        conn.execute(delete(r).where(r.id.in_(gone[i:i + 5_000])))
     if changed:
-        conn.execute(r.update().where(r.c.id == bindparam("rid")).values(
+        conn.execute(update(r).where(r.id == bindparam("rid")).values(
             {c: bindparam(f"v_{c}") for c in values}),
             [{"rid": s.row_id, **{f"v_{c}": getattr(s, a) for c, a in values.items()}}
              for s in changed])
     for grain in sorted({g for g, _, _ in added}):  # one column set per statement
-        conn.execute(r.insert(), [
+        conn.execute(insert(r), [
             {"grain": g, **dict(zip(GRAINS[g], k, strict=True)),
              **{c: getattr(s, a) for c, a in values.items()}} for g, k, s in added if g == grain])
 
