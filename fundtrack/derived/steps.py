@@ -58,6 +58,10 @@ class Step:
     #: Whether its counts are part of an import's or revert's counts (the rollup's row
     #: counts never were).
     reports_counts: bool = True
+    #: After a batch merged, before any step's ``after_import``: read what an earlier step
+    #: will change (the rollup reads the superseded flows' stored gender value, which the
+    #: classification step deletes).
+    before_import: Callable[[Connection, int], dict[str, int]] | None = None
 
 
 STEPS: tuple[Step, ...] = (
@@ -69,7 +73,7 @@ STEPS: tuple[Step, ...] = (
     Step("classification", classification.after_import, classification.after_revert,
          classification.rebuild),
     Step("rollup", rollup.after_import, rollup.after_revert, rollup.rebuild,
-         reports_counts=False),
+         reports_counts=False, before_import=rollup.before_import),
 )
 NAMES = tuple(s.name for s in STEPS)
 
@@ -113,11 +117,17 @@ def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
         return {k: int(v) for k, v in out.items()
                 if isinstance(v, int) and not k.startswith("seconds")}
     counts: dict[str, int] = {}
-    seconds: dict[str, float] = {}
+    seconds = {step.name: 0.0 for step in STEPS}  # in step order, the reads before included
+    if hook == "after_import":
+        for step in STEPS:
+            if step.before_import is not None:
+                t = time.perf_counter()
+                step.before_import(conn, batch_id)
+                seconds[step.name] += time.perf_counter() - t
     for step in STEPS:
         t = time.perf_counter()
         out = getattr(step, hook)(conn, batch_id)
-        seconds[step.name] = time.perf_counter() - t
+        seconds[step.name] += time.perf_counter() - t
         if step.reports_counts:
             counts |= out
     t = time.perf_counter()
