@@ -158,18 +158,37 @@ def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
     return [_cash_flow(r, acts) for r in conn.execute(q.execution_options(yield_per=50_000))]
 
 
+def _cash_flows_sql() -> str:
+    """:func:`load_cash_flows`' query as the driver's SQL (current cash flows)."""
+    cols = ", ".join(f"f.{c}" for c in _FLOW_COLS)
+    kinds = ", ".join(f"'{k.name}'" for k in CASH)
+    return (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref, pc.ref, rc.ref, ec.ref "
+            f"FROM flow f LEFT JOIN activity a ON a.id = f.activity_id "
+            f"LEFT JOIN flow_party fp ON fp.flow_id = f.id "
+            f"LEFT JOIN canonical_org pc ON pc.id = fp.provider_org_id "
+            f"LEFT JOIN canonical_org rc ON rc.id = fp.receiver_org_id "
+            f"LEFT JOIN canonical_org ec ON ec.id = fp.reporter_org_id "
+            f"WHERE f.superseded_by IS NULL AND f.kind IN ({kinds})")
+
+
+def _cash_flows_by_id_pg(conn: Connection, acts: ActivityOrgs, ids: list[int]
+                         ) -> list[CashFlow]:
+    """The current cash flows among ``ids``, in one query on the driver's cursor (tens of
+    thousands of rows for a batch into big pairs: no SQLAlchemy row processing)."""
+    raw = conn.connection.dbapi_connection
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(_cash_flows_sql() + " AND f.id = ANY(%s)", (ids,))
+        rows = cur.fetchall()
+    p_act, r_act = _FLOW_COLS.index("provider_activity_id"), _FLOW_COLS.index(
+        "receiver_activity_id")
+    acts.ensure(x for r in rows for x in (r[p_act], r[r_act]))
+    return [_cash_flow(r, acts) for r in rows]
+
+
 def _all_cash_flows_pg(conn: Connection, acts: dict[str, str]) -> list[CashFlow]:
     """Every current cash flow, read as plain tuples on the driver's cursor (a million rows:
     no SQLAlchemy row or type processing per row)."""
-    cols = ", ".join(f"f.{c}" for c in _FLOW_COLS)
-    kinds = ", ".join(f"'{k.name}'" for k in CASH)
-    sql = (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref, pc.ref, rc.ref, ec.ref "
-           f"FROM flow f LEFT JOIN activity a ON a.id = f.activity_id "
-           f"LEFT JOIN flow_party fp ON fp.flow_id = f.id "
-           f"LEFT JOIN canonical_org pc ON pc.id = fp.provider_org_id "
-           f"LEFT JOIN canonical_org rc ON rc.id = fp.receiver_org_id "
-           f"LEFT JOIN canonical_org ec ON ec.id = fp.reporter_org_id "
-           f"WHERE f.superseded_by IS NULL AND f.kind IN ({kinds})")
+    sql = _cash_flows_sql()
     raw = conn.connection.dbapi_connection
     with raw.cursor(name="cash_flows") as cur:  # type: ignore[union-attr]
         cur.itersize = 50_000
@@ -631,20 +650,20 @@ MOVEMENT_COLS = [c.name for c in Movement.__table__.columns]
 
 
 def _has_aggregated(conn: Connection) -> bool:
-    """Whether any current cash flow is an aggregator's report (one index probe): only
-    then can a movement be cross-source."""
+    """Whether any cash flow, current or replaced, is an aggregator's report (one index
+    probe): only then can a movement be, or have been, cross-source."""
     f = m.Flow.__table__
     return conn.execute(select(f.c.id).where(
-        f.c.reporting_org_ref.in_(sorted(_aggregators())), current(f),
+        f.c.reporting_org_ref.in_(sorted(_aggregators())),
         f.c.kind.in_(CASH)).limit(1)).first() is not None
 
 
-def _group_flow_ids(conn: Connection, groups: list[tuple[str, str]], receivers: list[str]
-                    ) -> set[int]:
-    """The ids of the flows whose movements sit in these (src org, dst org) groups or end
-    at these ``receivers``, by the movement table's indexes: the flows of each group as of
-    the last update, a superset of those it holds now but for the flows this batch moved
-    there (the caller's seed).
+def _group_movements(conn: Connection, groups: list[tuple[str, str]], receivers: list[str]
+                     ) -> list[Any]:
+    """The movements (every column) of these (src org, dst org) groups and those ending at
+    these ``receivers``, by the movement table's indexes: their flows are those of each
+    group as of the last update, a superset of those it holds now but for the flows this
+    batch moved there (the caller's seed).
 
     A movement of two reports sits in their common group, and rows are rebuilt per group,
     but for :func:`cross_source`: it pairs a publisher's report with an aggregator's of the
@@ -653,7 +672,6 @@ def _group_flow_ids(conn: Connection, groups: list[tuple[str, str]], receivers: 
     aggregators report at all the caller passes every receiver of its groups, and all the
     movements into it are read (bound: the movements into each receiver, by its index)."""
     t = Movement.__table__
-    out: set[int] = set()
     by_src: dict[str, list[str]] = defaultdict(list)
     for s, d in groups:
         by_src[s].append(d)
@@ -663,12 +681,7 @@ def _group_flow_ids(conn: Connection, groups: list[tuple[str, str]], receivers: 
         wheres += [(t.c.src_org == s) & t.c.dst_org.in_(dsts[i:i + 500])
                    for i in range(0, len(dsts), 500)]
     wheres += [t.c.dst_org.in_(receivers[i:i + 500]) for i in range(0, len(receivers), 500)]
-    for where in wheres:
-        for fid, mid in conn.execute(select(t.c.flow_id, t.c.mirror_flow_id).where(where)):
-            out.add(fid)
-            if mid is not None:
-                out.add(mid)
-    return out
+    return [r for where in wheres for r in conn.execute(select(t).where(where))]
 
 
 def _load_by_ids(conn: Connection, acts: dict[str, str], ids: Iterable[int]
@@ -676,6 +689,8 @@ def _load_by_ids(conn: Connection, acts: dict[str, str], ids: Iterable[int]
     """The current cash flows among these ids (by primary key)."""
     f = m.Flow.__table__
     wanted = sorted(ids)
+    if conn.dialect.name == "postgresql" and isinstance(acts, ActivityOrgs):
+        return _cash_flows_by_id_pg(conn, acts, wanted) if wanted else []
     out: list[CashFlow] = []
     for i in range(0, len(wanted), 1000):
         out.extend(load_cash_flows(conn, acts, f.c.id.in_(wanted[i:i + 1000])))
@@ -750,22 +765,37 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         return grew
 
     take(seed.values())
+
+    def fetch(ids: set[int]) -> list[CashFlow]:
+        """The current cash flows among ``ids`` not fetched before."""
+        todo = ids - known - gone_ids
+        known.update(todo)
+        return _load_by_ids(conn, acts, todo)
+
     loaded: set[tuple[str, str]] = set()
     dead: dict[int, Any] = {}
     cross = _has_aggregated(conn)
     scanned: set[str] = set()  # receivers whose every movement is read (cross-source)
+    covered: set[int] = set()  # flows whose every movement is read with their group's
+    asked: set[int] = set()  # flows whose movements were looked up by id
     while True:
         # every flow of a group that can pair (its receiver named), found through the
         # movements of the group: the table holds each current flow once, under its
-        # group (cross-source: every group of the receiver; see _group_flow_ids)
+        # group (cross-source: every group of the receiver; see _group_movements)
         todo = sorted(g for g in groups if g[1] and g not in loaded)
         loaded.update(todo)
         receivers = sorted({g[1] for g in todo} - scanned) if cross else []
         scanned.update(receivers)
-        grew = take(_load_by_ids(conn, acts, _group_flow_ids(conn, todo, receivers) - known))
+        # a group's movements hold every movement of its flows (with ``cross``, their
+        # cross-source ones end at a receiver read whole): none is looked up again
+        got = _group_movements(conn, todo, receivers)
+        covered.update(i for r in got for i in (r.flow_id, r.mirror_flow_id) if i is not None)
+        grew = take(fetch(covered))
         members = {i for g in groups for i in by_group.get(g, {})}
         wanted: set[int] = set()
-        for r in _old_movements(conn, members | gone_ids):
+        lookup = (members | gone_ids) - covered - asked
+        asked.update(lookup)
+        for r in got + _old_movements(conn, lookup):
             if r.id in dead:
                 continue
             dead[r.id] = r
@@ -775,7 +805,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
                 groups.add(g)
                 grew = True
         # the current flows of every replaced movement are rebuilt with it
-        grew = take(_load_by_ids(conn, acts, wanted - known - gone_ids)) or grew
+        grew = take(fetch(wanted)) or grew
         if not grew:
             break
     members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, {}).values()]
