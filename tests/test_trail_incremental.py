@@ -182,3 +182,76 @@ def test_totals_moved_by_difference_are_exact_or_refused():
         if want is not None:
             assert (str(total.value), total.value) == (str(want), want), (terms, out, into)
     assert moved > 1000 and refused > 100  # both paths taken
+
+
+FTS_PAGE = SHARED / "fts-json" / "custom-search-locationid-1-year-2020-page-3.json"
+
+
+def test_incremental_cross_source_equals_rebuild(engine):
+    """A publisher's page (the Afghanistan Humanitarian Fund's grants) and FTS's
+    republication of them, FTS first then the publisher, the publisher reverted and
+    imported again: the cross-source movements (two reports in different groups, found
+    through the receiver) are those of a rebuild after every step."""
+    fts = import_file(engine, FTS_PAGE)
+    assert fts.status == "applied"
+    check(engine)
+    pub = import_file(engine, PAGES / "dportal_130.xml")
+    assert pub.status == "applied"
+    tables = check(engine)
+    assert sum(1 for x in tables["movement"] if x[2] == "cross-source") >= 1
+    revert_batch(engine, pub.batch_id)
+    tables = check(engine)
+    assert not any(x[2] == "cross-source" for x in tables["movement"])
+    assert import_file(engine, PAGES / "dportal_130.xml").status == "applied"
+    check(engine)
+    revert_batch(engine, fts.batch_id)
+    check(engine)
+
+
+def _pages(tmp: Path) -> dict[str, Path]:
+    """A donor paying an NGO (no activity named: only amounts and dates pair them) and
+    the NGO's receipts, as two publishers' files: one receipt for two tranches (a lump)."""
+    from tests.trail_scenario import HEAD, activity, tx
+
+    donor, ngo = "XX-PAYER", "XX-PAYEE"
+    texts = {
+        "donor.xml": activity(donor, "XX-PAYER-1", [
+            tx(3, "100000.00", "2023-01-10", receiver=ngo),
+            tx(3, "50000.00", "2023-02-01", receiver=ngo),
+            tx(3, "30000.00", "2023-03-01", receiver=ngo),
+            tx(3, "20000.00", "2023-03-05", receiver=ngo),
+            tx(4, "5000.00", "2023-03-09")]),
+        "ngo.xml": activity(ngo, "XX-PAYEE-1", [
+            tx(1, "100000.00", "2023-01-12", provider=donor),
+            tx(1, "50000.00", "2023-02-03", provider=donor),
+            tx(1, "50000.00", "2023-03-06", provider=donor)], org_type="22"),
+    }
+    out = {}
+    for name, body in texts.items():
+        out[name] = tmp / name
+        out[name].write_text(HEAD + body + "</iati-activities>\n", encoding="utf-8")
+    return out
+
+
+def test_pairs_found_through_the_group_equal_rebuild(engine, tmp_path):
+    """Reports that pair by amount and date only (no activity named, so only the pair's
+    other flows, read through the movements of the pair, find them), each publisher
+    imported alone, either order, then reverted: the trail equals a rebuild each time."""
+    files = _pages(tmp_path)
+    methods = {"amount-date": 2, "lump": 2, "single": 1}
+    for first, second in (("donor.xml", "ngo.xml"), ("ngo.xml", "donor.xml")):
+        a = import_file(engine, files[first])
+        assert a.status == "applied"
+        tables = check(engine)
+        assert {x[2] for x in tables["movement"]} == {"single"}
+        b = import_file(engine, files[second])
+        assert b.status == "applied"
+        tables = check(engine)
+        got: dict[str, int] = {}
+        for x in tables["movement"]:
+            got[x[2]] = got.get(x[2], 0) + 1
+        assert got == methods
+        revert_batch(engine, b.batch_id)
+        check(engine)
+        revert_batch(engine, a.batch_id)
+        assert check(engine)["movement"] == []

@@ -28,7 +28,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import Connection, Table, delete, select
 from sqlalchemy import update as sa_update
 
 from fundtrack.db import dialect
@@ -85,49 +85,6 @@ def canonical_reporters(conn: Connection) -> dict[str, str]:
         .where(pr.c.name_key == "", pr.c.ref != ""))}
 
 
-def reported_refs(conn: Connection, canon: Iterable[str]) -> tuple[set[str], bool]:
-    """The reported refs of these canonical organisations (their parties' and
-    identifiers' refs, and the canonical refs themselves), and whether any of them is
-    also reported by name alone (then no index finds all its flows)."""
-    from fundtrack.identity.tables import CanonicalOrg, OrgIdentifier, PartyResolution
-
-    pr, co, oi = (PartyResolution.__table__, CanonicalOrg.__table__,
-                  OrgIdentifier.__table__)
-    wanted = sorted(set(canon))
-    refs = set(wanted)
-    by_name = any(o.startswith("name:") for o in wanted)
-    for i in range(0, len(wanted), 500):
-        ids = select(co.c.id).where(co.c.ref.in_(wanted[i:i + 500]))
-        for ref in conn.execute(select(pr.c.ref).where(pr.c.org_id.in_(ids))).scalars():
-            if ref:
-                refs.add(ref)
-            else:
-                by_name = True
-        refs.update(conn.execute(select(oi.c.value).where(oi.c.org_id.in_(ids))).scalars())
-    return refs, by_name
-
-
-def reported_names(conn: Connection, canon: Iterable[str]) -> set[str] | None:
-    """The names of the name-only parties of these canonical organisations, as
-    ``party_resolution`` keys them (None: an organisation known by name has none
-    recorded, so no lookup by name finds its flows)."""
-    from fundtrack.identity.tables import CanonicalOrg, PartyResolution
-
-    pr, co = PartyResolution.__table__, CanonicalOrg.__table__
-    wanted = sorted(set(canon))
-    names: set[str] = set()
-    found: set[str] = set()
-    for i in range(0, len(wanted), 500):
-        for org, name in conn.execute(
-                select(co.c.ref, pr.c.name_key).join(pr, pr.c.org_id == co.c.id)
-                .where(co.c.ref.in_(wanted[i:i + 500]), pr.c.ref == "")):
-            names.add(name)
-            found.add(org)
-    if any(o.startswith("name:") and o not in found for o in wanted):
-        return None
-    return names
-
-
 def reported_activities(conn: Connection) -> dict[str, str]:
     """{iati-identifier: reporting org (canonical)} of current activities (smallest org
     ref if several)."""
@@ -163,19 +120,6 @@ class ActivityOrgs(dict[str, str]):
                 org = self.canon.get(org, org)
                 if ident not in self or org < self[ident]:
                     self[ident] = org
-
-    def reported_by(self, orgs: list[str]) -> list[str]:
-        """Identifiers whose (smallest) reporter is one of ``orgs``."""
-        a = m.Activity.__table__
-        found: set[str] = set()
-        raw = sorted(reported_refs(self.conn, orgs)[0])
-        for k in range(0, len(raw), 500):
-            found.update(self.conn.execute(select(a.c.iati_identifier).distinct().where(
-                current(a), a.c.reporting_org_ref.in_(raw[k:k + 500])))
-                .scalars())
-        self.ensure(found)
-        wanted = set(orgs)
-        return sorted(i for i in found if self.get(i) in wanted)
 
 
 #: The columns :func:`_cash_flow` reads, in its order.
@@ -214,18 +158,37 @@ def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
     return [_cash_flow(r, acts) for r in conn.execute(q.execution_options(yield_per=50_000))]
 
 
+def _cash_flows_sql() -> str:
+    """:func:`load_cash_flows`' query as the driver's SQL (current cash flows)."""
+    cols = ", ".join(f"f.{c}" for c in _FLOW_COLS)
+    kinds = ", ".join(f"'{k.name}'" for k in CASH)
+    return (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref, pc.ref, rc.ref, ec.ref "
+            f"FROM flow f LEFT JOIN activity a ON a.id = f.activity_id "
+            f"LEFT JOIN flow_party fp ON fp.flow_id = f.id "
+            f"LEFT JOIN canonical_org pc ON pc.id = fp.provider_org_id "
+            f"LEFT JOIN canonical_org rc ON rc.id = fp.receiver_org_id "
+            f"LEFT JOIN canonical_org ec ON ec.id = fp.reporter_org_id "
+            f"WHERE f.superseded_by IS NULL AND f.kind IN ({kinds})")
+
+
+def _cash_flows_by_id_pg(conn: Connection, acts: ActivityOrgs, ids: list[int]
+                         ) -> list[CashFlow]:
+    """The current cash flows among ``ids``, in one query on the driver's cursor (tens of
+    thousands of rows for a batch into big pairs: no SQLAlchemy row processing)."""
+    raw = conn.connection.dbapi_connection
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(_cash_flows_sql() + " AND f.id = ANY(%s)", (ids,))
+        rows = cur.fetchall()
+    p_act, r_act = _FLOW_COLS.index("provider_activity_id"), _FLOW_COLS.index(
+        "receiver_activity_id")
+    acts.ensure(x for r in rows for x in (r[p_act], r[r_act]))
+    return [_cash_flow(r, acts) for r in rows]
+
+
 def _all_cash_flows_pg(conn: Connection, acts: dict[str, str]) -> list[CashFlow]:
     """Every current cash flow, read as plain tuples on the driver's cursor (a million rows:
     no SQLAlchemy row or type processing per row)."""
-    cols = ", ".join(f"f.{c}" for c in _FLOW_COLS)
-    kinds = ", ".join(f"'{k.name}'" for k in CASH)
-    sql = (f"SELECT {cols}, a.iati_identifier, a.reporting_org_ref, pc.ref, rc.ref, ec.ref "
-           f"FROM flow f LEFT JOIN activity a ON a.id = f.activity_id "
-           f"LEFT JOIN flow_party fp ON fp.flow_id = f.id "
-           f"LEFT JOIN canonical_org pc ON pc.id = fp.provider_org_id "
-           f"LEFT JOIN canonical_org rc ON rc.id = fp.receiver_org_id "
-           f"LEFT JOIN canonical_org ec ON ec.id = fp.reporter_org_id "
-           f"WHERE f.superseded_by IS NULL AND f.kind IN ({kinds})")
+    sql = _cash_flows_sql()
     raw = conn.connection.dbapi_connection
     with raw.cursor(name="cash_flows") as cur:  # type: ignore[union-attr]
         cur.itersize = 50_000
@@ -686,61 +649,51 @@ def write(conn: Connection, rows: list[dict[str, Any]]) -> None:
 MOVEMENT_COLS = [c.name for c in Movement.__table__.columns]
 
 
-def _flows_of_orgs(conn: Connection, acts: dict[str, str], orgs: set[str]
-                   ) -> list[CashFlow] | None:
-    """Every current cash flow that can fall in a group of ``orgs`` (None: cannot narrow).
+def _has_aggregated(conn: Connection) -> bool:
+    """Whether any cash flow, current or replaced, is an aggregator's report (one index
+    probe): only then can a movement be, or have been, cross-source."""
+    f = m.Flow.__table__
+    return conn.execute(select(f.c.id).where(
+        f.c.reporting_org_ref.in_(sorted(_aggregators())),
+        f.c.kind.in_(CASH)).limit(1)).first() is not None
 
-    A flow's two sides are its activity's reporter, its provider/receiver ref, or the
-    reporter of the activity it names; each is matched here. Parties known only by name
-    are found by their names (a scan returning only their flows); only an organisation
-    keyed by a name with no recorded party makes the caller load everything. The empty
-    organisation (a side nobody named) is skipped: such groups are never paired, and the
-    flows of each are found through the group's other, named side.
-    """
-    # '' (nobody named) never pairs: its groups are rebuilt from the named side's flows
-    orgs = {o for o in orgs if o}
-    raw, by_name = reported_refs(conn, orgs)
-    names = reported_names(conn, orgs) if by_name else set()
-    if names is None:
-        return None
-    f, a = m.Flow.__table__, m.Activity.__table__
+
+def _group_movements(conn: Connection, groups: list[tuple[str, str]], receivers: list[str]
+                     ) -> list[Any]:
+    """The movements (every column) of these (src org, dst org) groups and those ending at
+    these ``receivers``, by the movement table's indexes: their flows are those of each
+    group as of the last update, a superset of those it holds now but for the flows this
+    batch moved there (the caller's seed).
+
+    A movement of two reports sits in their common group, and rows are rebuilt per group,
+    but for :func:`cross_source`: it pairs a publisher's report with an aggregator's of the
+    same payer and payee, and a payer is not a group's src org (the publisher's report sits
+    under its reporter, FTS's under the payer it names). Both share the receiver, so when
+    aggregators report at all the caller passes every receiver of its groups, and all the
+    movements into it are read (bound: the movements into each receiver, by its index)."""
+    t = Movement.__table__
+    by_src: dict[str, list[str]] = defaultdict(list)
+    for s, d in groups:
+        by_src[s].append(d)
+    wheres: list[Any] = []
+    for s in sorted(by_src):
+        dsts = by_src[s]
+        wheres += [(t.c.src_org == s) & t.c.dst_org.in_(dsts[i:i + 500])
+                   for i in range(0, len(dsts), 500)]
+    wheres += [t.c.dst_org.in_(receivers[i:i + 500]) for i in range(0, len(receivers), 500)]
+    return [r for where in wheres for r in conn.execute(select(t).where(where))]
+
+
+def _load_by_ids(conn: Connection, acts: dict[str, str], ids: Iterable[int]
+                 ) -> list[CashFlow]:
+    """The current cash flows among these ids (by primary key)."""
+    f = m.Flow.__table__
+    wanted = sorted(ids)
+    if conn.dialect.name == "postgresql" and isinstance(acts, ActivityOrgs):
+        return _cash_flows_by_id_pg(conn, acts, wanted) if wanted else []
     out: list[CashFlow] = []
-    seen: set[int] = set()
-    # parties known by name alone: their flows name them (stored trimmed), by a scan
-    # that returns only those flows (a name has no index), not the whole ledger
-    by_names = sorted(names)
-    for i in range(0, len(by_names), 500):
-        chunk = by_names[i:i + 500]
-        for fl in load_cash_flows(conn, acts, func.trim(f.c.provider_name).in_(chunk)
-                                  | func.trim(f.c.receiver_name).in_(chunk)):
-            if fl.id not in seen:
-                seen.add(fl.id)
-                out.append(fl)
-    refs = sorted(raw)
-    named = (acts.reported_by(refs) if isinstance(acts, ActivityOrgs)
-             else sorted(i for i, o in acts.items() if o in orgs))
-    # the activities' ids first, as a list: an OR with a subquery is planned as a scan of
-    # the ledger joined to every flow_party row; an OR of lists, by the indexes
-    for i in range(0, len(refs), 500):
-        chunk = refs[i:i + 500]
-        own = sorted(conn.execute(select(a.c.id).where(a.c.reporting_org_ref.in_(chunk)))
-                     .scalars())
-        by_ref = (f.c.reporting_org_ref.in_(chunk) | f.c.provider_ref.in_(chunk)
-                  | f.c.receiver_ref.in_(chunk))
-        wheres: list[Any] = [by_ref | f.c.activity_id.in_(own[:1000])]
-        wheres += [f.c.activity_id.in_(own[k:k + 1000]) for k in range(1000, len(own), 1000)]
-        for where in wheres:
-            for fl in load_cash_flows(conn, acts, where):
-                if fl.id not in seen:
-                    seen.add(fl.id)
-                    out.append(fl)
-    for i in range(0, len(named), 500):
-        chunk = named[i:i + 500]
-        for fl in load_cash_flows(conn, acts, f.c.provider_activity_id.in_(chunk)
-                                  | f.c.receiver_activity_id.in_(chunk)):
-            if fl.id not in seen:
-                seen.add(fl.id)
-                out.append(fl)
+    for i in range(0, len(wanted), 1000):
+        out.extend(load_cash_flows(conn, acts, f.c.id.in_(wanted[i:i + 1000])))
     return out
 
 
@@ -760,10 +713,16 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
            extra: Iterable[int] = ()) -> tuple[dict[str, int], set[tuple[str, str]]]:
     """Incremental: rebuild the movements of the organisation pairs a batch touched.
 
-    Only the flows of those pairs are loaded (by index), not the ledger. ``extra``: ids of
-    earlier flows whose canonical provider or receiver the identity step changed; their
-    pairs (old and new) are rebuilt too. Returns counts and the accounts whose money may
-    have changed (for attribution).
+    Only the flows of those pairs are loaded, by the movement table's (src org, dst org)
+    indexes and the flows' ids, not every flow of their organisations: the cost follows
+    the pairs, not the organisations (a donor paying one supplier among 600k payments to
+    it reads that pair only). This relies on the movements being those of a rebuild
+    before the batch (every update keeps them so; an interrupted one leaves its steps
+    stale, and the next start rebuilds). A pair whose receiver nobody named is never paired
+    (:func:`pair`, :func:`cross_source`): only its flows the batch touched are rebuilt.
+    ``extra``: ids of earlier flows whose canonical provider or receiver the identity
+    step changed; their pairs (old and new) are rebuilt too. Returns counts and the
+    accounts whose money may have changed (for attribution).
     """
     cfg = cfg or TrailConfig()
     f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
@@ -789,34 +748,64 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         for where in wheres:
             for fl in load_cash_flows(conn, acts, where):
                 seed[fl.id] = fl
-    groups = {(fl.src[0], fl.dst[0]) for fl in seed.values()}
+    groups: set[tuple[str, str]] = set()
     by_group: dict[tuple[str, str], dict[int, CashFlow]] = defaultdict(dict)
-    for fl in seed.values():
-        by_group[(fl.src[0], fl.dst[0])][fl.id] = fl
-    loaded: set[str] = set()
-    everything = False
-    dead: dict[int, Any] = {}
-    while True:
-        orgs = {o for g in groups for o in g} - loaded
-        if orgs and not everything:
-            got = _flows_of_orgs(conn, acts, orgs)
-            if got is None:
-                everything = True
-                acts = reported_activities(conn)  # every flow: every activity
-                got = load_cash_flows(conn, acts)
-            loaded |= orgs
-            for fl in got:
-                by_group[(fl.src[0], fl.dst[0])][fl.id] = fl
-        members = {i for g in groups for i in by_group.get(g, {})}
+    known: set[int] = set()
+
+    def take(flows: Iterable[CashFlow]) -> bool:
+        """File flows under their current group (a group new here is rebuilt too)."""
         grew = False
-        for r in _old_movements(conn, members | gone_ids):
+        for fl in flows:
+            known.add(fl.id)
+            g = (fl.src[0], fl.dst[0])
+            by_group[g][fl.id] = fl
+            if g not in groups:
+                groups.add(g)
+                grew = True
+        return grew
+
+    take(seed.values())
+
+    def fetch(ids: set[int]) -> list[CashFlow]:
+        """The current cash flows among ``ids`` not fetched before."""
+        todo = ids - known - gone_ids
+        known.update(todo)
+        return _load_by_ids(conn, acts, todo)
+
+    loaded: set[tuple[str, str]] = set()
+    dead: dict[int, Any] = {}
+    cross = _has_aggregated(conn)
+    scanned: set[str] = set()  # receivers whose every movement is read (cross-source)
+    covered: set[int] = set()  # flows whose every movement is read with their group's
+    asked: set[int] = set()  # flows whose movements were looked up by id
+    while True:
+        # every flow of a group that can pair (its receiver named), found through the
+        # movements of the group: the table holds each current flow once, under its
+        # group (cross-source: every group of the receiver; see _group_movements)
+        todo = sorted(g for g in groups if g[1] and g not in loaded)
+        loaded.update(todo)
+        receivers = sorted({g[1] for g in todo} - scanned) if cross else []
+        scanned.update(receivers)
+        # a group's movements hold every movement of its flows (with ``cross``, their
+        # cross-source ones end at a receiver read whole): none is looked up again
+        got = _group_movements(conn, todo, receivers)
+        covered.update(i for r in got for i in (r.flow_id, r.mirror_flow_id) if i is not None)
+        grew = take(fetch(covered))
+        members = {i for g in groups for i in by_group.get(g, {})}
+        wanted: set[int] = set()
+        lookup = (members | gone_ids) - covered - asked
+        asked.update(lookup)
+        for r in got + _old_movements(conn, lookup):
             if r.id in dead:
                 continue
             dead[r.id] = r
+            wanted.update(i for i in (r.flow_id, r.mirror_flow_id) if i is not None)
             g = (r.src_org, r.dst_org)
             if g not in groups:
                 groups.add(g)
                 grew = True
+        # the current flows of every replaced movement are rebuilt with it
+        grew = take(fetch(wanted)) or grew
         if not grew:
             break
     members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, {}).values()]
