@@ -174,11 +174,13 @@ def test_incremental_identity_equals_rebuild(db_factory: Any, tmp_path: Path) ->
 
 
 def _amount_changed_copy(tmp: Path) -> Path:
-    """dportal_130.xml with its first transaction's value doubled: new bytes, the same
-    parties."""
+    """dportal_130.xml with its first transaction's value doubled and its provider left out
+    (a side nobody is named on): new bytes, the same parties."""
     tree = etree.parse(str(DPORTAL / "dportal_130.xml"))
-    value = next(tree.iter("transaction")).find("value")
+    tx = next(tree.iter("transaction"))
+    value = tx.find("value")
     value.text = str(float(value.text) * 2)
+    tx.remove(tx.find("provider-org"))
     out = tmp / "dportal_130-amount.xml"
     tree.write(str(out), xml_declaration=True, encoding="utf-8")
     return out

@@ -215,6 +215,7 @@ def _known_parties_only(conn: Connection, batch_id: int, before: dict[Key, str],
     if conn.execute(select(oc.c.id).where(oc.c.batch_id == batch_id).limit(1)).first():
         return None
     new, ntypes = _batch_parties(conn, batch_id, own=True)
+    new.discard(("", ""))  # a side nobody is named on is no party (resolve_set skips it)
     if not new <= before.keys() or not ntypes.keys() <= stored_types.keys():
         return None
     old, _ = _batch_parties(conn, batch_id, own=False)
