@@ -22,6 +22,11 @@ Then measure (this is the one command to re-run on newer code against the kept d
     nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --db ft17_0 --db ft17_1m \
         [--db ft17_10m] --runs 3 [--shape ngo] [--check]
 
+AFTER (issue 17's round, 2026-12-07, same cluster, load 3-5, medians of 3): mixed at 1M
+5.23 s (identity 2.18, trail 2.58, rollup 0.09); with a registry row for every organisation
+(``ft17_1m_reg``, docs/performance.md says how it was made) 1.96 s (identity 0.23, trail
+1.46); ngo at 1M 2.97 s. Peak RSS: the child's own VmHWM (164-267 MB).
+
 BEFORE (main at 7da04f9, 2026-12-07, private PostgreSQL 15 cluster, fsync off, 2 shared
 cores at load average 4-7; medians of 3 runs, wall seconds; CPU = client + its backends):
 
@@ -247,8 +252,13 @@ def child(url: str, path: str, timeout_ms: int | None) -> None:
     cpu = time.process_time() - cpu0
     backend = _backend_cpu(pids) - backend0
     eng.dispose()
+    # the child's own high-water mark (VmHWM: this process's memory since its exec);
+    # wait4's ru_maxrss would carry the parent's peak over the fork (e.g. a --check rebuild)
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
     print(json.dumps({"total": total, "derived": seconds[-1] if seconds else {},
-                      "cpu": cpu, "backend_cpu": backend, "outcome": outcome}))
+                      "cpu": cpu, "backend_cpu": backend, "outcome": outcome,
+                      "rss_mb": hwm / 1024}))
 
 
 def one_run(admin_url: str, template: str, path: Path, timeout_ms: int | None) -> dict[str, Any]:
@@ -265,7 +275,7 @@ def one_run(admin_url: str, template: str, path: Path, timeout_ms: int | None) -
     if status != 0:
         raise SystemExit(f"child failed ({status}): {out}")
     r = json.loads(out.strip().splitlines()[-1])
-    r["rss_mb"] = usage.ru_maxrss / 1024
+    r.setdefault("rss_mb", usage.ru_maxrss / 1024)
     r["derived_total"] = sum(r["derived"].values())
     r["ledger"] = r["total"] - r["derived_total"]
     return r
