@@ -55,22 +55,30 @@ log = logging.getLogger(__name__)
 #: Messages in flight: how far the parser may run ahead of the writer.
 QUEUE_CHUNKS = 8
 
-# The cost model behind "auto" (measured on this project's benches, docs/performance.md):
-# a full rebuild costs about REBUILD_S_PER_FLOW per current flow (1M flows: ~60 s); the
-# update after one file costs about PER_FILE_S plus PER_FILE_S_PER_FLOW per flow already in
-# the ledger (an empty database: ~0.3 s; 1M flows: ~5.5 s; 10M flows: 46-60 s).
-REBUILD_S_PER_FLOW = 60e-6
-PER_FILE_S = 0.3
-PER_FILE_S_PER_FLOW = 5.2e-6
+# The cost model behind "auto" (measured on this project's benches, docs/performance.md,
+# issue 17): a full rebuild costs about REBUILD_S_PER_FLOW per current flow (53k real flows
+# on SQLite: 4.2 s CPU; 1M synthetic flows on PostgreSQL: ~235 s) and holds about 3 kB a
+# flow in memory (1M: 3.2 GB; 10M did not fit in 12 GB); the update after one file costs
+# about PER_FILE_S plus PER_FILE_S_PER_FLOW per flow already in the ledger (an empty
+# database: ~0.5 s; 1M flows: 2-5 s) in about 250 MB.
+REBUILD_S_PER_FLOW = 100e-6
+PER_FILE_S = 0.5
+PER_FILE_S_PER_FLOW = 3e-6
+#: Never a rebuild of more flows than this in one go (its memory), whatever it would save.
+REBUILD_MAX_FLOWS = 2_000_000
 #: For the estimate of a set's new flows from its size (D-Portal pages: ~4.3 kB a flow).
 BYTES_PER_FLOW = 4000
 
 
 def derive_once_is_cheaper(ledger_flows: int, new_bytes: int, files: int) -> bool:
-    """Whether one rebuild after the set costs less than an update after every file."""
+    """Whether one rebuild after the set costs less than an update after every file (and
+    fits in memory: at most :data:`REBUILD_MAX_FLOWS` flows)."""
     if files < 2:
         return False
-    rebuild = REBUILD_S_PER_FLOW * (ledger_flows + new_bytes / BYTES_PER_FLOW)
+    flows = ledger_flows + new_bytes / BYTES_PER_FLOW
+    if flows > REBUILD_MAX_FLOWS:
+        return False
+    rebuild = REBUILD_S_PER_FLOW * flows
     per_file = files * (PER_FILE_S + PER_FILE_S_PER_FLOW * ledger_flows)
     return rebuild < per_file
 
