@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -342,15 +343,17 @@ class BatchRows:
         self.rate_issues = self.rows.rate_issues()
 
 
-class BuiltRows:
-    """A file's rows built elsewhere (the parse process of a many-file import):
-    :meth:`chunks` yields them; after the last, :attr:`batch` is the finished
-    :class:`BatchRows` (without rows). Raises :class:`FileRejected` if the file failed."""
+class BuiltRows(ABC):
+    """Where a batch's rows come from: built in this process (:class:`_BuildHere`) or in
+    the parse process of a many-file import. :meth:`chunks` yields them; after the last,
+    :attr:`batch` is the finished :class:`BatchRows` (without rows). Raises
+    :class:`FileRejected` if the file failed."""
 
     batch: BatchRows | None = None
 
+    @abstractmethod
     def chunks(self) -> Iterator[RowChunk]:
-        raise NotImplementedError
+        """The rows, a chunk at a time."""
 
 
 class _BuildHere(BuiltRows):

@@ -334,8 +334,11 @@ class LedgerWriter:
     def __init__(self, conn: Connection, batch_id: int) -> None:
         self.conn = conn
         self.batch_id = batch_id
+        if conn.dialect.name not in ("sqlite", "postgresql"):
+            # checked before the first row: the inserts below are written for these two
+            raise ValueError(f"fundtrack writes its ledger on SQLite or PostgreSQL, "
+                             f"not {conn.dialect.name}")
         self.sqlite = conn.dialect.name == "sqlite"
-        self.pg = conn.dialect.name == "postgresql"
         self.lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
         self.in_flight: Future[None] | None = None
@@ -392,8 +395,6 @@ class LedgerWriter:
         head = (self.batch_id, None) if spec.batched else ()
         values = [(*[None if r[j] is None else maps[j][r[j]] for j in range(k)], *head, *r[k:])
                   for r in rows]
-        if not self.pg:
-            raise NotImplementedError(f"ledger writes on {self.conn.dialect.name}")
         with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
                 f"COPY {spec.table.name} ({', '.join(cols)}) FROM STDIN") as copy:
             for v in values:
