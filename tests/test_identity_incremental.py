@@ -212,3 +212,115 @@ def test_a_file_of_known_parties_only_skips_resolution(
     finally:
         eng.dispose()
         db_factory.drop(url)
+
+
+#: Organisations an organisation file describes: a new identifier for a body earlier files
+#: named only by name, and a name for an identifier earlier files named (ref only, or
+#: with another name) that another file uses alone.
+ACF = ("ZZ-TEST-ACF", "Action Contre la Faim")
+ADA = ("DE-CR-BonnVR8726", "ADA")
+
+
+def _org_file(tmp: Path, orgs: list[tuple[str, str]]) -> Path:
+    body = "".join(
+        f'<iati-organisation default-currency="EUR"><organisation-identifier>{ref}'
+        f"</organisation-identifier><name><narrative>{name}</narrative></name>"
+        f'<reporting-org ref="{ref}" type="21"><narrative>{name}</narrative></reporting-org>'
+        "</iati-organisation>" for ref, name in orgs)
+    out = tmp / "orgs.xml"
+    out.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<iati-organisations version="2.03">'
+                   f"{body}</iati-organisations>\n", encoding="utf-8")
+    return out
+
+
+def _identity_log(caplog: Any) -> dict[str, Any]:
+    """The counts the last identity update logged."""
+    outs = [r.args[-1] for r in caplog.records if r.name == "fundtrack.identity.incremental"
+            and isinstance(r.args, tuple) and r.args and isinstance(r.args[-1], dict)]
+    assert outs, caplog.text
+    return outs[-1]
+
+
+def test_a_file_of_new_organisations_resolves_only_their_part(
+        db_factory: Any, tmp_path: Path, caplog: Any) -> None:
+    """An organisation file that registers ``ACF`` (named by name only before) and names
+    ``ADA``'s identifier (named by ref before; ``ADA`` alone elsewhere) moves those
+    name-only parties; the update resolves only the parties tied to them by ref or name,
+    writes only their organisations, and equals a rebuild (identity and trail). A revert
+    puts every answer back."""
+    url = db_factory.new_url()
+    eng = make_engine(url)
+    try:
+        for path in FILES:
+            assert import_file(eng, path).status == "applied", path
+        before = _check(eng)
+        assert before["parties"][("", ACF[1])] == ("name:action contre la faim", "new")
+        assert before["parties"][("", ADA[1])] == ("name:ada", "new")
+        assert before["parties"][(ADA[0], "")] == (ADA[0], "new")
+        caplog.set_level("INFO", logger="fundtrack.identity.incremental")
+        caplog.clear()
+        orgs = import_file(eng, _org_file(tmp_path, [ACF, ADA]))
+        assert orgs.status == "applied"
+        out = _identity_log(caplog)
+        after = _check(eng)
+        assert after["parties"][("", ACF[1])] == (ACF[0], "name")
+        assert after["parties"][("", ADA[1])] == (ADA[0], "name")
+        assert after["parties"][ACF] == (ACF[0], "new")
+        assert (out["parties"], out["parties_changed"]) == (len(after["parties"]), 2)
+        # the part: the two registry rows, the parties named by their refs and names
+        assert out["parties_resolved"] == len({
+            k for k in after["parties"] if k[0] in (ACF[0], ADA[0])
+            or resolve.match_name(*k) in ("action contre la faim", "ada")})
+        assert out["parties_resolved"] < len(after["parties"]) // 10
+        changed = {k for k in after["parties"] if before["parties"].get(k) != after["parties"][k]}
+        assert changed == {("", ACF[1]), ("", ADA[1]), ACF, ADA}
+        revert_batch(eng, orgs.batch_id)
+        back = _check(eng)
+        assert back["parties"] == before["parties"]
+        assert back["flow_party"] == before["flow_party"]
+    finally:
+        eng.dispose()
+        db_factory.drop(url)
+
+
+def test_part_follows_decisions_and_seeds(db_factory: Any, tmp_path: Path, caplog: Any
+                                          ) -> None:
+    """A person's merge ties the parties of its subject and target: a name given to an
+    identifier makes it the merge's subject, and its parties move to the target; a seed's
+    name given to a new identifier makes the seed's name-only party ambiguous (the seed,
+    its identifiers and names are one part). The result equals a rebuild."""
+    from fundtrack.registry.decisions import Decision, decide
+
+    url = db_factory.new_url()
+    eng = make_engine(url)
+    try:
+        for path in FILES:
+            assert import_file(eng, path).status == "applied", path
+        with eng.begin() as c:
+            decide(c, Decision("merge", "name:ADA", "test", target="DE-1"), "tester", "test")
+        before = _check(eng)
+        assert before["parties"][("", ADA[1])] == ("DE-1", "decision")
+        caplog.set_level("INFO", logger="fundtrack.identity.incremental")
+        caplog.clear()
+        assert import_file(eng, _org_file(tmp_path, [ADA, ("ZZ-TEST-PBF", "UN Peacebuilding Fund")])
+                           ).status == "applied"
+        out = _identity_log(caplog)
+        after = _check(eng)
+        assert after["parties"][("", ADA[1])] == ("DE-1", "decision")
+        changed = {k: after["parties"][k] for k in after["parties"]
+                   if before["parties"].get(k) != after["parties"][k]}
+        # "ADA" now names DE-CR-BonnVR8726's organisation, which the merge of "name:ADA"
+        # then moves into DE-1 whole; the seed's name, now also a registry row's, is ambiguous
+        assert changed == {
+            ("", "United Nations Peacebuilding Fund (UNPBF)"):
+                ("name:united nations peacebuilding fund", "ambiguous"),
+            (ADA[0], ""): ("DE-1", "decision"), ADA: ("DE-1", "decision"),
+            (ADA[0], "IFOAM - Organics International"): ("DE-1", "decision"),
+            ("ZZ-TEST-PBF", "UN Peacebuilding Fund"): ("ZZ-TEST-PBF", "new")}
+        assert out["parties_changed"] == 3  # (ADA and ZZ-TEST-PBF are new parties)
+        resolved = out["parties_resolved"]
+        assert 0 < resolved < len(after["parties"])
+        assert resolved >= len({k for k in after["parties"] if k[0] == "DE-1"})
+    finally:
+        eng.dispose()
+        db_factory.drop(url)

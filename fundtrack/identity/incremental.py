@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, exists, func, or_, select, update
@@ -47,6 +49,9 @@ from fundtrack.db.base import current
 from fundtrack.db.bulk import bulk_insert
 from fundtrack.identity import resolve as rs
 from fundtrack.identity import tables as t
+from fundtrack.identity.names import normalise
+from fundtrack.identity.seeds import crs_channel_names, load_seeds
+from fundtrack.identity.wro import listed
 from fundtrack.ledger import tables as m
 
 log = logging.getLogger(__name__)
@@ -237,6 +242,229 @@ def _known_parties_only(conn: Connection, batch_id: int, before: dict[Key, str],
     return out
 
 
+Token = tuple[str, str]
+
+
+def _tokens(k: Key) -> set[Token] | None:
+    """What party ``k`` reads and writes in the resolver: ``("r", ref)``, the identifier
+    it looks up (and may add, or create an organisation keyed by), and ``("n", name)``,
+    the normalised name it compares (and may add, or key an organisation ``name:<name>``
+    by). ``None``: a party this closure does not follow (a ref that reads as such a key,
+    ``name:...``; a name whose key the resolver cuts at 200 characters, so that two names
+    may share it)."""
+    ref = k[0].strip()
+    if ref and rs.ref_is_a_name(ref):
+        ref = ""
+    n = rs.match_name(k[0], k[1])
+    if ref.startswith("name:") or len(f"name:{n}") > 200:
+        return None
+    return ({("r", ref)} if ref else set()) | ({("n", n)} if n else set())
+
+
+def _key_tokens(s: str) -> set[Token]:
+    """The tokens :meth:`Resolver.find` reads for ``s`` (a canonical ref, an identifier
+    or ``name:<name>``)."""
+    out: set[Token] = {("r", s)}
+    if s.startswith("name:"):
+        out |= {("n", s[5:]), ("n", normalise(s[5:]))}
+    return out
+
+
+def _org_in(tokens: set[Token], ref: str) -> bool:
+    """Whether the organisation keyed ``ref`` (a ref, or ``name:<name>``) is in the part."""
+    return (("n", ref[5:]) if ref.startswith("name:") else ("r", ref)) in tokens
+
+
+@lru_cache(maxsize=1)
+def _shipped_groups() -> tuple[frozenset[Token], ...]:
+    """Tokens the shipped data ties together before any party: each seed's ref,
+    identifiers and names (and its CRS codes' names), each CRS channel code's two forms
+    and names, each subject of the WRO list."""
+    crs = crs_channel_names()
+    groups: list[set[Token]] = []
+    for s in load_seeds():
+        g: set[Token] = {("r", s.ref)} | {("r", i.value) for i in s.identifiers}
+        g |= {("n", normalise(x)) for x in (s.name, *s.names)}
+        for i in s.identifiers:
+            code = rs._CRS.match(i.value)
+            if code and code.group(1) in crs:
+                g |= {("n", normalise(x)) for x in crs[code.group(1)]}
+        groups.append(g)
+    for code, names in crs.items():
+        groups.append({("r", f"XM-DAC-{code}"), ("r", code)}
+                      | {("n", normalise(x)) for x in names})
+    groups += [_key_tokens(e["subject"]) for e in listed()]
+    return tuple(frozenset(g - {("n", "")}) for g in groups)
+
+
+def _groups(conn: Connection) -> dict[Token, frozenset[Token]]:
+    """{token: every token tied to it before any party}: the shipped groups, each fund's
+    organisation with its aliases, each decision's subject with its target (a merge, a
+    split, a type or flag reads and writes the organisations both name)."""
+    from fundtrack.derived.trail.tables import Fund
+
+    groups = [set(g) for g in _shipped_groups()]
+    fu, d = Fund.__table__, t.OrgDecision.__table__
+    for ref, aliases in conn.execute(select(fu.c.organisation_ref, fu.c.aliases)):
+        groups.append(_key_tokens(ref) | {("n", normalise(a)) for a in aliases or []})
+    for subject, target in conn.execute(select(d.c.subject, d.c.target)
+                                        .where(d.c.reverted_at.is_(None))):
+        groups.append(_key_tokens(subject) | (_key_tokens(target) if target else set()))
+    parent: dict[Token, Token] = {}
+
+    def root(x: Token) -> Token:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for g in groups:
+        g.discard(("n", ""))
+        first = None
+        for x in g:
+            parent.setdefault(x, x)
+            if first is None:
+                first = root(x)
+            else:
+                parent[root(x)] = first
+    members: dict[Token, set[Token]] = defaultdict(set)
+    for x in parent:
+        members[root(x)].add(x)
+    return {x: frozenset(members[root(x)]) for x in parent}
+
+
+def _closure(conn: Connection, start: set[Token], extra: dict[Key, set[Token]]
+             ) -> tuple[set[Token], set[Key]] | None:
+    """(tokens, parties): the smallest set of tokens holding ``start`` that no party and
+    no group ties to a token outside it, and the parties (stored, or ``extra``: not
+    stored yet) that carry them. Found by index (``party_resolution`` by ref and by
+    ``match_name``), round by round. ``None`` when a party is one :func:`_tokens`
+    cannot follow."""
+    pr = t.PartyResolution.__table__
+    groups = _groups(conn)
+    seen: set[Token] = set()
+    found: set[Key] = set()
+    frontier = set(start)
+    while frontier:
+        seen |= frontier
+        grow: set[Token] = set()
+        for x in frontier:
+            grow |= groups.get(x, frozenset())
+        refs = sorted(v for kind, v in frontier if kind == "r")
+        names = sorted(v for kind, v in frontier if kind == "n")
+        keys: set[Key] = set()
+        for col, values in ((pr.c.ref, refs), (pr.c.match_name, names)):
+            for i in range(0, len(values), _CHUNK):
+                keys.update((a, b) for a, b in conn.execute(
+                    select(pr.c.ref, pr.c.name_key).where(col.in_(values[i:i + _CHUNK]))))
+        keys |= {k for k, toks in extra.items() if toks & frontier}
+        for k in keys - found:
+            toks = _tokens(k)
+            if toks is None:
+                return None
+            found.add(k)
+            grow |= toks
+        frontier = grow - seen
+    return seen, found
+
+
+def _registry_changes(conn: Connection, batch_id: int) -> tuple[set[Key], set[Key]]:
+    """(registry rows the batch created or changed, as parties; the parties they were
+    before the change)."""
+    oc, o = m.BatchOrgChange.__table__, m.Organisation.__table__
+    changes = list(conn.execute(select(oc.c.org_ref, oc.c.existed, oc.c.name)
+                                .where(oc.c.batch_id == batch_id)))
+    refs = sorted({c.org_ref for c in changes})
+    now: set[Key] = set()
+    for i in range(0, len(refs), _CHUNK):
+        now.update(rs.key(a, b) for a, b in conn.execute(
+            select(o.c.ref, o.c.name).where(o.c.ref.in_(refs[i:i + _CHUNK]))))
+    was = {rs.key(c.org_ref, c.name) for c in changes if c.existed}
+    return now, was
+
+
+def _part(conn: Connection, batch_id: int, before: dict[Key, str],
+          stored_types: dict[Key, str], keep: dict[str, int]) -> dict[str, Any] | None:
+    """Resolve only the part of the party set the batch can move; ``None`` when the
+    closure cannot be followed (the caller resolves the whole set).
+
+    The resolver (:func:`~fundtrack.identity.resolve.resolve_set`) handles parties in a
+    fixed order, and each reads and writes its organisations only through two keys: the
+    identifier it reports (``by_id``, and the organisation keyed by it) and its normalised
+    name (``by_name``, the ``name:`` key, the names an identifier must agree with): see
+    :func:`_tokens`. Organisations tie their identifiers and names together, and only
+    parties (or the seeds, the CRS codelist, the funds' aliases, people's decisions and
+    the WRO list: :func:`_groups`) put them there. So parties fall into parts, the
+    connected pieces of the graph in which a party joins its ref to its name and a group
+    joins its tokens, and each part resolves alone exactly as it does within the whole set
+    (in the same relative order). A new registry row with ref R and name N, a new party,
+    a party dropped or given a type can only move the parties of its part: those whose
+    ref or normalised name is R or N, then, through what those carry, round by round.
+    Those parties (:func:`_closure`) are resolved, in the set a full update would use (the
+    stored parties, the registry's, the batch's, less the dropped), and only the
+    organisations of that part (found by their key's token) and their rows are written;
+    every other party keeps its stored resolution and every other organisation its rows.
+
+    Assumes, like the short path, that the registry's rows are resolved parties but those
+    the batch changed (``batch_org_change``): registry edits rebuild every step.
+    """
+    t0 = time.perf_counter()
+    new, ntypes = _batch_parties(conn, batch_id, own=True)
+    new.discard(("", ""))
+    old, _ = _batch_parties(conn, batch_id, own=False)
+    reg_now, reg_was = _registry_changes(conn, batch_id)
+    o = m.Organisation.__table__
+    gone = old - new - reg_now
+    if gone:  # a party the registry names is never dropped
+        refs = sorted({k[0] for k in gone})
+        for i in range(0, len(refs), _CHUNK):
+            gone -= {rs.key(a, b) for a, b in conn.execute(
+                select(o.c.ref, o.c.name).where(o.c.ref.in_(refs[i:i + _CHUNK])))}
+    dropped = gone - _still_named(conn, gone) if gone else set()
+    fresh = (new | reg_now) - before.keys()
+    retyped = {k for k in ntypes if k not in stored_types}
+    start: set[Token] = set()
+    for k in fresh | reg_now | reg_was | dropped | retyped:
+        toks = _tokens(k)
+        if toks is None:
+            return None
+        start |= toks
+    extra: dict[Key, set[Token]] = {}
+    for k in fresh:
+        toks = _tokens(k)
+        assert toks is not None
+        extra[k] = toks
+    closed = _closure(conn, start, extra)
+    if closed is None:
+        return None
+    tokens, found = closed
+    part = found - dropped
+    r = rs.build(conn, registry_refs={k[0] for k in part})
+    r.registry_parties = [row for row in r.registry_parties
+                          if rs.key(row.ref, row.name) in part]
+    _, types = rs.registry_wanted(r)
+    for k, v in stored_types.items():
+        if k in part:
+            types.setdefault(k, v)
+    for k, v in ntypes.items():
+        if k in part:
+            types.setdefault(k, v)
+    parties = rs.resolve_set(r, part, types)
+    t1 = time.perf_counter()
+    moved = {k for k, x in parties.items()
+             if k in before and x.org_ref and before[k] != r.final(x.org_ref)}
+    ids = rs._write(conn, r, parties, types, keep=keep,
+                    scope=lambda ref: _org_in(tokens, ref))
+    pid: dict[Key, int | None] = {k: keep.get(ref) for k, ref in before.items()
+                                  if k not in dropped}
+    pid.update((k, ids.get(rs._final(r, x) or "")) for k, x in parties.items())
+    return {"r": r, "parties": parties, "pid": pid, "moved": moved, "before": before,
+            "t0": t0, "t1": t1, "counts": {
+                "parties": len(before) - len(dropped) + len(fresh),
+                "parties_resolved": len(parties), "parties_dropped": len(dropped)}}
+
+
+
 def update_after(conn: Connection, batch_id: int, revert: bool = False) -> dict[str, Any]:
     """Bring the identity tables up to date after batch ``batch_id`` was merged (or
     reverted), touching ``flow_party`` only where the batch or a changed party does."""
@@ -248,6 +476,11 @@ def update_after(conn: Connection, batch_id: int, revert: bool = False) -> dict[
         known = _known_parties_only(conn, batch_id, before, stored_types, keep)
         if known is not None:
             return known
+        done = _part(conn, batch_id, before, stored_types, keep)
+        if done is not None:
+            r, parties, pid, moved = done["r"], done["parties"], done["pid"], done["moved"]
+            return _finish(conn, batch_id, revert, r, parties, pid, moved, before,
+                           done["t0"], done["t1"], done["counts"])
     r = rs.build(conn)
     wanted, types = rs.registry_wanted(r)
     dropped = 0
@@ -276,6 +509,17 @@ def update_after(conn: Connection, batch_id: int, revert: bool = False) -> dict[
     ids = rs._write(conn, r, parties, types, keep=keep)
     pid: dict[Key, int | None] = {k: ids.get(rs._final(r, x) or "")
                                   for k, x in parties.items()}
+    counts = {"organisations": sum(1 for o in r.orgs.values() if not o.merged_into),
+              "parties": len(parties), "parties_dropped": dropped}
+    return _finish(conn, batch_id, revert, r, parties, pid, moved, before, t0, t1, counts)
+
+
+def _finish(conn: Connection, batch_id: int, revert: bool, r: rs.Resolver,
+            parties: dict[Key, rs.Resolution], pid: dict[Key, int | None], moved: set[Key],
+            before: dict[Key, str], t0: float, t1: float, counts: dict[str, int]
+            ) -> dict[str, Any]:
+    """``flow_party`` after the resolution (of the whole set or of the batch's part):
+    rows of the batch's flows, and of earlier flows whose party ``moved``."""
     fp, f = cast(Table, t.FlowParty.__table__), cast(Table, m.Flow.__table__)
     if revert:
         # anti-joins as NOT EXISTS: PostgreSQL plans NOT IN over a million ids that do
@@ -315,9 +559,7 @@ def update_after(conn: Connection, batch_id: int, revert: bool = False) -> dict[
                  ", ".join(f"{k[0] or k[1]!r}: {before[k]} -> {r.final(parties[k].org_ref)}"
                            for k in sorted(moved)[:5]), ", ..." if len(moved) > 5 else "",
                  len(changed))
-    out = {"organisations": sum(1 for o in r.orgs.values() if not o.merged_into),
-           "parties": len(parties), "parties_dropped": dropped,
-           "parties_changed": len(moved), "flows_written": len(fresh_rows),
+    out = {**counts, "parties_changed": len(moved), "flows_written": len(fresh_rows),
            "flows_changed": len(changed),
            "seconds_identity_resolve": round(t1 - t0, 3),
            "seconds_identity_write": round(time.perf_counter() - t1, 3)}

@@ -34,6 +34,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -59,6 +60,14 @@ def ref_is_a_name(ref: str) -> bool:
     words = ref.split()
     return len(words) >= 2 and any(c.islower() for c in ref) and sum(
         1 for w in words if any(c.isalpha() for c in w)) >= 2
+
+
+def match_name(ref: str, name: str) -> str:
+    """The normalised name :meth:`Resolver.resolve` compares for party (``ref``, ``name``)
+    (a key as :func:`key` gives it): of the name, or of the ref when the ref is a name;
+    '' when none."""
+    ref = ref.strip()
+    return normalise(name.strip() or (ref if ref and ref_is_a_name(ref) else None))
 
 
 def scheme_of(ref: str) -> str:
@@ -296,8 +305,10 @@ def _decisions(conn: Connection) -> list[Any]:
                              .order_by(d.c.decided_at, d.c.id)))
 
 
-def build(conn: Connection) -> Resolver:
-    """A resolver holding seeds, registry and decisions' splits (before any party)."""
+def build(conn: Connection, registry_refs: set[str] | None = None) -> Resolver:
+    """A resolver holding seeds, registry and decisions' splits (before any party). With
+    ``registry_refs``, only the registry rows of those refs (an import's update resolving
+    part of the party set)."""
     r = Resolver()
     decisions = _decisions(conn)
     for dec in decisions:
@@ -321,7 +332,14 @@ def build(conn: Connection) -> Resolver:
     o = m.Organisation.__table__
     # Registry rows are parties like those of flows (imports store every organisation
     # they meet there); their flags are applied to what they resolve to.
-    r.registry_parties = list(conn.execute(select(o).order_by(o.c.ref)))
+    # (in the database's order of refs, as a rebuild reads them: the first registry type
+    # of an organisation is the one it keeps)
+    if registry_refs is None or len(registry_refs) > 5000:
+        r.registry_parties = [row for row in conn.execute(select(o).order_by(o.c.ref))
+                              if registry_refs is None or row.ref in registry_refs]
+    else:
+        r.registry_parties = list(conn.execute(
+            select(o).where(o.c.ref.in_(sorted(registry_refs))).order_by(o.c.ref)))
     from fundtrack.derived.trail.tables import Fund
 
     for fund in conn.execute(select(Fund.__table__)):
@@ -482,16 +500,19 @@ def _final(r: Resolver, res: Resolution | None) -> str | None:
 
 
 def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolution],
-           types: dict[tuple[str, str], str], keep: dict[str, int] | None = None
-           ) -> dict[str, int]:
+           types: dict[tuple[str, str], str], keep: dict[str, int] | None = None,
+           scope: Callable[[str], bool] | None = None) -> dict[str, int]:
     """Store the organisations, identifiers, names, resolutions and candidates; returns
     {org ref: id}. With ``keep`` ({ref: id} as stored), an organisation keeps its id and
     ``flow_party`` is left alone (an import's update rewrites only the rows it must);
-    without, every table is emptied and ids follow the refs' order."""
+    without, every table is emptied and ids follow the refs' order. With ``scope`` (and
+    ``keep``): only the organisations whose ref it accepts, stored or resolved, and their
+    rows are compared and written (``parties`` resolved a closed part of the set, see
+    :mod:`fundtrack.identity.incremental`); every other row stays as stored."""
     if keep is None:
         dialect.empty(conn, "flow_party", "match_candidate", "party_resolution", "org_name",
                       "org_identifier", "canonical_org")
-    refs = sorted(r.orgs)
+    refs = sorted(r.orgs) if scope is None else sorted(x for x in r.orgs if scope(x))
     if keep is None:
         ids = {ref: i + 1 for i, ref in enumerate(refs)}
     else:
@@ -529,6 +550,7 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
             rule, ev = "decision", f"{ev}; merged by decision into {r.final(x.org_ref)}"
         typ = (types.get((ref, name)) or "")[:10] or None
         res.append({"ref": ref, "name_key": name, "reported_type": typ,
+                    "match_name": match_name(ref, name),
                     "org_id": final[x.org_ref], "rule": rule, "evidence": ev})
     cands = [{"party_ref": p, "party_name": n[:300], "org_id": final[o],
               "candidate_org_id": final[c], "rule": "name", "evidence": e}
@@ -537,7 +559,8 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
         (t.CanonicalOrg, orgs), (t.OrgIdentifier, idents), (t.OrgName, names),
         (t.PartyResolution, res), (t.MatchCandidate, cands)]
     if keep is not None:
-        _sync(conn, tables)
+        _sync(conn, tables, None if scope is None
+              else sorted(oid for ref, oid in keep.items() if scope(ref)))
         return {ref: final[ref] for ref in refs}
     for table, data in tables:
         for i, row in enumerate(data):
@@ -547,23 +570,32 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
     return {ref: final[ref] for ref in refs}
 
 
-def _sync(conn: Connection, tables: list[tuple[Any, list[dict[str, Any]]]]) -> None:
+def _sync(conn: Connection, tables: list[tuple[Any, list[dict[str, Any]]]],
+          old_ids: list[int] | None = None) -> None:
     """Make the stored identity tables hold ``tables``' rows, writing only the difference
     (an import changes a few organisations of tens of thousands). Organisations are
     compared by their (kept) id and updated in place; the other tables by content: rows
     gone are deleted (before any insert: an identifier may move to another organisation),
-    new rows inserted with fresh ids."""
+    new rows inserted with fresh ids. With ``old_ids``, only the stored organisations of
+    those ids and the rows pointing at them are compared (the rest is not in ``tables``)."""
     (org_model, orgs), *children = tables
     co = cast(Table, org_model.__table__)
     cols = [c.name for c in co.columns]
-    old_orgs = {x.id: tuple(x) for x in conn.execute(select(*(co.c[c] for c in cols)))}
+
+    def stored(table: Table, by: str, cs: list[Any]) -> list[Any]:
+        if old_ids is None:
+            return list(conn.execute(select(*cs)))
+        return [x for i in range(0, len(old_ids), 1000) for x in conn.execute(
+            select(*cs).where(table.c[by].in_(old_ids[i:i + 1000])))]
+
+    old_orgs = {x.id: tuple(x) for x in stored(co, "id", [co.c[c] for c in cols])}
     new_orgs = {o["id"]: tuple(o.get(c) for c in cols) for o in orgs}
     plans = []
     for model, data in children:
         table = cast(Table, model.__table__)
         ccols = [c.name for c in table.columns if c.name != "id"]
         old: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-        for x in conn.execute(select(table.c.id, *(table.c[c] for c in ccols))):
+        for x in stored(table, "org_id", [table.c.id, *(table.c[c] for c in ccols)]):
             old[tuple(x)[1:]].append(x.id)
         gone: list[int] = []
         new_rows: list[dict[str, Any]] = []

@@ -98,7 +98,8 @@ class PartyResolution(Base):
     """
 
     __tablename__ = "party_resolution"
-    __table_args__ = (Index("ix_party_resolution_key", "ref", "name_key"),)
+    __table_args__ = (Index("ix_party_resolution_key", "ref", "name_key"),
+                      Index("ix_party_resolution_match_name", "match_name"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: The reported ref, '' when none.
@@ -106,6 +107,10 @@ class PartyResolution(Base):
     #: The reported name as reported (cut to 300 characters), '' when none.
     name_key: Mapped[str] = mapped_column(String(300))
     reported_type: Mapped[str | None] = mapped_column(String(10))
+    #: The normalised name the name rule compares (:func:`fundtrack.identity.resolve.
+    #: match_name`: of the name, or of the ref when the ref is really a name), '' when
+    #: none: an import's update finds the parties a new name may move by this index.
+    match_name: Mapped[str] = mapped_column(String(300), default="", server_default="")
     org_id: Mapped[int] = mapped_column(ForeignKey("canonical_org.id", ondelete="CASCADE"),
                                         index=True)
     rule: Mapped[str] = mapped_column(String(24))
