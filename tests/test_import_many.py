@@ -374,3 +374,36 @@ def test_cli_imports_a_folder_and_reports_the_broken_file(
     assert "1 of 3 file(s) rejected" in out.output
     again = CliRunner().invoke(main, ["import", "--quiet", str(folder)])
     assert again.output.count(": unchanged - same file already imported") == 2
+
+
+def test_the_stale_check_is_one_index_probe(engine: Engine) -> None:
+    """Every import checks for stale marks first: in a database of many batches the check
+    reads the partial index of marked batches (``ix_import_batch_derived_stale``), not
+    every batch's counts, and finds exactly the marked ones."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from fundtrack.db import dialect
+
+    results = import_files(engine, GOOD[:2], derive="once")
+    b = m.ImportBatch.__table__
+    with engine.begin() as c:
+        c.execute(b.insert(), [
+            {"importer": "test", "importer_version": "1", "file_name": f"f{i}.xml",
+             "sha256": f"{i:064x}", "size_bytes": 1, "created_at": datetime.now(UTC),
+             "status": "applied", "counts": {"flows": i}} for i in range(2000)])
+        dialect.refresh_statistics(c)  # as after every import: no batch marked
+        c.execute(b.update().where(b.c.id == results[1].batch_id)
+                  .values(counts=dict(results[1].counts, **{derived.STALE: 1})))
+        c.execute(b.update().where(b.c.id == results[0].batch_id)
+                  .values(counts={"note": derived.STALE}))  # a value, not the mark
+        assert derived.stale_batches(c) == [results[1].batch_id]
+        sql = str(derived.stale_query(c.dialect.name).compile(
+            dialect=c.dialect, compile_kwargs={"literal_binds": True}))
+        if c.dialect.name == "postgresql":
+            c.execute(text("ANALYZE import_batch"))
+            plan = " ".join(r[0] for r in c.execute(text("EXPLAIN " + sql)))
+        else:
+            plan = " ".join(str(r[-1]) for r in c.execute(text("EXPLAIN QUERY PLAN " + sql)))
+        assert "ix_import_batch_derived_stale" in plan, plan

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, select, update
+from sqlalchemy import Connection, Select, Text, cast, select, text, update
 
 from fundtrack.accounting import stored as classification
 from fundtrack.db import dialect
@@ -175,10 +175,21 @@ def mark_stale(counts: dict[str, int]) -> None:
 
 
 def stale_batches(conn: Connection) -> list[int]:
-    """Applied batches merged since the derived tables were last complete."""
+    """Applied batches merged since the derived tables were last complete.
+
+    Runs before every import's update: the test is the predicate of the partial index
+    ``ix_import_batch_derived_stale`` (:data:`fundtrack.ledger.tables.STALE_MARKED`), so
+    its cost is one probe of an index holding only marked batches, not a scan of every
+    batch's counts."""
+    return list(conn.execute(stale_query(conn.dialect.name)).scalars())
+
+
+def stale_query(dialect_name: str) -> Select[tuple[int]]:
+    """The query of :func:`stale_batches` (a test reads its plan)."""
     b = m.ImportBatch.__table__
-    return list(conn.execute(select(b.c.id).where(
-        cast(b.c.counts, Text).like(f'%"{STALE}"%')).order_by(b.c.id)).scalars())
+    marked = m.STALE_MARKED.get(dialect_name)
+    where = text(marked) if marked else cast(b.c.counts, Text).like(f'%"{STALE}"%')
+    return select(b.c.id).where(where).order_by(b.c.id)
 
 
 def clear_stale(conn: Connection) -> None:

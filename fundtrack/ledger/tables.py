@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -51,10 +52,20 @@ class Organisation(Base):
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id", ondelete="SET NULL"))
 
 
+#: Batches whose ``counts`` carry the stale mark (:data:`fundtrack.derived.steps.STALE`),
+#: as each database writes the test: the predicate of a partial index holding only those
+#: batches, so that the check every import makes is one probe of an (empty) index.
+STALE_MARKED = {"postgresql": "(counts ->> 'derived_stale') IS NOT NULL",
+                "sqlite": "json_extract(counts, '$.derived_stale') IS NOT NULL"}
+
+
 class ImportBatch(Base):
     """One file imported (or tried in a dry run): who, when, what and what was wrong."""
 
     __tablename__ = "import_batch"
+    __table_args__ = (Index("ix_import_batch_derived_stale", "id",
+                            postgresql_where=text(STALE_MARKED["postgresql"]),
+                            sqlite_where=text(STALE_MARKED["sqlite"])),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     importer: Mapped[str] = mapped_column(String(64))
