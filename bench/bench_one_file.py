@@ -160,10 +160,23 @@ def _rss_watchdog(limit_mb: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | None = None) -> None:
+#: A registry row (ref only) for every organisation the ledger's flows and activities name,
+#: as a database built by imports has (they store every organisation they meet); the
+#: generator writes straight to the ledger and registers 6.
+REGISTER_ORGS = (
+    "INSERT INTO organisation (ref, is_womens_rights_org, is_pooled_fund) "
+    "SELECT r, false, false FROM (SELECT provider_ref r FROM flow UNION SELECT receiver_ref "
+    "FROM flow UNION SELECT reporting_org_ref FROM flow UNION SELECT reporting_org_ref "
+    "FROM activity) x WHERE r <> '' ON CONFLICT (ref) DO NOTHING")
+
+
+def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | None = None,
+         register_orgs: bool = False) -> None:
     """(Re)create template ``db``: migrate, generate, rebuild every derived table. With
     ``ledger`` (a database holding a generated ledger, derived tables not built): ``db`` is
-    its copy instead of a new generation, and only the rebuild runs."""
+    its copy instead of a new generation, and only the rebuild runs. With
+    ``register_orgs``: :data:`REGISTER_ORGS` before the rebuild (so the identity tables
+    resolve the registry's rows, as after imports)."""
     from bench_trace import generate
     from sqlalchemy import text
 
@@ -183,6 +196,10 @@ def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | Non
         with eng.begin() as c:
             shape = generate(c, n_flows)
         print(f"generated {shape} in {time.perf_counter() - t:.0f} s", flush=True)
+    if register_orgs:
+        with eng.begin() as c:
+            n = c.execute(text(REGISTER_ORGS)).rowcount
+        print(f"registered {n:,} organisations", flush=True)
     with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.execute(text("ANALYZE"))
     t = time.perf_counter()
@@ -329,6 +346,9 @@ def main() -> None:
     ap.add_argument("--from-ledger", metavar="DB",
                     help="with --load: copy DB (a generated ledger, no derived tables) instead of "
                     "generating; only the derived rebuild runs")
+    ap.add_argument("--register-orgs", action="store_true",
+                    help="with --load: a registry row for every organisation the ledger names, "
+                    "before the rebuild (as imports leave it; the generator registers 6)")
     ap.add_argument("--rss-limit-mb", type=int, default=12_000)
     ap.add_argument("--statement-timeout-ms", type=int, default=None,
                     help="for the import (default: the CLI's, FUNDTRACK_STATEMENT_TIMEOUT_MS)")
@@ -341,7 +361,7 @@ def main() -> None:
     if a.child:
         return child(db_url(a.admin_url, "ft17_run"), a.child, a.statement_timeout_ms)
     if a.load:
-        return load(a.admin_url, a.load, a.flows, a.rss_limit_mb, a.from_ledger)
+        return load(a.admin_url, a.load, a.flows, a.rss_limit_mb, a.from_ledger, a.register_orgs)
     print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
     found: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as work:
