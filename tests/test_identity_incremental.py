@@ -324,3 +324,27 @@ def test_part_follows_decisions_and_seeds(db_factory: Any, tmp_path: Path, caplo
     finally:
         eng.dispose()
         db_factory.drop(url)
+
+
+def test_name_only_flows_are_found_by_index(engine: Any) -> None:
+    """The flows of a party known only by name (looked up when an import drops or moves
+    it) are read through the partial index on the trimmed name of a side without a ref,
+    and are exactly the flows whose side carries that name and no ref."""
+    from sqlalchemy import text
+
+    from fundtrack.db.base import current
+    from fundtrack.identity.incremental import name_only_flows
+
+    assert import_file(engine, FILES[0]).status == "applied"
+    f = m.Flow.__table__
+    with engine.begin() as c:
+        got = {r.id for r in c.execute(name_only_flows("receiver", [NAME], current(f)))}
+        assert len(got) == _name_only_receivers(FILES[0], NAME) - 1  # (one has it as ref)
+        sql = str(name_only_flows("receiver", [NAME], current(f)).compile(
+            dialect=c.dialect, compile_kwargs={"literal_binds": True}))
+        if c.dialect.name == "postgresql":
+            c.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(r[0] for r in c.execute(text("EXPLAIN " + sql)))
+        else:
+            plan = " ".join(str(r[-1]) for r in c.execute(text("EXPLAIN QUERY PLAN " + sql)))
+        assert "ix_flow_receiver_name_only" in plan, plan

@@ -43,7 +43,18 @@ from collections import defaultdict
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Table,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from fundtrack.db.base import current
 from fundtrack.db.bulk import bulk_insert
@@ -101,6 +112,14 @@ _FCOLS = ("id", "provider_ref", "provider_name", "receiver_ref", "receiver_name"
           "reporting_org_ref")
 
 
+def name_only_flows(side: str, names: list[str], where: Any) -> Select[Any]:
+    """Flows (``where``) whose ``side`` (provider or receiver) has no ref and one of
+    ``names`` (trimmed): read through the partial index ``ix_flow_<side>_name_only``."""
+    f = m.Flow.__table__
+    return select(*(f.c[c] for c in _FCOLS)).where(
+        where, text(m.NAME_ONLY[side]), func.trim(f.c[f"{side}_name"]).in_(names))
+
+
 def _flows_naming(conn: Connection, keys: set[Key], where: Any) -> list[Any]:
     """Flows (``where``) that may carry one of ``keys`` as a party: by ref (indexed), or by
     name for name-only parties."""
@@ -115,12 +134,13 @@ def _flows_naming(conn: Connection, keys: set[Key], where: Any) -> list[Any]:
                 f.c.provider_ref.in_(chunk), f.c.receiver_ref.in_(chunk),
                 f.c.reporting_org_ref.in_(chunk)))):
             out[row.id] = row
+    # name-only parties' sides, through the partial indexes on the trimmed name of a side
+    # without a ref (``NAME_ONLY``: its predicate, as text, so that both databases match it)
     for i in range(0, len(names), _CHUNK):
         chunk = names[i:i + _CHUNK]
-        for row in conn.execute(select(*cols).where(where, or_(
-                func.trim(f.c.provider_name).in_(chunk),
-                func.trim(f.c.receiver_name).in_(chunk)))):
-            out[row.id] = row
+        for side in ("provider", "receiver"):
+            for row in conn.execute(name_only_flows(side, chunk, where)):
+                out[row.id] = row
     return [row for row in out.values() if keys.intersection(_flow_keys(row))]
 
 

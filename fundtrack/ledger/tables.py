@@ -226,6 +226,8 @@ class PolicyMarker(_ActivityChild, Base):
 
 class ParticipatingOrg(_ActivityChild, Base):
     __tablename__ = "participating_org"
+    #: the identity update looks up participating organisations by trimmed name
+    __table_args__ = (Index("ix_participating_org_name_trim", text("trim(name)")),)
     activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
     ref: Mapped[str | None] = mapped_column(String(200), index=True)
     name: Mapped[str | None] = mapped_column(Text)
@@ -250,6 +252,12 @@ class ActivityTag(_ActivityChild, Base):
     code: Mapped[str] = mapped_column(String(100))
 
 
+#: The sides of flows a party known only by name is on (no ref, as the identity step's
+#: party keys strip it), indexed by their trimmed name: the identity update looks up the
+#: flows of such a party (dropped or moved by an import) by ``trim(name) IN (...)``.
+NAME_ONLY = {side: f"coalesce(trim({side}_ref), '') = ''" for side in ("provider", "receiver")}
+
+
 class Flow(Base):
     """One reported movement of money, exactly as reported, with USD and provenance."""
 
@@ -257,6 +265,9 @@ class Flow(Base):
     __table_args__ = (
         Index("ix_flow_current_kind", "superseded_by", "kind"),
         Index("ix_flow_key", "reporting_org_ref", "external_id"),
+        *(Index(f"ix_flow_{side}_name_only", text(f"trim({side}_name)"),
+                postgresql_where=text(where), sqlite_where=text(where))
+          for side, where in NAME_ONLY.items()),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
