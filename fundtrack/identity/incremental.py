@@ -53,6 +53,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 
@@ -169,9 +170,24 @@ def _still_named(conn: Connection, keys: set[Key]) -> set[Key]:
     return named & keys
 
 
+#: ``conn.info`` key: the batch's parties read once per update (:func:`update_after`
+#: drops it when done): the short path, the part and the full path each ask for them.
+_BATCH_PARTIES = "fundtrack.identity_batch_parties"
+
+
 def _batch_parties(conn: Connection, batch_id: int, own: bool
                    ) -> tuple[set[Key], dict[Key, str]]:
-    """Parties of the batch's current rows (``own``) or of the rows it replaced."""
+    """Parties of the batch's current rows (``own``) or of the rows it replaced (copies:
+    callers change them)."""
+    memo = conn.info.setdefault(_BATCH_PARTIES, {})
+    if (batch_id, own) not in memo:
+        memo[(batch_id, own)] = _read_batch_parties(conn, batch_id, own)
+    keys, types = memo[(batch_id, own)]
+    return set(keys), dict(types)
+
+
+def _read_batch_parties(conn: Connection, batch_id: int, own: bool
+                        ) -> tuple[set[Key], dict[Key, str]]:
     f, a, po = m.Flow.__table__, m.Activity.__table__, m.ParticipatingOrg.__table__
     fw = (f.c.batch_id == batch_id) & current(f) if own else f.c.superseded_by == batch_id
     aw = (a.c.batch_id == batch_id) & current(a) if own else a.c.superseded_by == batch_id
@@ -222,6 +238,54 @@ def _rows(pid: dict[Key, int | None], flows: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _stored_subset(conn: Connection, keys: set[Key], refs: set[str] | frozenset[str] = frozenset()
+                   ) -> tuple[dict[Key, str], dict[Key, str], dict[str, int]]:
+    """:func:`_stored` for the parties ``keys`` only (those stored), and for the
+    organisations of those parties and of ``refs``: read by index (``party_resolution``
+    by (ref, name), ``canonical_org`` by id and ref), so that an import's update reads
+    what its batch touches, not every party."""
+    pr, co = t.PartyResolution.__table__, t.CanonicalOrg.__table__
+    rows: list[Any] = []
+    wanted = sorted(keys)
+    for i in range(0, len(wanted), _CHUNK):
+        rows += conn.execute(select(pr.c.ref, pr.c.name_key, pr.c.reported_type, pr.c.org_id)
+                             .where(tuple_(pr.c.ref, pr.c.name_key).in_(wanted[i:i + _CHUNK])))
+    orgs: dict[int, tuple[str, int | None]] = {}
+    by_ref = sorted(refs)
+    for i in range(0, len(by_ref), _CHUNK):
+        orgs.update((x.id, (x.ref, x.merged_into_id)) for x in conn.execute(
+            select(co.c.id, co.c.ref, co.c.merged_into_id)
+            .where(co.c.ref.in_(by_ref[i:i + _CHUNK]))))
+    ids = {row.org_id for row in rows}
+    for _ in range(50):  # the organisations, then those they were merged into
+        ids = sorted(ids - orgs.keys())
+        if not ids:
+            break
+        for i in range(0, len(ids), _CHUNK):
+            orgs.update((x.id, (x.ref, x.merged_into_id)) for x in conn.execute(
+                select(co.c.id, co.c.ref, co.c.merged_into_id)
+                .where(co.c.id.in_(ids[i:i + _CHUNK]))))
+        ids = {into for _, into in orgs.values() if into is not None}
+
+    def final(oid: int) -> str:
+        for _ in range(50):
+            ref, into = orgs[oid]
+            if into is None:
+                break
+            oid = into
+        return orgs[oid][0]
+
+    finals = {(r.ref, r.name_key): final(r.org_id) for r in rows}
+    types = {(r.ref, r.name_key): r.reported_type for r in rows if r.reported_type}
+    return finals, types, {ref: oid for oid, (ref, _) in orgs.items()}
+
+
+def _pids(conn: Connection, keys: set[Key]) -> dict[Key, int | None]:
+    """{party: id of its organisation} as stored, for ``keys``."""
+    before, _, keep = _stored_subset(conn, keys)
+    return {k: keep.get(ref) for k, ref in before.items()}
+
+
 def _known_parties_only(conn: Connection, batch_id: int, before: dict[Key, str],
                         stored_types: dict[Key, str], keep: dict[str, int]
                         ) -> dict[str, Any] | None:
@@ -233,8 +297,8 @@ def _known_parties_only(conn: Connection, batch_id: int, before: dict[Key, str],
     already stored for each it gives one), and every party of the rows it replaced is still
     named, the set is the one already resolved, so :func:`resolve_set` would give the
     stored answers: only ``flow_party`` changes, for the batch's own flows and those it
-    replaced. Cost: the batch's rows and one read of ``party_resolution``, not the
-    resolution of every party (the common case: a publisher's next file).
+    replaced. Cost: the batch's rows and their parties' ``party_resolution`` rows (by
+    index), not the resolution of every party (the common case: a publisher's next file).
     """
     oc = m.BatchOrgChange.__table__
     if conn.execute(select(oc.c.id).where(oc.c.batch_id == batch_id).limit(1)).first():
@@ -256,8 +320,8 @@ def _known_parties_only(conn: Connection, batch_id: int, before: dict[Key, str],
     fresh_rows = _rows(pid, fresh)
     for i in range(0, len(fresh_rows), 50_000):
         bulk_insert(conn, fp, fresh_rows[i:i + 50_000])
-    out = {"parties": len(before), "parties_changed": 0, "flows_written": len(fresh_rows),
-           "flows_changed": 0, "known_parties_only": 1}
+    out = {"parties_of_batch": len(new), "parties_changed": 0,
+           "flows_written": len(fresh_rows), "flows_changed": 0, "known_parties_only": 1}
     log.info("identity (batch %d): every party already resolved: %s", batch_id, out)
     return out
 
@@ -459,6 +523,13 @@ def _part(conn: Connection, batch_id: int, before: dict[Key, str],
         return None
     tokens, found = closed
     part = found - dropped
+    # what is stored of the part's parties, and the organisations keyed by its tokens
+    # (those the write may keep, change or delete)
+    scope_refs = {v if kind == "r" else f"name:{v}" for kind, v in tokens}
+    more = _stored_subset(conn, found - before.keys(), scope_refs)
+    before = {**before, **more[0]}
+    stored_types = {**stored_types, **more[1]}
+    keep = {**keep, **more[2]}
     r = rs.build(conn, registry_refs={k[0] for k in part})
     r.registry_parties = [row for row in r.registry_parties
                           if rs.key(row.ref, row.name) in part]
@@ -473,14 +544,16 @@ def _part(conn: Connection, batch_id: int, before: dict[Key, str],
     t1 = time.perf_counter()
     moved = {k for k, x in parties.items()
              if k in before and x.org_ref and before[k] != r.final(x.org_ref)}
+    co, pr = t.CanonicalOrg.__table__, t.PartyResolution.__table__
+    top = conn.execute(select(func.max(co.c.id))).scalar() or 0
     ids = rs._write(conn, r, parties, types, keep=keep,
-                    scope=lambda ref: _org_in(tokens, ref))
+                    scope=lambda ref: _org_in(tokens, ref), top=top)
     pid: dict[Key, int | None] = {k: keep.get(ref) for k, ref in before.items()
                                   if k not in dropped}
     pid.update((k, ids.get(rs._final(r, x) or "")) for k, x in parties.items())
     return {"r": r, "parties": parties, "pid": pid, "moved": moved, "before": before,
             "t0": t0, "t1": t1, "counts": {
-                "parties": len(before) - len(dropped) + len(fresh),
+                "parties": conn.execute(select(func.count()).select_from(pr)).scalar() or 0,
                 "parties_resolved": len(parties), "parties_dropped": len(dropped)}}
 
 
@@ -488,19 +561,34 @@ def _part(conn: Connection, batch_id: int, before: dict[Key, str],
 def update_after(conn: Connection, batch_id: int, revert: bool = False) -> dict[str, Any]:
     """Bring the identity tables up to date after batch ``batch_id`` was merged (or
     reverted), touching ``flow_party`` only where the batch or a changed party does."""
+    try:
+        return _update_after(conn, batch_id, revert)
+    finally:
+        conn.info.pop(_BATCH_PARTIES, None)
+
+
+def _update_after(conn: Connection, batch_id: int, revert: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
-    before, stored_types, keep = _stored(conn)
-    if not before:  # nothing resolved yet (a first import): the rebuild is the batch
+    pr = t.PartyResolution.__table__
+    if conn.execute(select(pr.c.id).limit(1)).first() is None:
+        # nothing resolved yet (a first import): the rebuild is the batch
         return rs.rebuild(conn)
     if not revert:
-        known = _known_parties_only(conn, batch_id, before, stored_types, keep)
+        # what is stored of the batch's parties (and of the registry rows it changed):
+        # enough for the short path; the part path reads its part's
+        new, _ = _batch_parties(conn, batch_id, own=True)
+        old, _ = _batch_parties(conn, batch_id, own=False)
+        reg_now, reg_was = _registry_changes(conn, batch_id)
+        sub = _stored_subset(conn, new | old | reg_now | reg_was)
+        known = _known_parties_only(conn, batch_id, *sub)
         if known is not None:
             return known
-        done = _part(conn, batch_id, before, stored_types, keep)
+        done = _part(conn, batch_id, *sub)
         if done is not None:
             r, parties, pid, moved = done["r"], done["parties"], done["pid"], done["moved"]
-            return _finish(conn, batch_id, revert, r, parties, pid, moved, before,
+            return _finish(conn, batch_id, revert, r, parties, pid, moved, done["before"],
                            done["t0"], done["t1"], done["counts"])
+    before, stored_types, keep = _stored(conn)
     r = rs.build(conn)
     wanted, types = rs.registry_wanted(r)
     dropped = 0
@@ -562,6 +650,11 @@ def _finish(conn: Connection, batch_id: int, revert: bool, r: rs.Resolver,
         fresh_ids = {row.id for row in fresh}
         earlier = [row for row in _flows_naming(conn, moved, current(f))
                    if row.id not in fresh_ids]
+        # (after a part's update, ``pid`` holds the batch's and the part's parties: the
+        # other sides of these flows are read as stored)
+        missing = {k for row in earlier for k in _flow_keys(row)} - pid.keys() - {("", "")}
+        if missing:
+            pid.update(_pids(conn, missing))
         for row in _rows(pid, earlier):
             conn.execute(update(fp).where(fp.c.flow_id == row["flow_id"]).values(
                 provider_org_id=row["provider_org_id"], receiver_org_id=row["receiver_org_id"],

@@ -501,14 +501,16 @@ def _final(r: Resolver, res: Resolution | None) -> str | None:
 
 def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolution],
            types: dict[tuple[str, str], str], keep: dict[str, int] | None = None,
-           scope: Callable[[str], bool] | None = None) -> dict[str, int]:
+           scope: Callable[[str], bool] | None = None, top: int | None = None
+           ) -> dict[str, int]:
     """Store the organisations, identifiers, names, resolutions and candidates; returns
     {org ref: id}. With ``keep`` ({ref: id} as stored), an organisation keeps its id and
     ``flow_party`` is left alone (an import's update rewrites only the rows it must);
     without, every table is emptied and ids follow the refs' order. With ``scope`` (and
     ``keep``): only the organisations whose ref it accepts, stored or resolved, and their
     rows are compared and written (``parties`` resolved a closed part of the set, see
-    :mod:`fundtrack.identity.incremental`); every other row stays as stored."""
+    :mod:`fundtrack.identity.incremental`); every other row stays as stored, and ``keep``
+    need hold only those organisations, with ``top`` the largest id stored."""
     if keep is None:
         dialect.empty(conn, "flow_party", "match_candidate", "party_resolution", "org_name",
                       "org_identifier", "canonical_org")
@@ -516,7 +518,7 @@ def _write(conn: Connection, r: Resolver, parties: dict[tuple[str, str], Resolut
     if keep is None:
         ids = {ref: i + 1 for i, ref in enumerate(refs)}
     else:
-        top = max(keep.values(), default=0)
+        top = max(keep.values(), default=0) if top is None else top
         ids = {}
         for ref in refs:
             if ref in keep:
