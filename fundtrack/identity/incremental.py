@@ -10,18 +10,22 @@ parties are new, so here:
   participating organisations). Parties that only rows the batch replaced named are
   looked up by index (ref, or name for name-only parties) and dropped when nothing
   current names them any more, as a rebuild would drop them.
-- **Resolution** runs over that whole set in memory
-  (:func:`~fundtrack.identity.resolve.resolve_set`, the rebuild's own order): its cost
-  follows the number of distinct parties (tens of thousands), not flows. This is how a
-  change to *earlier* resolutions is detected exactly, not guessed: a new identifier or
-  name that makes an earlier name-only party match, or a name that becomes ambiguous,
-  shows as an earlier party whose canonical organisation differs from the stored one.
+- **Resolution** (:func:`~fundtrack.identity.resolve.resolve_set`, the rebuild's own
+  order) runs over the part of that set the batch can move (:func:`_part`): the parties
+  tied to the batch's new parties, new or changed registry rows, dropped or newly typed
+  parties by ref or normalised name, found by index, round by round; a batch that
+  changes none of those skips it (:func:`_known_parties_only`). Its cost follows that
+  part, not the number of parties; the whole set is resolved only after a revert or when
+  the part cannot be followed. A change to *earlier* resolutions is detected exactly,
+  not guessed: a new identifier or name that makes an earlier name-only party match, or
+  a name that becomes ambiguous, shows as an earlier party (of the part) whose canonical
+  organisation differs from the stored one.
 - **Writes:** the organisation tables (one row per organisation, identifier, name,
-  party) are rewritten keeping each organisation's id; ``flow_party`` gets rows for the
-  batch's flows, loses those of the flows it replaced, and is updated only for current
-  flows of earlier parties whose organisation changed. Those flows' ids are left in
-  ``conn.info[CHANGED_FLOWS]`` and the trail told (``CHANGED``): it then rebuilds, with
-  the reason logged.
+  party) are rewritten for the part's organisations only, each keeping its id;
+  ``flow_party`` gets rows for the batch's flows, loses those of the flows it replaced,
+  and is updated only for current flows of earlier parties whose organisation changed.
+  Those flows' ids are left in ``conn.info[CHANGED_FLOWS]`` and the trail told
+  (``CHANGED``): it then rebuilds, with the reason logged.
 - **After a revert** the reverted flows are gone and the flows they had replaced are
   current again; which ones is not recorded, so the party set is read with ``DISTINCT``
   queries in SQL and ``flow_party`` is corrected by two anti-joins (rows of flows no
@@ -488,6 +492,15 @@ def _part(conn: Connection, batch_id: int, before: dict[Key, str],
     stored parties, the registry's, the batch's, less the dropped), and only the
     organisations of that part (found by their key's token) and their rows are written;
     every other party keeps its stored resolution and every other organisation its rows.
+
+    The exact condition, per party P = (ref, name) as :meth:`Resolver.resolve` reads it
+    (a ref that reads as a name is the name): P is resolved again iff its ref or its
+    normalised name is reachable from the batch's tokens (the refs and normalised names
+    of its new parties, of the registry rows it created or changed, before and after,
+    and of parties it dropped or gave a first type) through parties sharing a ref or a
+    normalised name and through :func:`_groups`. ``None`` (the whole set) when a party
+    of the part has a ref of the form ``name:...`` or a normalised name over 195
+    characters (the resolver cuts ``name:`` keys at 200, so such names may share one).
 
     Assumes, like the short path, that the registry's rows are resolved parties but those
     the batch changed (``batch_org_change``): registry edits rebuild every step.
