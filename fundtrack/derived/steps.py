@@ -184,7 +184,7 @@ def stale_batches(conn: Connection) -> list[int]:
     return list(conn.execute(stale_query(conn.dialect.name)).scalars())
 
 
-def stale_query(dialect_name: str) -> Select[tuple[int]]:
+def stale_query(dialect_name: str) -> Select[Any]:
     """The query of :func:`stale_batches` (a test reads its plan)."""
     b = m.ImportBatch.__table__
     marked = m.STALE_MARKED.get(dialect_name)

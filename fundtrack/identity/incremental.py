@@ -262,13 +262,13 @@ def _stored_subset(conn: Connection, keys: set[Key], refs: set[str] | frozenset[
             .where(co.c.ref.in_(by_ref[i:i + _CHUNK]))))
     ids = {row.org_id for row in rows}
     for _ in range(50):  # the organisations, then those they were merged into
-        ids = sorted(ids - orgs.keys())
-        if not ids:
+        todo = sorted(ids - orgs.keys())
+        if not todo:
             break
-        for i in range(0, len(ids), _CHUNK):
+        for i in range(0, len(todo), _CHUNK):
             orgs.update((x.id, (x.ref, x.merged_into_id)) for x in conn.execute(
                 select(co.c.id, co.c.ref, co.c.merged_into_id)
-                .where(co.c.id.in_(ids[i:i + _CHUNK]))))
+                .where(co.c.id.in_(todo[i:i + _CHUNK]))))
         ids = {into for _, into in orgs.values() if into is not None}
 
     def final(oid: int) -> str:
@@ -374,9 +374,9 @@ def _shipped_groups() -> tuple[frozenset[Token], ...]:
         g: set[Token] = {("r", s.ref)} | {("r", i.value) for i in s.identifiers}
         g |= {("n", normalise(x)) for x in (s.name, *s.names)}
         for i in s.identifiers:
-            code = rs._CRS.match(i.value)
-            if code and code.group(1) in crs:
-                g |= {("n", normalise(x)) for x in crs[code.group(1)]}
+            crs_id = rs._CRS.match(i.value)
+            if crs_id and crs_id.group(1) in crs:
+                g |= {("n", normalise(x)) for x in crs[crs_id.group(1)]}
         groups.append(g)
     for code, names in crs.items():
         groups.append({("r", f"XM-DAC-{code}"), ("r", code)}
@@ -598,8 +598,8 @@ def _update_after(conn: Connection, batch_id: int, revert: bool) -> dict[str, An
             return known
         done = _part(conn, batch_id, *sub)
         if done is not None:
-            r, parties, pid, moved = done["r"], done["parties"], done["pid"], done["moved"]
-            return _finish(conn, batch_id, revert, r, parties, pid, moved, done["before"],
+            return _finish(conn, batch_id, revert, done["r"], done["parties"], done["pid"],
+                           done["moved"], done["before"],
                            done["t0"], done["t1"], done["counts"])
     before, stored_types, keep = _stored(conn)
     r = rs.build(conn)
