@@ -122,7 +122,7 @@ def name_only_flows(side: str, names: list[str], where: Any) -> Select[Any]:
     ``names`` (trimmed): read through the partial index ``ix_flow_<side>_name_only``."""
     f = m.Flow.__table__
     return select(*(f.c[c] for c in _FCOLS)).where(
-        where, text(m.NAME_ONLY[side]), func.trim(f.c[f"{side}_name"]).in_(names))
+        where, text(m.NAME_ONLY[side]), m.trimmed(f.c[f"{side}_name"]).in_(names))
 
 
 def _flows_naming(conn: Connection, keys: set[Key], where: Any) -> list[Any]:
@@ -170,7 +170,7 @@ def _still_named(conn: Connection, keys: set[Key]) -> set[Key]:
         chunk = names[i:i + _CHUNK]
         named.update(rs.key(r, n) for r, n in conn.execute(
             select(po.c.ref, po.c.name).distinct().join(a, a.c.id == po.c.activity_id)
-            .where(current(a), func.trim(po.c.name).in_(chunk))))
+            .where(current(a), m.trimmed(po.c.name).in_(chunk))))
     return named & keys
 
 

@@ -28,7 +28,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.functions import FunctionElement
 
 from fundtrack.db.base import Base, BigId
 from fundtrack.money import Money
@@ -226,8 +228,6 @@ class PolicyMarker(_ActivityChild, Base):
 
 class ParticipatingOrg(_ActivityChild, Base):
     __tablename__ = "participating_org"
-    #: the identity update looks up participating organisations by trimmed name
-    __table_args__ = (Index("ix_participating_org_name_trim", text("trim(name)")),)
     activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), index=True)
     ref: Mapped[str | None] = mapped_column(String(200), index=True)
     name: Mapped[str | None] = mapped_column(Text)
@@ -253,9 +253,29 @@ class ActivityTag(_ActivityChild, Base):
 
 
 #: The sides of flows a party known only by name is on (no ref, as the identity step's
-#: party keys strip it), indexed by their trimmed name: the identity update looks up the
-#: flows of such a party (dropped or moved by an import) by ``trim(name) IN (...)``.
+#: party keys strip it), indexed by their trimmed name (:class:`trimmed`): the identity
+#: update looks up the flows of such a party (dropped or moved by an import) by name.
 NAME_ONLY = {side: f"coalesce(trim({side}_ref), '') = ''" for side in ("provider", "receiver")}
+
+
+class trimmed(FunctionElement[str]):  # noqa: N801 - a SQL function, named like one
+    """``trim(x)``, written as PostgreSQL reads it back (``TRIM(BOTH FROM x)``), so that an
+    index on it and the migration's index compare equal; the queries use it too, so that
+    both databases match the expression to the index."""
+
+    type = Text()
+    inherit_cache = True
+    name = "trimmed"
+
+
+@compiles(trimmed)
+def _trimmed(element: trimmed, compiler: Any, **kw: Any) -> str:
+    return f"trim({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(trimmed, "postgresql")
+def _trimmed_pg(element: trimmed, compiler: Any, **kw: Any) -> str:
+    return f"TRIM(BOTH FROM {compiler.process(element.clauses, **kw)})"
 
 
 class Flow(Base):
@@ -265,9 +285,6 @@ class Flow(Base):
     __table_args__ = (
         Index("ix_flow_current_kind", "superseded_by", "kind"),
         Index("ix_flow_key", "reporting_org_ref", "external_id"),
-        *(Index(f"ix_flow_{side}_name_only", text(f"trim({side}_name)"),
-                postgresql_where=text(where), sqlite_where=text(where))
-          for side, where in NAME_ONLY.items()),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -364,3 +381,11 @@ class Budget(Base):
     recipient_country: Mapped[str | None] = mapped_column(String(10))
     recipient_region: Mapped[str | None] = mapped_column(String(20))
     source_location: Mapped[str | None] = mapped_column(Text)
+
+
+# expression indexes (the columns must exist first): see NAME_ONLY and trimmed
+for _side, _where in NAME_ONLY.items():
+    Index(f"ix_flow_{_side}_name_only", trimmed(Flow.__table__.c[f"{_side}_name"]),
+          postgresql_where=text(_where), sqlite_where=text(_where))
+#: the identity update looks up participating organisations by trimmed name
+Index("ix_participating_org_name_trim", trimmed(ParticipatingOrg.__table__.c.name))
