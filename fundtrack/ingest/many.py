@@ -29,11 +29,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from queue import Full
+from queue import Empty, Full
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
+from fundtrack.accounting import stored as classification
+from fundtrack.db import make_engine
 from fundtrack.derived import steps as derived
 from fundtrack.ingest.pipeline import (
     BatchRows,
@@ -66,6 +68,9 @@ PER_FILE_S = 0.5
 PER_FILE_S_PER_FLOW = 3e-6
 #: Never a rebuild of more flows than this in one go (its memory), whatever it would save.
 REBUILD_MAX_FLOWS = 2_000_000
+#: Chunks of classification rows the classification process may compute ahead of the
+#: writer (5,000 flows, ~9,000 rows each).
+CLASSIFY_CHUNKS = 16
 #: For the estimate of a set's new flows from its size (D-Portal pages: ~4.3 kB a flow).
 BYTES_PER_FLOW = 4000
 
@@ -194,6 +199,74 @@ class _Rows(BuiltRows):
                 raise RuntimeError(f"parse process failed:\n{msg[1]}")
 
 
+def _classify(url: str, out: Any, writer_pid: int) -> None:
+    """The classification process: :func:`stored.rebuild_chunks` on a connection of its
+    own (read only), each chunk sent as ("rows", chunk), then ("end",) or ("crash", tb)."""
+    queue = _Sender(out, writer_pid)
+    try:
+        engine = make_engine(url, statement_timeout_ms=0)
+        with engine.connect() as conn:
+            conn.execution_options(readonly=True)  # SQLite: a deferred BEGIN, no write lock
+            for chunk in classification.rebuild_chunks(conn):
+                queue.put(("rows", chunk))
+        engine.dispose()
+        queue.put(("end",))
+    except BaseException:
+        queue.put(("crash", traceback.format_exc()))
+
+
+def _in_memory(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+
+
+class _ClassifyBeside:
+    """The final rebuild's classification computed by a second process while this one
+    rebuilds identity and the money trail (which it does not read): the parse process is
+    done by then, so the second core works; this process only inserts the rows.
+
+    Started after the rebuild's transaction took the ledger lock, so the ledger and the
+    hand decisions it reads are those the rebuild sees (no other writer until it ends).
+    At most :data:`CLASSIFY_CHUNKS` chunks (5,000 flows each) wait in memory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.url = engine.url.render_as_string(hide_password=False)
+
+    def __enter__(self) -> _ClassifyBeside:
+        mp: Any = multiprocessing.get_context(
+            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        self.queue = mp.Queue(maxsize=CLASSIFY_CHUNKS)
+        self.proc = mp.Process(target=_classify, args=(self.url, self.queue, os.getpid()),
+                               name="fundtrack-classify", daemon=True)
+        self.proc.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+    def _chunks(self) -> Iterator[classification.Chunk]:
+        while True:
+            try:
+                msg = self.queue.get(timeout=1)
+            except Empty:
+                if not self.proc.is_alive():
+                    raise RuntimeError("the classification process ended without its rows"
+                                       ) from None
+                continue
+            if msg[0] == "rows":
+                yield msg[1]
+            elif msg[0] == "end":
+                return
+            else:
+                raise RuntimeError(f"classification process failed:\n{msg[1]}")
+
+    def rebuild(self, conn: Connection) -> dict[str, Any]:
+        """The classification step's rebuild, with the rows the other process computed."""
+        return classification.rebuild(conn, self._chunks())
+
+
 def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
                  fmt: str | None = None, dry_run: bool = False, strict: bool = False,
                  imported_by: str | None = None, options: dict[str, Any] | None = None,
@@ -264,7 +337,11 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
         started = time.perf_counter()
         with engine.begin() as conn:
             lock_ledger(conn)
-            derived.rebuild(conn)
+            if _in_memory(engine):  # another connection would see another database
+                derived.rebuild(conn)
+            else:
+                with _ClassifyBeside(engine) as beside:
+                    derived.rebuild(conn, given={"classification": beside.rebuild})
         log.info("derived tables rebuilt once for %d batch(es) in %.1f s", applied,
                  time.perf_counter() - started)
     return results
