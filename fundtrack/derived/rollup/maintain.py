@@ -108,7 +108,7 @@ def _roll_up(conn: Connection, grain: int, condition: Any) -> int:
     parts'), first and last dates as from the flows, over a tenth of the rows and without
     the joins (on SQLite the flows' sums are Python ``dsum`` calls: 4 grains x 2 sums a
     flow)."""
-    r = FlowRollup.__table__
+    r: Any = FlowRollup.__table__
     keys = [r.c[c] for c in GRAINS[grain]]
     sel = (select(literal(grain), *keys, func.sum(r.c.flows), func.sum(r.c.flows_without_usd),
                   money_sum(r.c.amount), money_sum(r.c.amount_usd), func.min(r.c.first_date),
