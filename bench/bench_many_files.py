@@ -248,7 +248,7 @@ def main() -> None:
 
 #: The command with the final rebuild of the derived tables stubbed (bench only): the
 #: batches stay marked stale, which is what ``--ledger-only`` measures around.
-LEDGER_ONLY = ("import fundtrack.derived.steps as s; s.rebuild = lambda conn: {}; "
+LEDGER_ONLY = ("import fundtrack.derived.steps as s; s.rebuild = lambda conn, *a, **k: {}; "
                "from fundtrack.cli import main; main()")
 
 
@@ -256,7 +256,7 @@ PROFILE = """
 import cProfile, pstats, sys
 if sys.argv[2] == "1":
     import fundtrack.derived.steps as s
-    s.rebuild = lambda conn: {}
+    s.rebuild = lambda conn, *a, **k: {}
 from fundtrack.cli import main
 sys.argv = ["fundtrack", "import", "--quiet", sys.argv[1]]
 prof = cProfile.Profile()

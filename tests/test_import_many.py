@@ -18,6 +18,8 @@ import pytest
 from lxml import etree
 from sqlalchemy import Engine, func, select
 
+from fundtrack.accounting import stored
+from fundtrack.accounting.tables import FlowClassification
 from fundtrack.api.testing import Api
 from fundtrack.db import make_engine
 from fundtrack.derived import steps as derived
@@ -374,3 +376,60 @@ def test_cli_imports_a_folder_and_reports_the_broken_file(
     assert "1 of 3 file(s) rejected" in out.output
     again = CliRunner().invoke(main, ["import", "--quiet", str(folder)])
     assert again.output.count(": unchanged - same file already imported") == 2
+
+
+def _classification(engine: Engine) -> list[tuple[Any, ...]]:
+    t = FlowClassification.__table__
+    with engine.connect() as c:
+        return sorted(tuple(r) for r in c.execute(
+            select(t.c.flow_id, t.c.dimension, t.c.is_in, t.c.rules)))
+
+
+def test_the_rebuild_classifies_in_a_second_process(engine: Engine, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set's one rebuild: a second process computes the classification (read only)
+    while this one rebuilds identity and the trail, and this one inserts its rows; they
+    equal the rows of a rebuild in this process."""
+    seen = tmp_path / "pids"
+    chunks = stored.rebuild_chunks
+
+    def spy(conn: Any) -> Any:
+        with open(seen, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        yield from chunks(conn)
+
+    monkeypatch.setattr(stored, "rebuild_chunks", spy)
+    results = import_files(engine, GOOD[:3], derive="once")
+    assert [r.status for r in results] == ["applied"] * 3
+    pids = [int(p) for p in seen.read_text().split()]
+    assert len(pids) == 1 and pids[0] != os.getpid()
+    got = _classification(engine)
+    with engine.begin() as c:
+        assert stored.rebuild(c)["classified_flows"] == len({r[0] for r in got})
+    assert int(seen.read_text().split()[-1]) == os.getpid()
+    assert _classification(engine) == got
+    assert len(got) > 1_000
+
+
+def test_a_failed_classification_process_leaves_the_set_to_the_next_start(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second process fails: the rebuild's transaction rolls back, the batches stay
+    whole and marked, and the next import rebuilds first."""
+    chunks, writer = stored.rebuild_chunks, os.getpid()
+
+    def broken(conn: Any) -> Any:
+        if os.getpid() != writer:
+            raise RuntimeError("no rows today")
+        yield from chunks(conn)
+
+    monkeypatch.setattr(stored, "rebuild_chunks", broken)
+    with pytest.raises(RuntimeError, match="no rows today"):
+        import_files(engine, GOOD[:2], derive="once")
+    with engine.connect() as c:
+        assert len(derived.stale_batches(c)) == 2
+    assert _classification(engine) == []
+    monkeypatch.undo()
+    assert [r.status for r in import_files(engine, GOOD[2:3])] == ["applied"]
+    with engine.connect() as c:
+        assert derived.stale_batches(c) == []
+    assert len(_classification(engine)) > 1_000

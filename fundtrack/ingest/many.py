@@ -230,6 +230,7 @@ class _ClassifyBeside:
 
     def __init__(self, engine: Engine) -> None:
         self.url = engine.url.render_as_string(hide_password=False)
+        self.done = False
 
     def __enter__(self) -> _ClassifyBeside:
         mp: Any = multiprocessing.get_context(
@@ -241,8 +242,9 @@ class _ClassifyBeside:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.join(timeout=5)
-        if self.proc.is_alive():
+        if self.done:  # every row read: it is ending by itself
+            self.proc.join(timeout=5)
+        if self.proc.is_alive():  # the rebuild failed or never read the rows
             self.proc.kill()
             self.proc.join()
 
@@ -258,6 +260,7 @@ class _ClassifyBeside:
             if msg[0] == "rows":
                 yield msg[1]
             elif msg[0] == "end":
+                self.done = True
                 return
             else:
                 raise RuntimeError(f"classification process failed:\n{msg[1]}")
