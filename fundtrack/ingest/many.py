@@ -17,7 +17,9 @@ classification, rollup) and planner statistics after every file. Here:
   in its own transaction (:data:`fundtrack.derived.steps.STALE`), and every step is rebuilt
   once at the end, which clears the marks. A set interrupted before that (``kill -9``)
   leaves whole batches only and the marks: the next ``fundtrack import`` (or ``fundtrack
-  recompute``) rebuilds first.
+  recompute``) rebuilds first. In that rebuild a second process computes the
+  classification (:class:`_ClassifyBeside`) while this one rebuilds identity and the money
+  trail: the parse process is done by then, and the two cores work again.
 """
 
 from __future__ import annotations
