@@ -433,3 +433,27 @@ def test_a_failed_classification_process_leaves_the_set_to_the_next_start(
     with engine.connect() as c:
         assert derived.stale_batches(c) == []
     assert len(_classification(engine)) > 1_000
+
+
+def test_sqlite_checkpoints_less_often_during_a_set(engine: Engine,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: the writer's connections checkpoint the WAL every
+    ``SET_CHECKPOINT_PAGES`` pages while a set loads (not every 1,000: a checkpoint's
+    fsyncs every few files), and have SQLite's own setting back afterwards."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite setting")
+    from fundtrack.ingest import many
+
+    seen: list[int] = []
+    write = many.write_batch
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        with engine.connect() as c:
+            seen.append(c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(many, "write_batch", spy)
+    assert [r.status for r in import_files(engine, GOOD[:2])] == ["applied"] * 2
+    assert seen == [many.SET_CHECKPOINT_PAGES] * 2
+    with engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
