@@ -24,6 +24,13 @@ peak RSS of the largest single process (MB), and the load average before and aft
 ``--code DIR`` runs the command from another source tree (e.g. ``git archive`` of the
 commit before) with this tree's files and floor, for before/after numbers in one run.
 Not a test: docs/performance.md records runs.
+
+2026-12-07 11:10-11:21 UTC, load average 6-8 on 2 shared cores (wall is noise at this load;
+compare CPU): SQLite 10.2 / 11.0 s CPU against 10.8 / 11.0 for the code before (8cdabc4),
+PostgreSQL 9.2 / 9.3 against 9.4 / 9.7 (client processes only); wall 3.7-4.7 MB/s SQLite,
+2.7-3.4 PostgreSQL; floor 2.0-2.2 s CPU. The CPU moved from the writer (SQLite 7.2 -> 5.5 s,
+PostgreSQL 5.0 -> 3.6 s, medians of 4 and 3 alternating runs) to the classification
+process, which runs during the writer's identity and trail rebuild; targets not met.
 """
 
 from __future__ import annotations
@@ -248,7 +255,7 @@ def main() -> None:
 
 #: The command with the final rebuild of the derived tables stubbed (bench only): the
 #: batches stay marked stale, which is what ``--ledger-only`` measures around.
-LEDGER_ONLY = ("import fundtrack.derived.steps as s; s.rebuild = lambda conn: {}; "
+LEDGER_ONLY = ("import fundtrack.derived.steps as s; s.rebuild = lambda conn, *a, **k: {}; "
                "from fundtrack.cli import main; main()")
 
 
@@ -256,7 +263,7 @@ PROFILE = """
 import cProfile, pstats, sys
 if sys.argv[2] == "1":
     import fundtrack.derived.steps as s
-    s.rebuild = lambda conn: {}
+    s.rebuild = lambda conn, *a, **k: {}
 from fundtrack.cli import main
 sys.argv = ["fundtrack", "import", "--quiet", sys.argv[1]]
 prof = cProfile.Profile()

@@ -18,6 +18,8 @@ import pytest
 from lxml import etree
 from sqlalchemy import Engine, func, select
 
+from fundtrack.accounting import stored
+from fundtrack.accounting.tables import FlowClassification
 from fundtrack.api.testing import Api
 from fundtrack.db import make_engine
 from fundtrack.derived import steps as derived
@@ -407,3 +409,84 @@ def test_the_stale_check_is_one_index_probe(engine: Engine) -> None:
         else:
             plan = " ".join(str(r[-1]) for r in c.execute(text("EXPLAIN QUERY PLAN " + sql)))
         assert "ix_import_batch_derived_stale" in plan, plan
+
+
+def _classification(engine: Engine) -> list[tuple[Any, ...]]:
+    t = FlowClassification.__table__
+    with engine.connect() as c:
+        return sorted(tuple(r) for r in c.execute(
+            select(t.c.flow_id, t.c.dimension, t.c.is_in, t.c.rules)))
+
+
+def test_the_rebuild_classifies_in_a_second_process(engine: Engine, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set's one rebuild: a second process computes the classification (read only)
+    while this one rebuilds identity and the trail, and this one inserts its rows; they
+    equal the rows of a rebuild in this process."""
+    seen = tmp_path / "pids"
+    chunks = stored.rebuild_chunks
+
+    def spy(conn: Any) -> Any:
+        with open(seen, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        yield from chunks(conn)
+
+    monkeypatch.setattr(stored, "rebuild_chunks", spy)
+    results = import_files(engine, GOOD[:3], derive="once")
+    assert [r.status for r in results] == ["applied"] * 3
+    pids = [int(p) for p in seen.read_text().split()]
+    assert len(pids) == 1 and pids[0] != os.getpid()
+    got = _classification(engine)
+    with engine.begin() as c:
+        assert stored.rebuild(c)["classified_flows"] == len({r[0] for r in got})
+    assert int(seen.read_text().split()[-1]) == os.getpid()
+    assert _classification(engine) == got
+    assert len(got) > 1_000
+
+
+def test_a_failed_classification_process_leaves_the_set_to_the_next_start(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second process fails: the rebuild's transaction rolls back, the batches stay
+    whole and marked, and the next import rebuilds first."""
+    chunks, writer = stored.rebuild_chunks, os.getpid()
+
+    def broken(conn: Any) -> Any:
+        if os.getpid() != writer:
+            raise RuntimeError("no rows today")
+        yield from chunks(conn)
+
+    monkeypatch.setattr(stored, "rebuild_chunks", broken)
+    with pytest.raises(RuntimeError, match="no rows today"):
+        import_files(engine, GOOD[:2], derive="once")
+    with engine.connect() as c:
+        assert len(derived.stale_batches(c)) == 2
+    assert _classification(engine) == []
+    monkeypatch.undo()
+    assert [r.status for r in import_files(engine, GOOD[2:3])] == ["applied"]
+    with engine.connect() as c:
+        assert derived.stale_batches(c) == []
+    assert len(_classification(engine)) > 1_000
+
+
+def test_sqlite_checkpoints_less_often_during_a_set(engine: Engine,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: the writer's connections checkpoint the WAL every
+    ``SET_CHECKPOINT_PAGES`` pages while a set loads (not every 1,000: a checkpoint's
+    fsyncs every few files), and have SQLite's own setting back afterwards."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite setting")
+    from fundtrack.ingest import many
+
+    seen: list[int] = []
+    write = many.write_batch
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        with engine.connect() as c:
+            seen.append(c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(many, "write_batch", spy)
+    assert [r.status for r in import_files(engine, GOOD[:2])] == ["applied"] * 2
+    assert seen == [many.SET_CHECKPOINT_PAGES] * 2
+    with engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000

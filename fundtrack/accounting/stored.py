@@ -20,7 +20,7 @@ reclassifies the flows it names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,24 +111,36 @@ def _found(c: Classification, mine: dict[str, tuple[str, int]]
     return found
 
 
-def _write(conn: Connection, flow_ids: list[int], every_current: bool = False) -> int:
-    """Replace the rows of these flows; returns how many flows were classified.
-
-    ``every_current``: ``flow_ids`` are all current flows (sorted) and the table is empty
-    (a rebuild): chunks are then read by id range, not by lists of 5,000 ids."""
+def _write(conn: Connection, flow_ids: list[int]) -> int:
+    """Replace the rows of these flows; returns how many flows were classified."""
     t, f = _table(), m.Flow.__table__
-    if not every_current:
-        for i in range(0, len(flow_ids), CHUNK):
-            conn.execute(delete(t).where(t.c.flow_id.in_(flow_ids[i:i + CHUNK])))
+    for i in range(0, len(flow_ids), CHUNK):
+        conn.execute(delete(t).where(t.c.flow_id.in_(flow_ids[i:i + CHUNK])))
     if not flow_ids:
         return 0
     clf = classifier(conn)
     for i in range(0, len(flow_ids), CHUNK):
-        chunk = flow_ids[i:i + CHUNK]
-        where = (and_(f.c.id >= chunk[0], f.c.id <= chunk[-1]) if every_current
-                 else f.c.id.in_(chunk))
-        bulk_insert(conn, t, _rows(conn, where, clf))
+        bulk_insert(conn, t, _rows(conn, f.c.id.in_(flow_ids[i:i + CHUNK]), clf))
     return len(flow_ids)
+
+
+#: One chunk of a rebuild: (how many flows it classified, their rows).
+Chunk = tuple[int, list[dict[str, Any]]]
+
+
+def rebuild_chunks(conn: Connection) -> Iterator[Chunk]:
+    """The rows of every current flow, chunk by chunk (read by id range), as
+    :func:`rebuild` inserts them. It only reads (the ledger and the hand decisions), so
+    another connection may compute them while the writer rebuilds other steps
+    (``fundtrack.ingest.many``)."""
+    f = m.Flow.__table__
+    ids = _current_ids(conn, f.c.id.is_not(None))
+    if not ids:
+        return
+    clf = classifier(conn)
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        yield len(chunk), _rows(conn, and_(f.c.id >= chunk[0], f.c.id <= chunk[-1]), clf)
 
 
 def _current_ids(conn: Connection, where: ColumnElement[bool]) -> list[int]:
@@ -167,12 +179,18 @@ def after_revert(conn: Connection, batch_id: int) -> dict[str, int]:
     return {"classified_flows": _write(conn, missing), "classification_dropped": dropped}
 
 
-def rebuild(conn: Connection) -> dict[str, int]:
-    """Every current flow classified afresh (rules, plugins and overrides as they are now)."""
-    conn.execute(delete(_table()))
-    f = m.Flow.__table__
-    return {"classified_flows": _write(conn, _current_ids(conn, f.c.id.is_not(None)),
-                                       every_current=True)}
+def rebuild(conn: Connection, chunks: Iterable[Chunk] | None = None) -> dict[str, int]:
+    """Every current flow classified afresh (rules, plugins and overrides as they are now).
+
+    ``chunks``: :func:`rebuild_chunks` of the same ledger computed elsewhere (on another
+    connection, after this transaction took the ledger lock); only inserted here."""
+    t = _table()
+    conn.execute(delete(t))
+    flows = 0
+    for n, rows in rebuild_chunks(conn) if chunks is None else chunks:
+        bulk_insert(conn, t, rows)
+        flows += n
+    return {"classified_flows": flows}
 
 
 def _subject_flows(conn: Connection, subject: str) -> list[int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,13 +137,19 @@ def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
     return counts
 
 
-def rebuild(conn: Connection, names: Iterable[str] | None = None) -> dict[str, Any]:
-    """Rebuild the named steps (all by default) from the current ledger, in order."""
+def rebuild(conn: Connection, names: Iterable[str] | None = None,
+            given: Mapping[str, Callable[[Connection], dict[str, Any]]] | None = None
+            ) -> dict[str, Any]:
+    """Rebuild the named steps (all by default) from the current ledger, in order.
+
+    ``given``: by step name, a rebuild to run instead of the step's own, giving the same
+    rows (e.g. the classification computed beside this one by another process)."""
     out: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    given = given or {}
     for step in steps(names):
         t = time.perf_counter()
-        out |= step.rebuild(conn)
+        out |= given.get(step.name, step.rebuild)(conn)
         seconds[step.name] = time.perf_counter() - t
     t = time.perf_counter()
     dialect.refresh_statistics(conn)
