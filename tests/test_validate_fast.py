@@ -63,17 +63,3 @@ def test_many_too_long_fields_report_in_table_order() -> None:
     assert validate._too_long(record, limits, "here", "flow", issues) is None
     order = [p for p in limits if p in fields]
     assert [i.message.split(" is ")[0] for i in issues] == order
-
-
-def test_nested_holders_and_missing_ones() -> None:
-    """The check written out per table walks lists inside lists and single holders inside
-    them, and a holder that is missing or None holds nothing (as the walk by
-    ``_holders`` did)."""
-    limits = {"a[].b.c": 3, "a[].d[].e": 2, "f": 1}
-    ns = SimpleNamespace
-    ok = ns(a=[ns(b=None, d=None), ns(b=ns(c="abc"), d=[ns(e="ab"), ns()])], f=None)
-    assert not validate._any_too_long(ok, limits)
-    assert validate._any_too_long(ns(a=[ns(), ns(b=ns(c="abcd"))]), limits)
-    assert validate._any_too_long(ns(a=[ns(d=[ns(e="ab"), ns(e="abc")])]), limits)
-    assert validate._any_too_long(ns(a=None, f="ff"), limits)
-    assert not validate._any_too_long(ns(a=None, f=7), limits)  # not text: not checked

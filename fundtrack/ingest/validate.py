@@ -164,45 +164,17 @@ def _grouped(limits: dict[str, int]) -> _Groups:
     return _GROUPED[key]
 
 
-#: A limits table's check as one function (:func:`_checker`), by the table's id.
-_CHECKERS: dict[int, Any] = {}
-
-
-def _checker(limits: dict[str, int]) -> Any:
-    """``record -> bool``: :func:`_grouped`'s walk written out as straight code for this
-    table (one ``getattr`` per field and holder, no loop over the table, no lists of
-    holders): it runs for every record of every file and cost an eighth of the parse
-    process's time as a loop."""
-    key = id(limits)
-    if key in _CHECKERS:
-        return _CHECKERS[key]
-    lines = ["def check(r0):"]
-    for prefix, fields in _grouped(limits):
-        depth, indent = 0, "    "
-        for name, many in prefix:
-            var = f"r{depth + 1}"
-            if many:
-                lines.append(f"{indent}for {var} in getattr(r{depth}, {name!r}, None) or ():")
-            else:
-                lines.append(f"{indent}{var} = getattr(r{depth}, {name!r}, None)")
-                lines.append(f"{indent}if {var} is not None:")
-            depth, indent = depth + 1, indent + "    "
-        for name, limit in fields:
-            lines.append(f"{indent}v = getattr(r{depth}, {name!r}, None)")
-            lines.append(f"{indent}if isinstance(v, str) and len(v) > {int(limit)}:")
-            lines.append(f"{indent}    return True")
-    lines.append("    return False")
-    scope: dict[str, Any] = {}
-    exec("\n".join(lines), scope)  # noqa: S102 - names and limits from this module's tables
-    _CHECKERS[key] = scope["check"]
-    return scope["check"]
-
-
 def _any_too_long(record: Any, limits: dict[str, int]) -> bool:
     """Whether any field of ``limits`` is longer than its limit: each holder is walked to
     once for all its fields (nearly every record has none too long; :func:`_too_long`
     then reports them in the table's order)."""
-    return bool(_checker(limits)(record))
+    for prefix, fields in _grouped(limits):
+        for holder in (_holders(record, (*prefix, ("", False))) if prefix else (record,)):
+            for name, limit in fields:
+                value = getattr(holder, name, None)
+                if isinstance(value, str) and len(value) > limit:
+                    return True
+    return False
 
 
 def _too_long(record: Any, limits: dict[str, int], where: str, what: str,
