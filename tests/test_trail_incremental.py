@@ -409,3 +409,29 @@ def test_update_repairs_only_the_clusters_the_file_touches(engine, tmp_path):
     check(engine)
     revert_batch(engine, r.batch_id)
     check(engine)
+
+
+def test_activity_orgs_read_only_the_reporters_asked_for(engine, tmp_path):
+    """The update's activity map (:class:`movements.ActivityOrgs`, reporters' canonical
+    organisations read per reporter met) equals the rebuild's (every reporter read), with
+    a reporter resolved to another organisation."""
+    from sqlalchemy import update
+
+    from fundtrack.derived.trail.movements import ActivityOrgs, reported_activities
+    from fundtrack.identity.tables import CanonicalOrg, PartyResolution
+
+    for p in trail_scenario.write(tmp_path).values():
+        assert import_file(engine, p).status == "applied"
+    pr, co = PartyResolution.__table__, CanonicalOrg.__table__
+    with engine.begin() as c:
+        other = c.execute(select(co.c.id).where(co.c.ref == "XX-AGENCY-1")).scalar_one()
+        moved = c.execute(update(pr).where(pr.c.ref == "XX-AGENCY-2", pr.c.name_key == "")
+                          .values(org_id=other)).rowcount
+        assert moved == 1
+        full = reported_activities(c)
+        lazy = ActivityOrgs(c)
+        lazy.ensure(list(full) + ["XX-NOT-REPORTED"])
+        assert dict(lazy) == full
+        assert full["XX-AG2-P2"] == "XX-AGENCY-1"
+        assert sorted(lazy.canon) == ["XX-AGENCY-1", "XX-AGENCY-2", "XX-DONOR-1",
+                                      "XX-DONOR-2", "XX-FUND", "XX-NGO-1", "XX-NGO-2"]

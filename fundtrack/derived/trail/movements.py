@@ -75,14 +75,17 @@ def org_key(ref: str | None, name: str | None) -> str:
     return ""
 
 
-def canonical_reporters(conn: Connection) -> dict[str, str]:
-    """{reported ref: canonical ref} of the refs resolved alone (reporters; issue 15)."""
+def canonical_reporters(conn: Connection, refs: list[str] | None = None) -> dict[str, str]:
+    """{reported ref: canonical ref} of the refs resolved alone (reporters; issue 15); all
+    of them, or those among ``refs`` (by the party index)."""
     from fundtrack.identity.tables import CanonicalOrg, PartyResolution
 
     pr, co = PartyResolution.__table__, CanonicalOrg.__table__
-    return {ref: canon for ref, canon in conn.execute(
-        select(pr.c.ref, co.c.ref).join(co, co.c.id == pr.c.org_id)
-        .where(pr.c.name_key == "", pr.c.ref != ""))}
+    q = (select(pr.c.ref, co.c.ref).join(co, co.c.id == pr.c.org_id)
+         .where(pr.c.name_key == "", pr.c.ref != ""))
+    if refs is not None:
+        q = q.where(pr.c.ref.in_(refs))
+    return {ref: canon for ref, canon in conn.execute(q)}
 
 
 def reported_activities(conn: Connection) -> dict[str, str]:
@@ -107,19 +110,26 @@ class ActivityOrgs(dict[str, str]):
         super().__init__()
         self.conn = conn
         self.asked: set[str] = set()
-        self.canon = canonical_reporters(conn)
+        #: :func:`canonical_reporters` of the reporters met so far (every reporter of a
+        #: large registry is tens of thousands of rows: read only those needed)
+        self.canon: dict[str, str] = {}
+        self.canon_asked: set[str] = set()
 
     def ensure(self, idents: Iterable[str | None]) -> None:
         a = m.Activity.__table__
         todo = sorted({i.strip() for i in idents if i and i.strip()} - self.asked)
         self.asked.update(todo)
-        for k in range(0, len(todo), 500):
-            for ident, org in self.conn.execute(
-                    select(a.c.iati_identifier, a.c.reporting_org_ref).where(
-                        current(a), a.c.iati_identifier.in_(todo[k:k + 500]))):
-                org = self.canon.get(org, org)
-                if ident not in self or org < self[ident]:
-                    self[ident] = org
+        rows = [r for k in range(0, len(todo), 500) for r in self.conn.execute(
+            select(a.c.iati_identifier, a.c.reporting_org_ref).where(
+                current(a), a.c.iati_identifier.in_(todo[k:k + 500])))]
+        refs = sorted({org for _, org in rows if org} - self.canon_asked)
+        self.canon_asked.update(refs)
+        for k in range(0, len(refs), 500):
+            self.canon.update(canonical_reporters(self.conn, refs[k:k + 500]))
+        for ident, org in rows:
+            org = self.canon.get(org, org)
+            if ident not in self or org < self[ident]:
+                self[ident] = org
 
 
 #: The columns :func:`_cash_flow` reads, in its order.
