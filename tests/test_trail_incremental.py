@@ -435,3 +435,28 @@ def test_activity_orgs_read_only_the_reporters_asked_for(engine, tmp_path):
         assert full["XX-AG2-P2"] == "XX-AGENCY-1"
         assert sorted(lazy.canon) == ["XX-AGENCY-1", "XX-AGENCY-2", "XX-DONOR-1",
                                       "XX-DONOR-2", "XX-FUND", "XX-NGO-1", "XX-NGO-2"]
+
+
+def test_update_finds_earlier_flows_naming_the_new_activity(engine, tmp_path):
+    """An NGO's receipt names the donor's activity (and a ref the donor does not use)
+    before the donor's file arrives: when it does, the receipt (found through its link
+    to the activity) moves to the donor's pair and pairs with the disbursement, as in a
+    rebuild; the receipt's old movement goes."""
+    from tests.trail_scenario import HEAD, activity, tx
+
+    texts = {
+        "ngo.xml": activity("XX-PAYEE", "XX-PAYEE-9", [
+            tx(1, "64000.00", "2021-05-03", provider="XX-OLDREF", provider_act="XX-PAYER-9")],
+            org_type="22"),
+        "donor.xml": activity("XX-PAYER", "XX-PAYER-9", [
+            tx(3, "64000.00", "2020-01-02", receiver="XX-PAYEE")]),
+    }
+    for name in ("ngo.xml", "donor.xml"):
+        p = tmp_path / name
+        p.write_text(HEAD + texts[name] + "</iati-activities>\n", encoding="utf-8")
+        r = import_file(engine, p)
+        assert r.status == "applied"
+        tables = check(engine)
+    assert [(x[2], x[4], x[5]) for x in tables["movement"]] == [
+        ("linked", "XX-PAYER", "XX-PAYER-9")]
+    assert (r.counts["movements"], r.counts["movements_replaced"]) == (1, 1)

@@ -35,7 +35,7 @@ from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_dicts, drop_for_load, new_ids
 from fundtrack.derived.trail.config import TrailConfig
-from fundtrack.derived.trail.tables import Movement
+from fundtrack.derived.trail.tables import Movement, TrailLink
 from fundtrack.ledger import tables as m
 from fundtrack.money import to_text
 from fundtrack.records import FlowKind
@@ -836,9 +836,11 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     before the batch (every update keeps them so; an interrupted one leaves its steps
     stale, and the next start rebuilds). A pair whose receiver nobody named is never paired
     (:func:`pair`, :func:`cross_source`): only its flows the batch touched are rebuilt.
-    ``extra``: ids of earlier flows whose canonical provider or receiver the identity
-    step changed; their pairs (old and new) are rebuilt too. Returns counts and the
-    accounts whose money may have changed (for attribution).
+    Earlier flows naming the batch's activities are found through their links
+    (``trail_link``, updated before this step). ``extra``: ids of earlier flows whose
+    canonical provider or receiver the identity step changed; their pairs (old and new)
+    are rebuilt too. Returns counts and the accounts whose money may have changed (for
+    attribution).
 
     Within the pairs read, only what the batch can change is re-paired: spending (and,
     without aggregators, any flow :func:`pair` skips) is a movement alone, so its pair is
@@ -848,6 +850,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     """
     cfg = cfg or TrailConfig()
     f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
+    lt = TrailLink.__table__
     acts = ActivityOrgs(conn)
     gone_ids = set(conn.execute(select(f.c.id).where(f.c.superseded_by == batch_id)).scalars())
     idents = sorted(set(conn.execute(select(a.c.iati_identifier).where(
@@ -863,11 +866,17 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         chunk = idents[i:i + 500]
         cur_acts = sorted(conn.execute(select(a.c.id).where(a.c.iati_identifier.in_(chunk),
                                                             current(a))).scalars())
-        # the ids as a list: an OR with a subquery is planned as a join of every flow
-        by_id = f.c.provider_activity_id.in_(chunk) | f.c.receiver_activity_id.in_(chunk)
-        wheres: list[Any] = [by_id | f.c.activity_id.in_(cur_acts[:1000])]
+        # the flows naming them, by the link index (no index on the flow's activity-id
+        # columns: that was a scan of every flow): the links step ran first and holds a
+        # link per current flow's provider- and receiver-activity-id, as reported. The
+        # ids as lists: an OR with a subquery is planned as a join of every flow
+        naming = sorted(set(conn.execute(select(lt.c.flow_id).where(
+            lt.c.kind.in_(("provider-activity", "receiver-activity")),
+            lt.c.target_ref.in_(chunk))).scalars()))
+        wheres: list[Any] = [f.c.id.in_(naming[k:k + 1000])
+                             for k in range(0, len(naming), 1000)]
         wheres += [f.c.activity_id.in_(cur_acts[k:k + 1000])
-                   for k in range(1000, len(cur_acts), 1000)]
+                   for k in range(0, len(cur_acts), 1000)]
         for where in wheres:
             for fl in load_cash_flows(conn, acts, where):
                 seed[fl.id] = fl
