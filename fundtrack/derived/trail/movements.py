@@ -396,7 +396,7 @@ def clusters(flows: list[CashFlow], cfg: TrailConfig) -> list[list[CashFlow]]:
         # window (a range of them by date; the range's own links made once each)
         dated = sorted((i for i in fs if flows[i].value_date is not None),
                        key=lambda i: flows[i].value_date)  # type: ignore[arg-type,return-value]
-        days = [flows[i].value_date for i in dated]
+        days = [cast(date, flows[i].value_date) for i in dated]
         skip = list(range(len(dated)))  # skip[j]: first j' >= j not yet joined to j' + 1
 
         def unjoined(j: int, skip: list[int] = skip) -> int:
