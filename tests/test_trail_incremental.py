@@ -255,3 +255,208 @@ def test_pairs_found_through_the_group_equal_rebuild(engine, tmp_path):
         check(engine)
         revert_batch(engine, a.batch_id)
         assert check(engine)["movement"] == []
+
+
+def _generated_flows(seed: int) -> list[Any]:
+    """Cash flows of a few organisation pairs spread over ten years in bursts (a burst
+    is a cluster when nothing links it to another), amounts that compete (equal within
+    the tolerance), tranches summing to a receipt (lumps), activity links across years,
+    undated reports, other currencies, spending."""
+    import random
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from fundtrack.derived.trail.movements import CashFlow
+    from fundtrack.records import FlowKind
+
+    rnd = random.Random(seed)
+    out: list[CashFlow] = []
+    orgs = ["XA", "XB", "XC"]
+    for n in range(rnd.randint(150, 300)):
+        src, dst = rnd.choice(orgs), rnd.choice(orgs + [""])
+        kind = rnd.choice((FlowKind.DISBURSEMENT,) * 5 + (FlowKind.INCOMING_FUNDS,) * 5
+                          + (FlowKind.EXPENDITURE,))
+        burst = date(2015, 1, 1) + timedelta(days=200 * rnd.randint(0, 18))
+        when = (None if rnd.random() < 0.05
+                else burst + timedelta(days=rnd.randint(0, 60) + 10 * rnd.randint(0, 1)))
+        base = rnd.choice((100, 100, 200, 300, 500, 1000))
+        if rnd.random() < 0.3:
+            base = rnd.choice((100, 200, 300)) * rnd.randint(2, 3)  # sums of tranches
+        amount = Decimal(base * 1000 + rnd.choice((0, 0, 0, 7, 1500, -900)))
+        cur = "USD" if rnd.random() < 0.85 else "EUR"
+        usd = amount if cur == "USD" else (amount * Decimal("1.1") if rnd.random() < 0.8
+                                            else None)
+        sact = rnd.choice(("",) * 8 + (f"{src}-1", f"{src}-2"))
+        dact = rnd.choice(("",) * 8 + (f"{dst}-1",)) if dst else ""
+        out.append(CashFlow(n + 1, kind, (src, sact), (dst, dact), True, amount, cur, usd, when,
+                            None, None, None, f"k{rnd.randint(0, 10**9):09d}|{n}"))
+    return out
+
+
+def _matches(flows: list[Any], cfg: Any) -> list[tuple]:
+    from fundtrack.derived.trail.movements import pair
+
+    return sorted((p.canonical.id, p.mirror.id, p.method, str(p.amount), str(p.amount_usd))
+                  for p in pair(flows, cfg))
+
+
+def test_clusters_pair_alone_as_in_the_whole():
+    """``pair`` of each cluster alone gives exactly the matches of ``pair`` of all the
+    flows (every method: linked across years, amount-date, lumps), on generated pairs;
+    and clusters cut with a narrower window than the pairing's do not (the check bites)."""
+    from decimal import Decimal
+
+    from fundtrack.derived.trail.config import TrailConfig
+    from fundtrack.derived.trail.movements import clusters
+
+    cfg = TrailConfig(match_tolerance=Decimal("0.02"), match_window_days=90, period="year")
+    narrow = TrailConfig(match_tolerance=Decimal("0.02"), match_window_days=30, period="year")
+    methods: dict[str, int] = {}
+    sizes: list[int] = []
+    broken = 0
+    for seed in range(40):
+        flows = _generated_flows(seed)
+        whole = _matches(flows, cfg)
+        parts = clusters(flows, cfg)
+        assert sorted(fl.id for c in parts for fl in c) == sorted(fl.id for fl in flows)
+        assert sorted(m for c in parts for m in _matches(c, cfg)) == whole, seed
+        broken += sorted(m for c in clusters(flows, narrow) for m in _matches(c, cfg)) != whole
+        for m in whole:
+            methods[m[2]] = methods.get(m[2], 0) + 1
+        sizes += [len(c) for c in parts]
+    assert methods == {"amount-date": 127, "linked": 81, "lump": 24}
+    # 7,191 clusters, 816 of several flows, the largest 21 (of 150-300 flows a seed)
+    assert (len(sizes), sum(1 for n in sizes if n > 1), max(sizes)) == (7191, 816, 21)
+    assert broken == 22  # of 40 seeds
+
+
+def _spread(tmp: Path) -> dict[str, Path]:
+    """A donor paying an NGO over five years in bursts more than the 90-day window apart,
+    the NGO's receipts (amount-date, a lump of two tranches), a receipt into the NGO's
+    other activity linked across two years to the disbursement that names it, and later
+    files: a tranche into the last burst, a receipt bridging two bursts (88 and 80 days
+    from them) that takes a tranche of the lump, spending."""
+    from tests.trail_scenario import HEAD, activity, tx
+
+    donor, ngo = "XX-PAYER", "XX-PAYEE"
+    texts = {
+        "donor.xml": activity(donor, "XX-PAYER-1", [
+            tx(3, "80000.00", "2018-01-05", receiver=ngo, receiver_act="XX-PAYEE-2"),
+            tx(3, "100000.00", "2019-01-10", receiver=ngo),
+            tx(3, "40000.00", "2019-01-20", receiver=ngo),
+            tx(3, "70000.00", "2020-03-01", receiver=ngo),
+            tx(3, "30000.00", "2020-03-05", receiver=ngo),
+            tx(3, "90000.00", "2020-08-20", receiver=ngo),
+            tx(3, "55000.00", "2022-09-01", receiver=ngo),
+            tx(4, "5000.00", "2022-10-01", receiver="XX-SHOP")]),
+        "ngo.xml": activity(ngo, "XX-PAYEE-1", [
+            tx(1, "100000.00", "2019-01-12", provider=donor),
+            tx(1, "40000.00", "2019-01-22", provider=donor),
+            tx(1, "100000.00", "2020-03-08", provider=donor),
+            tx(1, "90000.00", "2020-08-23", provider=donor),
+            tx(1, "55000.00", "2022-09-04", provider=donor)], org_type="22"),
+        "ngo2.xml": activity(ngo, "XX-PAYEE-2", [
+            tx(1, "80000.00", "2019-12-01", provider=donor)], org_type="22"),
+        "late.xml": activity(donor, "XX-PAYER-3", [
+            tx(3, "25000.00", "2022-09-20", receiver=ngo)]),
+        "bridge.xml": activity(ngo, "XX-PAYEE-4", [
+            tx(1, "30000.00", "2020-06-01", provider=donor)], org_type="22"),
+        "spent.xml": activity(donor, "XX-PAYER-5", [
+            tx(4, "6000.00", "2022-10-02", receiver="XX-SHOP")]),
+    }
+    out = {}
+    for name, body in texts.items():
+        out[name] = tmp / name
+        out[name].write_text(HEAD + body + "</iati-activities>\n", encoding="utf-8")
+    return out
+
+
+def test_update_repairs_only_the_clusters_the_file_touches(engine, tmp_path):
+    """One organisation pair over five years: a file re-pairs only the bursts (clusters,
+    :func:`movements.clusters`) its flows fall in or link to, not the pair's other flows,
+    and the trail equals a rebuild after every file (new flows in one burst, a flow
+    bridging two bursts, spending, a changed re-import that replaces flows, a revert)."""
+    files = _spread(tmp_path)
+    rebuilt: dict[str, int] = {}
+    for name in ("donor.xml", "ngo.xml", "ngo2.xml", "late.xml", "bridge.xml", "spent.xml"):
+        r = import_file(engine, files[name])
+        assert r.status == "applied", name
+        rebuilt[name] = r.counts["movements"]
+        tables = check(engine)
+        if name == "ngo.xml":
+            assert sum(1 for x in tables["movement"] if x[2] == "lump") == 2
+    methods: dict[str, int] = {}
+    for x in tables["movement"]:
+        methods[x[2]] = methods.get(x[2], 0) + 1
+    # the bridge took the 30,000 tranche (88 days, the same amount): the lump is undone
+    assert methods == {"linked": 1, "amount-date": 5, "single": 5}
+    # ngo.xml: its 5 receipts and the 6 disbursements dated near them (not the one of
+    # 2018 nor the spending); ngo2.xml: its receipt and the 2018 disbursement it links;
+    # late.xml: the 2022 burst (its tranche, the disbursement and the receipt there);
+    # bridge.xml: the bursts of March and August 2020 it joins (5 flows and its own);
+    # (with clusters cut at 85 days the March burst is left out and keeps its lump: the
+    # trail then differs from a rebuild's)
+    # spent.xml: its one expenditure, not the donor's other spending
+    assert rebuilt == {"donor.xml": 8, "ngo.xml": 6, "ngo2.xml": 1, "late.xml": 2,
+                       "bridge.xml": 4, "spent.xml": 1}
+    # re-reported with the 2019 receipt changed: the whole pair is re-paired
+    text = files["ngo.xml"].read_text().replace(">40000.00</value>", ">41000.00</value>")
+    p = tmp_path / "ngo-changed.xml"
+    p.write_text(text, encoding="utf-8")
+    r = import_file(engine, p)
+    assert r.status == "applied"
+    assert r.counts["replaced_flows"] == 5
+    check(engine)
+    revert_batch(engine, r.batch_id)
+    check(engine)
+
+
+def test_activity_orgs_read_only_the_reporters_asked_for(engine, tmp_path):
+    """The update's activity map (:class:`movements.ActivityOrgs`, reporters' canonical
+    organisations read per reporter met) equals the rebuild's (every reporter read), with
+    a reporter resolved to another organisation."""
+    from sqlalchemy import update
+
+    from fundtrack.derived.trail.movements import ActivityOrgs, reported_activities
+    from fundtrack.identity.tables import CanonicalOrg, PartyResolution
+
+    for p in trail_scenario.write(tmp_path).values():
+        assert import_file(engine, p).status == "applied"
+    pr, co = PartyResolution.__table__, CanonicalOrg.__table__
+    with engine.begin() as c:
+        other = c.execute(select(co.c.id).where(co.c.ref == "XX-AGENCY-1")).scalar_one()
+        moved = c.execute(update(pr).where(pr.c.ref == "XX-AGENCY-2", pr.c.name_key == "")
+                          .values(org_id=other)).rowcount
+        assert moved == 1
+        full = reported_activities(c)
+        lazy = ActivityOrgs(c)
+        lazy.ensure(list(full) + ["XX-NOT-REPORTED"])
+        assert dict(lazy) == full
+        assert full["XX-AG2-P2"] == "XX-AGENCY-1"
+        assert sorted(lazy.canon) == ["XX-AGENCY-1", "XX-AGENCY-2", "XX-DONOR-1",
+                                      "XX-DONOR-2", "XX-FUND", "XX-NGO-1", "XX-NGO-2"]
+
+
+def test_update_finds_earlier_flows_naming_the_new_activity(engine, tmp_path):
+    """An NGO's receipt names the donor's activity (and a ref the donor does not use)
+    before the donor's file arrives: when it does, the receipt (found through its link
+    to the activity) moves to the donor's pair and pairs with the disbursement, as in a
+    rebuild; the receipt's old movement goes."""
+    from tests.trail_scenario import HEAD, activity, tx
+
+    texts = {
+        "ngo.xml": activity("XX-PAYEE", "XX-PAYEE-9", [
+            tx(1, "64000.00", "2021-05-03", provider="XX-OLDREF", provider_act="XX-PAYER-9")],
+            org_type="22"),
+        "donor.xml": activity("XX-PAYER", "XX-PAYER-9", [
+            tx(3, "64000.00", "2020-01-02", receiver="XX-PAYEE")]),
+    }
+    for name in ("ngo.xml", "donor.xml"):
+        p = tmp_path / name
+        p.write_text(HEAD + texts[name] + "</iati-activities>\n", encoding="utf-8")
+        r = import_file(engine, p)
+        assert r.status == "applied"
+        tables = check(engine)
+    assert [(x[2], x[4], x[5]) for x in tables["movement"]] == [
+        ("linked", "XX-PAYER", "XX-PAYER-9")]
+    assert (r.counts["movements"], r.counts["movements_replaced"]) == (1, 1)

@@ -103,7 +103,8 @@ def _insert(conn: Connection, batch_id: int | None) -> dict[str, int]:
     return {"links": conn.execute(select(func.count()).select_from(t)).scalar_one()}
 
 
-def resolve(conn: Connection, targets: Select | None, *, fresh: bool = False) -> None:
+def resolve(conn: Connection, targets: Select | list[str] | None, *, fresh: bool = False
+            ) -> None:
     """(Re)resolve links, all of them or those whose target ref is in ``targets``.
 
     Set-based: each target kind is one ``UPDATE ... FROM`` joined to the current ids
@@ -152,10 +153,16 @@ def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     touched_flows = select(f.c.external_id).where(
         or_(f.c.batch_id == batch_id, f.c.superseded_by == batch_id), f.c.external_id.is_not(None))
     resolve(conn, touched_acts.union(touched_flows))
-    new = select(t.c.id).where(or_(
-        t.c.flow_id.in_(select(f.c.id).where(f.c.batch_id == batch_id)),
-        t.c.activity_id.in_(select(a.c.id).where(a.c.batch_id == batch_id))))
-    resolve_ids(conn, new)
+    # what the batch's own links name, as a list: as a subquery (links of the batch's
+    # flows OR of its activities) each of resolve's updates scanned every link (0.9 s
+    # at 1M flows); each arm alone is one probe of a link index
+    new = select(t.c.target_ref).where(t.c.flow_id.in_(
+        select(f.c.id).where(f.c.batch_id == batch_id))).union(
+        select(t.c.target_ref).where(t.c.activity_id.in_(
+            select(a.c.id).where(a.c.batch_id == batch_id))))
+    targets = sorted(set(conn.execute(new).scalars()))
+    for i in range(0, len(targets), 1000):  # disjoint target sets: resolved one by one
+        resolve(conn, targets[i:i + 1000])
     return {"links": n}
 
 

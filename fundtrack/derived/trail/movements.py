@@ -35,7 +35,7 @@ from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.db.bulk import Rebuilds, bulk_insert, copy_dicts, drop_for_load, new_ids
 from fundtrack.derived.trail.config import TrailConfig
-from fundtrack.derived.trail.tables import Movement
+from fundtrack.derived.trail.tables import Movement, TrailLink
 from fundtrack.ledger import tables as m
 from fundtrack.money import to_text
 from fundtrack.records import FlowKind
@@ -75,14 +75,17 @@ def org_key(ref: str | None, name: str | None) -> str:
     return ""
 
 
-def canonical_reporters(conn: Connection) -> dict[str, str]:
-    """{reported ref: canonical ref} of the refs resolved alone (reporters; issue 15)."""
+def canonical_reporters(conn: Connection, refs: list[str] | None = None) -> dict[str, str]:
+    """{reported ref: canonical ref} of the refs resolved alone (reporters; issue 15); all
+    of them, or those among ``refs`` (by the party index)."""
     from fundtrack.identity.tables import CanonicalOrg, PartyResolution
 
     pr, co = PartyResolution.__table__, CanonicalOrg.__table__
-    return {ref: canon for ref, canon in conn.execute(
-        select(pr.c.ref, co.c.ref).join(co, co.c.id == pr.c.org_id)
-        .where(pr.c.name_key == "", pr.c.ref != ""))}
+    q = (select(pr.c.ref, co.c.ref).join(co, co.c.id == pr.c.org_id)
+         .where(pr.c.name_key == "", pr.c.ref != ""))
+    if refs is not None:
+        q = q.where(pr.c.ref.in_(refs))
+    return {ref: canon for ref, canon in conn.execute(q)}
 
 
 def reported_activities(conn: Connection) -> dict[str, str]:
@@ -107,19 +110,26 @@ class ActivityOrgs(dict[str, str]):
         super().__init__()
         self.conn = conn
         self.asked: set[str] = set()
-        self.canon = canonical_reporters(conn)
+        #: :func:`canonical_reporters` of the reporters met so far (every reporter of a
+        #: large registry is tens of thousands of rows: read only those needed)
+        self.canon: dict[str, str] = {}
+        self.canon_asked: set[str] = set()
 
     def ensure(self, idents: Iterable[str | None]) -> None:
         a = m.Activity.__table__
         todo = sorted({i.strip() for i in idents if i and i.strip()} - self.asked)
         self.asked.update(todo)
-        for k in range(0, len(todo), 500):
-            for ident, org in self.conn.execute(
-                    select(a.c.iati_identifier, a.c.reporting_org_ref).where(
-                        current(a), a.c.iati_identifier.in_(todo[k:k + 500]))):
-                org = self.canon.get(org, org)
-                if ident not in self or org < self[ident]:
-                    self[ident] = org
+        rows = [r for k in range(0, len(todo), 500) for r in self.conn.execute(
+            select(a.c.iati_identifier, a.c.reporting_org_ref).where(
+                current(a), a.c.iati_identifier.in_(todo[k:k + 500])))]
+        refs = sorted({org for _, org in rows if org} - self.canon_asked)
+        self.canon_asked.update(refs)
+        for k in range(0, len(refs), 500):
+            self.canon.update(canonical_reporters(self.conn, refs[k:k + 500]))
+        for ident, org in rows:
+            org = self.canon.get(org, org)
+            if ident not in self or org < self[ident]:
+                self[ident] = org
 
 
 #: The columns :func:`_cash_flow` reads, in its order.
@@ -320,6 +330,112 @@ def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
     used = {p.canonical.id for p in pairs} | {p.mirror.id for p in pairs}
     pairs.extend(cross_source([fl for fl in flows if fl.id not in used], cfg))
     return pairs
+
+
+def pairable(fl: CashFlow) -> bool:
+    """Whether :func:`pair`'s one-to-one and lump passes can match this flow at all (a
+    disbursement or incoming funds whose group names both organisations). Every other
+    flow is a movement of its own there; only :func:`cross_source` (disbursements, by
+    payer and payee) may still pair it."""
+    return fl.kind in (FlowKind.DISBURSEMENT, FlowKind.INCOMING_FUNDS) and bool(
+        fl.src[0] and fl.dst[0])
+
+
+def clusters(flows: list[CashFlow], cfg: TrailConfig) -> list[list[CashFlow]]:
+    """The flows split into clusters that :func:`pair` (without :func:`cross_source`, i.e.
+    no aggregator's flow among them) pairs independently: ``pair`` of any union of
+    clusters gives exactly the matches of ``pair`` of all the flows that fall in them.
+
+    A disbursement and incoming funds are joined when ``pair`` could ever compare them:
+    same group (src org, dst org), both :func:`pairable`, and either dated within
+    ``match_window_days`` of each other (the amount-date pass; ``_lumps`` too: it only
+    takes records of the other side dated within the window of the record it matches) or
+    linked (the linked pass, whatever the dates: same src account naming an activity, or
+    same dst account naming one, as ``_linked``). A cluster is a connected set of these
+    joins (union-find); a flow that is not pairable is a cluster alone. Amounts are not
+    looked at, which only makes clusters larger than they need be.
+
+    Why pairing a cluster alone gives its matches in the whole group: each greedy step
+    in ``pair`` decides for one record (a disbursement ``d`` in the linked or amount-date
+    pass, a record ``t`` in ``_lumps``) from the records it may compare with, all in its
+    cluster, and from which of them are taken, which only steps of records of the same
+    cluster (those compared with them) decided. The steps run in one order (``ds`` and
+    ``fs`` by content key, lump records by amount then key, candidates by date then key)
+    and restricting it to a cluster keeps that order, so by induction over the steps each
+    decision in a cluster sees the same candidates, the same taken ones and the same
+    ``_nearest`` walk (every record within the window of ``t`` is in its cluster), hence
+    is the same. ``_lumps`` runs in a group only when both sides have leftovers; a cluster
+    with leftovers on both sides implies it, and a cluster without cannot form a lump, so
+    the per-cluster condition gives the same lumps. (Records with equal content keys are
+    ordered as given, in the whole as in a cluster.) ``cross_source`` joins flows across
+    groups and is not covered: callers handle aggregators' flows apart.
+    """
+    if cfg.match_window_days >= 10**6:  # ``pair`` gives undated flows 10**6 days apart
+        return [flows]
+    parent = list(range(len(flows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    by_group: dict[tuple[str, str], tuple[list[int], list[int]]] = defaultdict(
+        lambda: ([], []))
+    for i, fl in enumerate(flows):
+        if pairable(fl):
+            by_group[(fl.src[0], fl.dst[0])][fl.kind is FlowKind.INCOMING_FUNDS].append(i)
+    window = timedelta(days=cfg.match_window_days)
+    for ds, fs in by_group.values():
+        # dated within the window: each disbursement with the incoming funds in its
+        # window (a range of them by date; the range's own links made once each)
+        dated = sorted((i for i in fs if flows[i].value_date is not None),
+                       key=lambda i: flows[i].value_date)  # type: ignore[arg-type,return-value]
+        days = [cast(date, flows[i].value_date) for i in dated]
+        skip = list(range(len(dated)))  # skip[j]: first j' >= j not yet joined to j' + 1
+
+        def unjoined(j: int, skip: list[int] = skip) -> int:
+            while skip[j] != j:
+                skip[j] = skip[skip[j]]
+                j = skip[j]
+            return j
+
+        for i in ds:
+            when = flows[i].value_date
+            if when is None:
+                continue
+            lo, hi = bisect_left(days, when - window), bisect_right(days, when + window)
+            if lo == hi:
+                continue
+            join(i, dated[lo])
+            j = unjoined(lo)
+            while j < hi - 1:
+                join(dated[j], dated[j + 1])
+                skip[j] = j + 1
+                j = unjoined(j + 1)
+        # linked, whatever the dates: a disbursement and incoming funds with the same src
+        # account naming an activity, or the same dst account naming one
+        accounts: dict[tuple[int, tuple[str, str]], tuple[list[int], list[int]]] = (
+            defaultdict(lambda: ([], [])))
+        for k, members in ((0, ds), (1, fs)):
+            for i in members:
+                for side, acct in ((0, flows[i].src), (1, flows[i].dst)):
+                    if acct[1]:
+                        accounts[(side, acct)][k].append(i)
+        for both in accounts.values():
+            if both[0] and both[1]:
+                first = both[0][0]
+                for i in both[0][1:] + both[1]:
+                    join(first, i)
+    out: dict[int, list[CashFlow]] = defaultdict(list)
+    for i, fl in enumerate(flows):
+        out[find(i)].append(fl)
+    return list(out.values())
 
 
 #: The least window of :func:`cross_source` (days).
@@ -720,18 +836,28 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     before the batch (every update keeps them so; an interrupted one leaves its steps
     stale, and the next start rebuilds). A pair whose receiver nobody named is never paired
     (:func:`pair`, :func:`cross_source`): only its flows the batch touched are rebuilt.
-    ``extra``: ids of earlier flows whose canonical provider or receiver the identity
-    step changed; their pairs (old and new) are rebuilt too. Returns counts and the
-    accounts whose money may have changed (for attribution).
+    Earlier flows naming the batch's activities are found through their links
+    (``trail_link``, updated before this step). ``extra``: ids of earlier flows whose
+    canonical provider or receiver the identity step changed; their pairs (old and new)
+    are rebuilt too. Returns counts and the accounts whose money may have changed (for
+    attribution).
+
+    Within the pairs read, only what the batch can change is re-paired: spending (and,
+    without aggregators, any flow :func:`pair` skips) is a movement alone, so its pair is
+    not read for it; without aggregators only the :func:`clusters` of a pair that hold a
+    flow of the batch (or a pair an earlier flow left or changed in, whole) are re-paired,
+    the others keep their movements (:func:`_touched_clusters`).
     """
     cfg = cfg or TrailConfig()
     f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
+    lt = TrailLink.__table__
     acts = ActivityOrgs(conn)
     gone_ids = set(conn.execute(select(f.c.id).where(f.c.superseded_by == batch_id)).scalars())
     idents = sorted(set(conn.execute(select(a.c.iati_identifier).where(
         (a.c.batch_id == batch_id) | (a.c.superseded_by == batch_id))).scalars()))
     seed: dict[int, CashFlow] = {fl.id: fl for fl in load_cash_flows(
         conn, acts, f.c.batch_id == batch_id)}
+    fresh = set(seed)  # the batch's own flows: new rows, no movement yet
     extra_ids = sorted(set(extra))
     for i in range(0, len(extra_ids), 500):
         for fl in load_cash_flows(conn, acts, f.c.id.in_(extra_ids[i:i + 500])):
@@ -740,23 +866,40 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         chunk = idents[i:i + 500]
         cur_acts = sorted(conn.execute(select(a.c.id).where(a.c.iati_identifier.in_(chunk),
                                                             current(a))).scalars())
-        # the ids as a list: an OR with a subquery is planned as a join of every flow
-        by_id = f.c.provider_activity_id.in_(chunk) | f.c.receiver_activity_id.in_(chunk)
-        wheres: list[Any] = [by_id | f.c.activity_id.in_(cur_acts[:1000])]
+        # the flows naming them, by the link index (no index on the flow's activity-id
+        # columns: that was a scan of every flow): the links step ran first and holds a
+        # link per current flow's provider- and receiver-activity-id, as reported. The
+        # ids as lists: an OR with a subquery is planned as a join of every flow
+        naming = sorted(set(conn.execute(select(lt.c.flow_id).where(
+            lt.c.kind.in_(("provider-activity", "receiver-activity")),
+            lt.c.target_ref.in_(chunk))).scalars()))
+        wheres: list[Any] = [f.c.id.in_(naming[k:k + 1000])
+                             for k in range(0, len(naming), 1000)]
         wheres += [f.c.activity_id.in_(cur_acts[k:k + 1000])
-                   for k in range(1000, len(cur_acts), 1000)]
+                   for k in range(0, len(cur_acts), 1000)]
         for where in wheres:
             for fl in load_cash_flows(conn, acts, where):
                 seed[fl.id] = fl
     groups: set[tuple[str, str]] = set()
     by_group: dict[tuple[str, str], dict[int, CashFlow]] = defaultdict(dict)
+    alone: dict[int, CashFlow] = {}  # flows nothing can pair: no group read for them
     known: set[int] = set()
+    cross = _has_aggregated(conn)
+
+    def isolated(fl: CashFlow) -> bool:
+        """A flow no pass can pair with another: spending always (neither ``pair`` nor
+        ``cross_source`` takes it), and without aggregators every flow ``pair`` skips
+        (:func:`pairable`). Its movement is its own; its group is not read for it."""
+        return fl.kind is FlowKind.EXPENDITURE or (not cross and not pairable(fl))
 
     def take(flows: Iterable[CashFlow]) -> bool:
         """File flows under their current group (a group new here is rebuilt too)."""
         grew = False
         for fl in flows:
             known.add(fl.id)
+            if isolated(fl):
+                alone[fl.id] = fl
+                continue
             g = (fl.src[0], fl.dst[0])
             by_group[g][fl.id] = fl
             if g not in groups:
@@ -774,7 +917,6 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
 
     loaded: set[tuple[str, str]] = set()
     dead: dict[int, Any] = {}
-    cross = _has_aggregated(conn)
     scanned: set[str] = set()  # receivers whose every movement is read (cross-source)
     covered: set[int] = set()  # flows whose every movement is read with their group's
     asked: set[int] = set()  # flows whose movements were looked up by id
@@ -791,7 +933,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         got = _group_movements(conn, todo, receivers)
         covered.update(i for r in got for i in (r.flow_id, r.mirror_flow_id) if i is not None)
         grew = take(fetch(covered))
-        members = {i for g in groups for i in by_group.get(g, {})}
+        members = {i for g in groups for i in by_group.get(g, {})} | set(alone)
         wanted: set[int] = set()
         lookup = (members | gone_ids) - covered - asked
         asked.update(lookup)
@@ -801,7 +943,9 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
             dead[r.id] = r
             wanted.update(i for i in (r.flow_id, r.mirror_flow_id) if i is not None)
             g = (r.src_org, r.dst_org)
-            if g not in groups:
+            # an expenditure's movement is its flow's alone (a flow's kind never
+            # changes); without aggregators a group naming no one on a side pairs nothing
+            if g not in groups and r.kind != "expenditure" and (cross or all(g)):
                 groups.add(g)
                 grew = True
         # the current flows of every replaced movement are rebuilt with it
@@ -809,6 +953,10 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         if not grew:
             break
     members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, {}).values()]
+    members_flows += alone.values()
+    if not cross:  # only the clusters the batch touched (:func:`clusters`)
+        members_flows, dead = _touched_clusters(members_flows, dead, fresh, set(seed),
+                                                gone_ids, cfg)
     rebuilt = build_rows(members_flows, cfg)
     rows, relinked = _keep_unchanged(rebuilt, dead)
     dead_ids = sorted(dead)
@@ -835,6 +983,69 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         if fl.src[1] in ident_set:
             touched.add(fl.src)
     return {"movements": len(rebuilt), "movements_replaced": len(dead)}, touched
+
+
+def _touched_clusters(flows: list[CashFlow], dead: dict[int, Any], fresh: set[int],
+                      seeds: set[int], gone: set[int], cfg: TrailConfig
+                      ) -> tuple[list[CashFlow], dict[int, Any]]:
+    """Of the current flows and old movements an update read (no aggregator's flow
+    anywhere; every group read whole), the flows to re-pair and the movements they
+    replace: the :func:`clusters` holding a flow of the batch (``fresh``: new rows,
+    no movement yet), the whole group of every earlier flow that changed or went
+    (``gone``, or among ``seeds`` with another group than its old movements': its old
+    neighbours are not known one by one, only its old group, from its old movement), and
+    onward every cluster a replaced movement reaches.
+
+    An earlier flow among ``seeds`` (one naming an activity of the batch, or whose party
+    the identity step moved) in the group of its old movements is unchanged for pairing:
+    without aggregators, what ``pair`` reads of a flow is its own row but for the two
+    organisations, i.e. its group (sides naming an activity take its reporter, which
+    may now be known; a party may now be another organisation).
+
+    Exact: a cluster left out holds no flow of the batch and no changed one, so its flows
+    and the joins among them are as before the batch; no flow outside it joins it now
+    (it is a whole cluster of the current flows of its group) nor did before (a changed
+    flow's old group is rebuilt whole), so it was a cluster before too, with the same
+    flows, and its movements (a rebuild's, the update's premise) are the matches ``pair``
+    gives it alone, those a rebuild gives it now. Every movement of a flow re-paired goes;
+    every current flow of a movement that goes is re-paired.
+    """
+    def gkey(fl: CashFlow) -> tuple[str, str]:
+        return (fl.src[0][:200], fl.dst[0][:200])  # as movements store them
+
+    def ids(r: Any) -> set[int]:
+        return {r.flow_id} if r.mirror_flow_id is None else {r.flow_id, r.mirror_flow_id}
+
+    old_group: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    for r in dead.values():
+        for i in ids(r) & seeds:
+            old_group[i].add((r.src_org, r.dst_org))
+    changed = gone | {fl.id for fl in flows if fl.id in seeds and fl.id not in fresh
+                      and old_group.get(fl.id) != {gkey(fl)}}
+    whole = {gkey(fl) for fl in flows if fl.id in changed}
+    whole.update((r.src_org, r.dst_org) for r in dead.values() if ids(r) & changed)
+    redo: set[int] = set()
+    cluster_of: dict[int, list[CashFlow]] = {}
+    for c in clusters([fl for fl in flows if gkey(fl) not in whole], cfg):
+        if any(fl.id in fresh or fl.id in changed for fl in c):
+            redo.update(fl.id for fl in c)
+        else:
+            for fl in c:
+                cluster_of[fl.id] = c
+    redo.update(fl.id for fl in flows if gkey(fl) in whole)
+    out = {}
+    grew = True
+    while grew:  # a movement that goes takes every cluster it touches with it
+        grew = False
+        for k, r in dead.items():
+            if k in out or not ids(r) & (redo | changed):
+                continue
+            out[k] = r
+            for i in ids(r) - redo:
+                if i in cluster_of:
+                    redo.update(fl.id for fl in cluster_of[i])
+                    grew = True
+    return [fl for fl in flows if fl.id in redo], out
 
 
 _COMPARED = itemgetter(*(c for c in MOVEMENT_COLS
