@@ -126,6 +126,9 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float
     if proc.returncode not in (0, 1):  # 1: some file rejected, which the set may hold
         sys.exit(f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode == 1:  # say which files were refused and why: a bench must not hide it
+        print(f"{cmd[-1]}: some files were refused:\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}",
+              file=sys.stderr)
     return wall, cpu, after.ru_maxrss / 1024, proc.stdout
 
 

@@ -348,3 +348,18 @@ def test_name_only_flows_are_found_by_index(engine: Any) -> None:
         else:
             plan = " ".join(str(r[-1]) for r in c.execute(text("EXPLAIN QUERY PLAN " + sql)))
         assert "ix_flow_receiver_name_only" in plan, plan
+
+
+def test_a_participating_org_name_longer_than_a_btree_entry_imports(engine: Any) -> None:
+    """dportal_30.xml names participating organisations with up to 17 kB of text; the
+    name indexes the identity update reads (hash on PostgreSQL, whose B-tree refuses an
+    entry over 2,704 bytes) take them, and the file imports whole."""
+    from sqlalchemy import func
+
+    res = import_file(engine, DPORTAL / "dportal_30.xml")
+    assert res.status == "applied", res
+    p = m.ParticipatingOrg.__table__
+    with engine.connect() as c:
+        longest = c.execute(select(func.max(func.length(p.c.name)))).scalar_one()
+        n_long = c.execute(select(func.count()).where(func.length(p.c.name) > 2704)).scalar_one()
+    assert (longest, n_long) == (17459, 5)

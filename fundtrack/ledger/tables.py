@@ -383,9 +383,12 @@ class Budget(Base):
     source_location: Mapped[str | None] = mapped_column(Text)
 
 
-# expression indexes (the columns must exist first): see NAME_ONLY and trimmed
+# expression indexes (the columns must exist first): see NAME_ONLY and trimmed. Hash on
+# PostgreSQL: names are looked up by equality only, and a B-tree refuses an entry over
+# 2,704 bytes (real participating-org names reach 4 kB); SQLite's B-tree takes any length.
 for _side, _where in NAME_ONLY.items():
     Index(f"ix_flow_{_side}_name_only", trimmed(Flow.__table__.c[f"{_side}_name"]),
-          postgresql_where=text(_where), sqlite_where=text(_where))
+          postgresql_where=text(_where), sqlite_where=text(_where), postgresql_using="hash")
 #: the identity update looks up participating organisations by trimmed name
-Index("ix_participating_org_name_trim", trimmed(ParticipatingOrg.__table__.c.name))
+Index("ix_participating_org_name_trim", trimmed(ParticipatingOrg.__table__.c.name),
+      postgresql_using="hash")

@@ -1,6 +1,8 @@
 """Indexes on the trimmed names the identity update looks up: a flow's provider and
 receiver name where the side has no ref (a party known only by name; partial, so flows
-naming a ref add nothing), and a participating organisation's name
+naming a ref add nothing), and a participating organisation's name. Hash indexes on
+PostgreSQL: equality is all they serve, and a B-tree refuses an entry over 2,704 bytes
+(real participating-org names reach 4 kB)
 
 Revision ID: 0020
 Revises: 0019
@@ -23,9 +25,10 @@ NAME_ONLY = {side: f"coalesce(trim({side}_ref), '') = ''" for side in ("provider
 def upgrade() -> None:
     for side, where in NAME_ONLY.items():
         op.create_index(f'ix_flow_{side}_name_only', 'flow', [sa.text(f'trim({side}_name)')],
-                        postgresql_where=sa.text(where), sqlite_where=sa.text(where))
+                        postgresql_where=sa.text(where), sqlite_where=sa.text(where),
+                        postgresql_using='hash')
     op.create_index('ix_participating_org_name_trim', 'participating_org',
-                    [sa.text('trim(name)')])
+                    [sa.text('trim(name)')], postgresql_using='hash')
 
 
 def downgrade() -> None:
