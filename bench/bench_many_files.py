@@ -162,10 +162,10 @@ def private_cluster() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def fresh_db(kind: str, pg_base: str | None, work: Path, n: int) -> str:
+def fresh_db(kind: str, pg_base: str | None, work: Path, n: int, tree: Path = ROOT) -> str:
+    """An empty database migrated by ``tree``'s own migrations (a "before" tree runs on
+    its own schema, not this tree's)."""
     from sqlalchemy import create_engine, text
-
-    from fundtrack.db.migrate import upgrade
 
     if kind == "sqlite":
         url = f"sqlite:///{work}/many{n}.db"
@@ -177,7 +177,9 @@ def fresh_db(kind: str, pg_base: str | None, work: Path, n: int) -> str:
             c.execute(text(f"CREATE DATABASE many{n}"))
         admin.dispose()
         url = f"{pg_base}/many{n}"
-    upgrade(url)
+    subprocess.run([sys.executable, "-P", "-c", "import sys; from fundtrack.db.migrate import "
+                    "upgrade; upgrade(sys.argv[1])", url],
+                   env=dict(os.environ, PYTHONPATH=str(tree)), check=True)
     return url
 
 
@@ -230,7 +232,7 @@ def main() -> None:
         for kind in kinds:
             for label, tree in codes:
                 n += 1
-                url = fresh_db(kind, pg_base, work, n)
+                url = fresh_db(kind, pg_base, work, n, tree)
                 env = dict(os.environ, FUNDTRACK_DATABASE_URL=url, PYTHONPATH=str(tree))
                 # -P: not the current folder first on sys.path, or a run from the project
                 # root would import this tree whatever PYTHONPATH names
