@@ -160,10 +160,41 @@ def _rss_watchdog(limit_mb: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | None = None) -> None:
+def _hwm_mb() -> float:
+    """This process's peak resident memory (VmHWM) in MB."""
+    return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmHWM:")) / 1024
+
+
+def _peaks_per_step(peaks: dict[str, float]) -> None:
+    """Record each rebuild step's own peak RSS into ``peaks``: the high-water mark is reset
+    (``/proc/self/clear_refs``) before each step and the trail's two halves, read after."""
+    import dataclasses
+
+    from fundtrack.derived import steps as derived
+    from fundtrack.derived.trail import attribution, movements
+
+    def wrap(name: str, fn: Any) -> Any:
+        def run(*args: Any, **kw: Any) -> Any:
+            Path("/proc/self/clear_refs").write_text("5")
+            try:
+                return fn(*args, **kw)
+            finally:
+                peaks[name] = max(peaks.get(name, 0.0), _hwm_mb())
+        return run
+
+    derived.STEPS = tuple(dataclasses.replace(s, rebuild=wrap(s.name, s.rebuild))
+                          for s in derived.STEPS)
+    movements.rebuild = wrap("trail: movements", movements.rebuild)  # type: ignore[assignment]
+    attribution.rebuild = wrap("trail: attribution", attribution.rebuild)  # type: ignore[assignment]
+
+
+def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | None = None,
+         ledger_only: bool = False) -> None:
     """(Re)create template ``db``: migrate, generate, rebuild every derived table. With
     ``ledger`` (a database holding a generated ledger, derived tables not built): ``db`` is
-    its copy instead of a new generation, and only the rebuild runs."""
+    its copy instead of a new generation, and only the rebuild runs. ``ledger_only``: stop
+    after the generation (the ledger kept to build templates from with newer code)."""
     from bench_trace import generate
     from sqlalchemy import text
 
@@ -185,6 +216,11 @@ def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | Non
         print(f"generated {shape} in {time.perf_counter() - t:.0f} s", flush=True)
     with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.execute(text("ANALYZE"))
+    if ledger_only:
+        eng.dispose()
+        return
+    peaks: dict[str, float] = {}
+    _peaks_per_step(peaks)
     t = time.perf_counter()
     cpu = time.process_time()
     with eng.begin() as c:
@@ -193,7 +229,8 @@ def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | Non
     print(f"derived rebuild {time.perf_counter() - t:.0f} s (CPU here {time.process_time() - cpu:.0f} s;"
           f" {', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())}); peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB", flush=True)
-    print("  " + ", ".join(f"{k}={v}" for k, v in out.items() if not k.startswith("seconds")))
+    print("  peak RSS per step (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items()))
+    print("  " + ", ".join(f"{k}={v}" for k, v in out.items()))
     eng.dispose()
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("VACUUM ANALYZE")
@@ -329,6 +366,8 @@ def main() -> None:
     ap.add_argument("--from-ledger", metavar="DB",
                     help="with --load: copy DB (a generated ledger, no derived tables) instead of "
                     "generating; only the derived rebuild runs")
+    ap.add_argument("--ledger-only", action="store_true",
+                    help="with --load: generate the ledger only, no derived rebuild")
     ap.add_argument("--rss-limit-mb", type=int, default=12_000)
     ap.add_argument("--statement-timeout-ms", type=int, default=None,
                     help="for the import (default: the CLI's, FUNDTRACK_STATEMENT_TIMEOUT_MS)")
@@ -341,7 +380,7 @@ def main() -> None:
     if a.child:
         return child(db_url(a.admin_url, "ft17_run"), a.child, a.statement_timeout_ms)
     if a.load:
-        return load(a.admin_url, a.load, a.flows, a.rss_limit_mb, a.from_ledger)
+        return load(a.admin_url, a.load, a.flows, a.rss_limit_mb, a.from_ledger, a.ledger_only)
     print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
     found: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as work:
