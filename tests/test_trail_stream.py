@@ -134,3 +134,36 @@ def test_streamed_attribution_equals_held(engine, tmp_path, monkeypatch):
     assert streamed == held
     assert len(given) == len(set(given)) == len(n_moves)  # each movement's parts once
     assert len(held["attribution"]) > 1000
+
+
+def test_identity_rebuild_reads_flows_in_chunks(engine, monkeypatch):
+    """The identity rebuild reads every flow's sides in chunks by id, twice (the parties,
+    then ``flow_party``), never all at once: with chunks of 50 rows the same rows."""
+    from fundtrack.identity import resolve
+    from fundtrack.identity.tables import FlowParty
+
+    for p in sorted(PAGES.glob("dportal_*.xml"))[:3]:
+        assert import_file(engine, p).status == "applied", p
+    fp = FlowParty.__table__
+
+    def snap() -> list[tuple]:
+        with engine.connect() as c:
+            return sorted(tuple(r) for r in c.execute(select(fp)))
+
+    with engine.begin() as c:
+        resolve.rebuild(c)
+    whole = snap()
+    chunks: list[int] = []
+    real = resolve._flow_sides
+
+    def small(conn: Any, chunk: int = 50) -> Any:
+        for row in real(conn, 50):
+            chunks.append(row[0])
+            yield row
+
+    monkeypatch.setattr(resolve, "_flow_sides", small)
+    with engine.begin() as c:
+        resolve.rebuild(c)
+    assert snap() == whole
+    n_flows = len(whole)
+    assert n_flows > 500 and len(chunks) == 2 * n_flows  # both passes, every flow once each

@@ -34,6 +34,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -412,9 +413,6 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     """Rebuild every identity table (but ``org_decision``) from the current ledger."""
     t0 = time.perf_counter()
     r = build(conn)
-    f = m.Flow.__table__
-    rows = conn.execute(select(*(f.c[c] for c in _FLOW_PARTY_COLS)).where(current(f))
-                        .execution_options(yield_per=50_000)).all()
 
     wanted, types = registry_wanted(r)
     # activities' reporters and participating organisations (with their reported type)
@@ -428,7 +426,7 @@ def rebuild(conn: Connection) -> dict[str, Any]:
         wanted.add(k)
         if ptype and k not in types:
             types[k] = ptype
-    for _id, pr, pn, rr, rn, rep in rows:
+    for _id, pr, pn, rr, rn, rep in _flow_sides(conn):
         wanted.add(key(pr, pn))
         wanted.add(key(rr, rn))
         wanted.add(key(rep, None))
@@ -448,7 +446,7 @@ def rebuild(conn: Connection) -> dict[str, Any]:
     for ix in indexes:
         ix.drop(conn)
     batch: list[dict[str, Any]] = []
-    for fid, pr, pn, rr, rn, rep in rows:
+    for fid, pr, pn, rr, rn, rep in _flow_sides(conn):  # read again: never all held
         batch.append({"flow_id": fid, "provider_org_id": pid.get(key(pr, pn)),
                       "receiver_org_id": pid.get(key(rr, rn)),
                       "reporter_org_id": pid.get(key(rep, None))})
@@ -464,6 +462,20 @@ def rebuild(conn: Connection) -> dict[str, Any]:
            "seconds_identity_write": round(time.perf_counter() - t1, 3)}
     log.info("identity: %s", out)
     return out
+
+
+def _flow_sides(conn: Connection, chunk: int = 100_000) -> Iterator[Any]:
+    """(id, provider ref and name, receiver ref and name, reporter) of every current flow,
+    read in chunks by id: a rebuild reads them twice rather than hold 10M rows (~4 GB)."""
+    f = m.Flow.__table__
+    q = select(*(f.c[c] for c in _FLOW_PARTY_COLS)).where(current(f)).order_by(f.c.id)
+    last = 0
+    while True:
+        rows = conn.execute(q.where(f.c.id > last).limit(chunk)).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield from rows
 
 
 #: ``conn.info`` key: an identity rebuild moved a party of earlier flows to another organisation.
