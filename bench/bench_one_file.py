@@ -298,12 +298,17 @@ def child(url: str, path: str, timeout_ms: int | None) -> None:
                       "rss_mb": hwm / 1024}))
 
 
-def one_run(admin_url: str, template: str, path: Path, timeout_ms: int | None) -> dict[str, Any]:
-    copy = "ft17_run"
-    with psycopg.connect(admin_url, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{template}"')
-    args = [sys.executable, __file__, "--admin-url", admin_url, "--child", str(path)]
+def one_run(admin_url: str, template: str, path: Path, timeout_ms: int | None,
+            in_place: bool = False) -> dict[str, Any]:
+    """Import ``path`` into a fresh copy of ``template`` (``in_place``: into ``template``
+    itself, which then keeps the file's flows)."""
+    copy = template if in_place else "ft17_run"
+    if not in_place:
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+            c.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{template}"')
+    args = [sys.executable, __file__, "--admin-url", admin_url, "--child", str(path),
+            "--child-db", copy]
     if timeout_ms is not None:
         args += ["--statement-timeout-ms", str(timeout_ms)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -366,6 +371,9 @@ def main() -> None:
     ap.add_argument("--from-ledger", metavar="DB",
                     help="with --load: copy DB (a generated ledger, no derived tables) instead of "
                     "generating; only the derived rebuild runs")
+    ap.add_argument("--stream-parts-over", type=int, default=None,
+                    help="with --load: attribution.STREAM_PARTS_OVER for the rebuild (0: the "
+                    "parts always streamed)")
     ap.add_argument("--ledger-only", action="store_true",
                     help="with --load: generate the ledger only, no derived rebuild")
     ap.add_argument("--rss-limit-mb", type=int, default=12_000)
@@ -375,10 +383,18 @@ def main() -> None:
                     help="the file: mixed (agencies paid by pooled funds, and NGOs) or NGOs only")
     ap.add_argument("--check", action="store_true",
                     help="after each database's last run: derived tables == a full rebuild")
+    ap.add_argument("--in-place", metavar="DB", action="append", default=[],
+                    help="a --db to import into directly, not a copy (10M: a copy is ~25 GB "
+                    "of disk); each run imports its own file (new identifiers), so the "
+                    "database grows by 500 flows a run and --check skips it")
     ap.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
+    ap.add_argument("--child-db", default="ft17_run", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        return child(db_url(a.admin_url, "ft17_run"), a.child, a.statement_timeout_ms)
+        return child(db_url(a.admin_url, a.child_db), a.child, a.statement_timeout_ms)
+    if a.stream_parts_over is not None:
+        from fundtrack.derived.trail import attribution
+        attribution.STREAM_PARTS_OVER = a.stream_parts_over
     if a.load:
         return load(a.admin_url, a.load, a.flows, a.rss_limit_mb, a.from_ledger, a.ledger_only)
     print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
@@ -393,14 +409,18 @@ def main() -> None:
                 n = c.execute("SELECT count(*) FROM flow WHERE superseded_by IS NULL").fetchone()[0]
             print(f"== {db}: {n:,} current flows", flush=True)
             for i in range(a.runs):
-                r = one_run(a.admin_url, db, path, a.statement_timeout_ms)
+                run_path = path
+                if db in a.in_place:  # new identifiers each run: a new file, not a re-import
+                    run_path = Path(work) / f"bench500-{db}-{i}.xml"
+                    write_file(run_path, f"p{time.time_ns()}", shape=a.shape)
+                r = one_run(a.admin_url, db, run_path, a.statement_timeout_ms, db in a.in_place)
                 found[db].append(r)
                 steps = ", ".join(f"{k} {v:.2f}" for k, v in r["derived"].items())
                 print(f"  run {i + 1}: {r['outcome']}; total {r['total']:.2f} s = ledger write "
                       f"{r['ledger']:.2f} + derived {r['derived_total']:.2f} ({steps}); peak RSS "
                       f"{r['rss_mb']:.0f} MB; CPU client {r['cpu']:.2f} s, PostgreSQL "
                       f"{r['backend_cpu']:.2f} s", flush=True)
-            if a.check:
+            if a.check and db not in a.in_place:
                 check(a.admin_url)
     print("load average after:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     floor = found[a.db[0]]

@@ -253,7 +253,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
             movement_builds: Rebuilds | None = None) -> dict[str, Any]:
     """Attribute every movement from scratch, and rebuild the rollup from the parts.
 
-    ``moves``: all of them, if already at hand. ``movement_builds``: the movement table's
+    ``moves``: all of them, if already at hand (over :data:`STREAM_PARTS_OVER` of them,
+    the list is emptied once their parts are written). ``movement_builds``: the movement table's
     index builds still to run; the server runs them while the rule runs here in Python,
     as it builds the attribution's indexes while the rollup is summed."""
     cfg = cfg or TrailConfig()
@@ -268,12 +269,28 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
     reach_builds = reach.prepare(conn)
     t1 = time.perf_counter()
     rollup = reach.Rollup()
-    if len(moves) > STREAM_PARTS_OVER:
+    streamed = len(moves) > STREAM_PARTS_OVER
+    if streamed:
         if movement_builds is not None:
             movement_builds.run()
         t_rule = t2 = time.perf_counter()
         # the rule runs while the parts are sent, the rollup summed on the way
         n = write_stream(conn, attribute_stream(moves, reasons), rollup)
+        moves.clear()  # the caller's list too: nothing reads the movements after this
+        t3 = time.perf_counter()
+        builds.run()
+        t_sums = t4 = time.perf_counter()
+        n_reach = reach.load_rollup(conn, rollup)  # each row sent as it is made
+        del rollup
+        t5 = time.perf_counter()
+        reach_builds.run()
+        return {"attribution_parts": n, "reach_rows": n_reach, "streamed": 1,
+                "seconds_attribution_prepare": round(t1 - t0, 3),
+                "seconds_then_movement_indexes": round(t2 - t1, 3),
+                "seconds_rule_and_attribution_copy": round(t3 - t2, 3),
+                "seconds_then_attribution_indexes": round(t4 - t3, 3),
+                "seconds_reach_rows_and_copy": round(t5 - t_sums, 3),
+                "seconds_reach_indexes": round(time.perf_counter() - t5, 3)}
     else:
         if movement_builds is not None:
             movement_builds.start()

@@ -202,6 +202,10 @@ class Rollup:
     def rows(self) -> list[tuple]:
         return _rows(self.acct, self.spent)
 
+    def take_rows(self) -> Iterator[tuple]:
+        """:meth:`rows` one at a time, emptying the rollup as they go."""
+        return _iter_rows(self.acct, self.spent, True)
+
 
 def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tuple]:
     """Every rollup row from the parts a full rebuild computed (see :class:`Rollup`)."""
@@ -213,17 +217,25 @@ def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tupl
 
 
 def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, list]]) -> list[tuple]:
+    return list(_iter_rows(acct, spent, False))
+
+
+def _iter_rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, list]],
+               consume: bool) -> Iterator[tuple]:
+    """:func:`_rows` one at a time, in the same order; ``consume``: each account's sums
+    leave the dicts as its rows are given (31M rows at 10M flows: never all held twice)."""
     zero = ZERO_UNITS
-    rows: list[tuple] = []
     # per donor: spent per currency (AMOUNT .. SPENT_DEPTH), held (HELD .. HELD_DEPTH),
     # accounts and movements (ACCOUNTS .. ACCOUNTS_MOVES)
     spent_sum: dict[tuple[str, str | None], list] = {}
     held_sum: dict[str, list] = {}
     acct_sum: dict[str, list] = {}
-    for (org, act, cur), donors in spent.items():
+    for k in list(spent):
+        org, act, cur = k
+        donors = spent.pop(k) if consume else spent[k]
         for o, (amt, ae, usd, ue, n_usd, n, depth) in donors.items():
             u = (usd, ue) if n_usd == n else None
-            rows.append((o, "spent", org, act, cur, (amt, ae), u, u if usd and u else zero, n, depth))
+            yield (o, "spent", org, act, cur, (amt, ae), u, u if usd and u else zero, n, depth)
             t = spent_sum.get((o, cur))
             if t is None:
                 spent_sum[(o, cur)] = [amt, ae, usd, ue, u is not None, 1, depth]
@@ -233,13 +245,15 @@ def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, lis
             t[WITH_USD] = t[WITH_USD] and u is not None
             t[PARTS] += 1
             t[SPENT_DEPTH] = max(t[SPENT_DEPTH], depth)
-    for (org, act), donors in acct.items():
+    for ka in list(acct):
+        org, act = ka
+        donors = acct.pop(ka) if consume else acct[ka]
         for o, (i, ie, x, xe, n, depth) in donors.items():
             e = min(ie, xe)
             iu, xu = i * 10 ** (ie - e), x * 10 ** (xe - e)
             held = (iu - xu, e) if org != o and iu > xu else zero
-            rows.append((o, "account", org, act, "USD", held, (i, ie), (x, xe) if xu > iu else (i, ie),
-                         n, depth))
+            yield (o, "account", org, act, "USD", held, (i, ie), (x, xe) if xu > iu else (i, ie),
+                   n, depth)
             if held[0] > 0:
                 t = held_sum.get(o)
                 if t is None:
@@ -256,14 +270,13 @@ def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, lis
                 t[ACCOUNTS_DEPTH] = max(t[ACCOUNTS_DEPTH], depth)
                 t[ACCOUNTS_MOVES] += n
     for (o, cur), (amt, ae, usd, ue, all_usd, n, depth) in spent_sum.items():
-        rows.append((o, "spent-sum", "", "", cur, (amt, ae), (usd, ue) if all_usd else None, zero,
-                     n, depth))
+        yield (o, "spent-sum", "", "", cur, (amt, ae), (usd, ue) if all_usd else None, zero,
+               n, depth)
     for o, (amt, ae, n, depth) in held_sum.items():
-        rows.append((o, "held-sum", "", "", "USD", (amt, ae), (amt, ae), zero, n, depth))
+        yield (o, "held-sum", "", "", "USD", (amt, ae), (amt, ae), zero, n, depth)
     for o, (n, depth, moves_n) in acct_sum.items():
-        rows.append((o, "account-sum", "", "", None, zero, None, zero, n, depth))
-        rows.append((o, "movement-sum", "", "", None, zero, None, zero, moves_n, depth))
-    return rows
+        yield (o, "account-sum", "", "", None, zero, None, zero, n, depth)
+        yield (o, "movement-sum", "", "", None, zero, None, zero, moves_n, depth)
 
 
 def _dec(acc: tuple[int, int]) -> Decimal:
@@ -276,7 +289,7 @@ COLS = ("originator_ref", "kind", "org", "activity", "currency", "amount", "amou
         "n", "depth")
 
 
-def _copy_lines(rows: list[tuple]) -> Iterator[str]:
+def _copy_lines(rows: Iterable[tuple]) -> Iterator[str]:
     """COPY text of rollup rows; the same amount is formatted once per row, the same
     account once for its run of rows (they come account by account)."""
     names: dict[str, str] = {}
@@ -398,6 +411,14 @@ def text_rows(conn: Connection, rows: list[tuple]) -> list:
     if conn.dialect.name == "postgresql":
         return list(_copy_lines(rows))
     return rows
+
+
+def load_rollup(conn: Connection, rollup: Rollup) -> int:
+    """Store every row of ``rollup`` as it is made, emptying it (a full rebuild too big to
+    hold the rows beside the sums)."""
+    if conn.dialect.name == "postgresql":
+        return copy_lines(conn, "trail_reach", ", ".join(COLS), _copy_lines(rollup.take_rows()))
+    return _write(conn, map(_as_dict, rollup.take_rows()))
 
 
 def load(conn: Connection, rows: list) -> int:
