@@ -105,7 +105,8 @@ def test_streamed_attribution_equals_held(engine, tmp_path, monkeypatch):
     """A rebuild big enough to stream the parts (the threshold lowered to 0) writes the
     same movements, parts and reach as one holding every part (real pages, FTS, lumps,
     the hand-built scenario: a cycle at UNDP's country office among them)."""
-    from fundtrack.derived.trail import attribution, engine as rule
+    from fundtrack.derived.trail import attribution, reach
+    from fundtrack.derived.trail import engine as rule
     from fundtrack.derived.trail.recompute import recompute
     from tests.test_trail_incremental import trail
 
@@ -124,8 +125,17 @@ def test_streamed_attribution_equals_held(engine, tmp_path, monkeypatch):
             given.append(mv.id)
             yield mv, ps
 
+    spilled: list[int] = []
+    real_made = reach.Rollup._made
+
+    def made(self: reach.Rollup, acc: Any) -> None:
+        real_made(self, acc)
+        spilled.append(self.spill is not None)
+
     monkeypatch.setattr(attribution, "STREAM_PARTS_OVER", 0)
     monkeypatch.setattr(attribution, "attribute_stream", counted)
+    monkeypatch.setattr(reach, "SPILL_ROWS", 50)  # the rows made early go to disk
+    monkeypatch.setattr(reach.Rollup, "_made", made)
     with engine.begin() as c:
         recompute(c)
     with engine.connect() as c:
@@ -134,6 +144,8 @@ def test_streamed_attribution_equals_held(engine, tmp_path, monkeypatch):
     assert streamed == held
     assert len(given) == len(set(given)) == len(n_moves)  # each movement's parts once
     assert len(held["attribution"]) > 1000
+    # accounts' reach rows were made (and put on disk) while the parts were still coming
+    assert len(spilled) > 100 and any(spilled) and not all(spilled)
 
 
 def test_identity_rebuild_reads_flows_in_chunks(engine, monkeypatch):

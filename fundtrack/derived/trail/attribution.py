@@ -268,8 +268,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
     builds = drop_for_load(conn, Attribution.__table__)  # PostgreSQL: millions of rows
     reach_builds = reach.prepare(conn)
     t1 = time.perf_counter()
-    rollup = reach.Rollup()
     streamed = len(moves) > STREAM_PARTS_OVER
+    rollup = reach.Rollup(_expected(moves) if streamed else None)
     if streamed:
         if movement_builds is not None:
             movement_builds.run()
@@ -325,6 +325,18 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
             "seconds_then_attribution_indexes": round(t4 - t_sums, 3),
             "seconds_reach_copy": round(t5 - t4, 3),
             "seconds_reach_indexes": round(time.perf_counter() - t5, 3)}
+
+
+def _expected(moves: list[Move]) -> dict[Account, int]:
+    """Per account, the movements whose parts add to its reach sums (its outflows, and
+    the transfers into it): the rollup makes an account's rows when the last is in."""
+    out: dict[Account, int] = {}
+    get = out.get
+    for mv in moves:
+        out[mv.src] = get(mv.src, 0) + 1
+        if not mv.terminal:
+            out[mv.dst] = get(mv.dst, 0) + 1
+    return out
 
 
 def clear(conn: Connection) -> None:

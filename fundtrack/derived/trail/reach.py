@@ -10,6 +10,8 @@ PostgreSQL, ``dsum`` on SQLite); the one subtraction (held = in - out) is done o
 
 from __future__ import annotations
 
+import pickle
+import tempfile
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any, cast
@@ -109,6 +111,11 @@ def _items(ps: Parts) -> list[tuple[str, int, int, int | None, int, int]]:
     return out
 
 
+#: Rows a streamed rollup (:class:`Rollup` with ``expected``) keeps in memory before it
+#: puts them on disk.
+SPILL_ROWS = 100_000
+
+
 class Rollup:
     """The rollup of a full rebuild, summed from the parts still in memory (integer
     units): no pass over millions of stored rows. :meth:`add` takes each movement's parts
@@ -119,13 +126,50 @@ class Rollup:
     ``Decimal`` and NUMERIC sums have: the finest of their terms, never coarser than units.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, expected: dict[Account, int] | None = None) -> None:
         # per account, per donor: slots IN .. DEPTH
         self.acct: dict[Account, dict[str, list]] = {}
         # per (account, currency), per donor: slots AMOUNT .. SPENT_DEPTH
         self.spent: dict[tuple[str, str, str | None], dict[str, list]] = {}
+        #: per account, the movements still to be added that touch its sums (each
+        #: movement once for its source, transfers once more for their destination);
+        #: given, an account's rows are made as soon as its last movement is added and
+        #: its sums let go (kept on disk until :meth:`take_rows`)
+        self.expected = expected
+        self.currencies: dict[Account, list[str | None]] = {}
+        self.totals = _Totals()
+        self.made: list[tuple] = []
+        self.spill: Any = None
 
     def add(self, mv: Move, ps: Parts) -> None:
+        self._add(mv, ps)
+        exp = self.expected
+        if exp is None:
+            return
+        for acc in (mv.src,) if mv.terminal else (mv.src, mv.dst):
+            left = exp[acc] - 1
+            if left:
+                exp[acc] = left
+            else:
+                del exp[acc]
+                self._made(acc)
+
+    def _made(self, acc: Account) -> None:
+        """Every movement of ``acc`` is in: its rows are made, its sums let go."""
+        made, totals = self.made, self.totals
+        for cur in self.currencies.pop(acc, ()):
+            k = (acc[0], acc[1], cur)
+            made.extend(totals.spent(k, self.spent.pop(k)))
+        donors = self.acct.pop(acc, None)
+        if donors is not None:
+            made.extend(totals.account(acc, donors))
+        if len(made) >= SPILL_ROWS:
+            if self.spill is None:
+                self.spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by take_rows
+            pickle.dump(made, self.spill, pickle.HIGHEST_PROTOCOL)
+            made.clear()
+
+    def _add(self, mv: Move, ps: Parts) -> None:
         if ps.given is None:  # computed parts: one exponent per column; a 0 is Decimal(0)
             items = ps.items
             pae, pue = ps.a_exp, ps.u_exp
@@ -144,6 +188,8 @@ class Rollup:
             there = spent.get(k)
             if there is None:
                 there = spent[k] = {}
+                if self.expected is not None:
+                    self.currencies.setdefault(src, []).append(mv.currency)
         else:
             there = acct.get(mv.dst)
             if there is None:
@@ -203,8 +249,21 @@ class Rollup:
         return _rows(self.acct, self.spent)
 
     def take_rows(self) -> Iterator[tuple]:
-        """:meth:`rows` one at a time, emptying the rollup as they go."""
-        return _iter_rows(self.acct, self.spent, True)
+        """:meth:`rows` one at a time, emptying the rollup as they go (with ``expected``:
+        the rows made on the way first, then the rest; the same rows in another order)."""
+        if self.spill is not None:
+            self.spill.seek(0)
+            while True:
+                try:
+                    yield from pickle.load(self.spill)
+                except EOFError:
+                    break
+            self.spill.close()
+            self.spill = None
+        made, self.made = self.made, []
+        yield from made
+        del made
+        yield from _iter_rows(self.acct, self.spent, True, self.totals)
 
 
 def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tuple]:
@@ -221,18 +280,33 @@ def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, lis
 
 
 def _iter_rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, list]],
-               consume: bool) -> Iterator[tuple]:
+               consume: bool, totals: _Totals | None = None) -> Iterator[tuple]:
     """:func:`_rows` one at a time, in the same order; ``consume``: each account's sums
-    leave the dicts as its rows are given (31M rows at 10M flows: never all held twice)."""
-    zero = ZERO_UNITS
-    # per donor: spent per currency (AMOUNT .. SPENT_DEPTH), held (HELD .. HELD_DEPTH),
-    # accounts and movements (ACCOUNTS .. ACCOUNTS_MOVES)
-    spent_sum: dict[tuple[str, str | None], list] = {}
-    held_sum: dict[str, list] = {}
-    acct_sum: dict[str, list] = {}
+    leave the dicts as its rows are given (31M rows at 10M flows: never all held twice).
+    ``totals``: the donors' sums of rows given before."""
+    totals = totals or _Totals()
     for k in list(spent):
+        yield from totals.spent(k, spent.pop(k) if consume else spent[k])
+    for ka in list(acct):
+        yield from totals.account(ka, acct.pop(ka) if consume else acct[ka])
+    yield from totals.rows()
+
+
+class _Totals:
+    """Per donor sums over its detail rows, made as the detail rows are given."""
+
+    def __init__(self) -> None:
+        # per donor: spent per currency (AMOUNT .. SPENT_DEPTH), held (HELD .. HELD_DEPTH),
+        # accounts and movements (ACCOUNTS .. ACCOUNTS_MOVES)
+        self.spent_sum: dict[tuple[str, str | None], list] = {}
+        self.held_sum: dict[str, list] = {}
+        self.acct_sum: dict[str, list] = {}
+
+    def spent(self, k: tuple, donors: dict[str, list]) -> Iterator[tuple]:
+        """The spent rows of one (account, currency)."""
+        zero = ZERO_UNITS
+        spent_sum = self.spent_sum
         org, act, cur = k
-        donors = spent.pop(k) if consume else spent[k]
         for o, (amt, ae, usd, ue, n_usd, n, depth) in donors.items():
             u = (usd, ue) if n_usd == n else None
             yield (o, "spent", org, act, cur, (amt, ae), u, u if usd and u else zero, n, depth)
@@ -245,9 +319,12 @@ def _iter_rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str
             t[WITH_USD] = t[WITH_USD] and u is not None
             t[PARTS] += 1
             t[SPENT_DEPTH] = max(t[SPENT_DEPTH], depth)
-    for ka in list(acct):
+
+    def account(self, ka: Account, donors: dict[str, list]) -> Iterator[tuple]:
+        """The account rows of one account."""
+        zero = ZERO_UNITS
+        held_sum, acct_sum = self.held_sum, self.acct_sum
         org, act = ka
-        donors = acct.pop(ka) if consume else acct[ka]
         for o, (i, ie, x, xe, n, depth) in donors.items():
             e = min(ie, xe)
             iu, xu = i * 10 ** (ie - e), x * 10 ** (xe - e)
@@ -269,14 +346,18 @@ def _iter_rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str
                 t[ACCOUNTS] += 1
                 t[ACCOUNTS_DEPTH] = max(t[ACCOUNTS_DEPTH], depth)
                 t[ACCOUNTS_MOVES] += n
-    for (o, cur), (amt, ae, usd, ue, all_usd, n, depth) in spent_sum.items():
-        yield (o, "spent-sum", "", "", cur, (amt, ae), (usd, ue) if all_usd else None, zero,
-               n, depth)
-    for o, (amt, ae, n, depth) in held_sum.items():
-        yield (o, "held-sum", "", "", "USD", (amt, ae), (amt, ae), zero, n, depth)
-    for o, (n, depth, moves_n) in acct_sum.items():
-        yield (o, "account-sum", "", "", None, zero, None, zero, n, depth)
-        yield (o, "movement-sum", "", "", None, zero, None, zero, moves_n, depth)
+
+    def rows(self) -> Iterator[tuple]:
+        """The donors' sums (after every detail row)."""
+        zero = ZERO_UNITS
+        for (o, cur), (amt, ae, usd, ue, all_usd, n, depth) in self.spent_sum.items():
+            yield (o, "spent-sum", "", "", cur, (amt, ae), (usd, ue) if all_usd else None, zero,
+                   n, depth)
+        for o, (amt, ae, n, depth) in self.held_sum.items():
+            yield (o, "held-sum", "", "", "USD", (amt, ae), (amt, ae), zero, n, depth)
+        for o, (n, depth, moves_n) in self.acct_sum.items():
+            yield (o, "account-sum", "", "", None, zero, None, zero, n, depth)
+            yield (o, "movement-sum", "", "", None, zero, None, zero, moves_n, depth)
 
 
 def _dec(acc: tuple[int, int]) -> Decimal:
