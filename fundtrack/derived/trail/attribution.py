@@ -93,7 +93,8 @@ def moves_from_rows(rows: list[dict[str, Any]], cfg: TrailConfig,
         out.append(Move(id=r["id"], key=r["sort_key"], src=one(src, src), dst=one(dst, dst),
                         terminal=r["kind"] == "expenditure", amount=amount, currency=cur,
                         amount_usd=usd,
-                        period=value_date.year if (by_year and value_date) else 0,
+                        period=one(value_date.year, value_date.year)
+                        if (by_year and value_date) else 0,
                         earmark=None if earmark is None else one(earmark, earmark),
                         country=country, sector=sector))
     return out
