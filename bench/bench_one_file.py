@@ -33,10 +33,19 @@ FULL REBUILD at 1M (``--load ft17_1m --from-ledger``, 1,004,160 flows, private c
     before (8cdabc4)                   625       1,565      3,185              643       422
     streamed movements (default: the   625*      715        2,785              779       600
       parts held under 2M movements)
-    + parts and reach rows streamed    226       624        1,345              619       477
-      (--stream-parts-over 0)
-    (* identity before its chunked read.) Rebuild wall 634-863 s at this load; movements
-    34-87 s (load, pair, write; was 117 s).
+    + parts and reach rows streamed,   226       629        908                663       535
+      reach rows made per account
+      (--stream-parts-over 0; the
+      default over 2M movements)
+    (* identity before its chunked read.) Rebuild wall 554-863 s at this load (the streamed
+    attribution runs the movement and attribution index builds before/after the rule, not
+    beside it: +30-50 s at 1M). Held at 10M by the streamed trail: ~441 B a movement (the
+    engine's records, 8M of them) plus the parts waiting for their account and the reach
+    sums of accounts not yet complete; the cash flows never all at once (spill buffer
+    100k, then one of 256 buckets of (src, dst) groups on disk).
+
+With the streamed rebuild, ``--check`` at 1M (mixed, 3 runs, load 6-9): derived tables
+after the import == full rebuild: True (0 and 1M).
 
 AFTER (issue 17's round, 2026-12-07, same cluster, load 3-5, medians of 3): mixed at 1M
 5.23 s (identity 2.18, trail 2.58, rollup 0.09); with a registry row for every organisation
