@@ -45,7 +45,7 @@ FULL REBUILD at 1M (``--load ft17_1m --from-ledger``, 1,004,160 flows, private c
     100k, then one of 256 buckets of (src, dst) groups on disk).
 
 FULL REBUILD at 10M (``--load ft17_10m --from-ledger ft17_10m_ledger``, 10,040,160 flows,
-8,040,080 movements expected; 2026-12-07 11:14-, load 4-9; RSS sampled every 5 s): identity
+2026-12-07 11:14-, load 4-9; RSS sampled every 5 s): identity
 10 min, peak 1.0 GB; trail movements 12 min (one read, 256 buckets), peak 4.3 GB (the
 engine's records of the movements, kept for the attribution); attribution + reach 15 min
 (parts and reach rows streamed), peak **7.8 GB**; classification running at 1.2 GB when
