@@ -45,13 +45,13 @@ FULL REBUILD at 1M (``--load ft17_1m --from-ledger``, 1,004,160 flows, private c
     100k, then one of 256 buckets of (src, dst) groups on disk).
 
 FULL REBUILD at 10M (``--load ft17_10m --from-ledger ft17_10m_ledger``, 10,040,160 flows,
-2026-12-07 11:14-, load 4-9; RSS sampled every 5 s): identity
-10 min, peak 1.0 GB; trail movements 12 min (one read, 256 buckets), peak 4.3 GB (the
-engine's records of the movements, kept for the attribution); attribution + reach 15 min
-(parts and reach rows streamed), peak **7.8 GB**; classification running at 1.2 GB when
-this was written. The whole rebuild fits the machine (was: stopped at 12 GB in the
-movements). Bound now: ~0.8 KB a flow at 10M (0.9 KB at 1M, the process's own baseline
-included), of which the movement records ~440 B a movement.
+2026-12-07 11:14-12:07, load 2-9): **2,783 s** (identity 528, trail 1,656, classification
+528, rollup 72), each step's own peak RSS in MB: identity 1,033; trail movements 4,328 (the
+engine's records of 8,040,080 movements, kept for the attribution; 637 s: one read, 256
+buckets); attribution + reach **7,649** (61,383,792 parts and 31,142,049 reach rows
+streamed; 1,020 s); classification 2,631; rollup 954. The template is 25,470 MiB. Before
+(8cdabc4) the rebuild stopped at 12 GB in the movements. Bound now: ~0.76 KB a flow at 10M
+(0.9 KB at 1M, the process's baseline included); the movement records ~440 B each.
 
 With the streamed rebuild, ``--check`` at 1M (mixed, 3 runs, load 6-9): derived tables
 after the import == full rebuild: True (0 and 1M).
