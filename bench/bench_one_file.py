@@ -53,6 +53,17 @@ streamed; 1,020 s); classification 2,631; rollup 954. The template is 25,470 MiB
 (8cdabc4) the rebuild stopped at 12 GB in the movements. Bound now: ~0.76 KB a flow at 10M
 (0.9 KB at 1M, the process's baseline included); the movement records ~440 B each.
 
+ONE FILE at 10M (``--db ft17_0 --db ft17_1m --db ft17_10m --in-place ft17_10m --runs 3``,
+2026-12-07 12:07-12:10, load 0-1, medians): ft17_0 0.60 s (derived 0.43); ft17_1m 4.29 s
+(identity 1.78, trail 1.92; 249 MB); ft17_10m **18.4 s** (derived 18.24: identity 2.21,
+trail 13.92, classification 2.05, rollup 0.22; CPU client 3.5 s, PostgreSQL 14.2 s;
+326 MB). The first 10M run brought the file's organisations (identity resolved the whole
+party set, 501k parties: 22.0 s, 45.4 s in all, 1,704 MB); runs 2-3 found them registered.
+Targets at 10M: under 3 s **not met**, derived within 2x of empty **not met** (42x), 300 MB
+not met (326 MB; 1.7 GB with new organisations). The trail's time at 10M is the server's
+(PostgreSQL CPU 13.6-14.2 s a run): a query of the incremental update that grows with the
+ledger, not yet found. ft17_10m now holds the three files (10,041,660 flows).
+
 With the streamed rebuild, ``--check`` at 1M (mixed, 3 runs, load 6-9): derived tables
 after the import == full rebuild: True (0 and 1M).
 
