@@ -8,14 +8,16 @@ as ``fundtrack recompute`` does: identity, trail, classification, rollup; VACUUM
     nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --load ft17_0 --flows 0
     nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --load ft17_1m --flows 1200000
 
-At 10M (``--flows 12000000``, 10,040,160 flows) today's full rebuild does not fit: the
-trail holds every cash flow in Python and passed 12 GB resident (``--rss-limit-mb``, the
-bench stops itself) while pairing movements. The generated ledger is kept without derived
-tables as ``ft17_10m_ledger``; with newer code, make the template from it (no new
-generation, only the rebuild)::
+At 10M (``--flows 12000000``, 10,040,160 flows) the rebuild before the streamed trail
+(8cdabc4) did not fit: the trail held every cash flow in Python and passed 12 GB resident
+(``--rss-limit-mb``, the bench stops itself) while pairing movements. Generate the ledger
+once without derived tables (``--ledger-only``, ~22 min at load 9), then make the template
+from it (only the rebuild; the bench prints each step's own peak RSS)::
 
+    nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --load ft17_10m_ledger \
+        --flows 12000000 --ledger-only
     nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --load ft17_10m \
-        --from-ledger ft17_10m_ledger
+        --from-ledger ft17_10m_ledger --rss-limit-mb 14000
 
 A database built by imports has a registry row for every organisation it met; the
 generator registers 6, so in ``ft17_1m`` the file brings new organisations (registry rows)
@@ -25,11 +27,6 @@ rebuild; from the 1M template, no new generation)::
 
     nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --load ft17_1m_reg \
         --from-ledger ft17_1m --register-orgs
-
-Then measure (this is the one command to re-run on newer code against the kept databases)::
-
-    nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --db ft17_0 --db ft17_1m \
-        --db ft17_1m_reg [--db ft17_10m] --runs 3 [--shape ngo] [--check]
 
 Identity resolving only the batch's part (2026-12-07, private cluster, 2 cores shared
 with three other helpers' 1M loads, load average 5-8, medians of 3; mixed file)::
@@ -42,6 +39,54 @@ with three other helpers' 1M loads, load average 5-8, medians of 3; mixed file):
 
 (the rest of the total is the trail, 3.4-5.7 s at that load.) ``--check`` at 1.0M after the
 import (the part path: 302 of 50,167 parties resolved): derived tables == full rebuild.
+
+Then measure (this is the one command to re-run on newer code against the kept databases;
+``--in-place ft17_10m``: import into the template itself, a new file each run, since a copy
+of the 10M database is ~25 GB of disk)::
+
+    nice -n 10 .venv/bin/python bench/bench_one_file.py --admin-url $A --db ft17_0 --db ft17_1m \
+        --db ft17_1m_reg [--db ft17_10m --in-place ft17_10m] --runs 3 [--shape ngo] [--check]
+
+FULL REBUILD at 1M (``--load ft17_1m --from-ledger``, 1,004,160 flows, private cluster,
+2026-12-07, load 8-10 on 2 cores), each step's own peak RSS in MB:
+
+    code                               identity  movements  attribution+reach  classif.  rollup
+    before (8cdabc4)                   625       1,565      3,185              643       422
+    streamed movements (default: the   625*      715        2,785              779       600
+      parts held under 2M movements)
+    + parts and reach rows streamed,   226       629        908                663       535
+      reach rows made per account
+      (--stream-parts-over 0; the
+      default over 2M movements)
+    (* identity before its chunked read.) Rebuild wall 554-863 s at this load (the streamed
+    attribution runs the movement and attribution index builds before/after the rule, not
+    beside it: +30-50 s at 1M). Held at 10M by the streamed trail: ~441 B a movement (the
+    engine's records, 8M of them) plus the parts waiting for their account and the reach
+    sums of accounts not yet complete; the cash flows never all at once (spill buffer
+    100k, then one of 256 buckets of (src, dst) groups on disk).
+
+FULL REBUILD at 10M (``--load ft17_10m --from-ledger ft17_10m_ledger``, 10,040,160 flows,
+2026-12-07 11:14-12:07, load 2-9): **2,783 s** (identity 528, trail 1,656, classification
+528, rollup 72), each step's own peak RSS in MB: identity 1,033; trail movements 4,328 (the
+engine's records of 8,040,080 movements, kept for the attribution; 637 s: one read, 256
+buckets); attribution + reach **7,649** (61,383,792 parts and 31,142,049 reach rows
+streamed; 1,020 s); classification 2,631; rollup 954. The template is 25,470 MiB. Before
+(8cdabc4) the rebuild stopped at 12 GB in the movements. Bound now: ~0.76 KB a flow at 10M
+(0.9 KB at 1M, the process's baseline included); the movement records ~440 B each.
+
+ONE FILE at 10M (``--db ft17_0 --db ft17_1m --db ft17_10m --in-place ft17_10m --runs 3``,
+2026-12-07 12:07-12:10, load 0-1, medians): ft17_0 0.60 s (derived 0.43); ft17_1m 4.29 s
+(identity 1.78, trail 1.92; 249 MB); ft17_10m **18.4 s** (derived 18.24: identity 2.21,
+trail 13.92, classification 2.05, rollup 0.22; CPU client 3.5 s, PostgreSQL 14.2 s;
+326 MB). The first 10M run brought the file's organisations (identity resolved the whole
+party set, 501k parties: 22.0 s, 45.4 s in all, 1,704 MB); runs 2-3 found them registered.
+Targets at 10M: under 3 s **not met**, derived within 2x of empty **not met** (42x), 300 MB
+not met (326 MB; 1.7 GB with new organisations). The trail's time at 10M is the server's
+(PostgreSQL CPU 13.6-14.2 s a run): a query of the incremental update that grows with the
+ledger, not yet found. ft17_10m now holds the three files (10,041,660 flows).
+
+With the streamed rebuild, ``--check`` at 1M (mixed, 3 runs, load 6-9): derived tables
+after the import == full rebuild: True (0 and 1M).
 
 AFTER (issue 17's round, 2026-12-07, same cluster, load 3-5, medians of 3): mixed at 1M
 5.23 s (identity 2.18, trail 2.58, rollup 0.09); with a registry row for every organisation
@@ -191,13 +236,43 @@ REGISTER_ORGS = (
     "FROM activity) x WHERE r <> '' ON CONFLICT (ref) DO NOTHING")
 
 
+def _hwm_mb() -> float:
+    """This process's peak resident memory (VmHWM) in MB."""
+    return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmHWM:")) / 1024
+
+
+def _peaks_per_step(peaks: dict[str, float]) -> None:
+    """Record each rebuild step's own peak RSS into ``peaks``: the high-water mark is reset
+    (``/proc/self/clear_refs``) before each step and the trail's two halves, read after."""
+    import dataclasses
+
+    from fundtrack.derived import steps as derived
+    from fundtrack.derived.trail import attribution, movements
+
+    def wrap(name: str, fn: Any) -> Any:
+        def run(*args: Any, **kw: Any) -> Any:
+            Path("/proc/self/clear_refs").write_text("5")
+            try:
+                return fn(*args, **kw)
+            finally:
+                peaks[name] = max(peaks.get(name, 0.0), _hwm_mb())
+        return run
+
+    derived.STEPS = tuple(dataclasses.replace(s, rebuild=wrap(s.name, s.rebuild))
+                          for s in derived.STEPS)
+    movements.rebuild = wrap("trail: movements", movements.rebuild)  # type: ignore[assignment]
+    attribution.rebuild = wrap("trail: attribution", attribution.rebuild)  # type: ignore[assignment]
+
+
 def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | None = None,
-         register_orgs: bool = False) -> None:
+         register_orgs: bool = False, ledger_only: bool = False) -> None:
     """(Re)create template ``db``: migrate, generate, rebuild every derived table. With
     ``ledger`` (a database holding a generated ledger, derived tables not built): ``db`` is
     its copy instead of a new generation, and only the rebuild runs. With
     ``register_orgs``: :data:`REGISTER_ORGS` before the rebuild (so the identity tables
-    resolve the registry's rows, as after imports)."""
+    resolve the registry's rows, as after imports). ``ledger_only``: stop after the
+    generation (the ledger kept to build templates from with newer code)."""
     from bench_trace import generate
     from sqlalchemy import text
 
@@ -223,6 +298,11 @@ def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | Non
         print(f"registered {n:,} organisations", flush=True)
     with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.execute(text("ANALYZE"))
+    if ledger_only:
+        eng.dispose()
+        return
+    peaks: dict[str, float] = {}
+    _peaks_per_step(peaks)
     t = time.perf_counter()
     cpu = time.process_time()
     with eng.begin() as c:
@@ -231,7 +311,8 @@ def load(admin_url: str, db: str, n_flows: int, limit_mb: int, ledger: str | Non
     print(f"derived rebuild {time.perf_counter() - t:.0f} s (CPU here {time.process_time() - cpu:.0f} s;"
           f" {', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())}); peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB", flush=True)
-    print("  " + ", ".join(f"{k}={v}" for k, v in out.items() if not k.startswith("seconds")))
+    print("  peak RSS per step (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items()))
+    print("  " + ", ".join(f"{k}={v}" for k, v in out.items()))
     eng.dispose()
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("VACUUM ANALYZE")
@@ -299,12 +380,17 @@ def child(url: str, path: str, timeout_ms: int | None) -> None:
                       "rss_mb": hwm / 1024}))
 
 
-def one_run(admin_url: str, template: str, path: Path, timeout_ms: int | None) -> dict[str, Any]:
-    copy = "ft17_run"
-    with psycopg.connect(admin_url, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{template}"')
-    args = [sys.executable, __file__, "--admin-url", admin_url, "--child", str(path)]
+def one_run(admin_url: str, template: str, path: Path, timeout_ms: int | None,
+            in_place: bool = False) -> dict[str, Any]:
+    """Import ``path`` into a fresh copy of ``template`` (``in_place``: into ``template``
+    itself, which then keeps the file's flows)."""
+    copy = template if in_place else "ft17_run"
+    if not in_place:
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+            c.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{template}"')
+    args = [sys.executable, __file__, "--admin-url", admin_url, "--child", str(path),
+            "--child-db", copy]
     if timeout_ms is not None:
         args += ["--statement-timeout-ms", str(timeout_ms)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -370,6 +456,11 @@ def main() -> None:
     ap.add_argument("--register-orgs", action="store_true",
                     help="with --load: a registry row for every organisation the ledger names, "
                     "before the rebuild (as imports leave it; the generator registers 6)")
+    ap.add_argument("--stream-parts-over", type=int, default=None,
+                    help="with --load: attribution.STREAM_PARTS_OVER for the rebuild (0: the "
+                    "parts always streamed)")
+    ap.add_argument("--ledger-only", action="store_true",
+                    help="with --load: generate the ledger only, no derived rebuild")
     ap.add_argument("--rss-limit-mb", type=int, default=12_000)
     ap.add_argument("--statement-timeout-ms", type=int, default=None,
                     help="for the import (default: the CLI's, FUNDTRACK_STATEMENT_TIMEOUT_MS)")
@@ -377,12 +468,21 @@ def main() -> None:
                     help="the file: mixed (agencies paid by pooled funds, and NGOs) or NGOs only")
     ap.add_argument("--check", action="store_true",
                     help="after each database's last run: derived tables == a full rebuild")
+    ap.add_argument("--in-place", metavar="DB", action="append", default=[],
+                    help="a --db to import into directly, not a copy (10M: a copy is ~25 GB "
+                    "of disk); each run imports its own file (new identifiers), so the "
+                    "database grows by 500 flows a run and --check skips it")
     ap.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
+    ap.add_argument("--child-db", default="ft17_run", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        return child(db_url(a.admin_url, "ft17_run"), a.child, a.statement_timeout_ms)
+        return child(db_url(a.admin_url, a.child_db), a.child, a.statement_timeout_ms)
+    if a.stream_parts_over is not None:
+        from fundtrack.derived.trail import attribution
+        attribution.STREAM_PARTS_OVER = a.stream_parts_over
     if a.load:
-        return load(a.admin_url, a.load, a.flows, a.rss_limit_mb, a.from_ledger, a.register_orgs)
+        return load(a.admin_url, a.load, a.flows, a.rss_limit_mb, a.from_ledger, a.register_orgs,
+                    a.ledger_only)
     print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
     found: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -395,14 +495,18 @@ def main() -> None:
                 n = c.execute("SELECT count(*) FROM flow WHERE superseded_by IS NULL").fetchone()[0]
             print(f"== {db}: {n:,} current flows", flush=True)
             for i in range(a.runs):
-                r = one_run(a.admin_url, db, path, a.statement_timeout_ms)
+                run_path = path
+                if db in a.in_place:  # new identifiers each run: a new file, not a re-import
+                    run_path = Path(work) / f"bench500-{db}-{i}.xml"
+                    write_file(run_path, f"p{time.time_ns()}", shape=a.shape)
+                r = one_run(a.admin_url, db, run_path, a.statement_timeout_ms, db in a.in_place)
                 found[db].append(r)
                 steps = ", ".join(f"{k} {v:.2f}" for k, v in r["derived"].items())
                 print(f"  run {i + 1}: {r['outcome']}; total {r['total']:.2f} s = ledger write "
                       f"{r['ledger']:.2f} + derived {r['derived_total']:.2f} ({steps}); peak RSS "
                       f"{r['rss_mb']:.0f} MB; CPU client {r['cpu']:.2f} s, PostgreSQL "
                       f"{r['backend_cpu']:.2f} s", flush=True)
-            if a.check:
+            if a.check and db not in a.in_place:
                 check(a.admin_url)
     print("load average after:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     floor = found[a.db[0]]

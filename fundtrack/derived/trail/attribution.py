@@ -30,6 +30,7 @@ from fundtrack.derived.trail.engine import (
     Part,
     Parts,
     attribute,
+    attribute_stream,
     attribute_units,
     given_parts,
 )
@@ -65,14 +66,38 @@ def load_moves(conn: Connection, cfg: TrailConfig, where: Any = None) -> list[Mo
             for r in conn.execute(q.execution_options(yield_per=50_000))]
 
 
-def moves_from_rows(rows: list[dict[str, Any]], cfg: TrailConfig) -> list[Move]:
+def moves_from_rows(rows: list[dict[str, Any]], cfg: TrailConfig,
+                    shared: dict[Any, Any] | None = None) -> list[Move]:
     """The movement rows a full rebuild has just written, as the engine's records (the
-    same values :func:`load_moves` would read back)."""
+    same values :func:`load_moves` would read back). ``shared``: one per rebuild, so equal
+    accounts, codes and currencies are one object each (8M movements at 10M flows), and a
+    USD amount written as the amount is the amount's object."""
     by_year = cfg.period != "all"
-    return [_move(r["id"], r["sort_key"], r["src_org"], r["src_activity"], r["dst_org"],
-                  r["dst_activity"], r["kind"], r["amount"], r["currency"], r["amount_usd"],
-                  r["value_date"], r["earmarking"], r["recipient_country"], r["sector_code"],
-                  by_year) for r in rows]
+    one = (shared if shared is not None else {}).setdefault
+    out = []
+    for r in rows:
+        src, dst = (r["src_org"], r["src_activity"]), (r["dst_org"], r["dst_activity"])
+        country, sector, cur = r["recipient_country"], r["sector_code"], r["currency"]
+        if country is not None:
+            country = one(country, country)
+        if sector is not None:
+            sector = one(sector, sector)
+        if cur is not None:
+            cur = one(cur, cur)
+        amount, usd = r["amount"], r["amount_usd"]
+        if usd is not None and usd is not amount and usd == amount and str(usd) == str(amount):
+            usd = amount
+        value_date, earmarking = r["value_date"], r["earmarking"]
+        earmark = ((country, sector)
+                   if earmarking in EARMARKED and (country or sector) else None)
+        out.append(Move(id=r["id"], key=r["sort_key"], src=one(src, src), dst=one(dst, dst),
+                        terminal=r["kind"] == "expenditure", amount=amount, currency=cur,
+                        amount_usd=usd,
+                        period=one(value_date.year, value_date.year)
+                        if (by_year and value_date) else 0,
+                        earmark=None if earmark is None else one(earmark, earmark),
+                        country=country, sector=sector))
+    return out
 
 
 def _move(mid: int, key: str, src_org: str, src_act: str, dst_org: str, dst_act: str,
@@ -139,16 +164,16 @@ def _rows(parts: dict[int, list[Part]], currency: dict[int, str | None]) -> list
 PART_COLS = "movement_id, originator_ref, untraced_reason, amount, currency, amount_usd, depth"
 
 
-def _part_lines(parts: dict[int, Parts], moves: dict[int, Move],
-                rollup: reach.Rollup | None = None) -> Iterator[str]:
+def _part_lines(parts: Iterable[tuple[Move, Parts]], rollup: reach.Rollup | None = None
+                ) -> Iterator[str]:
     """COPY text of every part, formatted straight from integer units (millions of rows:
     no ``Decimal`` or dict per row). ``str(Decimal(u).scaleb(e))`` is the text the
     ``Decimal`` rule wrote, so PostgreSQL stores the same value and scale. ``rollup``:
     summed on the way, while the server parses what was sent."""
     labels: dict[Origin, str] = {}
     zero = "0"
-    for mid, ps in parts.items():
-        mv = moves[mid]
+    for mv, ps in parts:
+        mid = mv.id
         if rollup is not None:
             rollup.add(mv, ps)
         head = f"{mid}\t"
@@ -184,24 +209,53 @@ def write(conn: Connection, parts: dict[int, list[Part]] | dict[int, Parts], mov
     """Store parts (``Decimal`` lists, or the engine's integer :class:`Parts`); ``rollup``:
     add them to it too."""
     by_id = {mv.id: mv for mv in moves}
-    units = {mid: ps if isinstance(ps, Parts) else given_parts(ps) for mid, ps in parts.items()}
+    return write_stream(conn, ((by_id[mid], ps if isinstance(ps, Parts) else given_parts(ps))
+                               for mid, ps in parts.items()), rollup)
+
+
+def write_stream(conn: Connection, parts: Iterable[tuple[Move, Parts]],
+                 rollup: reach.Rollup | None = None) -> int:
+    """Store each movement's parts as they come (the engine may still be computing the
+    next ones: nothing is held but a chunk); ``rollup``: add them to it too."""
     if conn.dialect.name == "postgresql":
-        return copy_lines(conn, "attribution", PART_COLS, _part_lines(units, by_id, rollup))
-    if rollup is not None:
-        for mid, ps in units.items():
-            rollup.add(by_id[mid], ps)
-    currency = {mv.id: mv.currency for mv in moves}
-    rows = _rows({mid: ps.decimals() for mid, ps in units.items()}, currency)
+        return copy_lines(conn, "attribution", PART_COLS, _part_lines(parts, rollup))
+    n = 0
+    chunk: dict[int, list[Part]] = {}
+    currency: dict[int, str | None] = {}
+    held = 0
+    for mv, ps in parts:
+        if rollup is not None:
+            rollup.add(mv, ps)
+        chunk[mv.id] = ps.decimals()
+        currency[mv.id] = mv.currency
+        held += len(chunk[mv.id])
+        if held >= 100_000:
+            n += _insert(conn, chunk, currency)
+            chunk, currency, held = {}, {}, 0
+    return n + _insert(conn, chunk, currency)
+
+
+def _insert(conn: Connection, parts: dict[int, list[Part]], currency: dict[int, str | None]
+            ) -> int:
+    rows = _rows(parts, currency)
     for i in range(0, len(rows), 100_000):
         bulk_insert(conn, Attribution.__table__, rows[i:i + 100_000])
     return len(rows)
+
+
+#: A full rebuild of more movements than this streams the parts out as the rule gives them
+#: (:func:`~fundtrack.derived.trail.engine.attribute_stream`) instead of holding them all
+#: (6 parts a movement at 1M flows, ~150 bytes each): the movement table's index builds
+#: then run before the rule instead of beside it (the connection writes the parts).
+STREAM_PARTS_OVER = 2_000_000
 
 
 def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] | None = None,
             movement_builds: Rebuilds | None = None) -> dict[str, Any]:
     """Attribute every movement from scratch, and rebuild the rollup from the parts.
 
-    ``moves``: all of them, if already at hand. ``movement_builds``: the movement table's
+    ``moves``: all of them, if already at hand (over :data:`STREAM_PARTS_OVER` of them,
+    the list is emptied once their parts are written). ``movement_builds``: the movement table's
     index builds still to run; the server runs them while the rule runs here in Python,
     as it builds the attribution's indexes while the rollup is summed."""
     cfg = cfg or TrailConfig()
@@ -215,18 +269,41 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
     builds = drop_for_load(conn, Attribution.__table__)  # PostgreSQL: millions of rows
     reach_builds = reach.prepare(conn)
     t1 = time.perf_counter()
-    if movement_builds is not None:
-        movement_builds.start()
-    try:
-        parts = attribute_units(moves, reasons)
-        t_rule = time.perf_counter()
-    finally:
+    streamed = len(moves) > STREAM_PARTS_OVER
+    rollup = reach.Rollup(_expected(moves) if streamed else None)
+    if streamed:
         if movement_builds is not None:
-            movement_builds.join()
-    t2 = time.perf_counter()
-    rollup = reach.Rollup()
-    n = write(conn, parts, moves, rollup)  # the rollup is summed while the server parses
-    del parts
+            movement_builds.run()
+        t_rule = t2 = time.perf_counter()
+        # the rule runs while the parts are sent, the rollup summed on the way
+        n = write_stream(conn, attribute_stream(moves, reasons), rollup)
+        moves.clear()  # the caller's list too: nothing reads the movements after this
+        t3 = time.perf_counter()
+        builds.run()
+        t_sums = t4 = time.perf_counter()
+        n_reach = reach.load_rollup(conn, rollup)  # each row sent as it is made
+        del rollup
+        t5 = time.perf_counter()
+        reach_builds.run()
+        return {"attribution_parts": n, "reach_rows": n_reach, "streamed": 1,
+                "seconds_attribution_prepare": round(t1 - t0, 3),
+                "seconds_then_movement_indexes": round(t2 - t1, 3),
+                "seconds_rule_and_attribution_copy": round(t3 - t2, 3),
+                "seconds_then_attribution_indexes": round(t4 - t3, 3),
+                "seconds_reach_rows_and_copy": round(t5 - t_sums, 3),
+                "seconds_reach_indexes": round(time.perf_counter() - t5, 3)}
+    else:
+        if movement_builds is not None:
+            movement_builds.start()
+        try:
+            parts = attribute_units(moves, reasons)
+            t_rule = time.perf_counter()
+        finally:
+            if movement_builds is not None:
+                movement_builds.join()
+        t2 = time.perf_counter()
+        n = write(conn, parts, moves, rollup)  # the rollup is summed while the server parses
+        del parts
     t3 = time.perf_counter()
     builds.start()
     try:
@@ -249,6 +326,18 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
             "seconds_then_attribution_indexes": round(t4 - t_sums, 3),
             "seconds_reach_copy": round(t5 - t4, 3),
             "seconds_reach_indexes": round(time.perf_counter() - t5, 3)}
+
+
+def _expected(moves: list[Move]) -> dict[Account, int]:
+    """Per account, the movements whose parts add to its reach sums (its outflows, and
+    the transfers into it): the rollup makes an account's rows when the last is in."""
+    out: dict[Account, int] = {}
+    get = out.get
+    for mv in moves:
+        out[mv.src] = get(mv.src, 0) + 1
+        if not mv.terminal:
+            out[mv.dst] = get(mv.dst, 0) + 1
+    return out
 
 
 def clear(conn: Connection) -> None:

@@ -18,10 +18,14 @@ largest first), so the result does not depend on the order in which files were i
 
 from __future__ import annotations
 
+import os
+import pickle
+import tempfile
 import time
+import zlib
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -140,10 +144,11 @@ _FLOW_COLS = ("id", "kind", "amount", "currency", "amount_usd", "value_date", "p
 _KINDS = {k.name: k for k in FlowKind}
 
 
-def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
-                    ) -> list[CashFlow]:
+def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None,
+                    order_limit: int | None = None) -> list[CashFlow]:
     """Current cash flows (all, or those matching ``where``) as plain records, their
-    parties named by canonical organisation (``flow_party``, issue 15)."""
+    parties named by canonical organisation (``flow_party``, issue 15). ``order_limit``:
+    the first that many by id (a chunk of a streamed read)."""
     from fundtrack.identity.tables import CanonicalOrg, FlowParty
 
     f, a = m.Flow.__table__, m.Activity.__table__
@@ -161,6 +166,8 @@ def load_cash_flows(conn: Connection, acts: dict[str, str], where: Any = None
          .where(current(f), f.c.kind.in_(CASH)))
     if where is not None:
         q = q.where(where)
+    if order_limit is not None:
+        q = q.order_by(f.c.id).limit(order_limit)
     if isinstance(acts, ActivityOrgs):  # look up only the activities these flows name
         rows = conn.execute(q).all()
         acts.ensure(x for r in rows for x in (r.provider_activity_id, r.receiver_activity_id))
@@ -281,7 +288,17 @@ class Match:
 
 def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
     """The matches (disbursement, incoming funds) that are one movement of money:
-    one-to-one first (linked, then amount-date), then lumps (:func:`_lumps`)."""
+    one-to-one first (linked, then amount-date), then lumps (:func:`_lumps`), then
+    :func:`cross_source` on what is left."""
+    pairs = pair_groups(flows, cfg)
+    used = {p.canonical.id for p in pairs} | {p.mirror.id for p in pairs}
+    pairs.extend(cross_source([fl for fl in flows if fl.id not in used], cfg))
+    return pairs
+
+
+def pair_groups(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
+    """:func:`pair` but for :func:`cross_source`: each (src org, dst org) group on its own,
+    so the flows may come a few whole groups at a time (:func:`rebuild` streams them)."""
     groups: dict[tuple[str, str], tuple[list[CashFlow], list[CashFlow]]] = defaultdict(
         lambda: ([], []))
     for fl in flows:
@@ -327,8 +344,6 @@ def pair(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
         if len(paired) < len(ds) and len(taken) < len(fs):  # leftovers on both sides
             pairs.extend(_lumps([d for d in ds if d.id not in paired],
                                 [f for f in fs if f.id not in taken], cfg))
-    used = {p.canonical.id for p in pairs} | {p.mirror.id for p in pairs}
-    pairs.extend(cross_source([fl for fl in flows if fl.id not in used], cfg))
     return pairs
 
 
@@ -722,33 +737,215 @@ def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str]
     }
 
 
+#: Flows a full rebuild holds in its spill buffers before writing them out (all buckets).
+SPILL_BUFFER = 100_000
+#: The rebuild's (src org, dst org) groups are spread over this many buckets: a bucket's
+#: flows are all that is held at once while pairing (about 1/BUCKETS of the paired kinds).
+BUCKETS = 256
+#: Movement rows written per chunk.
+WRITE_CHUNK = 50_000
+
+
+class _Spill:
+    """Disbursements and incoming funds, kept on disk by bucket of their (src org, dst org)
+    group, each with its place in the read (``seq``) so a bucket is paired in the order
+    :func:`build_rows` would see its flows (a stable sort on equal content keys)."""
+
+    def __init__(self, buckets: int) -> None:
+        self.n = buckets
+        self.buf: list[list[tuple]] = [[] for _ in range(buckets)]
+        self.held = 0
+        self.dir: tempfile.TemporaryDirectory[str] | None = None
+        self.files: dict[int, Any] = {}
+
+    def add(self, seq: int, fl: CashFlow) -> None:
+        # a stable hash (not Python's, salted per process): the same buckets every run
+        b = zlib.crc32(f"{fl.src[0]}\x00{fl.dst[0]}".encode()) % self.n
+        self.buf[b].append((seq, fl.id, fl.kind, fl.src, fl.dst, fl.in_activity, fl.amount,
+                            fl.currency, fl.amount_usd, fl.value_date, fl.earmarking,
+                            fl.country, fl.sector, fl.key, fl.payer, fl.payee, fl.aggregated))
+        self.held += 1
+        if self.held >= SPILL_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.dir is None:
+            self.dir = tempfile.TemporaryDirectory(prefix="fundtrack-movements-")
+        for b, recs in enumerate(self.buf):
+            if recs:
+                fh = self.files.get(b)
+                if fh is None:
+                    fh = self.files[b] = open(os.path.join(self.dir.name, str(b)), "w+b")  # noqa: SIM115
+                pickle.dump(recs, fh, pickle.HIGHEST_PROTOCOL)
+                self.buf[b] = []
+        self.held = 0
+
+    def buckets(self) -> Iterator[list[tuple[int, CashFlow]]]:
+        """Each bucket's flows as (seq, flow), in read order; the files are removed after."""
+        try:
+            for b in range(self.n):
+                recs: list[tuple] = []
+                fh = self.files.get(b)
+                if fh is not None:
+                    fh.seek(0)
+                    while True:
+                        try:
+                            recs.extend(pickle.load(fh))
+                        except EOFError:
+                            break
+                    fh.close()
+                recs.extend(self.buf[b])
+                self.buf[b] = []
+                if recs:
+                    yield [(r[0], CashFlow(*r[1:])) for r in recs]
+        finally:
+            for fh in self.files.values():
+                fh.close()
+            if self.dir is not None:
+                self.dir.cleanup()
+
+
+class _Writer:
+    """Movement rows out in chunks (ids from the table's sequence), each chunk also kept
+    as the attribution engine's records when ``keep`` is asked for."""
+
+    def __init__(self, conn: Connection, keep: list[Any] | None, cfg: TrailConfig) -> None:
+        self.conn = conn
+        self.keep = keep
+        self.cfg = cfg
+        self.shared: dict[Any, Any] = {}  # equal accounts and codes: one object each
+        self.rows: list[dict[str, Any]] = []
+        self.count = 0
+        self.doubles = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= WRITE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        write(self.conn, rows)
+        self.count += len(rows)
+        self.doubles += sum(1 for r in rows if r["mirror_flow_id"])
+        if self.keep is not None:
+            from fundtrack.derived.trail.attribution import moves_from_rows
+
+            self.keep.extend(moves_from_rows(rows, self.cfg, self.shared))
+
+
+def _match_row(p: Match) -> dict[str, Any]:
+    return _row(p.canonical, p.mirror, p.method, _specific(p.canonical.src, p.mirror.src),
+                _specific(p.mirror.dst, p.canonical.dst), p.amount, p.amount_usd)
+
+
+def _single_row(fl: CashFlow) -> dict[str, Any]:
+    return _row(fl, None, "single", fl.src, fl.dst, fl.amount, fl.amount_usd)
+
+
 def rebuild(conn: Connection, cfg: TrailConfig | None = None,
-            keep: list[dict[str, Any]] | None = None, pending: list[Rebuilds] | None = None
-            ) -> dict[str, Any]:
-    """Rebuild every movement from the current ledger (``keep``: receives the rows written,
-    so the attribution that follows need not read them back; ``pending``: receives the
-    table's index builds instead of running them)."""
+            keep: list[Any] | None = None, pending: list[Rebuilds] | None = None,
+            buckets: int = BUCKETS, stats: dict[str, int] | None = None) -> dict[str, Any]:
+    """Rebuild every movement from the current ledger, streamed: the same rows as
+    :func:`build_rows` over every cash flow (ids aside), without holding them all.
+
+    One read of the cash flows: expenditure (never paired) is written as it comes; the
+    disbursements and incoming funds go to disk by bucket of their (src org, dst org)
+    group (:class:`_Spill`), and each bucket is then paired on its own (:func:`pair_groups`:
+    a group's flows are all in one bucket). :func:`cross_source` pairs across groups (by
+    payer and payee): the disbursements left unpaired whose (payer, payee) an aggregator's
+    disbursement also names are held back and paired at the end (none when no aggregator
+    reports). Held at once: the spill buffer, one bucket, those held back.
+
+    ``keep``: receives the movements written as the attribution engine's records
+    (:class:`~fundtrack.derived.trail.engine.Move`), so the attribution that follows need
+    not read them back; ``pending``: receives the table's index builds instead of running
+    them; ``stats``: receives ``flows`` (cash flows read) and ``peak_held`` (most
+    disbursements and incoming funds held in memory at once, spill buffer included) and
+    ``held_back`` (those kept for :func:`cross_source`)."""
     cfg = cfg or TrailConfig()
     # attribution first: on SQLite its rows go with the movements they point at.
     dialect.empty(conn, "attribution", "movement")
     t0 = time.perf_counter()
     acts = reported_activities(conn)
-    flows = load_cash_flows(conn, acts)
-    t1 = time.perf_counter()
-    rows = build_rows(flows, cfg)
-    del flows
-    t2 = time.perf_counter()
     builds = drop_for_load(conn, Movement.__table__)
-    write(conn, rows)
+    out = _Writer(conn, keep, cfg)
+    spill = _Spill(max(1, buckets))
+    agg_keys: set[tuple[str, str]] = set()  # (payer, payee) an aggregator's report names
+    n_flows = peak = 0
+    for seq, fl in enumerate(_stream_cash_flows(conn, acts)):
+        n_flows += 1
+        if fl.kind is FlowKind.EXPENDITURE:
+            out.add(_single_row(fl))
+            continue
+        if fl.aggregated and fl.kind is FlowKind.DISBURSEMENT and fl.payer and fl.payee:
+            agg_keys.add((fl.payer, fl.payee))
+        spill.add(seq, fl)
+        peak = max(peak, spill.held)
+    out.flush()
+    t1 = time.perf_counter()
+    held_back: list[tuple[int, CashFlow]] = []
+    for bucket in spill.buckets():
+        peak = max(peak, len(bucket) + len(held_back))
+        pairs = pair_groups([fl for _, fl in bucket], cfg)
+        used = {p.canonical.id for p in pairs} | {p.mirror.id for p in pairs}
+        for p in pairs:
+            out.add(_match_row(p))
+        for s, fl in bucket:
+            if fl.id in used:
+                continue
+            if agg_keys and fl.kind is FlowKind.DISBURSEMENT and (fl.payer, fl.payee) in agg_keys:
+                held_back.append((s, fl))
+            else:
+                out.add(_single_row(fl))
+        del bucket, pairs
+    held_back.sort(key=itemgetter(0))
+    n_held = len(held_back)
+    rest = [fl for _, fl in held_back]
+    del held_back
+    crossed = cross_source(rest, cfg)
+    used = {p.canonical.id for p in crossed} | {p.mirror.id for p in crossed}
+    for p in crossed:
+        out.add(_match_row(p))
+    for fl in rest:
+        if fl.id not in used:
+            out.add(_single_row(fl))
+    del rest, crossed
+    out.flush()
+    t2 = time.perf_counter()
     if pending is not None:  # the caller starts them when it has Python work to overlap
         pending.append(builds)
     else:
         builds.run()
-    if keep is not None:
-        keep.extend(rows)
-    return {"movements": len(rows), "double_counted": sum(1 for r in rows if r["mirror_flow_id"]),
-            "seconds_movements_load": round(t1 - t0, 3), "seconds_movements_pair": round(t2 - t1, 3),
-            "seconds_movements_write": round(time.perf_counter() - t2, 3)}
+    if stats is not None:
+        stats.update(flows=n_flows, peak_held=peak, held_back=n_held)
+    return {"movements": out.count, "double_counted": out.doubles,
+            "seconds_movements_load_and_spill": round(t1 - t0, 3),
+            "seconds_movements_pair_and_write": round(t2 - t1, 3),
+            "seconds_movements_indexes": round(time.perf_counter() - t2, 3)}
+
+
+def _stream_cash_flows(conn: Connection, acts: dict[str, str]) -> Iterator[CashFlow]:
+    """Every current cash flow, one at a time (PostgreSQL: a server-side cursor of plain
+    tuples; SQLite: chunks by primary key), so writing may go on between them."""
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.dbapi_connection
+        with raw.cursor(name="cash_flows_stream") as cur:  # type: ignore[union-attr]
+            cur.itersize = 20_000
+            cur.execute(_cash_flows_sql())
+            for r in cur:
+                yield _cash_flow(r, acts)
+        return
+    f = m.Flow.__table__
+    last = 0
+    while True:
+        chunk = load_cash_flows(conn, acts, f.c.id > last, order_limit=20_000)
+        if not chunk:
+            return
+        last = max(fl.id for fl in chunk)
+        yield from chunk
 
 
 def write(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -10,6 +10,8 @@ PostgreSQL, ``dsum`` on SQLite); the one subtraction (held = in - out) is done o
 
 from __future__ import annotations
 
+import pickle
+import tempfile
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any, cast
@@ -109,6 +111,11 @@ def _items(ps: Parts) -> list[tuple[str, int, int, int | None, int, int]]:
     return out
 
 
+#: Rows a streamed rollup (:class:`Rollup` with ``expected``) keeps in memory before it
+#: puts them on disk.
+SPILL_ROWS = 100_000
+
+
 class Rollup:
     """The rollup of a full rebuild, summed from the parts still in memory (integer
     units): no pass over millions of stored rows. :meth:`add` takes each movement's parts
@@ -119,13 +126,50 @@ class Rollup:
     ``Decimal`` and NUMERIC sums have: the finest of their terms, never coarser than units.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, expected: dict[Account, int] | None = None) -> None:
         # per account, per donor: slots IN .. DEPTH
         self.acct: dict[Account, dict[str, list]] = {}
         # per (account, currency), per donor: slots AMOUNT .. SPENT_DEPTH
         self.spent: dict[tuple[str, str, str | None], dict[str, list]] = {}
+        #: per account, the movements still to be added that touch its sums (each
+        #: movement once for its source, transfers once more for their destination);
+        #: given, an account's rows are made as soon as its last movement is added and
+        #: its sums let go (kept on disk until :meth:`take_rows`)
+        self.expected = expected
+        self.currencies: dict[Account, list[str | None]] = {}
+        self.totals = _Totals()
+        self.made: list[tuple] = []
+        self.spill: Any = None
 
     def add(self, mv: Move, ps: Parts) -> None:
+        self._add(mv, ps)
+        exp = self.expected
+        if exp is None:
+            return
+        for acc in (mv.src,) if mv.terminal else (mv.src, mv.dst):
+            left = exp[acc] - 1
+            if left:
+                exp[acc] = left
+            else:
+                del exp[acc]
+                self._made(acc)
+
+    def _made(self, acc: Account) -> None:
+        """Every movement of ``acc`` is in: its rows are made, its sums let go."""
+        made, totals = self.made, self.totals
+        for cur in self.currencies.pop(acc, ()):
+            k = (acc[0], acc[1], cur)
+            made.extend(totals.spent(k, self.spent.pop(k)))
+        donors = self.acct.pop(acc, None)
+        if donors is not None:
+            made.extend(totals.account(acc, donors))
+        if len(made) >= SPILL_ROWS:
+            if self.spill is None:
+                self.spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by take_rows
+            pickle.dump(made, self.spill, pickle.HIGHEST_PROTOCOL)
+            made.clear()
+
+    def _add(self, mv: Move, ps: Parts) -> None:
         if ps.given is None:  # computed parts: one exponent per column; a 0 is Decimal(0)
             items = ps.items
             pae, pue = ps.a_exp, ps.u_exp
@@ -144,6 +188,8 @@ class Rollup:
             there = spent.get(k)
             if there is None:
                 there = spent[k] = {}
+                if self.expected is not None:
+                    self.currencies.setdefault(src, []).append(mv.currency)
         else:
             there = acct.get(mv.dst)
             if there is None:
@@ -202,6 +248,23 @@ class Rollup:
     def rows(self) -> list[tuple]:
         return _rows(self.acct, self.spent)
 
+    def take_rows(self) -> Iterator[tuple]:
+        """:meth:`rows` one at a time, emptying the rollup as they go (with ``expected``:
+        the rows made on the way first, then the rest; the same rows in another order)."""
+        if self.spill is not None:
+            self.spill.seek(0)
+            while True:
+                try:
+                    yield from pickle.load(self.spill)
+                except EOFError:
+                    break
+            self.spill.close()
+            self.spill = None
+        made, self.made = self.made, []
+        yield from made
+        del made
+        yield from _iter_rows(self.acct, self.spent, True, self.totals)
+
 
 def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tuple]:
     """Every rollup row from the parts a full rebuild computed (see :class:`Rollup`)."""
@@ -213,17 +276,40 @@ def rows_from_parts(moves: Iterable[Move], parts: dict[int, Parts]) -> list[tupl
 
 
 def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, list]]) -> list[tuple]:
-    zero = ZERO_UNITS
-    rows: list[tuple] = []
-    # per donor: spent per currency (AMOUNT .. SPENT_DEPTH), held (HELD .. HELD_DEPTH),
-    # accounts and movements (ACCOUNTS .. ACCOUNTS_MOVES)
-    spent_sum: dict[tuple[str, str | None], list] = {}
-    held_sum: dict[str, list] = {}
-    acct_sum: dict[str, list] = {}
-    for (org, act, cur), donors in spent.items():
+    return list(_iter_rows(acct, spent, False))
+
+
+def _iter_rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, list]],
+               consume: bool, totals: _Totals | None = None) -> Iterator[tuple]:
+    """:func:`_rows` one at a time, in the same order; ``consume``: each account's sums
+    leave the dicts as its rows are given (31M rows at 10M flows: never all held twice).
+    ``totals``: the donors' sums of rows given before."""
+    totals = totals or _Totals()
+    for k in list(spent):
+        yield from totals.spent(k, spent.pop(k) if consume else spent[k])
+    for ka in list(acct):
+        yield from totals.account(ka, acct.pop(ka) if consume else acct[ka])
+    yield from totals.rows()
+
+
+class _Totals:
+    """Per donor sums over its detail rows, made as the detail rows are given."""
+
+    def __init__(self) -> None:
+        # per donor: spent per currency (AMOUNT .. SPENT_DEPTH), held (HELD .. HELD_DEPTH),
+        # accounts and movements (ACCOUNTS .. ACCOUNTS_MOVES)
+        self.spent_sum: dict[tuple[str, str | None], list] = {}
+        self.held_sum: dict[str, list] = {}
+        self.acct_sum: dict[str, list] = {}
+
+    def spent(self, k: tuple, donors: dict[str, list]) -> Iterator[tuple]:
+        """The spent rows of one (account, currency)."""
+        zero = ZERO_UNITS
+        spent_sum = self.spent_sum
+        org, act, cur = k
         for o, (amt, ae, usd, ue, n_usd, n, depth) in donors.items():
             u = (usd, ue) if n_usd == n else None
-            rows.append((o, "spent", org, act, cur, (amt, ae), u, u if usd and u else zero, n, depth))
+            yield (o, "spent", org, act, cur, (amt, ae), u, u if usd and u else zero, n, depth)
             t = spent_sum.get((o, cur))
             if t is None:
                 spent_sum[(o, cur)] = [amt, ae, usd, ue, u is not None, 1, depth]
@@ -233,13 +319,18 @@ def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, lis
             t[WITH_USD] = t[WITH_USD] and u is not None
             t[PARTS] += 1
             t[SPENT_DEPTH] = max(t[SPENT_DEPTH], depth)
-    for (org, act), donors in acct.items():
+
+    def account(self, ka: Account, donors: dict[str, list]) -> Iterator[tuple]:
+        """The account rows of one account."""
+        zero = ZERO_UNITS
+        held_sum, acct_sum = self.held_sum, self.acct_sum
+        org, act = ka
         for o, (i, ie, x, xe, n, depth) in donors.items():
             e = min(ie, xe)
             iu, xu = i * 10 ** (ie - e), x * 10 ** (xe - e)
             held = (iu - xu, e) if org != o and iu > xu else zero
-            rows.append((o, "account", org, act, "USD", held, (i, ie), (x, xe) if xu > iu else (i, ie),
-                         n, depth))
+            yield (o, "account", org, act, "USD", held, (i, ie), (x, xe) if xu > iu else (i, ie),
+                   n, depth)
             if held[0] > 0:
                 t = held_sum.get(o)
                 if t is None:
@@ -255,15 +346,18 @@ def _rows(acct: dict[Account, dict[str, list]], spent: dict[tuple, dict[str, lis
                 t[ACCOUNTS] += 1
                 t[ACCOUNTS_DEPTH] = max(t[ACCOUNTS_DEPTH], depth)
                 t[ACCOUNTS_MOVES] += n
-    for (o, cur), (amt, ae, usd, ue, all_usd, n, depth) in spent_sum.items():
-        rows.append((o, "spent-sum", "", "", cur, (amt, ae), (usd, ue) if all_usd else None, zero,
-                     n, depth))
-    for o, (amt, ae, n, depth) in held_sum.items():
-        rows.append((o, "held-sum", "", "", "USD", (amt, ae), (amt, ae), zero, n, depth))
-    for o, (n, depth, moves_n) in acct_sum.items():
-        rows.append((o, "account-sum", "", "", None, zero, None, zero, n, depth))
-        rows.append((o, "movement-sum", "", "", None, zero, None, zero, moves_n, depth))
-    return rows
+
+    def rows(self) -> Iterator[tuple]:
+        """The donors' sums (after every detail row)."""
+        zero = ZERO_UNITS
+        for (o, cur), (amt, ae, usd, ue, all_usd, n, depth) in self.spent_sum.items():
+            yield (o, "spent-sum", "", "", cur, (amt, ae), (usd, ue) if all_usd else None, zero,
+                   n, depth)
+        for o, (amt, ae, n, depth) in self.held_sum.items():
+            yield (o, "held-sum", "", "", "USD", (amt, ae), (amt, ae), zero, n, depth)
+        for o, (n, depth, moves_n) in self.acct_sum.items():
+            yield (o, "account-sum", "", "", None, zero, None, zero, n, depth)
+            yield (o, "movement-sum", "", "", None, zero, None, zero, moves_n, depth)
 
 
 def _dec(acc: tuple[int, int]) -> Decimal:
@@ -276,7 +370,7 @@ COLS = ("originator_ref", "kind", "org", "activity", "currency", "amount", "amou
         "n", "depth")
 
 
-def _copy_lines(rows: list[tuple]) -> Iterator[str]:
+def _copy_lines(rows: Iterable[tuple]) -> Iterator[str]:
     """COPY text of rollup rows; the same amount is formatted once per row, the same
     account once for its run of rows (they come account by account)."""
     names: dict[str, str] = {}
@@ -398,6 +492,14 @@ def text_rows(conn: Connection, rows: list[tuple]) -> list:
     if conn.dialect.name == "postgresql":
         return list(_copy_lines(rows))
     return rows
+
+
+def load_rollup(conn: Connection, rollup: Rollup) -> int:
+    """Store every row of ``rollup`` as it is made, emptying it (a full rebuild too big to
+    hold the rows beside the sums)."""
+    if conn.dialect.name == "postgresql":
+        return copy_lines(conn, "trail_reach", ", ".join(COLS), _copy_lines(rollup.take_rows()))
+    return _write(conn, map(_as_dict, rollup.take_rows()))
 
 
 def load(conn: Connection, rows: list) -> int:

@@ -45,12 +45,10 @@ def _recompute(conn: Connection, cfg: TrailConfig | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     out["funds_added"] = funds.seed(conn)
     attribution.clear(conn)  # first: deleting movements would cascade row by row
-    rows: list = []
+    moves: list = []
     builds: list = []
-    out.update(movements.rebuild(conn, cfg, keep=rows, pending=builds))
+    out.update(movements.rebuild(conn, cfg, keep=moves, pending=builds))
     t1 = time.perf_counter()
-    moves = attribution.moves_from_rows(rows, cfg)
-    del rows
 
     def rebuild_links() -> None:
         started = time.perf_counter()
