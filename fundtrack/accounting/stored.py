@@ -163,9 +163,10 @@ def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
     of flows it superseded deleted."""
     f, a = m.Flow.__table__, m.Activity.__table__
     dropped = _drop_not_current(conn, f.c.superseded_by == batch_id)
-    ids = _current_ids(conn, or_(
-        f.c.batch_id == batch_id,
-        f.c.activity_id.in_(select(a.c.id).where(a.c.batch_id == batch_id))))
+    # two indexed reads, not one OR: PostgreSQL cannot serve "batch_id = X OR activity_id
+    # IN (subquery)" from the indexes and scanned every flow (2 s at 10M flows)
+    ids = sorted(set(_current_ids(conn, f.c.batch_id == batch_id)).union(_current_ids(
+        conn, f.c.activity_id.in_(select(a.c.id).where(a.c.batch_id == batch_id)))))
     return {"classified_flows": _write(conn, ids), "classification_dropped": dropped}
 
 
