@@ -179,3 +179,29 @@ def test_identity_rebuild_reads_flows_in_chunks(engine, monkeypatch):
     assert snap() == whole
     n_flows = len(whole)
     assert n_flows > 500 and len(chunks) == 2 * n_flows  # both passes, every flow once each
+
+
+def test_rebuild_tells_postgresql_how_many_parts_a_movement_has(engine, db_kind):
+    """After a rebuild, PostgreSQL's planner knows the parts per movement exactly
+    (``n_distinct`` of ``attribution.movement_id`` = -movements/parts): ANALYZE guessed
+    147 a movement at 10M flows (7.6 in truth) and scanned every part for the reach update
+    of a 500-flow import (9.5 s instead of 0.04 s)."""
+    if db_kind != "postgresql":
+        pytest.skip("a PostgreSQL planner setting")
+    from sqlalchemy import func, text
+
+    from fundtrack.derived.trail.recompute import recompute
+    from fundtrack.derived.trail.tables import Attribution
+
+    for name in ("dportal_15.xml", "dportal_118.xml"):
+        import_file(engine, PAGES / name)
+    with engine.begin() as c:
+        recompute(c)
+    with engine.connect() as c:
+        moves = c.execute(select(func.count()).select_from(Movement)).scalar_one()
+        parts = c.execute(select(func.count()).select_from(Attribution)).scalar_one()
+        opts = c.execute(text("SELECT attoptions FROM pg_attribute WHERE attrelid = "
+                              "'attribution'::regclass AND attname = 'movement_id'")).scalar_one()
+    assert (moves, parts) == (416, 427)
+    # (only ours: the server may keep options of its own there)
+    assert [o for o in opts if o.startswith("n_distinct=")] == ["n_distinct=-0.974239"]  # 416/427

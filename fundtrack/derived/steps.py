@@ -116,6 +116,7 @@ def _after_batch(conn: Connection, batch_id: int, hook: str) -> dict[str, int]:
         out = rebuild(conn)
         return {k: int(v) for k, v in out.items()
                 if isinstance(v, int) and not k.startswith("seconds")}
+    dialect.short_queries(conn)
     counts: dict[str, int] = {}
     seconds = {step.name: 0.0 for step in STEPS}  # in step order, the reads before included
     if hook == "after_import":

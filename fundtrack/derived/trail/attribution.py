@@ -269,7 +269,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
     builds = drop_for_load(conn, Attribution.__table__)  # PostgreSQL: millions of rows
     reach_builds = reach.prepare(conn)
     t1 = time.perf_counter()
-    streamed = len(moves) > STREAM_PARTS_OVER
+    n_moves = len(moves)
+    streamed = n_moves > STREAM_PARTS_OVER
     rollup = reach.Rollup(_expected(moves) if streamed else None)
     if streamed:
         if movement_builds is not None:
@@ -285,6 +286,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
         del rollup
         t5 = time.perf_counter()
         reach_builds.run()
+        tell_planner(conn, n_moves, n)
         return {"attribution_parts": n, "reach_rows": n_reach, "streamed": 1,
                 "seconds_attribution_prepare": round(t1 - t0, 3),
                 "seconds_then_movement_indexes": round(t2 - t1, 3),
@@ -317,6 +319,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
     del rows
     t5 = time.perf_counter()
     reach_builds.run()
+    tell_planner(conn, n_moves, n)
     return {"attribution_parts": n, "reach_rows": n_reach,
             "seconds_attribution_prepare": round(t1 - t0, 3),
             "seconds_rule": round(t_rule - t1, 3),
@@ -338,6 +341,22 @@ def _expected(moves: list[Move]) -> dict[Account, int]:
         if not mv.terminal:
             out[mv.dst] = get(mv.dst, 0) + 1
     return out
+
+
+def tell_planner(conn: Connection, movements: int, parts: int) -> None:
+    """PostgreSQL: record how many parts a movement has (``n_distinct`` of
+    ``attribution.movement_id``, as a fraction of the rows) and ANALYZE the table.
+
+    ANALYZE's sample guesses that fraction far too low on a large table (416k distinct
+    movements for 8M at 10M flows: 147 parts a movement instead of 7.6), and the planner
+    then answered the import's reach update, for a few hundred accounts, by scanning all
+    61M parts (9.5 s instead of 0.04 s)."""
+    if conn.dialect.name != "postgresql" or not parts:
+        return
+    fraction = min(1.0, movements / parts)
+    conn.exec_driver_sql("ALTER TABLE attribution ALTER COLUMN movement_id "
+                         f"SET (n_distinct = {-fraction:.6f})")
+    conn.exec_driver_sql("ANALYZE attribution")
 
 
 def clear(conn: Connection) -> None:
