@@ -85,6 +85,12 @@ not met (326 MB; 1.7 GB with new organisations). The trail's time at 10M is the 
 (PostgreSQL CPU 13.6-14.2 s a run): a query of the incremental update that grows with the
 ledger, not yet found. ft17_10m now holds the three files (10,041,660 flows).
 
+ONE FILE at 10M, merged tree (2026-12-07 12:19, load 1.0-1.4, medians of 3; the queries found:
+classification's OR over the batch, the planner's parts-per-movement estimate, JIT; see
+docs/performance.md): ft17_0 0.64 s (derived 0.45); ft17_1m 0.76 s (derived 0.59, 1.3x;
+89 MB); ft17_10m **1.28 s** (derived 1.12, 2.5x: identity 0.09, trail 0.76, classification
+0.04, rollup 0.24; CPU client 0.68 s, PostgreSQL 0.48 s; 103 MB).
+
 With the streamed rebuild, ``--check`` at 1M (mixed, 3 runs, load 6-9): derived tables
 after the import == full rebuild: True (0 and 1M).
 
