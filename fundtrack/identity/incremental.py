@@ -84,6 +84,17 @@ REPORTERS_MOVED = "fundtrack.identity_reporters_moved"
 _CHUNK = 500
 
 
+def _final_ref(orgs: dict[int, tuple[str, int | None]], oid: int) -> str:
+    """The ref of the organisation ``oid`` was merged into, at the end of its chain of
+    merges (at most 50 followed, so a cycle cannot hang the import)."""
+    for _ in range(50):
+        ref, into = orgs[oid]
+        if into is None:
+            break
+        oid = into
+    return orgs[oid][0]
+
+
 def _stored(conn: Connection) -> tuple[dict[Key, str], dict[Key, str], dict[str, int]]:
     """({party: final canonical ref}, {party: type resolved with}, {org ref: id})."""
     pr, co = t.PartyResolution.__table__, t.CanonicalOrg.__table__
@@ -91,12 +102,7 @@ def _stored(conn: Connection) -> tuple[dict[Key, str], dict[Key, str], dict[str,
             conn.execute(select(co.c.id, co.c.ref, co.c.merged_into_id))}
 
     def final(oid: int) -> str:
-        for _ in range(50):
-            ref, into = orgs[oid]
-            if into is None:
-                break
-            oid = into
-        return orgs[oid][0]
+        return _final_ref(orgs, oid)
 
     finals: dict[Key, str] = {}
     types: dict[Key, str] = {}
@@ -272,12 +278,7 @@ def _stored_subset(conn: Connection, keys: set[Key], refs: set[str] | frozenset[
         ids = {into for _, into in orgs.values() if into is not None}
 
     def final(oid: int) -> str:
-        for _ in range(50):
-            ref, into = orgs[oid]
-            if into is None:
-                break
-            oid = into
-        return orgs[oid][0]
+        return _final_ref(orgs, oid)
 
     finals = {(r.ref, r.name_key): final(r.org_id) for r in rows}
     types = {(r.ref, r.name_key): r.reported_type for r in rows if r.reported_type}
