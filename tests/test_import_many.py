@@ -490,3 +490,36 @@ def test_sqlite_checkpoints_less_often_during_a_set(engine: Engine,
     assert seen == [many.SET_CHECKPOINT_PAGES] * 2
     with engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
+
+
+DEADLOCK = """
+import sys
+from fundtrack.accounting import stored
+from fundtrack.db import make_engine
+from fundtrack.ingest import many
+stored.CHUNK = 50          # hundreds of chunks of classification rows ...
+many.CLASSIFY_CHUNKS = 1   # ... and room for one: the process waits on the writer at once
+results = many.import_files(make_engine(sys.argv[1]), sys.argv[2:], derive="once")
+print(" ".join(r.status for r in results))
+"""
+
+
+def test_the_rebuild_never_waits_on_the_classification_process(
+        engine: Engine, tmp_path: Path) -> None:
+    """The classification process reads the flows and then waits for the writer to take
+    its rows; the writer rebuilds the trail meanwhile, which must take no lock that waits
+    for that reader. On PostgreSQL, dropping the movements' foreign keys to ``flow`` for
+    the bulk load did (ACCESS EXCLUSIVE on ``flow``): past 16 chunks of rows (80,000
+    flows) the import hung for ever. Here the queue holds one chunk of 50 flows; the set
+    must finish, its classification equal to a rebuild in one process."""
+    url = engine.url.render_as_string(hide_password=False)
+    proc = subprocess.run([sys.executable, "-c", DEADLOCK, url, *map(str, GOOD[:3])],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["applied"] * 3
+    got = _classification(engine)
+    assert len({r[0] for r in got}) > 50 * 20  # many more chunks than the queue holds
+    with engine.begin() as c:
+        stored.rebuild(c)
+    assert _classification(engine) == got

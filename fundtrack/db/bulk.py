@@ -88,14 +88,23 @@ class Rebuilds:
             raise self.error
 
 
-def drop_for_load(conn: Connection, table: Table) -> Rebuilds:
-    """PostgreSQL: drop ``table``'s foreign keys and non-unique indexes before a bulk load;
-    returns the builds that put them back (run them, or start them, after the load)."""
+def drop_for_load(conn: Connection, table: Table, emptied: tuple[Table, ...] = ()) -> Rebuilds:
+    """PostgreSQL: drop ``table``'s non-unique indexes, and its foreign keys to the tables
+    in ``emptied`` (those this rebuild also empties and reloads), before a bulk load;
+    returns the builds that put them back (run them, or start them, after the load).
+
+    A foreign key to any other table stays, its check paid row by row: dropping it
+    takes an ACCESS EXCLUSIVE lock on the table it references (PostgreSQL drops that
+    table's triggers) until the rebuild commits, which stops every reader of that table
+    for the rebuild's length: the API's queries of the ledger, and the classification
+    process reading the flows beside a many-file rebuild, which then waits on the lock
+    while the rebuild waits on its rows (a deadlock past 16 chunks of rows)."""
     if conn.dialect.name != "postgresql":
         return Rebuilds(conn, [])
     # index builds sort millions of keys: in memory, not in temporary files (this transaction)
     conn.execute(text("SET LOCAL maintenance_work_mem = '1GB'"))
-    fks = [fk for fk in table.foreign_key_constraints if fk.name]
+    fks = [fk for fk in table.foreign_key_constraints
+           if fk.name and fk.referred_table in emptied]
     for fk in fks:
         conn.execute(text(f'ALTER TABLE {table.name} DROP CONSTRAINT "{fk.name}"'))
     indexes = [ix for ix in table.indexes if not ix.unique]

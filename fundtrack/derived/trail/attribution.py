@@ -266,7 +266,8 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None, moves: list[Move] 
     # a reason is asked for only where money originates: accounts no movement enters
     entered = {mv.dst for mv in moves if not mv.terminal and mv.dst != mv.src}
     reasons = source_reasons(conn, {mv.src for mv in moves} - entered)
-    builds = drop_for_load(conn, Attribution.__table__)  # PostgreSQL: millions of rows
+    # PostgreSQL: millions of rows; the movements were emptied and reloaded before
+    builds = drop_for_load(conn, Attribution.__table__, emptied=(Movement.__table__,))
     reach_builds = reach.prepare(conn)
     t1 = time.perf_counter()
     n_moves = len(moves)
