@@ -192,11 +192,17 @@ def crs_with_gender_markers(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("parsers", [1, 3])
 def test_rows_built_in_the_parse_process_equal_those_of_one_by_one(
-        db_factory: Any, tmp_path: Path) -> None:
-    """The many-file path (rows built in the parse process, ids mapped by the writer)
+        db_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parsers: int) -> None:
+    """The many-file path (rows built in parse processes, ids mapped by the writer)
     writes exactly the rows, ids included, of single imports (rows built beside the
-    writer), file by file; the issues and reconciliation too."""
+    writer), file by file; the issues and reconciliation too. With three parse processes
+    (each parsing every third file, finishing in any order) the files are still written
+    in the order given."""
+    from fundtrack.ingest import many as many_mod
+
+    monkeypatch.setattr(many_mod, "parse_processes", lambda files: min(files, parsers))
     files = [*ROW_FILES[:5], *files_with_broken(tmp_path)[2:3], *ROW_FILES[5:],
              crs_with_gender_markers(tmp_path)]
     assert all(p.exists() for p in files)

@@ -28,11 +28,12 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from queue import Empty, Full
+from queue import Empty
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, func, select
@@ -105,20 +106,23 @@ def resolve_stale(engine: Engine) -> dict[str, Any] | None:
 
 
 class _Sender:
-    """Puts on the bounded queue; exits if the writer is gone (``kill -9``), rather than
-    waiting on a full queue for ever."""
+    """Puts on the bounded queue of a child process (parse, classification), which ends
+    as soon as the writer is gone (``kill -9``) wherever it waits: on a full queue, or at
+    its exit, where Python waits for the queue's pipe to drain and no one reads it."""
 
     def __init__(self, queue: Any, writer_pid: int) -> None:
-        self.queue, self.writer_pid = queue, writer_pid
+        self.queue = queue
+        threading.Thread(target=self._watch, args=(writer_pid,), daemon=True,
+                         name="writer-watch").start()
+
+    @staticmethod
+    def _watch(writer_pid: int) -> None:
+        while os.getppid() == writer_pid:
+            time.sleep(0.5)
+        os._exit(1)
 
     def put(self, msg: Any) -> None:
-        while True:
-            try:
-                self.queue.put(msg, timeout=1)
-                return
-            except Full:
-                if os.getppid() != self.writer_pid:
-                    os._exit(1)
+        self.queue.put(msg)
 
 
 def _parse_files(paths: list[str], fmt: str | None, options: dict[str, Any],
@@ -168,6 +172,63 @@ def _parse_files(paths: list[str], fmt: str | None, options: dict[str, Any],
         except BaseException:
             queue.put(("crash", traceback.format_exc()))
             return
+
+
+#: At most this many parse processes (each reads every N-th file of the set).
+MAX_PARSERS = 4
+
+
+def parse_processes(files: int) -> int:
+    """How many parse processes for a set of ``files``: one per core this process may
+    run on, at most :data:`MAX_PARSERS` and never more than the files. The writer mostly
+    waits on them (the 100-file bench: the writer's own work is about a third of the
+    parse's), so on 2 cores two parsers and the writer share them."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(files, cores, MAX_PARSERS))
+
+
+class _Parsers:
+    """The parse processes of a set: process ``k`` of ``n`` parses files ``k, k+n, ...``
+    in order into its own bounded queue, so the writer takes file ``i``'s messages from
+    queue ``i % n`` and the files are written in the order given, whatever finishes
+    first. Killed on the way out if still running (the writer failed)."""
+
+    def __init__(self, paths: list[str], fmt: str | None, options: dict[str, Any],
+                 known: set[str], sqlite: bool, strict: bool) -> None:
+        self.args = (fmt, options, known)
+        self.paths, self.sqlite, self.strict = paths, sqlite, strict
+
+    def __enter__(self) -> _Parsers:
+        # fork: the parse processes start before this process holds threads or a
+        # transaction and need none of its state but the importers; spawn where there is
+        # no fork.
+        mp: Any = multiprocessing.get_context(
+            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        n = parse_processes(len(self.paths))
+        self.queues = [mp.Queue(maxsize=QUEUE_CHUNKS) for _ in range(n)]
+        self.procs = [mp.Process(target=_parse_files,
+                                 args=(self.paths[k::n], *self.args, self.queues[k],
+                                       os.getpid(), self.sqlite, self.strict),
+                                 name=f"fundtrack-parse-{k}", daemon=True)
+                      for k in range(n)]
+        for proc in self.procs:
+            proc.start()
+        log.debug("%d parse process(es)", n)
+        return self
+
+    def queue_of(self, i: int) -> Any:
+        """The queue that carries file ``i``'s messages."""
+        return self.queues[i % len(self.queues)]
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.join(timeout=30 if exc[0] is None else 0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
 
 
 class _Rows(BuiltRows):
@@ -331,21 +392,13 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
         derive == "auto" and derive_once_is_cheaper(ledger_flows, new_bytes, len(paths))))
     log.info("%d files, %.1f MB; derived tables %s", len(paths), new_bytes / 1e6,
              "rebuilt once at the end" if once else "updated after each file")
-    # fork: the parse process starts before this process holds threads or a transaction
-    # and needs none of its state but the importers; spawn where there is no fork.
-    mp: Any = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    queue = mp.Queue(maxsize=QUEUE_CHUNKS)
     sqlite = engine.dialect.name == "sqlite"
-    parser = mp.Process(target=_parse_files, args=(paths, fmt, options, known, queue, os.getpid(),
-                                                   sqlite, strict),
-                        name="fundtrack-parse", daemon=True)
-    parser.start()
     results: list[ImportResult] = []
     applied = 0
     with _fewer_checkpoints(engine):
-        try:
-            for path in paths:
+        with _Parsers(paths, fmt, options, known, sqlite, strict) as parsers:
+            for i, path in enumerate(paths):
+                queue = parsers.queue_of(i)
                 msg = queue.get()
                 if msg[0] == "crash":
                     raise RuntimeError(f"parse process failed:\n{msg[1]}")
@@ -367,11 +420,6 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
-            parser.join(timeout=30)
-        finally:
-            if parser.is_alive():
-                parser.kill()
-                parser.join()
         # Interrupted before here: the batches' marks stay and the next start rebuilds.
         if once and applied:
             started = time.perf_counter()
