@@ -70,6 +70,26 @@ def refresh_statistics(conn: Connection) -> None:
         conn.exec_driver_sql("ANALYZE")
 
 
+def first_statistics(conn: Connection) -> None:
+    """PostgreSQL: ANALYZE every table of the schema that holds rows and was never
+    analyzed (``reltuples`` is -1 until then); one catalog query when there is none.
+
+    Autovacuum analyzes a table a minute or more after it fills, too late for a set of
+    files loaded into a new database: with no statistics at all the planner guessed 20
+    rows for 8,500 current activities and hashed all of them to supersede each file's
+    (4 ms a file instead of 0.5). Statistics taken once scale with the table's pages, so
+    the first are enough until autovacuum refreshes them."""
+    if not is_postgres(conn):
+        return
+    never = conn.exec_driver_sql(
+        "SELECT c.oid::regclass::text FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'r' AND n.nspname = current_schema() AND c.reltuples < 0 "
+        "AND pg_relation_size(c.oid) > 0 ORDER BY 1").scalars().all()
+    for table in never:
+        conn.exec_driver_sql(f"ANALYZE {table}")
+
+
 def short_queries(conn: Connection) -> None:
     """PostgreSQL: no JIT compilation for the rest of the transaction.
 

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import Connection, Engine, bindparam, exists, select, update
 from sqlalchemy.orm import aliased
 
+from fundtrack.db import dialect
 from fundtrack.db.base import current
 from fundtrack.derived import steps as derived
 from fundtrack.ingest.issuelog import MAX_STORED_ISSUES, IssueLog
@@ -471,6 +472,7 @@ def _run(conn: Connection, importer: Importer, items: Iterable[Any], ctx: Import
     issues = result.issues = built.issues
     publishers = built.publishers
     counts = built.rows.counts
+    dialect.first_statistics(conn)  # a new database: before its first queries of the rows
     counts.update(supersede(conn, batch_id, built.rows.described_orgs))
     refuse_if_older(conn, batch_id, ctx.meta.get("generated"))
     if on_merge is not None:
