@@ -26,7 +26,8 @@ from sqlalchemy.schema import AddConstraint, CreateIndex
 
 from fundtrack.money import Money, to_text
 
-#: Ids a writer takes from a PostgreSQL sequence at a time.
+#: At most this many ids a writer takes from a PostgreSQL sequence beyond what a chunk
+#: needs (it takes as many more as the file has used, up to this).
 ID_BLOCK = 10_000
 
 
