@@ -547,3 +547,20 @@ def test_a_new_postgresql_database_has_statistics_from_its_first_file(engine: En
     first = results[0].counts
     assert reltuples == {"activity": first["activities"], "flow": first["flows"]}
     assert first["activities"] > 50 and first["flows"] > 500
+
+
+def test_a_file_draws_the_ids_it_uses(engine: Engine) -> None:
+    """PostgreSQL: each file takes from the sequences the ids its rows need (a chunk at a
+    time, with as many more as it used so far), not a block of 10,000 per kind: the
+    sequences end where the rows do when every file fits one chunk."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL sequences (SQLite's ids follow max(id))")
+    results = import_files(engine, GOOD[:3], derive="once")
+    assert [r.status for r in results] == ["applied"] * 3
+    with engine.connect() as c:
+        for table in ("activity", "flow"):
+            last = c.exec_driver_sql(
+                f"SELECT last_value FROM {table}_id_seq").scalar_one()
+            rows, top = c.exec_driver_sql(f"SELECT count(*), max(id) FROM {table}").one()
+            assert (last, top) == (rows, rows), table
+    assert sum(r.counts["flows"] for r in results) > 1_000
