@@ -108,30 +108,28 @@ def resolve(conn: Connection, targets: Select | list[str] | None, *, fresh: bool
     """(Re)resolve links, all of them or those whose target ref is in ``targets``.
 
     Set-based: each target kind is one ``UPDATE ... FROM`` joined to the current ids
-    (PostgreSQL, and SQLite since 3.33), never a subquery per link. ``fresh``: the links
-    were just inserted unresolved, so nothing needs clearing first.
+    (PostgreSQL, and SQLite since 3.33), never a subquery per link; it marks the links it
+    resolves, so no statement rewrites every link (one more ``UPDATE`` of each did: 0.5 s
+    of a 200-page rebuild on PostgreSQL). ``fresh``: the links were just inserted
+    unresolved, so nothing needs clearing first.
     """
     t, a, f = TrailLink.__table__, m.Activity.__table__, m.Flow.__table__
     scope = [] if targets is None else [t.c.target_ref.in_(targets)]
     if not fresh:
         conn.execute(update(t).where(t.c.kind.in_(ACTIVITY_KINDS + ("fts-parent",)), *scope)
-                     .values(target_activity_id=None, target_flow_id=None))
+                     .values(target_activity_id=None, target_flow_id=None, resolved=False))
     acts = (select(a.c.iati_identifier.label("ref"), func.min(a.c.id).label("id"))
             .where(current(a), *(
                 [] if targets is None else [a.c.iati_identifier.in_(targets)]))
             .group_by(a.c.iati_identifier).subquery())
     conn.execute(update(t).where(t.c.kind.in_(ACTIVITY_KINDS), t.c.target_ref == acts.c.ref)
-                 .values(target_activity_id=acts.c.id))
+                 .values(target_activity_id=acts.c.id, resolved=True))
     flws = (select(f.c.external_id.label("ref"), func.min(f.c.id).label("id"))
             .where(current(f), f.c.external_id.is_not(None), *(
                 [] if targets is None else [f.c.external_id.in_(targets)]))
             .group_by(f.c.external_id).subquery())
     conn.execute(update(t).where(t.c.kind == "fts-parent", t.c.target_ref == flws.c.ref)
-                 .values(target_flow_id=flws.c.id))
-    conn.execute(update(t).where(t.c.kind != "fund-contribution", t.c.kind != "fund-allocation",
-                                 *scope)
-                 .values(resolved=or_(t.c.target_activity_id.is_not(None),
-                                      t.c.target_flow_id.is_not(None))))
+                 .values(target_flow_id=flws.c.id, resolved=True))
 
 
 def after_import(conn: Connection, batch_id: int) -> dict[str, int]:
