@@ -23,6 +23,7 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import JSON, Connection, Date, DateTime, Table, text
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.schema import AddConstraint, CreateIndex
+from sqlalchemy.sql import FromClause
 
 from fundtrack.money import Money, to_text
 
@@ -89,7 +90,8 @@ class Rebuilds:
             raise self.error
 
 
-def drop_for_load(conn: Connection, table: Table, emptied: tuple[Table, ...] = ()) -> Rebuilds:
+def drop_for_load(conn: Connection, table: Table, emptied: tuple[FromClause, ...] = ()
+                  ) -> Rebuilds:
     """PostgreSQL: drop ``table``'s non-unique indexes, and its foreign keys to the tables
     in ``emptied`` (those this rebuild also empties and reloads), before a bulk load;
     returns the builds that put them back (run them, or start them, after the load).

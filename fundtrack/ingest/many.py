@@ -1,14 +1,16 @@
-"""Many files in one go: a parse process feeding the writer, derived tables once at the end.
+"""Many files in one go: parse processes feeding the writer, derived tables once at the end.
 
 ``fundtrack import`` of a folder or of many files used to pay, per file, the parse and the
 write one after the other on one core, and the derived-table update (money trail,
 classification, rollup) and planner statistics after every file. Here:
 
-- one **parse process** reads the files in order (sha256, format sniff, the importer's
-  records, their validation, the rows they become) and sends each file's rows through a
-  bounded queue (chunks of ``FLUSH_ROWS`` rows, at most :data:`QUEUE_CHUNKS` in flight:
-  memory stays bounded whatever the files' sizes) while this process writes the previous file; importers stay
-  pure, the parse process never touches the database;
+- **parse processes**, one per core (:func:`parse_processes`), read the files (sha256,
+  format sniff, the importer's records, their validation, the rows they become): process
+  ``k`` of ``n`` takes files ``k, k+n, ...`` and sends each file's rows through a bounded
+  queue of its own (chunks of ``FLUSH_ROWS`` rows, at most :data:`QUEUE_CHUNKS` in
+  flight: memory stays bounded whatever the files' sizes) while this process writes,
+  taking file ``i`` from queue ``i mod n``, so files are written in the order given;
+  importers stay pure, the parse processes never touch the database;
 - every file is still **its own atomic batch** (:func:`pipeline.write_batch`, the code
   path of a single import): a file that fails is rejected and changes nothing, the others
   stand; the same bytes again are "unchanged";
@@ -19,7 +21,7 @@ classification, rollup) and planner statistics after every file. Here:
   leaves whole batches only and the marks: the next ``fundtrack import`` (or ``fundtrack
   recompute``) rebuilds first. In that rebuild a second process computes the
   classification (:class:`_ClassifyBeside`) while this one rebuilds identity and the money
-  trail: the parse process is done by then, and the two cores work again.
+  trail: the parse processes are done by then, and the two cores work again.
 """
 
 from __future__ import annotations
@@ -318,7 +320,7 @@ def _in_memory(engine: Engine) -> bool:
 
 class _ClassifyBeside:
     """The final rebuild's classification computed by a second process while this one
-    rebuilds identity and the money trail (which it does not read): the parse process is
+    rebuilds identity and the money trail (which it does not read): the parse processes are
     done by then, so the second core works; this process only inserts the rows.
 
     Started after the rebuild's transaction took the ledger lock, so the ledger and the
@@ -378,7 +380,7 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
     import does), ``"once"`` rebuilds them once after the set, ``"auto"`` picks the cheaper
     (:func:`derive_once_is_cheaper`). ``on_result`` is called as each file is done.
     """
-    paths = [str(p) for p in paths]
+    files = [str(p) for p in paths]
     options = options or {}
     registry = importers()
     if not dry_run:
@@ -387,17 +389,17 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
         b = m.ImportBatch.__table__
         known = set(conn.execute(select(b.c.sha256).where(b.c.status == "applied")).scalars())
         ledger_flows = conn.execute(select(func.max(m.Flow.id))).scalar() or 0
-    new_bytes = sum(os.path.getsize(p) for p in paths)
+    new_bytes = sum(os.path.getsize(p) for p in files)
     once = not dry_run and (derive == "once" or (
-        derive == "auto" and derive_once_is_cheaper(ledger_flows, new_bytes, len(paths))))
-    log.info("%d files, %.1f MB; derived tables %s", len(paths), new_bytes / 1e6,
+        derive == "auto" and derive_once_is_cheaper(ledger_flows, new_bytes, len(files))))
+    log.info("%d files, %.1f MB; derived tables %s", len(files), new_bytes / 1e6,
              "rebuilt once at the end" if once else "updated after each file")
     sqlite = engine.dialect.name == "sqlite"
     results: list[ImportResult] = []
     applied = 0
     with _fewer_checkpoints(engine):
-        with _Parsers(paths, fmt, options, known, sqlite, strict) as parsers:
-            for i, path in enumerate(paths):
+        with _Parsers(files, fmt, options, known, sqlite, strict) as parsers:
+            for i, path in enumerate(files):
                 queue = parsers.queue_of(i)
                 msg = queue.get()
                 if msg[0] == "crash":
