@@ -102,6 +102,25 @@ def build_set(min_files: int) -> list[Path]:
     return files
 
 
+def generated_set(spec: str) -> list[Path]:
+    """``N,F``: N generated IATI files of F flows each (``bench_one_file.write_file``: the
+    money-trail generator's agencies, pooled funds and NGOs, a new tag per file), made once
+    in ``bench/out/many-generated-NxF``: issue 17's (c) in files of realistic size."""
+    n, per_file = (int(x) for x in spec.split(","))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_one_file import write_file
+
+    out = ROOT / "bench" / "out" / f"many-generated-{n}x{per_file}"
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        dest = out / f"{i:04d}.xml"
+        if not dest.exists():
+            write_file(dest, f"m{i}", per_file)
+        files.append(dest)
+    return files
+
+
 def floor_child(paths: list[str]) -> None:
     """The parse-only floor over every file (runs in its own process); prints JSON."""
     sys.path.insert(0, str(ROOT))
@@ -116,12 +135,20 @@ def floor_child(paths: list[str]) -> None:
     print(json.dumps({"flows": flows}))
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, str]:
-    """Run a command; (wall s, CPU s of it and its waited-for children, peak RSS MB, stdout)."""
+def run(cmd: list[str], env: dict[str, str] | None = None, log: list[str] | None = None
+        ) -> tuple[float, float, float, str]:
+    """Run a command; (wall s, CPU s of it and its waited-for children, peak RSS MB, stdout).
+    ``log``: runs it at log level INFO and appends its "rebuilt once" line (the one
+    rebuild's seconds) to the list."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if log is not None:
+        env = dict(env or os.environ, FUNDTRACK_LOG_LEVEL="INFO")
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
+    if log is not None:
+        log.extend(line.split(": ", 1)[-1] for line in proc.stderr.splitlines()
+                   if "rebuilt once" in line or "derived tables, rebuild:" in line)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):  # 1: some file rejected, which the set may hold
         sys.exit(f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -209,13 +236,16 @@ def main() -> None:
     ap.add_argument("--profile-parse", action="store_true",
                     help="then profile the parse process's work (parse, validation, rows, "
                          "pickling) in one process, no database")
+    ap.add_argument("--generated", metavar="N,F",
+                    help="N generated files of F flows each instead of the real files")
     ap.add_argument("--floor-child", nargs="+")
     args = ap.parse_args()
     if args.floor_child:
         floor_child(args.floor_child)
         return
     sys.path.insert(0, str(ROOT))
-    files = build_set(args.min_files)
+    files = generated_set(args.generated) if args.generated else build_set(args.min_files)
+    folder = files[0].parent
     mb = sum(p.stat().st_size for p in files) / 1e6
     print(f"{len(files)} files, {mb:.1f} MB; load average before: {os.getloadavg()}")
     wall, cpu, rss, out = run([sys.executable, __file__, "--floor-child", *map(str, files)])
@@ -225,6 +255,7 @@ def main() -> None:
     codes = [("this tree", ROOT)] + [(c.split("=", 1)[0], Path(c.split("=", 1)[1]))
                                      for c in args.code]
     work = Path(tempfile.mkdtemp(prefix="ft_bench_many_"))
+    rebuilds: list[str] = []
     kinds = args.db.split(",")
     with contextlib.ExitStack() as stack:
         pg_base = stack.enter_context(private_cluster()) if "postgresql" in kinds else None
@@ -239,10 +270,14 @@ def main() -> None:
                 wall, cpu, rss, out = run([sys.executable, "-P", "-c",
                                            LEDGER_ONLY if args.ledger_only else
                                            "from fundtrack.cli import main; main()",
-                                           "import", "--quiet", str(OUT)], env)
+                                           "import", "--quiet", str(folder)], env,
+                                          log=rebuilds)
                 applied = out.count(": applied")
                 rows.append((f"{kind}, {label}", f"{applied}/{len(files)}", wall, cpu,
                              ledger_flows(url), rss))
+                for line in rebuilds:
+                    print(f"{kind}, {label}: {line}")
+                rebuilds.clear()
     shutil.rmtree(work, ignore_errors=True)
     print(f"load average after: {os.getloadavg()}\n")
     print("| run | files applied | wall s | CPU s | MB/s (wall) | current flows | flows/s "
