@@ -107,9 +107,9 @@ def resolve_stale(engine: Engine) -> dict[str, Any] | None:
 
 
 class _Sender:
-    """Puts on the bounded queue of a child process (parse, classification), which ends
-    as soon as the writer is gone (``kill -9``) wherever it waits: on a full queue, or at
-    its exit, where Python waits for the queue's pipe to drain and no one reads it."""
+    """Puts on the queue of a child process (parse, classification), which ends as soon
+    as the writer is gone (``kill -9``) wherever it waits: on a full queue, or at its
+    exit, where Python waits for the queue's pipe to drain and no one reads it."""
 
     def __init__(self, queue: Any, writer_pid: int, leftover: str | None = None) -> None:
         self.queue = queue
