@@ -27,8 +27,9 @@ def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: 
                mapping: Path | None, imported_by: str | None, quiet: bool, derive: str) -> None:
     """Import report files or folders (IATI XML, ...), each file its own batch.
 
-    Many files: a second process parses the next file while this one writes. Exit status 1
-    if any file is rejected (the others are imported).
+    Many files: other processes (one per core) parse the next files while this one
+    writes, in the order given. Exit status 1 if any file is rejected (the others are
+    imported).
     """
     from fundtrack.ingest.pipeline import ImportResult
 
