@@ -87,7 +87,7 @@ def first_statistics(conn: Connection) -> None:
         "WHERE c.relkind = 'r' AND n.nspname = current_schema() AND c.reltuples < 0 "
         "AND pg_relation_size(c.oid) > 0 ORDER BY 1").scalars().all()
     for table in never:
-        conn.exec_driver_sql(f"ANALYZE {table}")
+        analyze(conn, table)
 
 
 def short_queries(conn: Connection) -> None:

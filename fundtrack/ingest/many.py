@@ -349,8 +349,7 @@ class _ClassifyBeside:
     def __enter__(self) -> _ClassifyBeside:
         mp: Any = multiprocessing.get_context(
             "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        fd, self.spill = tempfile.mkstemp(prefix="fundtrack-classify-", suffix=".pickle")
-        self.file = os.fdopen(fd, "rb")
+        self.fd, self.spill = tempfile.mkstemp(prefix="fundtrack-classify-", suffix=".pickle")
         self.queue = mp.Queue()  # announcements only: (offset, length) of each chunk
         self.proc = mp.Process(target=_classify,
                                args=(self.url, self.queue, os.getpid(), self.spill),
@@ -364,7 +363,7 @@ class _ClassifyBeside:
         if self.proc.is_alive():  # the rebuild failed or never read the rows
             self.proc.kill()
             self.proc.join()
-        self.file.close()
+        os.close(self.fd)
         with contextlib.suppress(OSError):
             os.unlink(self.spill)
 
@@ -378,7 +377,7 @@ class _ClassifyBeside:
                                        ) from None
                 continue
             if msg[0] == "rows":
-                yield pickle.loads(os.pread(self.file.fileno(), msg[2], msg[1]))
+                yield pickle.loads(os.pread(self.fd, msg[2], msg[1]))
             elif msg[0] == "end":
                 self.done = True
                 return
