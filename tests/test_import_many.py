@@ -346,16 +346,62 @@ def test_an_upload_after_an_interrupted_set_rebuilds_first(db_factory: Any) -> N
         db_factory.drop(ref_url)
 
 
-@pytest.mark.parametrize(("ledger", "mb", "files", "once"), [
-    (0, 93, 100, True),            # the benchmark: 100 real files into an empty database
-    (0, 2, 1, False),              # one file: always its own update
-    (1_000_000, 1, 2, False),      # two small files into 1M flows: two updates
-    (1_500_000, 400, 1000, True),   # 1,000 files into 1.5M flows: one rebuild
-    (10_000_000, 200, 1000, False),  # at 10M a rebuild does not fit in memory: updates
-    (10_000_000, 1, 5, False),
+MAX = 1_000_000  # the default FUNDTRACK_REBUILD_MAX_FLOWS
+
+
+@pytest.mark.parametrize(("ledger", "mb", "files", "max_flows", "once"), [
+    (0, 93, 100, MAX, True),             # the benchmark: 100 real files into an empty database
+    (0, 2, 1, MAX, False),               # one file: always its own update
+    (800_000, 1, 2, MAX, False),         # two small files into 800k flows: two updates
+    (1_000_000, 400, 1000, MAX, False),  # the ledger alone is at the limit: updates
+    (0, 8_000, 1000, MAX, True),         # 2M flows' worth: a rebuild at the limit, then updates
+    (800_000, 8_000, 10, MAX, False),    # ten big files into 800k: the rebuild weighs more
+    (1_500_000, 400, 1000, 2_000_000, True),  # the limit raised: one rebuild at 1.6M
+    (10_000_000, 200, 1000, 2_000_000, False),  # at 10M a rebuild does not fit: updates
+    (10_000_000, 1, 5, 2_000_000, False),
 ])
-def test_auto_picks_the_cheaper(ledger: int, mb: int, files: int, once: bool) -> None:
-    assert derive_once_is_cheaper(ledger, mb * 1_000_000, files) is once
+def test_auto_picks_the_cheaper(ledger: int, mb: int, files: int, max_flows: int,
+                                once: bool) -> None:
+    assert derive_once_is_cheaper(ledger, mb * 1_000_000, files, max_flows) is once
+
+
+def test_a_set_past_the_rebuild_limit_goes_on_file_by_file(
+        db_factory: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A rebuild never holds more than FUNDTRACK_REBUILD_MAX_FLOWS flows: the set is counted
+    as it is written, and once past the limit the derived tables are rebuilt there and the
+    other files are updated one by one; the answers are those of one-by-one imports."""
+    first, second = transactions(GOOD[0]), transactions(GOOD[1])
+    assert (first, second) == (590, 1043)
+    monkeypatch.setenv("FUNDTRACK_REBUILD_MAX_FLOWS", str(first + 1))  # passed by file 2
+    many_url, one_url = db_factory.new_url(), db_factory.new_url()
+    many, one = make_engine(many_url), make_engine(one_url)
+    try:
+        with caplog.at_level("INFO", logger="fundtrack.ingest.many"):
+            results = import_files(many, GOOD)
+        assert [r.status for r in results] == ["applied"] * 5
+        said = [r.getMessage() for r in caplog.records if r.name == "fundtrack.ingest.many"]
+        assert said[0].endswith("derived tables rebuilt once at the end")
+        assert said[1] == ("the set passed 591 flows (FUNDTRACK_REBUILD_MAX_FLOWS) at file 2 "
+                           "of 5: derived tables rebuilt now, the rest file by file")
+        assert said[2].startswith("derived tables rebuilt once for 2 batch(es) in ")
+        assert len(said) == 3  # no rebuild at the end: files 3-5 were updated one by one
+        with many.connect() as c:
+            assert derived.stale_batches(c) == []
+            counts = [c.execute(select(m.ImportBatch.counts).where(
+                m.ImportBatch.id == r.batch_id)).scalar_one() for r in results]
+        # the trail's counts are those of a file's own update: only files 3-5 have them
+        assert ["movements_replaced" in k for k in counts] == [False, False, True, True, True]
+        for p in GOOD:
+            import_file(one, p)
+        assert derived_rows(many) == derived_rows(one)
+        assert answers(many_url, first_activity(GOOD[0])) == answers(
+            one_url, first_activity(GOOD[0]))
+    finally:
+        many.dispose()
+        one.dispose()
+        db_factory.drop(many_url)
+        db_factory.drop(one_url)
 
 
 def test_cli_imports_a_folder_and_reports_the_broken_file(

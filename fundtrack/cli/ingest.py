@@ -22,7 +22,8 @@ from fundtrack.db import make_engine
 @click.option("--derived", "derive", type=click.Choice(["auto", "each", "once"]), default="auto",
               show_default=True,
               help="Many files: update the derived tables after each file, rebuild them once "
-                   "at the end, or pick the cheaper.")
+                   "at the end, or pick the cheaper (a rebuild of at most "
+                   "FUNDTRACK_REBUILD_MAX_FLOWS flows, then file by file).")
 def import_cmd(paths: tuple[Path, ...], fmt: str | None, dry_run: bool, strict: bool,
                mapping: Path | None, imported_by: str | None, quiet: bool, derive: str) -> None:
     """Import report files or folders (IATI XML, ...), each file its own batch.

@@ -43,6 +43,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event, func, select
 
 from fundtrack.accounting import stored as classification
+from fundtrack.config import get_settings
 from fundtrack.db import make_engine
 from fundtrack.derived import steps as derived
 from fundtrack.ingest.pipeline import (
@@ -67,29 +68,37 @@ QUEUE_CHUNKS = 8
 
 # The cost model behind "auto" (measured on this project's benches, docs/performance.md,
 # issue 17): a full rebuild costs about REBUILD_S_PER_FLOW per current flow (53k real flows
-# on SQLite: 4.2 s CPU; 1M synthetic flows on PostgreSQL: ~235 s) and holds about 3 kB a
-# flow in memory (1M: 3.2 GB; 10M did not fit in 12 GB); the update after one file costs
-# about PER_FILE_S plus PER_FILE_S_PER_FLOW per flow already in the ledger (an empty
-# database: ~0.5 s; 1M flows: 2-5 s) in about 250 MB.
+# on SQLite: 4.2 s CPU; 1M synthetic flows on PostgreSQL: ~90 s); the update after one
+# file costs about PER_FILE_S plus PER_FILE_S_PER_FLOW per flow already in the ledger (a
+# conservative fit: a 500-flow file takes 0.64 s into an empty database, 0.76 s into 1M
+# flows and 1.28 s into 10M on PostgreSQL) in about 100 MB. A rebuild's memory grows with
+# the ledger, so it never holds more than ``Settings.rebuild_max_flows`` flows
+# (FUNDTRACK_REBUILD_MAX_FLOWS): :func:`import_files` counts the set's flows as it writes
+# them and, past the limit, rebuilds there and goes on file by file.
 REBUILD_S_PER_FLOW = 100e-6
 PER_FILE_S = 0.5
 PER_FILE_S_PER_FLOW = 3e-6
-#: Never a rebuild of more flows than this in one go (its memory), whatever it would save.
-REBUILD_MAX_FLOWS = 2_000_000
 #: For the estimate of a set's new flows from its size (D-Portal pages: ~4.3 kB a flow).
+#: Only the choice rests on it: the memory limit is kept by counting (dense files, 234
+#: bytes a flow, are 17 times more flows than this estimate).
 BYTES_PER_FLOW = 4000
 
 
-def derive_once_is_cheaper(ledger_flows: int, new_bytes: int, files: int) -> bool:
-    """Whether one rebuild after the set costs less than an update after every file (and
-    fits in memory: at most :data:`REBUILD_MAX_FLOWS` flows)."""
-    if files < 2:
+def derive_once_is_cheaper(ledger_flows: int, new_bytes: int, files: int,
+                           max_flows: int | None = None) -> bool:
+    """Whether one rebuild after the set costs less than an update after every file.
+
+    A rebuild holds at most ``max_flows`` flows (default: the setting); the part of the
+    set past it is updated file by file either way, so only the part below it is weighed."""
+    if max_flows is None:
+        max_flows = get_settings().rebuild_max_flows
+    if files < 2 or ledger_flows >= max_flows:
         return False
-    flows = ledger_flows + new_bytes / BYTES_PER_FLOW
-    if flows > REBUILD_MAX_FLOWS:
-        return False
-    rebuild = REBUILD_S_PER_FLOW * flows
-    per_file = files * (PER_FILE_S + PER_FILE_S_PER_FLOW * ledger_flows)
+    new = new_bytes / BYTES_PER_FLOW
+    fits = min(new, max_flows - ledger_flows)
+    share = fits / new if new else 1.0
+    rebuild = REBUILD_S_PER_FLOW * (ledger_flows + fits)
+    per_file = share * files * (PER_FILE_S + PER_FILE_S_PER_FLOW * ledger_flows)
     return rebuild < per_file
 
 
@@ -398,11 +407,15 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
 
     ``derive``: ``"each"`` updates the derived tables after every file (as a single
     import does), ``"once"`` rebuilds them once after the set, ``"auto"`` picks the cheaper
-    (:func:`derive_once_is_cheaper`). ``on_result`` is called as each file is done.
+    (:func:`derive_once_is_cheaper`) and keeps a rebuild within
+    ``Settings.rebuild_max_flows``: once the ledger and the flows written so far pass it,
+    the derived tables are rebuilt there and the rest of the set is updated file by file.
+    ``on_result`` is called as each file is done.
     """
     files = [str(p) for p in paths]
     options = options or {}
     registry = importers()
+    max_flows = get_settings().rebuild_max_flows
     if not dry_run:
         resolve_stale(engine)
     with engine.connect() as conn:
@@ -411,12 +424,14 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
         ledger_flows = conn.execute(select(func.max(m.Flow.id))).scalar() or 0
     new_bytes = sum(os.path.getsize(p) for p in files)
     once = not dry_run and (derive == "once" or (
-        derive == "auto" and derive_once_is_cheaper(ledger_flows, new_bytes, len(files))))
+        derive == "auto" and derive_once_is_cheaper(ledger_flows, new_bytes, len(files),
+                                                    max_flows)))
     log.info("%d files, %.1f MB; derived tables %s", len(files), new_bytes / 1e6,
              "rebuilt once at the end" if once else "updated after each file")
     sqlite = engine.dialect.name == "sqlite"
     results: list[ImportResult] = []
-    applied = 0
+    stale = 0  # batches merged without their update, since the last rebuild
+    flows = ledger_flows
     with _fewer_checkpoints(engine):
         with _Parsers(files, fmt, options, known, sqlite, strict) as parsers:
             for i, path in enumerate(files):
@@ -438,20 +453,34 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
                                 dry_run=dry_run, strict=strict, imported_by=imported_by,
                                 derive=not once)
                     items.drain()
-                    applied += result.status == "applied"
+                    if once and result.status == "applied":
+                        stale += 1
+                        flows += result.counts.get("flows", 0)
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
+                if once and derive == "auto" and flows > max_flows and i + 1 < len(files):
+                    log.info("the set passed %d flows (FUNDTRACK_REBUILD_MAX_FLOWS) at file "
+                             "%d of %d: derived tables rebuilt now, the rest file by file",
+                             max_flows, i + 1, len(files))
+                    _rebuild(engine, stale)
+                    once, stale = False, 0
         # Interrupted before here: the batches' marks stay and the next start rebuilds.
-        if once and applied:
-            started = time.perf_counter()
-            with engine.begin() as conn:
-                lock_ledger(conn)
-                if _in_memory(engine):  # another connection would see another database
-                    derived.rebuild(conn)
-                else:
-                    with _ClassifyBeside(engine) as beside:
-                        derived.rebuild(conn, given={"classification": beside.rebuild})
-            log.info("derived tables rebuilt once for %d batch(es) in %.1f s", applied,
-                     time.perf_counter() - started)
+        if stale:
+            _rebuild(engine, stale)
     return results
+
+
+def _rebuild(engine: Engine, batches: int) -> None:
+    """Rebuild every derived table once, for ``batches`` batches merged without their
+    update (which clears their marks); the classification computed beside."""
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        lock_ledger(conn)
+        if _in_memory(engine):  # another connection would see another database
+            derived.rebuild(conn)
+        else:
+            with _ClassifyBeside(engine) as beside:
+                derived.rebuild(conn, given={"classification": beside.rebuild})
+    log.info("derived tables rebuilt once for %d batch(es) in %.1f s", batches,
+             time.perf_counter() - started)
