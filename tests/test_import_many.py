@@ -382,8 +382,9 @@ def test_a_set_past_the_rebuild_limit_goes_on_file_by_file(
         assert [r.status for r in results] == ["applied"] * 5
         said = [r.getMessage() for r in caplog.records if r.name == "fundtrack.ingest.many"]
         assert said[0].endswith("derived tables rebuilt once at the end")
-        assert said[1] == ("the set passed 591 flows (FUNDTRACK_REBUILD_MAX_FLOWS) at file 2 "
-                           "of 5: derived tables rebuilt now, the rest file by file")
+        assert said[1] == ("1633 flows with the set's files so far, over "
+                           "FUNDTRACK_REBUILD_MAX_FLOWS (591), at file 2 of 5: the derived "
+                           "tables are rebuilt now and the rest of the set updated file by file")
         assert said[2].startswith("derived tables rebuilt once for 2 batch(es) in ")
         assert len(said) == 3  # no rebuild at the end: files 3-5 were updated one by one
         with many.connect() as c:

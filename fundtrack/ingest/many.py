@@ -21,7 +21,10 @@ classification, rollup) and planner statistics after every file. Here:
   leaves whole batches only and the marks: the next ``fundtrack import`` (or ``fundtrack
   recompute``) rebuilds first. In that rebuild a second process computes the
   classification (:class:`_ClassifyBeside`) while this one rebuilds identity and the money
-  trail: the parse processes are done by then, and the two cores work again.
+  trail: the parse processes are done by then, and the two cores work again. A rebuild
+  never holds more than ``Settings.rebuild_max_flows`` flows (its memory): the set's
+  flows are counted as they are written, and past the limit the rebuild runs there and
+  the rest of the set is updated file by file.
 """
 
 from __future__ import annotations
@@ -460,9 +463,10 @@ def import_files(engine: Engine, paths: Sequence[str | os.PathLike[str]], *,
                 if on_result is not None:
                     on_result(result)
                 if once and derive == "auto" and flows > max_flows and i + 1 < len(files):
-                    log.info("the set passed %d flows (FUNDTRACK_REBUILD_MAX_FLOWS) at file "
-                             "%d of %d: derived tables rebuilt now, the rest file by file",
-                             max_flows, i + 1, len(files))
+                    log.info("%d flows with the set's files so far, over "
+                             "FUNDTRACK_REBUILD_MAX_FLOWS (%d), at file %d of %d: the derived "
+                             "tables are rebuilt now and the rest of the set updated file by "
+                             "file", flows, max_flows, i + 1, len(files))
                     _rebuild(engine, stale)
                     once, stale = False, 0
         # Interrupted before here: the batches' marks stay and the next start rebuilds.
