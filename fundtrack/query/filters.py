@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from graphql import GraphQLError
 from sqlalchemy import (
     ColumnElement,
     Table,
@@ -30,6 +29,7 @@ from sqlalchemy import (
 
 from fundtrack.ledger import tables as m
 from fundtrack.money import money_number
+from fundtrack.query.errors import input_error
 from fundtrack.query.search import activity_search
 from fundtrack.query.vocabulary import (
     GENDER_CODE,
@@ -57,7 +57,7 @@ def _no_nul(cmp: Any) -> None:
     for v in vars(cmp).values():
         for x in v if isinstance(v, list) else (v,):
             if isinstance(x, str) and "\x00" in x:
-                raise GraphQLError("filter values must not contain the NUL character (\\u0000)")
+                raise input_error("filter values must not contain the NUL character (\\u0000)")
 
 
 def compare(col: Any, cmp: Any) -> ColumnElement[bool]:
@@ -235,7 +235,7 @@ def activity_where(w: Any, table: Any = None) -> ColumnElement[bool]:
                                    compare(p.c.type, pw2.type)))
     if w.search is not None:
         if "\x00" in w.search:
-            raise GraphQLError("`search` must not contain the NUL character (\\u0000)")
+            raise input_error("`search` must not contain the NUL character (\\u0000)")
         conds.append(activity_search(w.search, table))
     return and_(true(), *conds)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from graphql import GraphQLError
+from fundtrack.query.errors import input_error
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
@@ -26,7 +26,7 @@ def decode_id(gid: str) -> tuple[str, str]:
         raw = base64.urlsafe_b64decode(gid + "=" * (-len(gid) % 4)).decode()
         type_name, pk = raw.split(":", 1)
     except (binascii.Error, UnicodeError, ValueError):
-        raise GraphQLError(f"not a valid id: {gid[:60]!r}") from None
+        raise input_error(f"not a valid id: {gid[:60]!r}") from None
     return type_name, pk
 
 
@@ -47,5 +47,5 @@ def decode_int_id(gid: str, expected: str) -> int:
     type_name, pk = decode_id(gid)
     value = int_pk(pk)
     if type_name != expected or value is None:
-        raise GraphQLError(f"id {gid[:60]!r} is not a {expected} id")
+        raise input_error(f"id {gid[:60]!r} is not a {expected} id")
     return value
