@@ -21,10 +21,10 @@ classification, rollup) and planner statistics after every file. Here:
   leaves whole batches only and the marks: the next ``fundtrack import`` (or ``fundtrack
   recompute``) rebuilds first. In that rebuild a second process computes the
   classification (:class:`_ClassifyBeside`) while this one rebuilds identity and the money
-  trail: the parse processes are done by then, and the two cores work again. A rebuild
-  never holds more than ``Settings.rebuild_max_flows`` flows (its memory): the set's
-  flows are counted as they are written, and past the limit the rebuild runs there and
-  the rest of the set is updated file by file.
+  trail: the parse processes are done (or wait on full queues) by then, and the two cores
+  work again. A rebuild never holds more than ``Settings.rebuild_max_flows`` flows (its
+  memory): the set's flows are counted as they are written, and past the limit the
+  rebuild runs there and the rest of the set is updated file by file.
 """
 
 from __future__ import annotations
@@ -88,13 +88,12 @@ BYTES_PER_FLOW = 4000
 
 
 def derive_once_is_cheaper(ledger_flows: int, new_bytes: int, files: int,
-                           max_flows: int | None = None) -> bool:
+                           max_flows: int) -> bool:
     """Whether one rebuild after the set costs less than an update after every file.
 
-    A rebuild holds at most ``max_flows`` flows (default: the setting); the part of the
-    set past it is updated file by file either way, so only the part below it is weighed."""
-    if max_flows is None:
-        max_flows = get_settings().rebuild_max_flows
+    A rebuild holds at most ``max_flows`` flows (``Settings.rebuild_max_flows``); the part
+    of the set past it is updated file by file either way, so only the part below it is
+    weighed."""
     if files < 2 or ledger_flows >= max_flows:
         return False
     new = new_bytes / BYTES_PER_FLOW

@@ -2,8 +2,8 @@
 
 They are GraphQL errors, which the API shows as written (it masks every other exception),
 but graphql is imported only when one is raised: the CLI reaches the query layer through
-the rollup step of the derived tables, and loading graphql there was ~0.1 s of every
-command's start-up (``fundtrack import`` of one file included)."""
+the rollup step of the derived tables, and loading graphql there was ~0.06 s of CPU in
+every command's start-up (``fundtrack import`` of one file included)."""
 
 from __future__ import annotations
 
