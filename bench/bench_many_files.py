@@ -21,6 +21,8 @@ Measured in the same run, each in its own process:
 Printed: wall seconds, CPU seconds (user + system of the command and every process it
 started and waited for: the parse process included), MB/s, flows/s, wall ratio to the floor,
 peak RSS of the largest single process (MB), and the load average before and after.
+``--generated N,F --then-one`` also imports one more generated file of F flows on its
+own after each set (as an upload would be), and the same file into an empty database.
 ``--code DIR`` runs the command from another source tree (e.g. ``git archive`` of the
 commit before) with this tree's files and floor, for before/after numbers in one run.
 Not a test: docs/performance.md records runs.
@@ -119,6 +121,18 @@ def generated_set(spec: str) -> list[Path]:
             write_file(dest, f"m{i}", per_file)
         files.append(dest)
     return files
+
+
+def one_more(spec: str) -> Path:
+    """The file after a ``--generated`` set: the next tag, the same size (an upload into
+    the organisation pairs the set already holds)."""
+    n, per_file = (int(x) for x in spec.split(","))
+    from bench_one_file import write_file
+
+    dest = ROOT / "bench" / "out" / f"one-more-{n}x{per_file}.xml"
+    if not dest.exists():
+        write_file(dest, f"m{n}", per_file)
+    return dest
 
 
 def floor_child(paths: list[str]) -> None:
@@ -253,6 +267,10 @@ def main() -> None:
                          "pickling) in one process, no database")
     ap.add_argument("--generated", metavar="N,F",
                     help="N generated files of F flows each instead of the real files")
+    ap.add_argument("--then-one", action="store_true",
+                    help="with --generated: after each set, one more generated file of the "
+                         "same size imported on its own (as an upload), against the same "
+                         "file into an empty database")
     ap.add_argument("--floor-child", nargs="+")
     args = ap.parse_args()
     if args.floor_child:
@@ -271,6 +289,7 @@ def main() -> None:
                                      for c in args.code]
     work = Path(tempfile.mkdtemp(prefix="ft_bench_many_"))
     rebuilds: list[str] = []
+    ones: list[tuple[str, str, float, float, float]] = []
     kinds = args.db.split(",")
     with contextlib.ExitStack() as stack:
         pg_base = stack.enter_context(private_cluster()) if "postgresql" in kinds else None
@@ -293,6 +312,15 @@ def main() -> None:
                 for line in rebuilds:
                     print(f"{kind}, {label}: {line}")
                 rebuilds.clear()
+                if args.then_one:
+                    extra = one_more(args.generated)
+                    empty = fresh_db(kind, pg_base, work, 100 + n, tree)
+                    for into, target in (("empty", empty), (f"{ledger_flows(url):,} flows", url)):
+                        w, c, r, _ = run([sys.executable, "-P", "-c",
+                                          "from fundtrack.cli import main; main()", "import",
+                                          "--quiet", str(extra)],
+                                         dict(env, FUNDTRACK_DATABASE_URL=target))
+                        ones.append((f"{kind}, {label}", into, w, c, r))
     shutil.rmtree(work, ignore_errors=True)
     print(f"load average after: {os.getloadavg()}\n")
     print("| run | files applied | wall s | CPU s | MB/s (wall) | current flows | flows/s "
@@ -302,6 +330,15 @@ def main() -> None:
     for label, applied, wall, cpu, flows, rss in rows:
         print(f"| {label} | {applied} | {wall:.1f} | {cpu:.1f} | {mb / wall:.1f} | {flows:,} "
               f"| {flows / wall:,.0f} | {wall / floor:.2f} | {cpu / floor_cpu:.2f} | {rss:.0f} |")
+    if ones:
+        print("\none more file on its own, into an empty database and into the set:\n")
+        print("| run | into | wall s | CPU s | x empty (wall) | peak RSS MB |")
+        print("|---|---|---|---|---|---|")
+        empty_wall: dict[str, float] = {}
+        for label, into, wall, cpu, rss in ones:
+            base = empty_wall.setdefault(label, wall)
+            print(f"| {label} | {into} | {wall:.1f} | {cpu:.1f} | {wall / base:.1f} "
+                  f"| {rss:.0f} |")
     if args.profile:
         profile(work, args.ledger_only)
     if args.profile_parse:

@@ -32,7 +32,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Table, delete, or_, select
 from sqlalchemy import update as sa_update
 
 from fundtrack.db import dialect
@@ -356,6 +356,14 @@ def pairable(fl: CashFlow) -> bool:
         fl.src[0] and fl.dst[0])
 
 
+def _around(when: date, window: timedelta) -> tuple[date, date]:
+    """The first and last day within ``window`` of ``when`` (calendar bounds kept: a
+    window of centuries must not overflow the date)."""
+    lo = date.min if when - date.min <= window else when - window
+    hi = date.max if date.max - when <= window else when + window
+    return lo, hi
+
+
 def clusters(flows: list[CashFlow], cfg: TrailConfig) -> list[list[CashFlow]]:
     """The flows split into clusters that :func:`pair` (without :func:`cross_source`, i.e.
     no aggregator's flow among them) pairs independently: ``pair`` of any union of
@@ -424,7 +432,8 @@ def clusters(flows: list[CashFlow], cfg: TrailConfig) -> list[list[CashFlow]]:
             when = flows[i].value_date
             if when is None:
                 continue
-            lo, hi = bisect_left(days, when - window), bisect_right(days, when + window)
+            first, last = _around(when, window)
+            lo, hi = bisect_left(days, first), bisect_right(days, last)
             if lo == hi:
                 continue
             join(i, dated[lo])
@@ -997,6 +1006,65 @@ def _group_movements(conn: Connection, groups: list[tuple[str, str]], receivers:
     return [r for where in wheres for r in conn.execute(select(t).where(where))]
 
 
+#: Date ranges of one side's fresh flows asked of the database in :func:`_joinable_groups`
+#: before they are taken as one range from the first to the last (a superset: exact still).
+_MAX_RANGES = 20
+
+
+def _joinable_groups(conn: Connection, groups: list[tuple[str, str]],
+                     fresh: dict[tuple[str, str], list[CashFlow]], cfg: TrailConfig
+                     ) -> set[tuple[str, str]]:
+    """Of these groups, those where an earlier flow may join a flow of the batch in one
+    :func:`clusters` cluster; the others' clusters that hold the batch's flows hold only
+    them, and the groups need not be read (an upload into a pair of 100,000 earlier
+    flows none of which it can pair with reads none of them).
+
+    Asked of the movement table, one probe a group: an earlier current flow of the
+    group is a movement of it alone (``single``) or one of a pair's. Either of a pair
+    counts as joinable (a pair's mirror's date and accounts are not in its row). A single
+    one joins a fresh flow of the other kind (disbursement, incoming funds) dated within
+    ``match_window_days`` of it, or naming the same source or destination activity (the
+    link join; the group's organisations are the same by definition). The dates are
+    asked as at most :data:`_MAX_RANGES` merged ranges, beyond that as one (a superset of
+    the joins only ever reads more). Spending and other kinds never join.
+    """
+    t, f = Movement.__table__, m.Flow.__table__
+    window = timedelta(days=cfg.match_window_days)
+    out: set[tuple[str, str]] = set()
+    for g in groups:
+        wheres: list[Any] = [t.c.mirror_flow_id.is_not(None)]
+        for kind, other in ((FlowKind.DISBURSEMENT, FlowKind.INCOMING_FUNDS),
+                            (FlowKind.INCOMING_FUNDS, FlowKind.DISBURSEMENT)):
+            mine = [fl for fl in fresh[g] if fl.kind is kind]
+            if not mine:
+                continue
+            joins: list[Any] = []
+            ranges: list[list[date]] = []
+            for when in sorted({fl.value_date for fl in mine if fl.value_date is not None}):
+                lo, hi = _around(when, window)
+                if ranges and lo <= ranges[-1][1]:
+                    ranges[-1][1] = hi
+                else:
+                    ranges.append([lo, hi])
+            if len(ranges) > _MAX_RANGES:
+                ranges = [[ranges[0][0], ranges[-1][1]]]
+            joins += [t.c.value_date.between(lo, hi) for lo, hi in ranges]
+            srcs = sorted({fl.src[1][:300] for fl in mine if fl.src[1]})
+            dsts = sorted({fl.dst[1][:300] for fl in mine if fl.dst[1]})
+            if srcs:
+                joins.append(t.c.src_activity.in_(srcs))
+            if dsts:
+                joins.append(t.c.dst_activity.in_(dsts))
+            if joins:
+                wheres.append((f.c.kind == other) & or_(*joins))
+        q = (select(t.c.id).select_from(t.join(f, f.c.id == t.c.flow_id))
+             .where(t.c.src_org == g[0][:200], t.c.dst_org == g[1][:200], or_(*wheres))
+             .limit(1))
+        if conn.execute(q).first() is not None:
+            out.add(g)
+    return out
+
+
 def _load_by_ids(conn: Connection, acts: dict[str, str], ids: Iterable[int]
                  ) -> list[CashFlow]:
     """The current cash flows among these ids (by primary key)."""
@@ -1117,12 +1185,24 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     scanned: set[str] = set()  # receivers whose every movement is read (cross-source)
     covered: set[int] = set()  # flows whose every movement is read with their group's
     asked: set[int] = set()  # flows whose movements were looked up by id
+    # groups of the batch's flows alone that no earlier flow can join (_joinable_groups):
+    # not read. One goes back to being read if an earlier flow of it turns up.
+    thin: set[tuple[str, str]] = set()
+    read_back: set[tuple[str, str]] = set()
+    bounded = not cross and cfg.match_window_days < 10**6
     while True:
         # every flow of a group that can pair (its receiver named), found through the
         # movements of the group: the table holds each current flow once, under its
         # group (cross-source: every group of the receiver; see _group_movements)
         todo = sorted(g for g in groups if g[1] and g not in loaded)
         loaded.update(todo)
+        if bounded:
+            alone_new = [g for g in todo if g not in thin and g not in read_back
+                         and by_group[g].keys() <= fresh]
+            joinable = _joinable_groups(conn, alone_new, {
+                g: list(by_group[g].values()) for g in alone_new}, cfg)
+            thin.update(g for g in alone_new if g not in joinable)
+            todo = [g for g in todo if g not in thin]
         receivers = sorted({g[1] for g in todo} - scanned) if cross else []
         scanned.update(receivers)
         # a group's movements hold every movement of its flows (with ``cross``, their
@@ -1147,6 +1227,14 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
                 grew = True
         # the current flows of every replaced movement are rebuilt with it
         grew = take(fetch(wanted)) or grew
+        dead_groups = {(r.src_org, r.dst_org) for r in dead.values()} if thin else set()
+        back = {g for g in thin if by_group[g].keys() - fresh
+                or (g[0][:200], g[1][:200]) in dead_groups}
+        if back:  # an earlier flow of the group is in play after all: read it whole
+            thin -= back
+            read_back |= back
+            loaded -= back
+            grew = True
         if not grew:
             break
     members_flows = [fl for g in sorted(groups) for fl in by_group.get(g, {}).values()]

@@ -87,6 +87,8 @@ class Movement(Base):
     __table_args__ = (
         Index("ix_movement_src", "src_org", "src_activity"),
         Index("ix_movement_dst", "dst_org", "dst_activity"),
+        # an update reads the groups (src org, dst org) a batch touches
+        Index("ix_movement_group", "src_org", "dst_org"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
