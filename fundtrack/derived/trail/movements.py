@@ -432,8 +432,8 @@ def clusters(flows: list[CashFlow], cfg: TrailConfig) -> list[list[CashFlow]]:
             when = flows[i].value_date
             if when is None:
                 continue
-            first, last = _around(when, window)
-            lo, hi = bisect_left(days, first), bisect_right(days, last)
+            earliest, latest = _around(when, window)
+            lo, hi = bisect_left(days, earliest), bisect_right(days, latest)
             if lo == hi:
                 continue
             join(i, dated[lo])
