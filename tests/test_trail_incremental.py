@@ -582,3 +582,24 @@ def test_random_files_update_equals_rebuild(engine, tmp_path, monkeypatch):
     # every method
     assert sum(skipped) == 28
     assert methods == {"single": 191, "amount-date": 26, "linked": 6, "lump": 2}
+
+
+def test_a_window_of_centuries_keeps_to_the_calendar():
+    """``FUNDTRACK_MATCH_WINDOW_DAYS`` of 900,000 (under the 10**6 that means "any
+    date"): the window's bounds stop at the first and last day there are, no overflow;
+    a disbursement of 2023 and a receipt of 1900 are one cluster."""
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from fundtrack.derived.trail.config import TrailConfig
+    from fundtrack.derived.trail.movements import CashFlow, _around, clusters
+    from fundtrack.records import FlowKind
+
+    assert _around(date(2023, 1, 1), timedelta(days=900_000)) == (date.min, date(4487, 2, 12))
+    cfg = TrailConfig(match_tolerance=Decimal("0.02"), match_window_days=900_000,
+                      period="year")
+    flows = [CashFlow(i + 1, kind, ("XA", ""), ("XB", ""), True, Decimal(100), "USD",
+                      Decimal(100), when, None, None, None, f"k{i}")
+             for i, (kind, when) in enumerate(((FlowKind.DISBURSEMENT, date(2023, 5, 1)),
+                                               (FlowKind.INCOMING_FUNDS, date(1900, 5, 1))))]
+    assert [len(c) for c in clusters(flows, cfg)] == [2]
