@@ -730,6 +730,11 @@ def build_rows(flows: list[CashFlow], cfg: TrailConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def _stored(g: tuple[str, str]) -> tuple[str, str]:
+    """A group (src org, dst org) as the movement table stores it (its columns' widths)."""
+    return g[0][:200], g[1][:200]
+
+
 def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str],
          dst: tuple[str, str], amount: Decimal, amount_usd: Decimal | None) -> dict[str, Any]:
     other = mirror or c
@@ -1057,8 +1062,9 @@ def _joinable_groups(conn: Connection, groups: list[tuple[str, str]],
                 joins.append(t.c.dst_activity.in_(dsts))
             if joins:
                 wheres.append((f.c.kind == other) & or_(*joins))
+        src, dst = _stored(g)
         q = (select(t.c.id).select_from(t.join(f, f.c.id == t.c.flow_id))
-             .where(t.c.src_org == g[0][:200], t.c.dst_org == g[1][:200], or_(*wheres))
+             .where(t.c.src_org == src, t.c.dst_org == dst, or_(*wheres))
              .limit(1))
         if conn.execute(q).first() is not None:
             out.add(g)
@@ -1111,7 +1117,8 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     without aggregators, any flow :func:`pair` skips) is a movement alone, so its pair is
     not read for it; without aggregators only the :func:`clusters` of a pair that hold a
     flow of the batch (or a pair an earlier flow left or changed in, whole) are re-paired,
-    the others keep their movements (:func:`_touched_clusters`).
+    the others keep their movements (:func:`_touched_clusters`); a pair holding the batch's
+    flows alone that no earlier flow can join is not read at all (:func:`_joinable_groups`).
     """
     cfg = cfg or TrailConfig()
     f, a, t = m.Flow.__table__, m.Activity.__table__, Movement.__table__
@@ -1229,7 +1236,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
         grew = take(fetch(wanted)) or grew
         dead_groups = {(r.src_org, r.dst_org) for r in dead.values()} if thin else set()
         back = {g for g in thin if by_group[g].keys() - fresh
-                or (g[0][:200], g[1][:200]) in dead_groups}
+                or _stored(g) in dead_groups}
         if back:  # an earlier flow of the group is in play after all: read it whole
             thin -= back
             read_back |= back
@@ -1274,7 +1281,8 @@ def _touched_clusters(flows: list[CashFlow], dead: dict[int, Any], fresh: set[in
                       seeds: set[int], gone: set[int], cfg: TrailConfig
                       ) -> tuple[list[CashFlow], dict[int, Any]]:
     """Of the current flows and old movements an update read (no aggregator's flow
-    anywhere; every group read whole), the flows to re-pair and the movements they
+    anywhere; every group read whole but those holding the batch's flows alone that no
+    earlier flow can join, :func:`_joinable_groups`), the flows to re-pair and the movements they
     replace: the :func:`clusters` holding a flow of the batch (``fresh``: new rows,
     no movement yet), the whole group of every earlier flow that changed or went
     (``gone``, or among ``seeds`` with another group than its old movements': its old
@@ -1296,7 +1304,7 @@ def _touched_clusters(flows: list[CashFlow], dead: dict[int, Any], fresh: set[in
     every current flow of a movement that goes is re-paired.
     """
     def gkey(fl: CashFlow) -> tuple[str, str]:
-        return (fl.src[0][:200], fl.dst[0][:200])  # as movements store them
+        return _stored((fl.src[0], fl.dst[0]))
 
     def ids(r: Any) -> set[int]:
         return {r.flow_id} if r.mirror_flow_id is None else {r.flow_id, r.mirror_flow_id}
