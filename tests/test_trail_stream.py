@@ -205,3 +205,41 @@ def test_rebuild_tells_postgresql_how_many_parts_a_movement_has(engine, db_kind)
     assert (moves, parts) == (416, 427)
     # (only ours: the server may keep options of its own there)
     assert [o for o in opts if o.startswith("n_distinct=")] == ["n_distinct=-0.974239"]  # 416/427
+
+
+def test_rank_keys_orders_as_python_compares_the_keys(engine):
+    """A full rebuild gives the rule ranks of the sort keys, not the keys (issue 17: a third
+    of its records' memory). The table sorts them, so its order must be Python's (code
+    points): on PostgreSQL the column is given a linguistic collation here (ICU's root
+    order puts 'a' before 'B' and 'é' before 'Z'), which the ranking must not follow."""
+    from fundtrack.derived.trail import attribution
+
+    assert import_file(engine, PAGES / "dportal_130.xml").status == "applied"
+    keys = ["b", "B", "a|x", "a-x", "é", "e", "Z", "a x", "a|x", "", "a|x\u00a0"]
+    with engine.begin() as c:
+        if c.dialect.name == "postgresql":
+            c.exec_driver_sql('ALTER TABLE movement ALTER COLUMN sort_key TYPE text '
+                              'COLLATE "und-x-icu"')
+        ids = [r[0] for r in c.execute(select(Movement.__table__.c.id)
+                                       .order_by(Movement.__table__.c.id))]
+        assert len(ids) > len(keys)
+        t = Movement.__table__
+        for mid, k in zip(ids, keys, strict=False):
+            c.execute(t.update().where(t.c.id == mid).values(sort_key=k))
+        moves = attribution.load_moves(c, TrailConfig())
+        before = {mv.id: mv.key for mv in moves}
+        attribution.rank_keys(c, moves)
+    ranks = {mv.id: mv.key for mv in moves}
+    assert all(isinstance(r, int) for r in ranks.values())
+    # the same order as the keys, ties (two 'a|x') kept as ties
+    pairs = sorted(moves, key=lambda mv: mv.id)
+    for a in pairs:
+        for b in pairs[:40]:
+            ka, kb = before[a.id], before[b.id]
+            assert (ka < kb) == (ranks[a.id] < ranks[b.id]), (ka, kb)
+            assert (ka == kb) == (ranks[a.id] == ranks[b.id]), (ka, kb)
+    first = [ranks[i] for i in ids[:len(keys)]]
+    by_rank = [k for _, k in sorted(zip(first, keys, strict=True))]
+    assert by_rank == ["", "B", "Z", "a x", "a-x", "a|x", "a|x", "a|x\u00a0", "b", "e", "é"]
+    assert first[keys.index("a|x")] == first[8]  # equal keys, equal ranks
+    assert first[9] == 0  # the empty key is the least of the table's

@@ -67,11 +67,13 @@ def load_moves(conn: Connection, cfg: TrailConfig, where: Any = None) -> list[Mo
 
 
 def moves_from_rows(rows: list[dict[str, Any]], cfg: TrailConfig,
-                    shared: dict[Any, Any] | None = None) -> list[Move]:
+                    shared: dict[Any, Any] | None = None, keys: bool = True) -> list[Move]:
     """The movement rows a full rebuild has just written, as the engine's records (the
     same values :func:`load_moves` would read back). ``shared``: one per rebuild, so equal
     accounts, codes and currencies are one object each (8M movements at 10M flows), and a
-    USD amount written as the amount is the amount's object."""
+    USD amount written as the amount is the amount's object. ``keys=False``: each record's
+    key is left 0, for :func:`rank_keys` to fill once every row is written (a sort key is
+    ~170 bytes, a third of a record)."""
     by_year = cfg.period != "all"
     one = (shared if shared is not None else {}).setdefault
     out = []
@@ -90,7 +92,7 @@ def moves_from_rows(rows: list[dict[str, Any]], cfg: TrailConfig,
         value_date, earmarking = r["value_date"], r["earmarking"]
         earmark = ((country, sector)
                    if earmarking in EARMARKED and (country or sector) else None)
-        out.append(Move(id=r["id"], key=r["sort_key"], src=one(src, src), dst=one(dst, dst),
+        out.append(Move(id=r["id"], key=r["sort_key"] if keys else 0, src=one(src, src), dst=one(dst, dst),
                         terminal=r["kind"] == "expenditure", amount=amount, currency=cur,
                         amount_usd=usd,
                         period=one(value_date.year, value_date.year)
@@ -98,6 +100,29 @@ def moves_from_rows(rows: list[dict[str, Any]], cfg: TrailConfig,
                         earmark=None if earmark is None else one(earmark, earmark),
                         country=country, sector=sector))
     return out
+
+
+def rank_keys(conn: Connection, moves: list[Move]) -> None:
+    """Give each of ``moves`` (every movement of the table) its sort key's rank among all
+    the table's keys in place of the key: equal keys get equal ranks, so the rule, which
+    uses a key only to order the movements of one account (:mod:`engine`), orders them as
+    it would by the keys themselves, ties included. The table sorts the keys (by code
+    point, as Python compares strings), so they are never all held: 170 bytes a movement
+    at 1M (a third of the records' memory) become a small int and, while this runs, an
+    index by id."""
+    by_id = {mv.id: mv for mv in moves}
+    t = Movement.__table__
+    key = t.c.sort_key.collate("C") if conn.dialect.name == "postgresql" else t.c.sort_key
+    rank, last, n = -1, None, 0
+    rows = conn.execute(select(t.c.id, t.c.sort_key).order_by(key)
+                        .execution_options(yield_per=50_000))
+    for mid, k in rows:
+        if k != last:
+            rank, last = rank + 1, k
+        by_id[mid].key = rank  # a KeyError: a movement of the table not among ``moves``
+        n += 1
+    if n != len(by_id) or n != len(moves):
+        raise ValueError(f"rank_keys: {len(moves):,} records for {n:,} movements")
 
 
 def _move(mid: int, key: str, src_org: str, src_act: str, dst_org: str, dst_act: str,
@@ -213,6 +238,11 @@ def write(conn: Connection, parts: dict[int, list[Part]] | dict[int, Parts], mov
                                for mid, ps in parts.items()), rollup)
 
 
+#: Parts a streamed write holds before it inserts them (SQLite; PostgreSQL sends each as
+#: it comes): ~500 bytes each as Decimals and row dicts, so 100,000 held 50 MB.
+PARTS_CHUNK = 20_000
+
+
 def write_stream(conn: Connection, parts: Iterable[tuple[Move, Parts]],
                  rollup: reach.Rollup | None = None) -> int:
     """Store each movement's parts as they come (the engine may still be computing the
@@ -229,7 +259,7 @@ def write_stream(conn: Connection, parts: Iterable[tuple[Move, Parts]],
         chunk[mv.id] = ps.decimals()
         currency[mv.id] = mv.currency
         held += len(chunk[mv.id])
-        if held >= 100_000:
+        if held >= PARTS_CHUNK:
             n += _insert(conn, chunk, currency)
             chunk, currency, held = {}, {}, 0
     return n + _insert(conn, chunk, currency)

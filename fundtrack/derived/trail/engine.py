@@ -46,7 +46,7 @@ ZERO = Decimal(0)
 @dataclass(slots=True)
 class Move:
     id: int
-    key: str
+    key: str | int  # orders an account's movements; a full rebuild's are ranks of the keys
     src: Account
     dst: Account
     terminal: bool
@@ -287,7 +287,7 @@ def _attribute(moves: Iterable[Move], source_reasons: dict[Account, str] | None,
         yield by_id[mid], ps
 
 
-def _key(mv: Move) -> str:
+def _key(mv: Move) -> str | int:
     return mv.key
 
 

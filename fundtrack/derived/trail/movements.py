@@ -847,7 +847,14 @@ class _Writer:
         if self.keep is not None:
             from fundtrack.derived.trail.attribution import moves_from_rows
 
-            self.keep.extend(moves_from_rows(rows, self.cfg, self.shared))
+            # keys are ranked once the table is whole (:meth:`rank_kept`)
+            self.keep.extend(moves_from_rows(rows, self.cfg, self.shared, keys=False))
+
+    def rank_kept(self) -> None:
+        if self.keep:
+            from fundtrack.derived.trail.attribution import rank_keys
+
+            rank_keys(self.conn, self.keep)
 
 
 def _match_row(p: Match) -> dict[str, Any]:
@@ -875,10 +882,11 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None,
 
     ``keep``: receives the movements written as the attribution engine's records
     (:class:`~fundtrack.derived.trail.engine.Move`), so the attribution that follows need
-    not read them back; ``pending``: receives the table's index builds instead of running
-    them; ``stats``: receives ``flows`` (cash flows read) and ``peak_held`` (most
-    disbursements and incoming funds held in memory at once, spill buffer included) and
-    ``held_back`` (those kept for :func:`cross_source`)."""
+    not read them back (their keys are ranks:
+    :func:`~fundtrack.derived.trail.attribution.rank_keys`); ``pending``: receives the
+    table's index builds instead of running them; ``stats``: receives ``flows`` (cash
+    flows read) and ``peak_held`` (most disbursements and incoming funds held in memory at
+    once, spill buffer included) and ``held_back`` (those kept for :func:`cross_source`)."""
     cfg = cfg or TrailConfig()
     # attribution first: on SQLite its rows go with the movements they point at.
     dialect.empty(conn, "attribution", "movement")
@@ -928,6 +936,7 @@ def rebuild(conn: Connection, cfg: TrailConfig | None = None,
             out.add(_single_row(fl))
     del rest, crossed
     out.flush()
+    out.rank_kept()
     t2 = time.perf_counter()
     if pending is not None:  # the caller starts them when it has Python work to overlap
         pending.append(builds)
