@@ -54,10 +54,10 @@ class Settings:
     attribution_period: str = field(
         default_factory=lambda: os.environ.get("FUNDTRACK_ATTRIBUTION_PERIOD", "year"))
     #: ``fundtrack import`` of many files: the most flows (the ledger's and the set's) one
-    #: rebuild of the derived tables may hold, for its memory (about 190 MB and 0.55 kB a
-    #: flow: ~0.75 GB at the default; docs/performance.md); past it the rest of the set is
-    #: updated file by file. Lower it on a small machine (150,000: ~300 MB), raise it where
-    #: memory allows.
+    #: rebuild of the derived tables may hold, for its memory (about 190 MB and 0.37 kB a
+    #: flow: ~0.55 GB at the default; docs/performance.md); past it the rest of the set is
+    #: updated file by file. Lower it on a small machine (150,000 keeps it under 300 MB),
+    #: raise it where memory allows.
     rebuild_max_flows: int = field(
         default_factory=lambda: int(os.environ.get("FUNDTRACK_REBUILD_MAX_FLOWS", 1_000_000)))
     #: Folder of the 1325 accounting data (rules, NAPs); empty: the one shipped.
