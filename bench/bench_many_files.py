@@ -109,29 +109,25 @@ def generated_set(spec: str) -> list[Path]:
     money-trail generator's agencies, pooled funds and NGOs, a new tag per file), made once
     in ``bench/out/many-generated-NxF``: issue 17's (c) in files of realistic size."""
     n, per_file = (int(x) for x in spec.split(","))
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_one_file import write_file
-
     out = ROOT / "bench" / "out" / f"many-generated-{n}x{per_file}"
     out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(n):
-        dest = out / f"{i:04d}.xml"
-        if not dest.exists():
-            write_file(dest, f"m{i}", per_file)
-        files.append(dest)
-    return files
+    return [_generated(out / f"{i:04d}.xml", i, per_file) for i in range(n)]
 
 
 def one_more(spec: str) -> Path:
     """The file after a ``--generated`` set: the next tag, the same size (an upload into
     the organisation pairs the set already holds)."""
     n, per_file = (int(x) for x in spec.split(","))
-    from bench_one_file import write_file
+    return _generated(ROOT / "bench" / "out" / f"one-more-{n}x{per_file}.xml", n, per_file)
 
-    dest = ROOT / "bench" / "out" / f"one-more-{n}x{per_file}.xml"
+
+def _generated(dest: Path, i: int, per_file: int) -> Path:
+    """The ``i``-th generated file (tag ``m{i}``) at ``dest``, written once."""
     if not dest.exists():
-        write_file(dest, f"m{n}", per_file)
+        sys.path.insert(0, str(ROOT / "bench"))
+        from bench_one_file import write_file
+
+        write_file(dest, f"m{i}", per_file)
     return dest
 
 
@@ -273,6 +269,8 @@ def main() -> None:
                          "file into an empty database")
     ap.add_argument("--floor-child", nargs="+")
     args = ap.parse_args()
+    if args.then_one and not args.generated:
+        ap.error("--then-one needs --generated N,F")
     if args.floor_child:
         floor_child(args.floor_child)
         return

@@ -32,7 +32,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, or_, select
+from sqlalchemy import Connection, String, Table, delete, or_, select
 from sqlalchemy import update as sa_update
 
 from fundtrack.db import dialect
@@ -134,6 +134,15 @@ class ActivityOrgs(dict[str, str]):
             org = self.canon.get(org, org)
             if ident not in self or org < self[ident]:
                 self[ident] = org
+
+
+#: Days :func:`pair` counts between two flows when either is undated: a matching window
+#: this wide or wider takes every flow of a group as within it.
+UNDATED_DAYS = 10**6
+#: The widths of a movement's organisation and activity columns: rows are cut to them,
+#: and anything compared with stored rows is cut the same way.
+ORG_WIDTH = cast(int, cast(String, Movement.__table__.c.src_org.type).length)
+ACTIVITY_WIDTH = cast(int, cast(String, Movement.__table__.c.src_activity.type).length)
 
 
 #: The columns :func:`_cash_flow` reads, in its order.
@@ -330,7 +339,7 @@ def pair_groups(flows: list[CashFlow], cfg: TrailConfig) -> list[Match]:
                     if diff is None:
                         continue
                     days = (abs((d.value_date - f.value_date).days)
-                            if d.value_date and f.value_date else 10**6)
+                            if d.value_date and f.value_date else UNDATED_DAYS)
                     if method == "amount-date" and days > cfg.match_window_days:
                         continue
                     score = (days, diff, f.key)
@@ -393,7 +402,7 @@ def clusters(flows: list[CashFlow], cfg: TrailConfig) -> list[list[CashFlow]]:
     ordered as given, in the whole as in a cluster.) ``cross_source`` joins flows across
     groups and is not covered: callers handle aggregators' flows apart.
     """
-    if cfg.match_window_days >= 10**6:  # ``pair`` gives undated flows 10**6 days apart
+    if cfg.match_window_days >= UNDATED_DAYS:  # undated flows are within the window
         return [flows]
     parent = list(range(len(flows)))
 
@@ -732,7 +741,7 @@ def build_rows(flows: list[CashFlow], cfg: TrailConfig) -> list[dict[str, Any]]:
 
 def _stored(g: tuple[str, str]) -> tuple[str, str]:
     """A group (src org, dst org) as the movement table stores it (its columns' widths)."""
-    return g[0][:200], g[1][:200]
+    return g[0][:ORG_WIDTH], g[1][:ORG_WIDTH]
 
 
 def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str],
@@ -741,8 +750,8 @@ def _row(c: CashFlow, mirror: CashFlow | None, method: str, src: tuple[str, str]
     return {
         "flow_id": c.id, "mirror_flow_id": mirror.id if mirror else None, "method": method,
         "kind": "expenditure" if c.kind is FlowKind.EXPENDITURE else "transfer",
-        "src_org": src[0][:200], "src_activity": src[1][:300],
-        "dst_org": dst[0][:200], "dst_activity": dst[1][:300],
+        "src_org": src[0][:ORG_WIDTH], "src_activity": src[1][:ACTIVITY_WIDTH],
+        "dst_org": dst[0][:ORG_WIDTH], "dst_activity": dst[1][:ACTIVITY_WIDTH],
         "amount": amount, "currency": c.currency, "amount_usd": amount_usd,
         "value_date": c.value_date, "earmarking": c.earmarking or other.earmarking,
         "recipient_country": c.country or other.country, "sector_code": c.sector or other.sector,
@@ -1063,8 +1072,8 @@ def _joinable_groups(conn: Connection, groups: list[tuple[str, str]],
             if len(ranges) > _MAX_RANGES:
                 ranges = [[ranges[0][0], ranges[-1][1]]]
             joins += [t.c.value_date.between(lo, hi) for lo, hi in ranges]
-            srcs = sorted({fl.src[1][:300] for fl in mine if fl.src[1]})
-            dsts = sorted({fl.dst[1][:300] for fl in mine if fl.dst[1]})
+            srcs = sorted({fl.src[1][:ACTIVITY_WIDTH] for fl in mine if fl.src[1]})
+            dsts = sorted({fl.dst[1][:ACTIVITY_WIDTH] for fl in mine if fl.dst[1]})
             if srcs:
                 joins.append(t.c.src_activity.in_(srcs))
             if dsts:
@@ -1205,7 +1214,7 @@ def update(conn: Connection, batch_id: int, cfg: TrailConfig | None = None,
     # not read. One goes back to being read if an earlier flow of it turns up.
     thin: set[tuple[str, str]] = set()
     read_back: set[tuple[str, str]] = set()
-    bounded = not cross and cfg.match_window_days < 10**6
+    bounded = not cross and cfg.match_window_days < UNDATED_DAYS
     while True:
         # every flow of a group that can pair (its receiver named), found through the
         # movements of the group: the table holds each current flow once, under its
